@@ -1,0 +1,90 @@
+//! The command line as typed: raw clap types, no validation beyond syntax. `options.rs` turns these
+//! into the options the program runs with.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "torture",
+    version,
+    about = "Crash-torture lab for SQLite: fork writers, kill them at seeded points, recover, verify every acknowledged commit, record to CSV.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 no violation, 1 a violation of SQLite's documented promises, 2 bad usage, 3 lab error (worker-error trials), 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the built-in pragma profiles and what each sets.
+    Profiles {
+        /// Also list the profiles of this TOML file.
+        #[arg(long)]
+        profile_file: Option<PathBuf>,
+    },
+    /// List the workloads.
+    Workloads,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Profiles to torture, comma-separated; `*` globs (`wal-*`, `*-full`) and `all` work.
+    #[arg(short, long, value_delimiter = ',', default_value = "wal-full")]
+    pub profile: Vec<String>,
+
+    /// A TOML file of custom profiles (`[[profile]]` tables); they join the built-in ones.
+    #[arg(long)]
+    pub profile_file: Option<PathBuf>,
+
+    /// Workload each writer runs: inserts, bank or mixed.
+    #[arg(short, long, default_value = "inserts")]
+    pub workload: String,
+
+    /// Trials per profile.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub iterations: u64,
+
+    /// Master seed; every trial's seed derives from it and the trial's index. Random if omitted.
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+
+    /// Trials run in parallel (default: the number of cores).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+
+    /// Results folder (default: a new folder under ./results).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+
+    /// Where trial databases live (default: a private folder on /dev/shm when there is one, else the
+    /// system temp dir). Point it at a real file system to test that file system.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// Kill point: after K acknowledged commits, K drawn from `LOW..HIGH` (e.g. `1..20`), or at a time
+    /// drawn from a window since the fork (e.g. `2ms..30ms`).
+    #[arg(long, default_value = "1..20")]
+    pub kill_after: String,
+
+    /// With a commit window: an extra delay drawn from this window before the kill.
+    #[arg(long, default_value = "0us..500us")]
+    pub kill_delay: String,
+
+    /// Kill a trial that has not reached its kill point after this long, and say so in the CSV.
+    #[arg(long, default_value = "10s")]
+    pub trial_timeout: String,
+
+    /// Commits after which a writer stops by itself (the trial then ends without a kill).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_commits: u64,
+
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}

@@ -1,0 +1,287 @@
+//! Validated run options: the one place bad input dies, with one line that names the fix.
+//! Everything is checked before the results folder is created, so a refused run writes nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use torture_workloads::{Profile, Workload};
+
+use crate::cli::RunArgs;
+use crate::kill_point::{parse_duration, KillPolicy};
+use crate::seed;
+
+/// A usage error: printed as `torture: <message>` and exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// The options a run executes with.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub profiles: Vec<Profile>,
+    pub workload: Workload,
+    pub iterations: u64,
+    pub seed: u64,
+    pub jobs: usize,
+    pub out_dir: PathBuf,
+    /// The folder under which the run makes its private folder of trial databases.
+    pub work_base: PathBuf,
+    pub kill: KillPolicy,
+    pub trial_timeout: Duration,
+    pub max_commits: u64,
+    pub progress: bool,
+    /// The command line, as recorded in failure notes.
+    pub command_line: String,
+}
+
+impl RunOptions {
+    /// Trials in the whole run: `iterations` of every profile, interleaved.
+    pub fn total_trials(&self) -> u64 {
+        self.iterations * self.profiles.len() as u64
+    }
+
+    /// Which profile trial `index` uses: profiles take turns so machine noise hits them alike.
+    pub fn profile_of(&self, index: u64) -> &Profile {
+        &self.profiles[(index % self.profiles.len() as u64) as usize]
+    }
+
+    pub fn validate(args: RunArgs, command_line: String) -> Result<RunOptions, UsageError> {
+        let profiles = select_profiles(&args.profile, args.profile_file.as_deref())?;
+        let workload = Workload::parse(&args.workload).ok_or_else(|| {
+            usage(format!(
+                "unknown workload `{}`; choose one of: {}",
+                args.workload,
+                Workload::ALL.map(|w| w.name()).join(", ")
+            ))
+        })?;
+        if args.iterations == 0 {
+            return Err(usage("--iterations 0 runs nothing; give at least 1"));
+        }
+        let jobs = match args.jobs {
+            Some(0) => return Err(usage("--jobs 0 runs nothing; give at least 1")),
+            Some(j) if j > 256 => return Err(usage("--jobs is at most 256")),
+            Some(j) => j,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let kill = KillPolicy::parse(&args.kill_after, &args.kill_delay).map_err(usage)?;
+        let trial_timeout = parse_duration(&args.trial_timeout)
+            .map_err(|e| usage(format!("--trial-timeout: {e}")))?;
+        if trial_timeout.is_zero() {
+            return Err(usage("--trial-timeout must be more than 0"));
+        }
+        if kill.latest() >= trial_timeout {
+            return Err(usage(format!(
+                "the kill window ends after --trial-timeout {}; raise --trial-timeout or shorten the window",
+                args.trial_timeout
+            )));
+        }
+        if args.max_commits == 0 {
+            return Err(usage("--max-commits 0 writes nothing; give at least 1"));
+        }
+        let seed = args.seed.unwrap_or_else(seed::fresh_master_seed);
+        let work_base = match args.dir {
+            Some(d) => {
+                check_writable_dir(&d, "--dir")?;
+                d
+            }
+            None => default_work_base(),
+        };
+        let out_dir = args
+            .out
+            .unwrap_or_else(|| PathBuf::from("results").join(default_run_name(seed)));
+        check_out_dir(&out_dir)?;
+        Ok(RunOptions {
+            profiles,
+            workload,
+            iterations: args.iterations,
+            seed,
+            jobs,
+            out_dir,
+            work_base,
+            kill,
+            trial_timeout,
+            max_commits: args.max_commits,
+            progress: !args.no_progress,
+            command_line,
+        })
+    }
+}
+
+/// Resolves `--profile` names (with `*` globs and `all`) against the built-in and file profiles.
+fn select_profiles(names: &[String], file: Option<&Path>) -> Result<Vec<Profile>, UsageError> {
+    let mut known = Profile::builtins();
+    let mut from_file = Vec::new();
+    if let Some(path) = file {
+        from_file = Profile::load_file(path).map_err(|e| usage(e.to_string()))?;
+        for p in &from_file {
+            known.retain(|k| k.name != p.name);
+        }
+        known.extend(from_file.iter().cloned());
+    }
+    // With a profile file and no explicit --profile, run the file's profiles.
+    let names: Vec<String> = if file.is_some() && names == ["wal-full"] {
+        from_file.iter().map(|p| p.name.clone()).collect()
+    } else {
+        names.iter().map(|n| n.trim().to_string()).collect()
+    };
+    let mut chosen: Vec<Profile> = Vec::new();
+    for name in &names {
+        if name.is_empty() {
+            return Err(usage("an empty profile name in --profile; separate names with single commas"));
+        }
+        let matches: Vec<&Profile> = if name == "all" {
+            known.iter().filter(|p| is_matrix_name(&p.name)).collect()
+        } else {
+            known.iter().filter(|p| glob_match(name, &p.name)).collect()
+        };
+        if matches.is_empty() {
+            return Err(usage(format!(
+                "unknown profile `{name}`; run `torture profiles` to list them, or define it in a --profile-file"
+            )));
+        }
+        for p in matches {
+            if !chosen.iter().any(|c| c.name == p.name) {
+                chosen.push(p.clone());
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// The 24 `<journal_mode>-<synchronous>` profiles are what `all` means.
+fn is_matrix_name(name: &str) -> bool {
+    name.split('-').count() == 2
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            if !name.starts_with(head) {
+                return false;
+            }
+            let tail = &name[head.len()..];
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+fn default_work_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && check_writable_dir(shm, "/dev/shm").is_ok() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+fn check_writable_dir(dir: &Path, what: &str) -> Result<(), UsageError> {
+    if !dir.is_dir() {
+        return Err(usage(format!(
+            "{what} {} is not a directory; create it or point {what} elsewhere",
+            dir.display()
+        )));
+    }
+    tempfile::tempfile_in(dir).map(drop).map_err(|e| {
+        usage(format!(
+            "{what} {} is not writable ({e}); point {what} at a folder you can write",
+            dir.display()
+        ))
+    })
+}
+
+/// The results folder must be new or empty, and creatable: refuse before anything runs.
+fn check_out_dir(out: &Path) -> Result<(), UsageError> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(usage(format!(
+                "--out {} is a file; give a folder",
+                out.display()
+            )));
+        }
+        let has_entries = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true);
+        if has_entries {
+            return Err(usage(format!(
+                "--out {} already holds results; give a new folder",
+                out.display()
+            )));
+        }
+        return check_writable_dir(out, "--out");
+    }
+    // Find the nearest existing ancestor and check it is writable, without creating anything.
+    let mut ancestor = out.parent();
+    while let Some(a) = ancestor {
+        let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
+        if a.exists() {
+            return check_writable_dir(a, "--out").map_err(|_| {
+                usage(format!(
+                    "cannot create --out {}: {} is not a writable folder; choose another --out",
+                    out.display(),
+                    a.display()
+                ))
+            });
+        }
+        ancestor = a.parent();
+    }
+    Ok(())
+}
+
+/// `YYYYMMDD-HHMMSS-seed<seed>` in UTC.
+fn default_run_name(seed: u64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-seed{seed}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_select_profiles() {
+        let all = select_profiles(&["all".into()], None).unwrap();
+        assert_eq!(all.len(), 24);
+        let wal = select_profiles(&["wal-*".into()], None).unwrap();
+        assert!(wal.iter().all(|p| p.name.starts_with("wal-")));
+        assert!(wal.len() >= 4);
+        let full = select_profiles(&["*-full".into(), "wal-full".into()], None).unwrap();
+        assert_eq!(full.len(), 6, "duplicates are dropped");
+        assert!(select_profiles(&["wal-fulll".into()], None).is_err());
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+    }
+}

@@ -1,0 +1,105 @@
+//! What a trial found, typed, built in one place: the outcome class, the verdict against SQLite's
+//! promises, and the CSV row.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What the recovery check found after the writers died. The kebab-case names are the CSV's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// integrity_check ok, every acknowledged commit present, invariants hold.
+    Intact,
+    /// An acknowledged commit is missing.
+    LostCommit,
+    /// A partial transaction is visible or the workload's invariant broke.
+    Atomicity,
+    /// `PRAGMA integrity_check` did not answer `ok`, or a read failed with SQLITE_CORRUPT.
+    Corrupt,
+    /// The database could not be opened or recovered (not a database, cannot open, I/O error).
+    OpenFailed,
+    /// A writer failed before the kill for a reason of its own; the trial says nothing about SQLite.
+    WorkerError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Intact,
+        Outcome::LostCommit,
+        Outcome::Atomicity,
+        Outcome::Corrupt,
+        Outcome::OpenFailed,
+        Outcome::WorkerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Intact => "intact",
+            Outcome::LostCommit => "lost-commit",
+            Outcome::Atomicity => "atomicity",
+            Outcome::Corrupt => "corrupt",
+            Outcome::OpenFailed => "open-failed",
+            Outcome::WorkerError => "worker-error",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome read against what SQLite documents for the profile and the fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Intact.
+    Ok,
+    /// Not intact, but SQLite does not promise otherwise for this profile (e.g. `journal_mode=OFF`).
+    Expected,
+    /// Not intact although SQLite promises it would be: a finding, or a bug in the lab.
+    Violation,
+    /// The trial could not be judged (worker error).
+    LabError,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Expected => "expected",
+            Verdict::Violation => "violation",
+            Verdict::LabError => "lab-error",
+        }
+    }
+}
+
+/// One row of `trials.csv`. Field order is column order; `results/README.md` describes each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    /// Global trial index in the run (unique; also the failure folder's name).
+    pub iteration: u64,
+    /// This trial's own seed, derived from the master seed and `iteration`.
+    pub seed: u64,
+    pub profile: String,
+    /// journal_mode in force (read back), not merely requested.
+    pub journal_mode: String,
+    /// synchronous in force (read back).
+    pub synchronous: String,
+    pub connections: u32,
+    pub processes: u32,
+    pub workload: String,
+    pub fault: String,
+    pub kill_point: String,
+    pub acked_commits: u64,
+    pub recovered_commits: u64,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub busy_errors: u64,
+    pub pragma_fallback: String,
+    pub duration_us: u64,
+    pub sqlite_version: String,
+}

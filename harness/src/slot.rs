@@ -1,0 +1,90 @@
+//! A slot: a child process of the parent that runs trials one after another, as the parent hands it
+//! trial indices, and sends back one JSON line per finished trial. Slots give parallelism while every
+//! process that forks stays single-threaded, and the parent never touches a database.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use torture_workloads::{Profile, Workload};
+
+use crate::options::RunOptions;
+use crate::trial::{self, SlotFiles};
+use crate::writer::{die_with_parent, exit_now};
+
+/// The body of slot process `slot`. Never returns.
+pub fn run_slot(
+    opts: &RunOptions,
+    slot: usize,
+    work_dir: &Path,
+    commands: OwnedFd,
+    results: OwnedFd,
+) -> ! {
+    die_with_parent();
+    // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
+    // at the terminal reaches only the parent, which decides what to do.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+    let dir = work_dir.join(format!("slot-{slot}"));
+    if std::fs::create_dir_all(&dir).is_err() {
+        exit_now(4);
+    }
+    let files = SlotFiles {
+        db: dir.join("trial.db"),
+        close_in_writers: vec![trial::raw(&commands), trial::raw(&results)],
+        dir,
+    };
+    let sqlite_version = rusqlite::version();
+    let mut templates: HashMap<usize, Result<PathBuf, String>> = HashMap::new();
+    let mut commands = File::from(commands);
+    let mut results = File::from(results);
+    let mut buf = [0u8; 8];
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        if commands.read_exact(&mut buf).is_err() {
+            exit_now(0);
+        }
+        let index = u64::from_le_bytes(buf);
+        let profile_index = (index % opts.profiles.len() as u64) as usize;
+        let template = templates.entry(profile_index).or_insert_with(|| {
+            let path = files.dir.join(format!("start-{profile_index}.db"));
+            make_starting_database(&path, &opts.profiles[profile_index], opts.workload)
+                .map(|()| path)
+                .map_err(|e| e.to_string())
+        });
+        let record = trial::run_trial(
+            opts,
+            index,
+            &files,
+            template.as_ref().map(PathBuf::as_path).map_err(String::as_str),
+            sqlite_version,
+        );
+        line.clear();
+        if serde_json::to_writer(&mut line, &record).is_err() {
+            exit_now(5);
+        }
+        line.push(b'\n');
+        if results.write_all(&line).is_err() {
+            exit_now(0);
+        }
+    }
+}
+
+/// Makes the database every trial of a profile starts from: schema, starting rows, page size and
+/// (for WAL) the persistent journal mode, closed cleanly. Trials copy it, which is cheaper than
+/// creating a database and means each trial starts from a database that already exists.
+pub fn make_starting_database(
+    path: &Path,
+    profile: &Profile,
+    workload: Workload,
+) -> rusqlite::Result<()> {
+    for suffix in crate::evidence::SIDECARS {
+        let _ = std::fs::remove_file(crate::evidence::with_suffix(path, suffix));
+    }
+    let conn = Connection::open(path)?;
+    profile.prepare_new_database(&conn)?;
+    workload.create_schema(&conn)?;
+    conn.close().map_err(|(_, e)| e)
+}

@@ -1,0 +1,317 @@
+//! One trial, as a slot runs it: fresh database, fork the writers, kill them at the trial's kill point,
+//! reap them, snapshot the files, recover and verify, and build the CSV row.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::time::TimeSpec;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use torture_workloads::Profile;
+
+use crate::ack::TrialEvents;
+use crate::evidence::{self, Snapshot};
+use crate::kill_point::KillPoint;
+use crate::options::RunOptions;
+use crate::oracle;
+use crate::outcome::{Outcome, TrialRecord};
+use crate::seed;
+use crate::verdict::{self, Fault};
+use crate::writer::{self, WriterPlan};
+
+/// The files a slot reuses trial after trial.
+pub struct SlotFiles {
+    pub dir: PathBuf,
+    pub db: PathBuf,
+    /// Descriptors the slot holds that writers must not inherit (closed in the child after fork).
+    pub close_in_writers: Vec<RawFd>,
+}
+
+impl SlotFiles {
+    /// Removes the previous trial's database and sidecars.
+    fn clear(&self) {
+        for suffix in evidence::SIDECARS {
+            let _ = std::fs::remove_file(evidence::with_suffix(&self.db, suffix));
+        }
+    }
+}
+
+/// How the writers' lives ended.
+#[derive(Debug, Default)]
+struct Ending {
+    /// Writers that died of something other than our SIGKILL or a clean exit.
+    abnormal: Vec<String>,
+    timed_out: bool,
+    completed: bool,
+}
+
+/// Runs trial `index` of the run and returns its row. Failure evidence is saved here, before the
+/// record leaves the slot.
+pub fn run_trial(
+    opts: &RunOptions,
+    index: u64,
+    files: &SlotFiles,
+    template: Result<&Path, &str>,
+    sqlite_version: &str,
+) -> TrialRecord {
+    let started = Instant::now();
+    let profile = opts.profile_of(index);
+    let trial_seed = seed::trial_seed(opts.seed, index);
+    let kill_point = opts.kill.draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM));
+
+    files.clear();
+    let mut events = TrialEvents::default();
+    let mut ending = Ending::default();
+    let setup = template
+        .map_err(|e| format!("making the starting database: {e}"))
+        .and_then(|t| {
+            std::fs::copy(t, &files.db).map_err(|e| format!("copying the starting database: {e}"))
+        })
+        .and_then(|_| {
+            run_writers(
+                opts,
+                profile,
+                files,
+                trial_seed,
+                kill_point,
+                &mut events,
+                &mut ending,
+            )
+        });
+
+    let snapshot = Snapshot::take(&files.db);
+    let verification = match &setup {
+        Ok(()) => oracle::recover_and_verify(&files.db, opts.workload, &events.acked),
+        Err(_) => oracle::Verification::not_run(),
+    };
+
+    let requested = profile.journal_mode.as_str();
+    let (journal_mode, synchronous, fallback) = match &events.in_force {
+        Some(f) => {
+            let mut fb = profile.fallbacks(f).join("; ");
+            if !events.disagreeing_writers.is_empty() {
+                fb.push_str(&format!(
+                    "{}writers {:?} reported other pragmas",
+                    if fb.is_empty() { "" } else { "; " },
+                    events.disagreeing_writers
+                ));
+            }
+            (f.journal_mode.clone(), f.synchronous.clone(), fb)
+        }
+        None => (
+            requested.to_string(),
+            profile.synchronous.as_str().to_string(),
+            "unknown: killed before any writer read its pragmas back".to_string(),
+        ),
+    };
+
+    // A worker error only decides the outcome when the database itself is fine.
+    let mut lab_problems: Vec<String> = Vec::new();
+    if let Err(e) = &setup {
+        lab_problems.push(e.clone());
+    }
+    for (w, code, text) in &events.errors {
+        lab_problems.push(format!("writer {w}: {code}: {text}"));
+    }
+    lab_problems.extend(ending.abnormal.iter().cloned());
+    let (outcome, mut detail) =
+        if (verification.outcome == Outcome::Intact || setup.is_err()) && !lab_problems.is_empty() {
+            (Outcome::WorkerError, lab_problems.join("; "))
+        } else {
+            let mut d = verification.detail.clone();
+            if !lab_problems.is_empty() {
+                d.push_str(&format!("; also: {}", lab_problems.join("; ")));
+            }
+            (verification.outcome, d)
+        };
+    if ending.timed_out {
+        detail = format!("trial timeout before the kill point; {detail}")
+            .trim_end_matches("; ")
+            .to_string();
+    }
+    let kill_point_text = if ending.completed {
+        format!("{kill_point} (not reached: writers finished)")
+    } else if ending.timed_out {
+        format!("{kill_point} (not reached: timeout)")
+    } else {
+        kill_point.to_string()
+    };
+
+    let fault = Fault::SigKill;
+    let mut record = TrialRecord {
+        iteration: index,
+        seed: trial_seed,
+        profile: profile.name.clone(),
+        journal_mode: journal_mode.clone(),
+        synchronous,
+        connections: profile.connections,
+        processes: profile.processes,
+        workload: opts.workload.name().to_string(),
+        fault: fault.as_str().to_string(),
+        kill_point: kill_point_text,
+        acked_commits: events.acks_total,
+        recovered_commits: verification.recovered_commits,
+        outcome,
+        verdict: verdict::judge(outcome, &journal_mode, fault),
+        detail,
+        busy_errors: events.busy,
+        pragma_fallback: fallback,
+        duration_us: 0,
+        sqlite_version: sqlite_version.to_string(),
+    };
+    if outcome != Outcome::Intact {
+        if let Err(e) = evidence::save(
+            &opts.out_dir.join("failures"),
+            &snapshot,
+            &record,
+            profile,
+            opts.seed,
+            &opts.command_line,
+        ) {
+            record
+                .detail
+                .push_str(&format!("; evidence not saved: {e}"));
+        }
+    }
+    record.duration_us = started.elapsed().as_micros() as u64;
+    record
+}
+
+/// Forks the writer processes, waits for the kill point, kills and reaps them, and drains their
+/// acknowledgements. Returns Err only when the writers could not be started.
+fn run_writers(
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    trial_seed: u64,
+    kill_point: KillPoint,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<(), String> {
+    let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| format!("pipe: {e}"))?;
+    // The writers block on a full pipe rather than lose an acknowledgement.
+    set_blocking(&ack_write);
+    let plan = WriterPlan {
+        db: &files.db,
+        profile,
+        workload: opts.workload,
+        trial_seed,
+        max_commits: opts.max_commits,
+    };
+    let mut pids = Vec::with_capacity(profile.processes as usize);
+    for p in 0..profile.processes {
+        // SAFETY: the slot is single-threaded and holds no SQLite connection at this point.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(ack_read);
+                for &fd in &files.close_in_writers {
+                    // SAFETY: these descriptors belong to the slot, which this child no longer is.
+                    unsafe { libc::close(fd) };
+                }
+                writer::run_writer_process(&plan, p, ack_write);
+            }
+            Ok(ForkResult::Parent { child }) => pids.push(child),
+            Err(e) => {
+                kill_all(&pids);
+                reap_all(&pids, ending);
+                return Err(format!("fork: {e}"));
+            }
+        }
+    }
+    drop(ack_write);
+
+    let started = Instant::now();
+    let timeout_at = started + opts.trial_timeout;
+    let mut kill_at = match kill_point {
+        KillPoint::AfterTime { after } => Some(started + after),
+        KillPoint::AfterAcks { acks: 0, delay } => Some(started + delay),
+        KillPoint::AfterAcks { .. } => None,
+    };
+    let mut open = true;
+    loop {
+        let now = Instant::now();
+        if kill_at.is_some_and(|t| now >= t) {
+            break;
+        }
+        if now >= timeout_at {
+            ending.timed_out = true;
+            break;
+        }
+        if !open {
+            ending.completed = true;
+            break;
+        }
+        let until = kill_at.unwrap_or(timeout_at).min(timeout_at);
+        wait_readable(ack_read.as_fd(), until - now);
+        open = events.read_from(ack_read.as_fd());
+        if let (None, KillPoint::AfterAcks { acks, delay }) = (kill_at, kill_point) {
+            if events.acks_total >= acks {
+                kill_at = Some(Instant::now() + delay);
+            }
+        }
+    }
+    kill_all(&pids);
+    reap_all(&pids, ending);
+    // Every writer is dead, so every write end is closed: read to the end of the pipe.
+    while events.read_from(ack_read.as_fd()) {}
+    Ok(())
+}
+
+fn set_blocking(fd: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+    }
+}
+
+/// Waits until the pipe is readable or `wait` has passed, with microsecond resolution.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let ts = TimeSpec::from_duration(wait);
+    let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
+}
+
+fn kill_all(pids: &[Pid]) {
+    for &pid in pids {
+        // ESRCH: already gone, which is fine.
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+fn reap_all(pids: &[Pid], ending: &mut Ending) {
+    for &pid in pids {
+        loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) | Ok(WaitStatus::Exited(_, 0)) => {
+                    break
+                }
+                Ok(WaitStatus::Exited(_, code)) => {
+                    ending
+                        .abnormal
+                        .push(format!("writer pid {pid} exited with status {code}"));
+                    break;
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    ending
+                        .abnormal
+                        .push(format!("writer pid {pid} died of {sig}"));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Raw descriptor of an owned fd, for `SlotFiles::close_in_writers`.
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

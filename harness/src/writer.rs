@@ -1,0 +1,98 @@
+//! The writer: what runs in a forked child. It opens the database only after the fork, applies the
+//! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
+//! commit to its slot only after COMMIT returned.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use rusqlite::Connection;
+use torture_workloads::{Profile, Workload};
+
+use crate::ack::AckSender;
+use crate::seed;
+use crate::sqlite_error;
+
+/// Everything a writer process needs, fixed before the fork.
+pub struct WriterPlan<'a> {
+    pub db: &'a Path,
+    pub profile: &'a Profile,
+    pub workload: Workload,
+    pub trial_seed: u64,
+    pub max_commits: u64,
+}
+
+/// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
+/// and exits the process. Never returns: a forked child must not unwind into its parent's code.
+pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: OwnedFd) -> ! {
+    die_with_parent();
+    let conns = plan.profile.connections;
+    let first = process_index * conns;
+    if conns == 1 {
+        run_connection(plan, first, ack.as_fd());
+    } else {
+        std::thread::scope(|s| {
+            for t in 0..conns {
+                let fd = ack.as_fd();
+                s.spawn(move || run_connection(plan, first + t, fd));
+            }
+        });
+    }
+    exit_now(0)
+}
+
+/// One connection's life: open, configure, then commit until killed or capped.
+fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
+    let mut tx = AckSender::new(fd);
+    let mut conn = match Connection::open(plan.db) {
+        Ok(c) => c,
+        Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+    };
+    let in_force = loop {
+        match plan.profile.apply(&conn) {
+            Ok(f) => break f,
+            // Several connections switching modes at once: the losers are told BUSY.
+            Err(e) if sqlite_error::is_busy(&e) => {
+                tx.busy(writer);
+                std::thread::yield_now();
+            }
+            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+        }
+    };
+    tx.ready(writer, &in_force);
+    let mut rng = seed::rng_for(plan.trial_seed, seed::WRITER_STREAM_BASE + u64::from(writer));
+    let mut seq = 1;
+    while seq <= plan.max_commits {
+        match plan
+            .workload
+            .run_transaction(&mut conn, writer, seq, &mut rng)
+        {
+            Ok(()) => {
+                tx.ack(writer, seq);
+                seq += 1;
+            }
+            Err(e) if sqlite_error::is_busy(&e) => {
+                tx.busy(writer);
+                std::thread::yield_now();
+            }
+            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+        }
+    }
+    tx.done(writer);
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, so no child outlives the harness.
+pub fn die_with_parent() {
+    let parent = nix::unistd::getppid();
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // The parent may have died before the request took effect.
+    if nix::unistd::getppid() != parent {
+        exit_now(1);
+    }
+}
+
+/// Ends a forked child at once: no destructors, no atexit handlers, no buffered output of the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and takes no pointers.
+    unsafe { libc::_exit(code) }
+}

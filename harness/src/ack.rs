@@ -1,18 +1,29 @@
-//! The line protocol writers use to tell their slot what happened, over one pipe shared by every writer
-//! of a trial. Each message is one `write(2)` of less than PIPE_BUF bytes, so lines from different
-//! processes and threads never interleave.
+//! How writers tell their slot what happened.
+//!
+//! Acknowledgements go through an [`AckBoard`]: memory shared between the slot and its writers,
+//! where each writer stores the `seq` of its latest commit after COMMIT returned. A store costs no
+//! syscall and wakes nobody, and the memory outlives a SIGKILLed writer, so the slot reads exactly
+//! what was acknowledged. Only the ack that reaches the trial's kill threshold wakes the slot.
+//!
+//! Everything else is a line on one pipe shared by every writer of a trial. Each message is one
+//! `write(2)` of less than PIPE_BUF bytes, so lines from different processes and threads never
+//! interleave.
 //!
 //! ```text
 //! ready <writer> <journal_mode> <synchronous> <locking_mode> <mmap_size>
-//! ack <writer> <seq>            sent only after COMMIT returned
-//! busy <writer>                 a transaction failed with SQLITE_BUSY/LOCKED and will be retried
+//! reached <writer>              this writer's ack brought the total to the kill threshold
 //! error <writer> <code> <text>  the writer gave up for a reason of its own
 //! done <writer>                 the writer reached its commit cap without being killed
 //! ```
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 use torture_workloads::InForce;
 
@@ -37,12 +48,8 @@ impl<'a> AckSender<'a> {
         ));
     }
 
-    pub fn ack(&mut self, writer: u32, seq: u64) {
-        self.send(format_args!("ack {writer} {seq}\n"));
-    }
-
-    pub fn busy(&mut self, writer: u32) {
-        self.send(format_args!("busy {writer}\n"));
+    pub fn reached(&mut self, writer: u32) {
+        self.send(format_args!("reached {writer}\n"));
     }
 
     pub fn done(&mut self, writer: u32) {
@@ -72,6 +79,91 @@ impl<'a> AckSender<'a> {
     }
 }
 
+/// Words before the per-writer slots: total acks, kill threshold, busy count, spare.
+const HEADER_WORDS: usize = 4;
+const TOTAL: usize = 0;
+const WAKE_AT: usize = 1;
+const BUSY: usize = 2;
+
+/// Shared memory of one slot, inherited by every writer it forks: per-writer latest acknowledged
+/// `seq`, the total of acknowledgements, and the busy-error count.
+pub struct AckBoard {
+    words: NonNull<AtomicU64>,
+    len: usize,
+}
+
+// SAFETY: every access goes through atomics in a mapping that lives as long as the board.
+unsafe impl Send for AckBoard {}
+unsafe impl Sync for AckBoard {}
+
+impl AckBoard {
+    pub fn new(max_writers: usize) -> std::io::Result<AckBoard> {
+        let len = HEADER_WORDS + max_writers;
+        let bytes = NonZeroUsize::new(len * 8).expect("non-empty board");
+        // SAFETY: a fresh anonymous mapping, not aliased by anything else.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                bytes,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }?;
+        Ok(AckBoard {
+            words: ptr.cast(),
+            len,
+        })
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.len, "writer index beyond the ack board");
+        // SAFETY: in bounds (checked above); the mapping is page-aligned and zero-initialised.
+        unsafe { &*self.words.as_ptr().add(i) }
+    }
+
+    /// Clears the board for a trial of `writers` writers whose kill waits for `wake_at` acks.
+    pub fn reset(&self, writers: usize, wake_at: u64) {
+        for i in 0..HEADER_WORDS + writers {
+            self.word(i).store(0, Ordering::Relaxed);
+        }
+        self.word(WAKE_AT).store(wake_at, Ordering::Release);
+    }
+
+    /// Called by a writer after COMMIT returned. True when this ack reached the kill threshold.
+    pub fn record_ack(&self, writer: u32, seq: u64) -> bool {
+        self.word(HEADER_WORDS + writer as usize)
+            .store(seq, Ordering::Release);
+        let total = self.word(TOTAL).fetch_add(1, Ordering::AcqRel) + 1;
+        total == self.word(WAKE_AT).load(Ordering::Acquire)
+    }
+
+    pub fn record_busy(&self) {
+        self.word(BUSY).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.word(TOTAL).load(Ordering::Acquire)
+    }
+
+    pub fn busy(&self) -> u64 {
+        self.word(BUSY).load(Ordering::Acquire)
+    }
+
+    pub fn acked(&self, writer: u32) -> u64 {
+        self.word(HEADER_WORDS + writer as usize)
+            .load(Ordering::Acquire)
+    }
+}
+
+impl Drop for AckBoard {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length.
+        unsafe {
+            let _ = munmap(self.words.cast(), self.len * 8);
+        }
+    }
+}
+
 /// The slot side: everything the writers of one trial reported.
 #[derive(Debug, Default)]
 pub struct TrialEvents {
@@ -86,6 +178,8 @@ pub struct TrialEvents {
     /// `(writer, code, text)` of every `error`.
     pub errors: Vec<(u32, String, String)>,
     pub done: u32,
+    /// A writer said the kill threshold was reached.
+    pub reached: bool,
     partial: Vec<u8>,
 }
 
@@ -106,16 +200,12 @@ impl TrialEvents {
     fn parse_line(&mut self, line: &str) {
         let mut parts = line.splitn(4, ' ');
         let kind = parts.next().unwrap_or("");
-        let writer: u32 = parts.next().and_then(|w| w.parse().ok()).unwrap_or(u32::MAX);
+        let writer: u32 = parts
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(u32::MAX);
         match kind {
-            "ack" => {
-                if let Some(seq) = parts.next().and_then(|s| s.parse::<u64>().ok()) {
-                    let e = self.acked.entry(writer).or_insert(0);
-                    *e = (*e).max(seq);
-                    self.acks_total += 1;
-                }
-            }
-            "busy" => self.busy += 1,
+            "reached" => self.reached = true,
             "done" => self.done += 1,
             "ready" => {
                 let fields: Vec<&str> = line.split(' ').skip(2).collect();
@@ -140,6 +230,18 @@ impl TrialEvents {
             }
             _ => {}
         }
+    }
+
+    /// Takes the acknowledgements and busy count from the board, once every writer is dead.
+    pub fn absorb(&mut self, board: &AckBoard, writers: u32) {
+        for w in 0..writers {
+            let seq = board.acked(w);
+            if seq > 0 {
+                self.acked.insert(w, seq);
+            }
+        }
+        self.acks_total = board.total();
+        self.busy = board.busy();
     }
 
     /// Reads what is available on a non-blocking pipe. Returns false at end of file.
@@ -169,15 +271,40 @@ mod tests {
     #[test]
     fn lines_split_across_reads_are_parsed_once() {
         let mut ev = TrialEvents::default();
-        ev.feed(b"ready 0 wal full normal 0\nack 0 1\nack 0 ");
-        ev.feed(b"2\nbusy 1\nack 1 1\nerror 1 SQLITE_IOERR disk I/O error\n");
-        assert_eq!(ev.acks_total, 3);
-        assert_eq!(ev.acked[&0], 2);
-        assert_eq!(ev.acked[&1], 1);
-        assert_eq!(ev.busy, 1);
+        ev.feed(b"ready 0 wal full normal 0\nreac");
+        ev.feed(b"hed 0\ndone 1\nerror 1 SQLITE_IOERR disk I/O error\n");
+        assert!(ev.reached);
+        assert_eq!(ev.done, 1);
         assert_eq!(ev.in_force.as_ref().unwrap().journal_mode, "wal");
         assert_eq!(ev.errors[0].1, "SQLITE_IOERR");
         assert_eq!(ev.errors[0].2, "disk I/O error");
+    }
+
+    #[test]
+    fn the_board_counts_acks_across_a_fork() {
+        let board = AckBoard::new(4).unwrap();
+        board.reset(4, 3);
+        assert!(!board.record_ack(0, 1));
+        // SAFETY: the child only touches the shared board and exits at once.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                board.record_ack(2, 7);
+                board.record_busy();
+                let reached = board.record_ack(2, 8);
+                unsafe { libc::_exit(if reached { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        let mut ev = TrialEvents::default();
+        ev.absorb(&board, 4);
+        assert_eq!(ev.acked, BTreeMap::from([(0, 1), (2, 8)]));
+        assert_eq!((ev.acks_total, ev.busy), (3, 1));
+        board.reset(4, 1);
+        assert_eq!(board.total(), 0);
+        assert_eq!(board.acked(2), 0);
     }
 
     #[test]

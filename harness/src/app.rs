@@ -20,7 +20,11 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::CLEAN };
+            let code = if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::CLEAN
+            };
             let _ = e.print();
             return code;
         }
@@ -120,7 +124,11 @@ fn run(args: RunArgs, command_line: String) -> i32 {
         end.elapsed.as_secs_f64(),
         opts.seed
     );
-    println!("reproduce: {} --seed {}", strip_seed(&opts.command_line), opts.seed);
+    println!(
+        "reproduce: {} --seed {}",
+        strip_seed(&opts.command_line),
+        opts.seed
+    );
     println!("results:   {}", trials_path.display());
     if let Err(e) = summary_written {
         eprintln!("torture: could not write {}: {e}", summary_path.display());
@@ -129,7 +137,15 @@ fn run(args: RunArgs, command_line: String) -> i32 {
     if failures.is_dir() {
         println!("evidence:  {}", failures.display());
     }
-    if summary.violations() > 0 {
+    let not_intact: u64 = Outcome::ALL
+        .iter()
+        .filter(|o| o.is_damage())
+        .map(|&o| summary.count(o))
+        .sum();
+    if opts.fail_on_any && not_intact > 0 {
+        println!("FAILED (--fail-on any): {not_intact} trial(s) were not intact");
+        exit_code::VIOLATION
+    } else if summary.violations() > 0 {
         println!(
             "VIOLATION: {} trial(s) broke a promise SQLite documents for their profile; see the evidence folder",
             summary.violations()
@@ -155,7 +171,10 @@ fn shell_words(args: &[OsString]) -> String {
     args.iter()
         .map(|a| {
             let s = a.to_string_lossy();
-            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c)) {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
+            {
                 s.into_owned()
             } else {
                 format!("'{}'", s.replace('\'', "'\\''"))

@@ -72,8 +72,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "1..20")]
     pub kill_after: String,
 
-    /// With a commit window: an extra delay drawn from this window before the kill.
-    #[arg(long, default_value = "0us..500us")]
+    /// With a commit window: an extra delay drawn from this window before the kill, so kills land
+    /// anywhere inside a transaction (one takes 10-100us on tmpfs), not just after an ack.
+    #[arg(long, default_value = "0us..100us")]
     pub kill_delay: String,
 
     /// Kill a trial that has not reached its kill point after this long, and say so in the CSV.
@@ -83,6 +84,11 @@ pub struct RunArgs {
     /// Commits after which a writer stops by itself (the trial then ends without a kill).
     #[arg(long, default_value_t = 100_000)]
     pub max_commits: u64,
+
+    /// What makes the run exit 1: `violation` (only outcomes SQLite's documentation rules out for the
+    /// profile) or `any` (any trial that is not intact, as a team testing its own profile wants).
+    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
+    pub fail_on: String,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]

@@ -11,27 +11,60 @@ use crate::outcome::TrialRecord;
 /// The suffixes of the files that make up one database on disk.
 pub const SIDECARS: [&str; 4] = ["", "-wal", "-shm", "-journal"];
 
-/// The database and its sidecar files, read into memory before recovery.
+/// The database and its sidecar files as the writers left them.
+///
+/// Recovery can change only two things: the `-shm` (rebuilt from the WAL) and, when a hot rollback
+/// journal exists, the database and the journal (rolled back, then deleted). Those are read into
+/// memory before the oracle runs. The oracle only reads and closes without checkpointing, so the
+/// database and `-wal` of every other trial are still as the writers left them afterwards, and are
+/// read then, only for trials that failed. This keeps the snapshot off the hot path.
 pub struct Snapshot {
     files: Vec<(String, Vec<u8>)>,
 }
 
 impl Snapshot {
-    /// Reads every file of the database that exists. Cheap on tmpfs: a few small reads.
-    pub fn take(db: &Path) -> Snapshot {
-        let mut files = Vec::new();
+    /// Reads what recovery of `db` may change. Call before the oracle opens it.
+    pub fn before_recovery(db: &Path) -> Snapshot {
+        let hot_journal = std::fs::metadata(with_suffix(db, "-journal")).is_ok_and(|m| m.len() > 0);
+        let mut snap = Snapshot { files: Vec::new() };
         for suffix in SIDECARS {
-            let path = with_suffix(db, suffix);
-            if let Ok(bytes) = std::fs::read(&path) {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                files.push((name, bytes));
+            if suffix == "-shm" || hot_journal {
+                snap.add(db, suffix);
             }
         }
-        Snapshot { files }
+        snap
     }
+
+    /// Adds the files recovery did not change. Call after the oracle, only to save evidence.
+    pub fn complete(&mut self, db: &Path) {
+        for suffix in SIDECARS {
+            let name = file_name(&with_suffix(db, suffix));
+            if !self.files.iter().any(|(n, _)| *n == name) {
+                self.add(db, suffix);
+            }
+        }
+    }
+
+    fn add(&mut self, db: &Path, suffix: &str) {
+        let path = with_suffix(db, suffix);
+        if let Ok(bytes) = std::fs::read(&path) {
+            self.files.push((file_name(&path), bytes));
+        }
+    }
+
+    /// File names and sizes, for tests and notes.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        self.files
+            .iter()
+            .map(|(n, b)| (n.clone(), b.len()))
+            .collect()
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `db` with `suffix` appended to its file name (`x.db` → `x.db-wal`).
@@ -54,7 +87,8 @@ struct TrialNote<'a> {
 /// Writes the snapshot and the note into `failures_dir/<iteration>/`.
 pub fn save(
     failures_dir: &Path,
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
+    db: &Path,
     record: &TrialRecord,
     profile: &Profile,
     master_seed: u64,
@@ -62,6 +96,7 @@ pub fn save(
 ) -> std::io::Result<PathBuf> {
     let dir = failures_dir.join(record.iteration.to_string());
     std::fs::create_dir_all(&dir)?;
+    snapshot.complete(db);
     for (name, bytes) in &snapshot.files {
         std::fs::write(dir.join(name), bytes)?;
     }

@@ -141,7 +141,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !micros.is_finite() || micros < 0.0 || micros > 1e15 {
+    if !micros.is_finite() || !(0.0..=1e15).contains(&micros) {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(Duration::from_micros(micros.round() as u64))

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub trial_timeout: Duration,
     pub max_commits: u64,
     pub progress: bool,
+    /// Exit 1 on any non-intact trial, not only on violations.
+    pub fail_on_any: bool,
     /// The command line, as recorded in failure notes.
     pub command_line: String,
 }
@@ -106,6 +108,7 @@ impl RunOptions {
             trial_timeout,
             max_commits: args.max_commits,
             progress: !args.no_progress,
+            fail_on_any: args.fail_on == "any",
             command_line,
         })
     }
@@ -131,7 +134,9 @@ fn select_profiles(names: &[String], file: Option<&Path>) -> Result<Vec<Profile>
     let mut chosen: Vec<Profile> = Vec::new();
     for name in &names {
         if name.is_empty() {
-            return Err(usage("an empty profile name in --profile; separate names with single commas"));
+            return Err(usage(
+                "an empty profile name in --profile; separate names with single commas",
+            ));
         }
         let matches: Vec<&Profile> = if name == "all" {
             known.iter().filter(|p| is_matrix_name(&p.name)).collect()
@@ -220,7 +225,11 @@ fn check_out_dir(out: &Path) -> Result<(), UsageError> {
     // Find the nearest existing ancestor and check it is writable, without creating anything.
     let mut ancestor = out.parent();
     while let Some(a) = ancestor {
-        let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
         if a.exists() {
             return check_writable_dir(a, "--out").map_err(|_| {
                 usage(format!(

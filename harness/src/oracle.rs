@@ -50,8 +50,15 @@ pub fn recover_and_verify(
         Ok(c) => c,
         Err(e) => return classify_error(&e, "open"),
     };
+    // The check only reads: skip the checkpoint SQLite would run when it closes a WAL database.
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
     // The first read runs recovery: hot-journal rollback, or rebuilding the WAL index.
-    if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)) {
+    if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         return classify_error(&e, "recovery");
     }
     let problems = match integrity_problems(&conn) {
@@ -66,7 +73,10 @@ pub fn recover_and_verify(
     if let Some(first) = problems.first() {
         let mut v = Verification::new(
             Outcome::Corrupt,
-            format!("integrity_check: {} error(s); first: {first}", problems.len()),
+            format!(
+                "integrity_check: {} error(s); first: {first}",
+                problems.len()
+            ),
         );
         v.recovered_commits = recovered_total;
         return v;
@@ -226,9 +236,47 @@ mod tests {
     }
 
     #[test]
+    fn the_check_leaves_the_database_and_its_wal_as_they_were() {
+        // The evidence snapshot relies on this: only -shm (and a hot journal) may change.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("w.db");
+        let mut c = Connection::open(&path).unwrap();
+        let _: String = c
+            .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
+            .unwrap();
+        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        Workload::Inserts.create_schema(&c).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for seq in 1..=20 {
+            Workload::Inserts
+                .run_transaction(&mut c, 0, seq, &mut rng)
+                .unwrap();
+        }
+        // Leave the files as a crash would: copy them while the writer still has them open.
+        let crashed = d.path().join("c.db");
+        std::fs::copy(&path, &crashed).unwrap();
+        std::fs::copy(d.path().join("w.db-wal"), d.path().join("c.db-wal")).unwrap();
+        drop(c);
+        let db_before = std::fs::read(&crashed).unwrap();
+        let wal_before = std::fs::read(d.path().join("c.db-wal")).unwrap();
+        assert!(wal_before.len() > 4096, "the WAL holds frames");
+        let v = recover_and_verify(&crashed, Workload::Inserts, &BTreeMap::from([(0, 20)]));
+        assert_eq!(v.outcome, Outcome::Intact, "{}", v.detail);
+        assert_eq!(std::fs::read(&crashed).unwrap(), db_before);
+        assert_eq!(
+            std::fs::read(d.path().join("c.db-wal")).unwrap(),
+            wal_before
+        );
+    }
+
+    #[test]
     fn a_missing_file_fails_to_open() {
         let d = tempfile::tempdir().unwrap();
-        let v = recover_and_verify(&d.path().join("nope.db"), Workload::Inserts, &BTreeMap::new());
+        let v = recover_and_verify(
+            &d.path().join("nope.db"),
+            Workload::Inserts,
+            &BTreeMap::new(),
+        );
         assert_eq!(v.outcome, Outcome::OpenFailed);
         assert!(v.detail.contains("SQLITE_CANTOPEN"), "{}", v.detail);
     }

@@ -33,6 +33,11 @@ impl Outcome {
         Outcome::WorkerError,
     ];
 
+    /// The database lost something: a commit, atomicity, its structure, or the ability to open.
+    pub fn is_damage(self) -> bool {
+        !matches!(self, Outcome::Intact | Outcome::WorkerError)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Intact => "intact",

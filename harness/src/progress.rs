@@ -17,7 +17,8 @@ impl Progress {
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+        let bar =
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
         bar.set_style(
             ProgressStyle::with_template(
                 "{bar:30.cyan/blue} {pos}/{len} {per_sec:>10} eta {eta:>4}  {msg}",

@@ -63,6 +63,7 @@ pub fn run(
         .prefix("torture-")
         .tempdir_in(&opts.work_base)?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);
+    let parent = nix::unistd::getpid();
     for s in 0..opts.jobs {
         let (cmd_r, cmd_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (res_r, res_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -73,7 +74,7 @@ pub fn run(
                 drop(slots);
                 drop(cmd_w);
                 drop(res_r);
-                slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w);
+                slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w, parent);
             }
             ForkResult::Parent { child } => {
                 let _ = nix::unistd::setpgid(child, child);
@@ -130,10 +131,7 @@ pub fn run(
         }
         let ready: Vec<i32> = fds
             .iter()
-            .filter(|f| {
-                f.revents()
-                    .is_some_and(|r| !r.is_empty())
-            })
+            .filter(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .map(|f| f.as_fd().as_raw_fd())
             .collect();
         drop(fds);
@@ -176,7 +174,11 @@ pub fn run(
 }
 
 /// Sends up to `n` more trial indices to a slot; closes its command pipe when there are none left.
-fn feed(slot: &mut SlotHandle, indices: &mut std::iter::Peekable<impl Iterator<Item = u64>>, n: u64) {
+fn feed(
+    slot: &mut SlotHandle,
+    indices: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    n: u64,
+) {
     for _ in 0..n {
         let Some(cmd) = slot.commands.as_mut() else {
             return;

@@ -51,6 +51,9 @@ mod tests {
         let mut b = rng_for(trial_seed(7, 3), KILL_STREAM);
         assert_eq!(a.next_u64(), b.next_u64());
         let mut w = rng_for(trial_seed(7, 3), WRITER_STREAM_BASE);
-        assert_ne!(rng_for(trial_seed(7, 3), KILL_STREAM).next_u64(), w.next_u64());
+        assert_ne!(
+            rng_for(trial_seed(7, 3), KILL_STREAM).next_u64(),
+            w.next_u64()
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use torture_workloads::{Profile, Workload};
 
+use crate::ack::AckBoard;
 use crate::options::RunOptions;
 use crate::trial::{self, SlotFiles};
 use crate::writer::{die_with_parent, exit_now};
@@ -22,8 +23,9 @@ pub fn run_slot(
     work_dir: &Path,
     commands: OwnedFd,
     results: OwnedFd,
+    parent: nix::unistd::Pid,
 ) -> ! {
-    die_with_parent();
+    die_with_parent(parent);
     // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
     // at the terminal reaches only the parent, which decides what to do.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
@@ -31,7 +33,12 @@ pub fn run_slot(
     if std::fs::create_dir_all(&dir).is_err() {
         exit_now(4);
     }
+    let max_writers = opts.profiles.iter().map(|p| p.writers()).max().unwrap_or(1);
+    let Ok(board) = AckBoard::new(max_writers as usize) else {
+        exit_now(4);
+    };
     let files = SlotFiles {
+        board,
         db: dir.join("trial.db"),
         close_in_writers: vec![trial::raw(&commands), trial::raw(&results)],
         dir,
@@ -58,9 +65,16 @@ pub fn run_slot(
             opts,
             index,
             &files,
-            template.as_ref().map(PathBuf::as_path).map_err(String::as_str),
+            template
+                .as_ref()
+                .map(PathBuf::as_path)
+                .map_err(String::as_str),
             sqlite_version,
         );
+        // Hand freed memory back to the kernel: the next fork then copies fewer page tables and the
+        // writer takes fewer copy-on-write faults.
+        // SAFETY: malloc_trim only releases free memory.
+        unsafe { libc::malloc_trim(0) };
         line.clear();
         if serde_json::to_writer(&mut line, &record).is_err() {
             exit_now(5);

@@ -84,6 +84,9 @@ mod tests {
         assert!(is_busy(&e));
         let e = rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_CORRUPT_VTAB), None);
         assert!(is_corrupt(&e));
-        assert_eq!(code_name(&rusqlite::Error::QueryReturnedNoRows), "RUST_NO_ROWS");
+        assert_eq!(
+            code_name(&rusqlite::Error::QueryReturnedNoRows),
+            "RUST_NO_ROWS"
+        );
     }
 }

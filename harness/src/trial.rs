@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use torture_workloads::Profile;
 
-use crate::ack::TrialEvents;
+use crate::ack::{AckBoard, TrialEvents};
 use crate::evidence::{self, Snapshot};
 use crate::kill_point::KillPoint;
 use crate::options::RunOptions;
@@ -29,6 +29,8 @@ pub struct SlotFiles {
     pub db: PathBuf,
     /// Descriptors the slot holds that writers must not inherit (closed in the child after fork).
     pub close_in_writers: Vec<RawFd>,
+    /// Shared memory the writers acknowledge commits on.
+    pub board: AckBoard,
 }
 
 impl SlotFiles {
@@ -61,7 +63,9 @@ pub fn run_trial(
     let started = Instant::now();
     let profile = opts.profile_of(index);
     let trial_seed = seed::trial_seed(opts.seed, index);
-    let kill_point = opts.kill.draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM));
+    let kill_point = opts
+        .kill
+        .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM));
 
     files.clear();
     let mut events = TrialEvents::default();
@@ -83,7 +87,7 @@ pub fn run_trial(
             )
         });
 
-    let snapshot = Snapshot::take(&files.db);
+    let mut snapshot = Snapshot::before_recovery(&files.db);
     let verification = match &setup {
         Ok(()) => oracle::recover_and_verify(&files.db, opts.workload, &events.acked),
         Err(_) => oracle::Verification::not_run(),
@@ -118,16 +122,17 @@ pub fn run_trial(
         lab_problems.push(format!("writer {w}: {code}: {text}"));
     }
     lab_problems.extend(ending.abnormal.iter().cloned());
-    let (outcome, mut detail) =
-        if (verification.outcome == Outcome::Intact || setup.is_err()) && !lab_problems.is_empty() {
-            (Outcome::WorkerError, lab_problems.join("; "))
-        } else {
-            let mut d = verification.detail.clone();
-            if !lab_problems.is_empty() {
-                d.push_str(&format!("; also: {}", lab_problems.join("; ")));
-            }
-            (verification.outcome, d)
-        };
+    let (outcome, mut detail) = if (verification.outcome == Outcome::Intact || setup.is_err())
+        && !lab_problems.is_empty()
+    {
+        (Outcome::WorkerError, lab_problems.join("; "))
+    } else {
+        let mut d = verification.detail.clone();
+        if !lab_problems.is_empty() {
+            d.push_str(&format!("; also: {}", lab_problems.join("; ")));
+        }
+        (verification.outcome, d)
+    };
     if ending.timed_out {
         detail = format!("trial timeout before the kill point; {detail}")
             .trim_end_matches("; ")
@@ -163,10 +168,12 @@ pub fn run_trial(
         duration_us: 0,
         sqlite_version: sqlite_version.to_string(),
     };
+    record.duration_us = started.elapsed().as_micros() as u64;
     if outcome != Outcome::Intact {
         if let Err(e) = evidence::save(
             &opts.out_dir.join("failures"),
-            &snapshot,
+            &mut snapshot,
+            &files.db,
             &record,
             profile,
             opts.seed,
@@ -177,7 +184,6 @@ pub fn run_trial(
                 .push_str(&format!("; evidence not saved: {e}"));
         }
     }
-    record.duration_us = started.elapsed().as_micros() as u64;
     record
 }
 
@@ -202,8 +208,17 @@ fn run_writers(
         workload: opts.workload,
         trial_seed,
         max_commits: opts.max_commits,
+        board: &files.board,
     };
+    files.board.reset(
+        profile.writers() as usize,
+        match kill_point {
+            KillPoint::AfterAcks { acks, .. } => acks,
+            KillPoint::AfterTime { .. } => 0,
+        },
+    );
     let mut pids = Vec::with_capacity(profile.processes as usize);
+    let slot_pid = nix::unistd::getpid();
     for p in 0..profile.processes {
         // SAFETY: the slot is single-threaded and holds no SQLite connection at this point.
         match unsafe { fork() } {
@@ -213,7 +228,7 @@ fn run_writers(
                     // SAFETY: these descriptors belong to the slot, which this child no longer is.
                     unsafe { libc::close(fd) };
                 }
-                writer::run_writer_process(&plan, p, ack_write);
+                writer::run_writer_process(&plan, p, ack_write, slot_pid);
             }
             Ok(ForkResult::Parent { child }) => pids.push(child),
             Err(e) => {
@@ -250,7 +265,7 @@ fn run_writers(
         wait_readable(ack_read.as_fd(), until - now);
         open = events.read_from(ack_read.as_fd());
         if let (None, KillPoint::AfterAcks { acks, delay }) = (kill_at, kill_point) {
-            if events.acks_total >= acks {
+            if events.reached || files.board.total() >= acks {
                 kill_at = Some(Instant::now() + delay);
             }
         }
@@ -259,6 +274,7 @@ fn run_writers(
     reap_all(&pids, ending);
     // Every writer is dead, so every write end is closed: read to the end of the pipe.
     while events.read_from(ack_read.as_fd()) {}
+    events.absorb(&files.board, profile.writers());
     Ok(())
 }
 

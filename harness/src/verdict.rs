@@ -51,11 +51,18 @@ mod tests {
                 Outcome::Corrupt,
                 Outcome::OpenFailed,
             ] {
-                assert_eq!(judge(o, mode, Fault::SigKill), Verdict::Violation, "{mode} {o}");
+                assert_eq!(
+                    judge(o, mode, Fault::SigKill),
+                    Verdict::Violation,
+                    "{mode} {o}"
+                );
             }
         }
         for mode in ["memory", "off"] {
-            assert_eq!(judge(Outcome::Corrupt, mode, Fault::SigKill), Verdict::Expected);
+            assert_eq!(
+                judge(Outcome::Corrupt, mode, Fault::SigKill),
+                Verdict::Expected
+            );
         }
         assert_eq!(judge(Outcome::Intact, "off", Fault::SigKill), Verdict::Ok);
         assert_eq!(
@@ -66,6 +73,9 @@ mod tests {
 
     #[test]
     fn an_unknown_mode_is_held_to_the_strict_promise() {
-        assert_eq!(judge(Outcome::Corrupt, "?", Fault::SigKill), Verdict::Violation);
+        assert_eq!(
+            judge(Outcome::Corrupt, "?", Fault::SigKill),
+            Verdict::Violation
+        );
     }
 }

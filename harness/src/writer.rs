@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use rusqlite::Connection;
 use torture_workloads::{Profile, Workload};
 
-use crate::ack::AckSender;
+use crate::ack::{AckBoard, AckSender};
 use crate::seed;
 use crate::sqlite_error;
 
@@ -20,12 +20,18 @@ pub struct WriterPlan<'a> {
     pub workload: Workload,
     pub trial_seed: u64,
     pub max_commits: u64,
+    pub board: &'a AckBoard,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
 /// and exits the process. Never returns: a forked child must not unwind into its parent's code.
-pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: OwnedFd) -> ! {
-    die_with_parent();
+pub fn run_writer_process(
+    plan: &WriterPlan<'_>,
+    process_index: u32,
+    ack: OwnedFd,
+    slot: nix::unistd::Pid,
+) -> ! {
+    die_with_parent(slot);
     let conns = plan.profile.connections;
     let first = process_index * conns;
     if conns == 1 {
@@ -53,14 +59,17 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
             Ok(f) => break f,
             // Several connections switching modes at once: the losers are told BUSY.
             Err(e) if sqlite_error::is_busy(&e) => {
-                tx.busy(writer);
+                plan.board.record_busy();
                 std::thread::yield_now();
             }
             Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
         }
     };
     tx.ready(writer, &in_force);
-    let mut rng = seed::rng_for(plan.trial_seed, seed::WRITER_STREAM_BASE + u64::from(writer));
+    let mut rng = seed::rng_for(
+        plan.trial_seed,
+        seed::WRITER_STREAM_BASE + u64::from(writer),
+    );
     let mut seq = 1;
     while seq <= plan.max_commits {
         match plan
@@ -68,11 +77,13 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
             .run_transaction(&mut conn, writer, seq, &mut rng)
         {
             Ok(()) => {
-                tx.ack(writer, seq);
+                if plan.board.record_ack(writer, seq) {
+                    tx.reached(writer);
+                }
                 seq += 1;
             }
             Err(e) if sqlite_error::is_busy(&e) => {
-                tx.busy(writer);
+                plan.board.record_busy();
                 std::thread::yield_now();
             }
             Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
@@ -82,10 +93,10 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
 }
 
 /// Asks the kernel to SIGKILL this process when its parent dies, so no child outlives the harness.
-pub fn die_with_parent() {
-    let parent = nix::unistd::getppid();
+/// `parent` is the forking process's pid, taken before the fork: if the parent died between the fork
+/// and the request, the child has already been re-parented and must go at once.
+pub fn die_with_parent(parent: nix::unistd::Pid) {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    // The parent may have died before the request took effect.
     if nix::unistd::getppid() != parent {
         exit_now(1);
     }

@@ -369,11 +369,10 @@ impl Profile {
         }
         conn.pragma_update(None, "cache_size", self.cache_size)?;
         if self.mmap_size > 0 {
-            let _: i64 = conn.query_row(
-                &format!("PRAGMA mmap_size={}", self.mmap_size),
-                [],
-                |r| r.get(0),
-            )?;
+            let _: i64 =
+                conn.query_row(&format!("PRAGMA mmap_size={}", self.mmap_size), [], |r| {
+                    r.get(0)
+                })?;
         }
         let journal_mode: String = conn.query_row(
             &format!("PRAGMA journal_mode={}", self.journal_mode.as_str()),
@@ -414,9 +413,21 @@ impl Profile {
                 out.push(format!("{what} {asked}->{got}"));
             }
         };
-        check("journal_mode", self.journal_mode.as_str(), &in_force.journal_mode);
-        check("synchronous", self.synchronous.as_str(), &in_force.synchronous);
-        check("locking_mode", self.locking_mode.as_str(), &in_force.locking_mode);
+        check(
+            "journal_mode",
+            self.journal_mode.as_str(),
+            &in_force.journal_mode,
+        );
+        check(
+            "synchronous",
+            self.synchronous.as_str(),
+            &in_force.synchronous,
+        );
+        check(
+            "locking_mode",
+            self.locking_mode.as_str(),
+            &in_force.locking_mode,
+        );
         check(
             "mmap_size",
             &self.mmap_size.to_string(),
@@ -502,6 +513,9 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let p = Profile::builtin("wal-full").unwrap();
         let f = p.apply(&conn).unwrap();
-        assert_eq!(p.fallbacks(&f), vec!["journal_mode wal->memory".to_string()]);
+        assert_eq!(
+            p.fallbacks(&f),
+            vec!["journal_mode wal->memory".to_string()]
+        );
     }
 }

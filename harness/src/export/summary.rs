@@ -80,27 +80,29 @@ pub struct Summary {
 
 impl Summary {
     pub fn add(&mut self, r: &TrialRecord) {
-        let idx = match self
-            .profiles
-            .iter()
-            .position(|p| p.profile == r.profile && p.workload == r.workload && p.fault == r.fault)
-        {
-            Some(i) => i,
-            None => {
-                self.profiles.push(ProfileStats {
-                    profile: r.profile.clone(),
-                    journal_mode: r.journal_mode.clone(),
-                    synchronous: r.synchronous.clone(),
-                    workload: r.workload.clone(),
-                    fault: r.fault.clone(),
-                    ..ProfileStats::default()
-                });
-                self.profiles.len() - 1
-            }
-        };
+        let idx =
+            match self.profiles.iter().position(|p| {
+                p.profile == r.profile && p.workload == r.workload && p.fault == r.fault
+            }) {
+                Some(i) => i,
+                None => {
+                    self.profiles.push(ProfileStats {
+                        profile: r.profile.clone(),
+                        journal_mode: r.journal_mode.clone(),
+                        synchronous: r.synchronous.clone(),
+                        workload: r.workload.clone(),
+                        fault: r.fault.clone(),
+                        ..ProfileStats::default()
+                    });
+                    self.profiles.len() - 1
+                }
+            };
         let p = &mut self.profiles[idx];
         p.trials += 1;
-        p.outcomes[Outcome::ALL.iter().position(|&o| o == r.outcome).unwrap_or(0)] += 1;
+        p.outcomes[Outcome::ALL
+            .iter()
+            .position(|&o| o == r.outcome)
+            .unwrap_or(0)] += 1;
         match r.verdict {
             Verdict::Expected => p.expected += 1,
             Verdict::Violation => p.violations += 1,
@@ -147,7 +149,10 @@ impl Summary {
                 survival_low95: format!("{lo:.6}"),
                 survival_high95: format!("{hi:.6}"),
                 busy_errors: p.busy_errors,
-                mean_acked_commits: format!("{:.1}", p.acked_commits as f64 / p.trials.max(1) as f64),
+                mean_acked_commits: format!(
+                    "{:.1}",
+                    p.acked_commits as f64 / p.trials.max(1) as f64
+                ),
                 mean_trial_us: p.duration_us / p.trials.max(1),
             })?;
         }
@@ -163,7 +168,16 @@ impl Summary {
         let _ = writeln!(
             out,
             "{:<26} {:>7} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6}  {:>8}  {:<17}  verdict",
-            "profile", "trials", "intact", "lost", "atom", "corrupt", "open", "w-err", "survival", "95% interval"
+            "profile",
+            "trials",
+            "intact",
+            "lost",
+            "atom",
+            "corrupt",
+            "open",
+            "w-err",
+            "survival",
+            "95% interval"
         );
         for p in &self.profiles {
             let (rate, lo, hi) = p.survival();

@@ -16,7 +16,9 @@ impl TrialsCsv {
     /// Creates the file (it must not exist) and writes the header.
     pub fn create(path: &Path) -> io::Result<TrialsCsv> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
         writer.write_record(header())?;
         writer.flush()?;
         Ok(TrialsCsv { writer })
@@ -107,7 +109,13 @@ mod tests {
         assert_eq!(read(&path).unwrap().len(), 1);
         csv.append(&sample(1, Outcome::Corrupt)).unwrap();
         let back = read(&path).unwrap();
-        assert_eq!(back, vec![sample(0, Outcome::Intact), sample(1, Outcome::Corrupt)]);
-        assert!(TrialsCsv::create(&path).is_err(), "never overwrites results");
+        assert_eq!(
+            back,
+            vec![sample(0, Outcome::Intact), sample(1, Outcome::Corrupt)]
+        );
+        assert!(
+            TrialsCsv::create(&path).is_err(),
+            "never overwrites results"
+        );
     }
 }

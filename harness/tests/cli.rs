@@ -1,0 +1,547 @@
+//! End-to-end tests: the real `torture` binary, real fork, real SIGKILL, real SQLite, small counts.
+//! The controls: profiles SQLite promises survive a process crash must never fail; profiles it says
+//! will corrupt must be caught.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn torture() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_torture"))
+}
+
+fn run(args: &[&str]) -> Output {
+    torture().args(args).output().expect("torture runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Reads a trials.csv into header-keyed rows.
+fn rows(out: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(out.join("trials.csv")).expect("trials.csv");
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("every row is complete");
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn out_dir(tmp: &tempfile::TempDir, name: &str) -> PathBuf {
+    tmp.path().join(name)
+}
+
+#[test]
+fn crash_safe_journal_modes_never_fail_under_sigkill_at_any_synchronous_level() {
+    // Negative control: DELETE, TRUNCATE, PERSIST and WAL at OFF/NORMAL/FULL/EXTRA.
+    let tmp = tempfile::tempdir().unwrap();
+    for workload in ["inserts", "bank", "mixed"] {
+        let out = out_dir(&tmp, workload);
+        let o = run(&[
+            "--profile",
+            "delete-*,truncate-*,persist-*,wal-*",
+            "--workload",
+            workload,
+            "--iterations",
+            "40",
+            "--seed",
+            "11",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stdout = text(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{workload}: {stdout}{}",
+            text(&o.stderr)
+        );
+        let rows = rows(&out);
+        assert!(rows.len() >= 16 * 40, "{}", rows.len());
+        let bad: Vec<_> = rows.iter().filter(|r| r["outcome"] != "intact").collect();
+        assert!(bad.is_empty(), "{workload}: {bad:?}");
+        assert!(rows.iter().all(|r| r["pragma_fallback"].is_empty()));
+        assert!(!out.join("failures").exists());
+    }
+}
+
+#[test]
+fn journal_mode_off_and_memory_killed_mid_transaction_are_caught() {
+    // Positive control: SQLite says these "will very likely go corrupt" when the process dies
+    // mid-transaction. The mixed workload's large transactions give the kill the chance.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "off");
+    let o = run(&[
+        "--profile",
+        "off-off,memory-off",
+        "--workload",
+        "mixed",
+        "--iterations",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    // Expected losses are not violations: exit 0.
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rows = rows(&out);
+    for profile in ["off-off", "memory-off"] {
+        let caught = rows
+            .iter()
+            .filter(|r| r["profile"] == profile && r["outcome"] != "intact")
+            .count();
+        assert!(caught > 0, "{profile}: no trial caught");
+        assert!(rows
+            .iter()
+            .filter(|r| r["profile"] == profile && r["outcome"] != "intact")
+            .all(|r| r["verdict"] == "expected"));
+    }
+    // Evidence of each caught trial: the database files and a note to reproduce it.
+    let bad = rows.iter().find(|r| r["outcome"] != "intact").unwrap();
+    let evidence = out.join("failures").join(&bad["iteration"]);
+    assert!(evidence.join("trial.db").exists());
+    let note = std::fs::read_to_string(evidence.join("trial.json")).unwrap();
+    assert!(
+        note.contains(&bad["seed"]) && note.contains("command_line"),
+        "{note}"
+    );
+    // The summary counts them as expected, and says so.
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.lines().count() == 3, "{summary}");
+    assert!(text(&o.stdout).contains("expected losses"));
+}
+
+#[test]
+fn fail_on_any_turns_expected_losses_into_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "any");
+    let o = run(&[
+        "--profile",
+        "memory-off",
+        "--workload",
+        "mixed",
+        "--iterations",
+        "300",
+        "--seed",
+        "5",
+        "--fail-on",
+        "any",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("--fail-on any"));
+}
+
+#[test]
+fn several_writer_processes_and_a_pool_share_one_database_safely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "pool");
+    let o = run(&[
+        "--profile",
+        "wal-full-4proc,wal-normal-pool10,delete-full-4proc,delete-full-pool10-nobusy",
+        "--workload",
+        "bank",
+        "--iterations",
+        "25",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let rows = rows(&out);
+    assert!(rows.iter().all(|r| r["outcome"] == "intact"));
+    let nobusy: u64 = rows
+        .iter()
+        .filter(|r| r["profile"] == "delete-full-pool10-nobusy")
+        .map(|r| r["busy_errors"].parse::<u64>().unwrap())
+        .sum();
+    assert!(nobusy > 0, "ten connections without busy_timeout contend");
+    assert!(rows
+        .iter()
+        .filter(|r| r["profile"] == "wal-full-4proc")
+        .all(|r| r["processes"] == "4"));
+}
+
+#[test]
+fn the_same_seed_draws_the_same_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for name in ["a", "b"] {
+        let out = out_dir(&tmp, name);
+        let o = run(&[
+            "--profile",
+            "wal-full,delete-normal",
+            "--iterations",
+            "20",
+            "--seed",
+            "99",
+            "--jobs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        let mut r: Vec<(u64, String, String, String)> = rows(&out)
+            .into_iter()
+            .map(|r| {
+                (
+                    r["iteration"].parse().unwrap(),
+                    r["seed"].clone(),
+                    r["profile"].clone(),
+                    r["kill_point"].clone(),
+                )
+            })
+            .collect();
+        r.sort();
+        runs.push(r);
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0].len(), 40);
+    // Profiles are interleaved: even iterations are the first profile.
+    assert!(runs[0]
+        .iter()
+        .all(|(i, _, p, _)| (i % 2 == 0) == (p == "wal-full")));
+}
+
+#[test]
+fn a_silent_pragma_fallback_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("p.toml");
+    // SQLite caps mmap_size at its compile-time maximum (2 GiB - 64 KiB) and says nothing.
+    std::fs::write(
+        &file,
+        "[[profile]]\nname = \"wal-bigmmap\"\nbase = \"wal-full\"\nmmap_size = 8589934592\n",
+    )
+    .unwrap();
+    let out = out_dir(&tmp, "fb");
+    let o = run(&[
+        "--profile-file",
+        file.to_str().unwrap(),
+        "--iterations",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r["pragma_fallback"].starts_with("mmap_size 8589934592->")),
+        "{:?}",
+        rows[0]
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_exit_2_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_toml = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad_toml,
+        "[[profile]]\nname = \"x\"\njournal_mode = \"wall\"\n",
+    )
+    .unwrap();
+    let unknown_key = tmp.path().join("unknown.toml");
+    std::fs::write(
+        &unknown_key,
+        "[[profile]]\nname = \"x\"\nsynchronus = \"full\"\n",
+    )
+    .unwrap();
+    let bad_page = tmp.path().join("page.toml");
+    std::fs::write(&bad_page, "[[profile]]\nname = \"x\"\npage_size = 1000\n").unwrap();
+    let garbage = tmp.path().join("garbage.toml");
+    std::fs::write(&garbage, "this is not toml [[[").unwrap();
+    let readonly = tmp.path().join("ro");
+    std::fs::create_dir(&readonly).unwrap();
+    let ro_parent = readonly.join("out");
+    let file_as_dir = bad_toml.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--profile".into(), "wal-fulll".into()],
+            "unknown profile `wal-fulll`",
+        ),
+        (
+            vec!["--workload".into(), "oltp".into()],
+            "unknown workload `oltp`",
+        ),
+        (vec!["--iterations".into(), "0".into()], "--iterations 0"),
+        (vec!["--jobs".into(), "0".into()], "--jobs 0"),
+        (
+            vec!["--kill-after".into(), "20..1".into()],
+            "the window is empty",
+        ),
+        (
+            vec!["--kill-after".into(), "5ms..1ms".into()],
+            "the window is empty",
+        ),
+        (
+            vec![
+                "--kill-after".into(),
+                "1..5".into(),
+                "--kill-delay".into(),
+                "10".into(),
+            ],
+            "has no unit",
+        ),
+        (
+            vec![
+                "--kill-after".into(),
+                "1s..20s".into(),
+                "--trial-timeout".into(),
+                "5s".into(),
+            ],
+            "--trial-timeout",
+        ),
+        (
+            vec!["--profile-file".into(), bad_toml.to_str().unwrap().into()],
+            "malformed profile file",
+        ),
+        (
+            vec![
+                "--profile-file".into(),
+                unknown_key.to_str().unwrap().into(),
+            ],
+            "unknown field `synchronus`",
+        ),
+        (
+            vec!["--profile-file".into(), bad_page.to_str().unwrap().into()],
+            "page_size 1000",
+        ),
+        (
+            vec!["--profile-file".into(), garbage.to_str().unwrap().into()],
+            "malformed profile file",
+        ),
+        (
+            vec!["--profile-file".into(), "/nonexistent/p.toml".into()],
+            "cannot read profile file",
+        ),
+        (
+            vec!["--dir".into(), "/nonexistent/dir".into()],
+            "--dir /nonexistent/dir is not a directory",
+        ),
+        (
+            vec!["--dir".into(), file_as_dir.clone()],
+            "is not a directory",
+        ),
+        (vec!["--out".into(), file_as_dir], "is a file"),
+        (
+            vec!["--out".into(), tmp.path().to_str().unwrap().into()],
+            "already holds results",
+        ),
+    ];
+    for (args, expect) in &cases {
+        let o = torture()
+            .args(args)
+            .args(
+                ["--iterations", "3"]
+                    .iter()
+                    .filter(|_| !args.contains(&"--iterations".to_string())),
+            )
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, got {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}");
+    }
+    // An unwritable --out parent (skipped when running as root, which may write anywhere).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if tempfile::tempfile_in(&readonly).is_err() {
+        let o = run(&["--iterations", "3", "--out", ro_parent.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(!ro_parent.exists());
+    }
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Nothing was written anywhere: the only entries are the inputs made above.
+    let mut entries: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "bad.toml",
+            "garbage.toml",
+            "page.toml",
+            "ro",
+            "unknown.toml"
+        ]
+    );
+}
+
+#[test]
+fn profiles_and_workloads_are_listed() {
+    let o = run(&["profiles"]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = text(&o.stdout);
+    for name in [
+        "wal-full",
+        "delete-extra",
+        "memory-off",
+        "off-normal",
+        "delete-full-pool10-nobusy",
+    ] {
+        assert!(s.lines().any(|l| l.starts_with(name)), "{name}");
+    }
+    assert!(s.contains("journal_mode=wal synchronous=full"));
+    let o = run(&["workloads"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).contains("bank"));
+}
+
+/// Processes whose environment carries `marker`: this test's parent, slots and writers.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ")) {
+            if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn wait_for_rows(out: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(t) = std::fs::read_to_string(out.join("trials.csv")) {
+            if t.lines().count() > n {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no rows appeared");
+}
+
+fn assert_no_orphans(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        let states: Vec<String> = left
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default())
+            .collect();
+        assert!(Instant::now() < deadline, "orphans left: {states:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_c_finishes_the_trials_in_flight_and_prints_the_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "int");
+    let marker = format!("TORTURE_TEST_MARKER=sigint-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let child = torture()
+        .env(k, v)
+        .args([
+            "--profile",
+            "wal-normal",
+            "--iterations",
+            "1000000",
+            "--seed",
+            "1",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&out, 20);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("interrupted:"), "{stdout}");
+    assert!(
+        stdout.contains("wal-normal"),
+        "the summary table is printed"
+    );
+    let rows = rows(&out);
+    assert!(rows.len() >= 20);
+    assert!(rows.iter().all(|r| r["outcome"] == "intact"));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let trials: usize = summary
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(5)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        trials,
+        rows.len(),
+        "the summary counts exactly the rows written"
+    );
+    assert_no_orphans(&marker);
+}
+
+#[test]
+fn killing_the_parent_leaves_no_orphans_and_no_half_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "kill");
+    let marker = format!("TORTURE_TEST_MARKER=sigkill-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let mut child = torture()
+        .env(k, v)
+        .args([
+            "--profile",
+            "wal-full-4proc",
+            "--iterations",
+            "1000000",
+            "--seed",
+            "2",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&out, 10);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_orphans(&marker);
+    // Every row on disk is whole.
+    let text = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    assert!(text.ends_with('\n'), "the last row is complete");
+    let rows = rows(&out);
+    assert!(rows.len() >= 10);
+}

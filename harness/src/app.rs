@@ -91,7 +91,7 @@ fn run(args: RunArgs, command_line: String) -> i32 {
         opts.jobs,
         opts.seed
     );
-    let mut summary = Summary::default();
+    let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
     // The bar is made after the slots are forked (inside the first record), never before.
     let mut progress: Option<Progress> = None;
     let show_progress = opts.progress;

@@ -76,9 +76,19 @@ struct SummaryRow<'a> {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub profiles: Vec<ProfileStats>,
+    order: Vec<String>,
 }
 
 impl Summary {
+    /// A summary whose rows come in this order (the order profiles were asked for), whatever order
+    /// trials finish in.
+    pub fn with_profile_order(names: impl IntoIterator<Item = String>) -> Summary {
+        Summary {
+            profiles: Vec::new(),
+            order: names.into_iter().collect(),
+        }
+    }
+
     pub fn add(&mut self, r: &TrialRecord) {
         let idx =
             match self.profiles.iter().position(|p| {
@@ -94,7 +104,17 @@ impl Summary {
                         fault: r.fault.clone(),
                         ..ProfileStats::default()
                     });
-                    self.profiles.len() - 1
+                    let rank = |name: &str| self.order.iter().position(|o| o == name);
+                    // Keep rows in the requested order; unknown names go last, in arrival order.
+                    let new_rank = rank(&r.profile).unwrap_or(usize::MAX);
+                    let at = self
+                        .profiles
+                        .iter()
+                        .position(|p| rank(&p.profile).unwrap_or(usize::MAX) > new_rank)
+                        .unwrap_or(self.profiles.len() - 1);
+                    let row = self.profiles.pop().expect("just pushed");
+                    self.profiles.insert(at, row);
+                    at
                 }
             };
         let p = &mut self.profiles[idx];
@@ -261,6 +281,17 @@ mod tests {
         let table = s.render_table();
         assert!(table.contains("VIOLATION x1"), "{table}");
         assert!(table.contains("expected losses: 1"), "{table}");
+    }
+
+    #[test]
+    fn rows_follow_the_requested_order_not_the_finishing_order() {
+        let mut s = Summary::with_profile_order(["a", "b", "c"].map(String::from));
+        for name in ["c", "x", "a", "b", "c"] {
+            s.add(&rec(name, Outcome::Intact, Verdict::Ok));
+        }
+        let names: Vec<_> = s.profiles.iter().map(|p| p.profile.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "x"]);
+        assert_eq!(s.profiles[2].trials, 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The commands: parse, validate, run, export, and map the result to an exit code.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -8,9 +9,10 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
-use crate::export::{Summary, TrialsCsv};
+use crate::export::{junit, trials_csv, Summary, TrialsCsv};
 use crate::options::RunOptions;
 use crate::outcome::Outcome;
+use crate::plan;
 use crate::progress::Progress;
 use crate::scheduler;
 
@@ -65,41 +67,72 @@ fn run(args: RunArgs, command_line: String) -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
-    if let Err(e) = std::fs::create_dir_all(&opts.out_dir) {
-        return usage_error(&format!(
-            "cannot create --out {}: {e}; choose another --out",
-            opts.out_dir.display()
-        ));
-    }
     let trials_path = opts.out_dir.join("trials.csv");
-    let mut csv = match TrialsCsv::create(&trials_path) {
+    let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
+    let mut done = BTreeSet::new();
+    let opened = if opts.resume {
+        // Rows already written count as done; the summary starts from them.
+        match TrialsCsv::open_append(&trials_path).and_then(|csv| {
+            let rows = trials_csv::read(&trials_path).map_err(std::io::Error::other)?;
+            Ok((csv, rows))
+        }) {
+            Ok((csv, rows)) => {
+                for r in &rows {
+                    if done.insert(r.iteration) {
+                        summary.add(r);
+                    }
+                }
+                Ok(csv)
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        std::fs::create_dir_all(&opts.out_dir)
+            .and_then(|()| write_run_spec(&opts))
+            .and_then(|()| TrialsCsv::create(&trials_path))
+    };
+    let mut csv = match opened {
         Ok(c) => c,
         Err(e) => {
             return usage_error(&format!(
-                "cannot write {}: {e}; choose another --out",
-                trials_path.display()
+                "cannot write results in {}: {e}; choose another --out",
+                opts.out_dir.display()
             ))
         }
     };
-    let total = opts.total_trials();
+    let already = done.len() as u64;
+    let planned = opts.planned_trials();
+    let to_run = planned.map(|p| p.saturating_sub(already));
     eprintln!(
-        "torture: {} trials ({} per profile × {} profile(s)), workload {}, {} jobs, seed {}",
-        total,
-        opts.iterations,
+        "torture: {} ({} profile(s), workload {}, {} jobs, seed {}{}{})",
+        match (to_run, opts.duration) {
+            (Some(n), _) => format!("{n} trials"),
+            (None, Some(d)) => format!("trials for {}s", d.as_secs()),
+            (None, None) => "trials".to_string(),
+        },
         opts.profiles.len(),
         opts.workload.name(),
         opts.jobs,
-        opts.seed
+        opts.seed,
+        opts.partition
+            .map(|p| format!(", shard {}/{}", p.k, p.n))
+            .unwrap_or_default(),
+        if already > 0 {
+            format!(", resuming after {already} finished trials")
+        } else {
+            String::new()
+        }
     );
-    let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
+    let deadline = opts.duration.map(|d| std::time::Instant::now() + d);
+    let indices = plan::indices(opts.total_trials(), opts.partition, done);
     // The bar is made after the slots are forked (inside the first record), never before.
     let mut progress: Option<Progress> = None;
     let show_progress = opts.progress;
-    let result = scheduler::run(&opts, 0..total, &mut |record| {
+    let result = scheduler::run(&opts, indices, deadline, &mut |record| {
         csv.append(&record)?;
         summary.add(&record);
         progress
-            .get_or_insert_with(|| Progress::new(total, show_progress))
+            .get_or_insert_with(|| Progress::new(to_run, show_progress))
             .update(&summary);
         Ok(())
     });
@@ -108,19 +141,22 @@ fn run(args: RunArgs, command_line: String) -> i32 {
     }
     let summary_path = opts.out_dir.join("summary.csv");
     let summary_written = summary.write_csv(&summary_path);
+    let junit_written = opts
+        .junit
+        .as_ref()
+        .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
+    print!("{}", summary.render_table());
     let end = match result {
         Ok(end) => end,
         Err(e) => {
             eprintln!("torture: the run stopped: {e}");
-            print!("{}", summary.render_table());
             return exit_code::LAB_ERROR;
         }
     };
-    print!("{}", summary.render_table());
-    let rate = summary.trials() as f64 / end.elapsed.as_secs_f64().max(1e-9);
+    let ran = summary.trials() - already;
+    let rate = ran as f64 / end.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "\n{} trials in {:.1}s ({rate:.0} trials/s), seed {}",
-        summary.trials(),
+        "\n{ran} trials in {:.1}s ({rate:.0} trials/s), seed {}",
         end.elapsed.as_secs_f64(),
         opts.seed
     );
@@ -132,6 +168,11 @@ fn run(args: RunArgs, command_line: String) -> i32 {
     println!("results:   {}", trials_path.display());
     if let Err(e) = summary_written {
         eprintln!("torture: could not write {}: {e}", summary_path.display());
+    }
+    match junit_written {
+        Some(Ok(path)) => println!("junit:     {}", path.display()),
+        Some(Err(e)) => eprintln!("torture: could not write the JUnit report: {e}"),
+        None => {}
     }
     let failures = opts.out_dir.join("failures");
     if failures.is_dir() {
@@ -152,7 +193,11 @@ fn run(args: RunArgs, command_line: String) -> i32 {
         );
         exit_code::VIOLATION
     } else if end.interrupted {
-        println!("interrupted: {} of {total} trials ran", summary.trials());
+        println!(
+            "interrupted: {} trials finished; continue with: torture --resume {}",
+            summary.trials(),
+            opts.out_dir.display()
+        );
         exit_code::INTERRUPTED
     } else if summary.count(Outcome::WorkerError) > 0 || end.lost_trials > 0 {
         println!(
@@ -164,6 +209,12 @@ fn run(args: RunArgs, command_line: String) -> i32 {
     } else {
         exit_code::CLEAN
     }
+}
+
+/// Writes `OUT/run.json`: the settings `--resume` and readers of the results need.
+fn write_run_spec(opts: &RunOptions) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(&opts.spec).map_err(std::io::Error::other)?;
+    std::fs::write(opts.out_dir.join("run.json"), json)
 }
 
 /// The command line as one string, quoting words that need it.

@@ -50,6 +50,28 @@ pub struct RunArgs {
     #[arg(short = 'n', long, default_value_t = 1000)]
     pub iterations: u64,
 
+    /// Run for this long instead of a number of iterations (e.g. `90s`, `10m`, `2h`); profiles still
+    /// take turns, so their counts differ by at most one.
+    #[arg(long, conflicts_with = "iterations")]
+    pub duration: Option<String>,
+
+    /// Run only shard K of N (`--partition 2/4`): a contiguous block of the trial indices. The N shards
+    /// of one seed together are exactly the unsharded run; `torture merge` joins their folders.
+    #[arg(long)]
+    pub partition: Option<String>,
+
+    /// Continue the run in this results folder, which a kill or Ctrl-C interrupted: its settings come
+    /// from OUT/run.json; finished trials are neither lost nor repeated.
+    #[arg(long, value_name = "OUT", conflicts_with_all = [
+        "profile", "profile_file", "workload", "iterations", "duration", "seed", "out",
+        "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on"
+    ])]
+    pub resume: Option<PathBuf>,
+
+    /// Also write a JUnit XML report here: one test case per profile × workload × fault.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+
     /// Master seed; every trial's seed derives from it and the trial's index. Random if omitted.
     #[arg(short, long)]
     pub seed: Option<u64>,

@@ -13,6 +13,7 @@ pub mod kill_point;
 pub mod options;
 pub mod oracle;
 pub mod outcome;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod scheduler;

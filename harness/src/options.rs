@@ -8,6 +8,7 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::RunArgs;
 use crate::kill_point::{parse_duration, KillPolicy};
+use crate::plan::Partition;
 use crate::seed;
 
 /// A usage error: printed as `torture: <message>` and exits with code 2.
@@ -19,12 +20,36 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
+/// What `OUT/run.json` holds: every setting that decides which trials a run makes, so `--resume`
+/// continues exactly the same run and a reader knows how the results were produced.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub profiles: Vec<Profile>,
+    pub workload: String,
+    /// Trials per profile; `None` for a `--duration` run.
+    pub iterations: Option<u64>,
+    pub duration_secs: Option<f64>,
+    pub seed: u64,
+    pub kill_after: String,
+    pub kill_delay: String,
+    pub trial_timeout: String,
+    pub max_commits: u64,
+    pub partition: Option<Partition>,
+    pub fail_on: String,
+    pub command_line: String,
+    pub sqlite_version: String,
+}
+
 /// The options a run executes with.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub profiles: Vec<Profile>,
     pub workload: Workload,
-    pub iterations: u64,
+    /// Trials per profile; `None` when the run is bounded by `duration` instead.
+    pub iterations: Option<u64>,
+    pub duration: Option<Duration>,
+    pub partition: Option<Partition>,
     pub seed: u64,
     pub jobs: usize,
     pub out_dir: PathBuf,
@@ -36,14 +61,31 @@ pub struct RunOptions {
     pub progress: bool,
     /// Exit 1 on any non-intact trial, not only on violations.
     pub fail_on_any: bool,
+    pub junit: Option<PathBuf>,
+    /// Continue the run already in `out_dir`.
+    pub resume: bool,
     /// The command line, as recorded in failure notes.
     pub command_line: String,
+    /// The settings as written to `run.json`.
+    pub spec: RunSpec,
 }
 
 impl RunOptions {
-    /// Trials in the whole run: `iterations` of every profile, interleaved.
-    pub fn total_trials(&self) -> u64 {
-        self.iterations * self.profiles.len() as u64
+    /// Trials in the whole run (all shards): `iterations` of every profile, interleaved.
+    pub fn total_trials(&self) -> Option<u64> {
+        self.iterations.map(|n| n * self.profiles.len() as u64)
+    }
+
+    /// Trials this invocation is meant to run: the whole run, or this shard's block of it.
+    pub fn planned_trials(&self) -> Option<u64> {
+        let total = self.total_trials()?;
+        Some(match self.partition {
+            Some(p) => {
+                let r = p.range(total);
+                r.end - r.start
+            }
+            None => total,
+        })
     }
 
     /// Which profile trial `index` uses: profiles take turns so machine noise hits them alike.
@@ -52,54 +94,84 @@ impl RunOptions {
     }
 
     pub fn validate(args: RunArgs, command_line: String) -> Result<RunOptions, UsageError> {
-        let profiles = select_profiles(&args.profile, args.profile_file.as_deref())?;
-        let workload = Workload::parse(&args.workload).ok_or_else(|| {
-            usage(format!(
-                "unknown workload `{}`; choose one of: {}",
-                args.workload,
-                Workload::ALL.map(|w| w.name()).join(", ")
-            ))
-        })?;
-        if args.iterations == 0 {
-            return Err(usage("--iterations 0 runs nothing; give at least 1"));
-        }
         let jobs = match args.jobs {
             Some(0) => return Err(usage("--jobs 0 runs nothing; give at least 1")),
             Some(j) if j > 256 => return Err(usage("--jobs is at most 256")),
             Some(j) => j,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
-        let kill = KillPolicy::parse(&args.kill_after, &args.kill_delay).map_err(usage)?;
-        let trial_timeout = parse_duration(&args.trial_timeout)
-            .map_err(|e| usage(format!("--trial-timeout: {e}")))?;
-        if trial_timeout.is_zero() {
-            return Err(usage("--trial-timeout must be more than 0"));
+        let work_base = match &args.dir {
+            Some(d) => {
+                check_writable_dir(d, "--dir")?;
+                d.clone()
+            }
+            None => default_work_base(),
+        };
+        if let Some(out) = &args.resume {
+            return Self::resume(out, jobs, work_base, &args);
         }
-        if kill.latest() >= trial_timeout {
-            return Err(usage(format!(
-                "the kill window ends after --trial-timeout {}; raise --trial-timeout or shorten the window",
-                args.trial_timeout
-            )));
-        }
+        let profiles = select_profiles(&args.profile, args.profile_file.as_deref())?;
+        let workload = parse_workload(&args.workload)?;
+        let duration = match &args.duration {
+            Some(d) => {
+                let d = parse_duration(d).map_err(|e| usage(format!("--duration: {e}")))?;
+                if d.is_zero() {
+                    return Err(usage("--duration 0 runs nothing; give e.g. 90s or 10m"));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let iterations = match duration {
+            Some(_) => None,
+            None if args.iterations == 0 => {
+                return Err(usage("--iterations 0 runs nothing; give at least 1"))
+            }
+            None => Some(args.iterations),
+        };
+        let partition = match &args.partition {
+            Some(p) => {
+                if duration.is_some() {
+                    return Err(usage(
+                        "--partition needs --iterations (a --duration run has no fixed set of trials to split)",
+                    ));
+                }
+                Some(Partition::parse(p).map_err(usage)?)
+            }
+            None => None,
+        };
+        let (kill, trial_timeout) =
+            parse_kill(&args.kill_after, &args.kill_delay, &args.trial_timeout)?;
         if args.max_commits == 0 {
             return Err(usage("--max-commits 0 writes nothing; give at least 1"));
         }
         let seed = args.seed.unwrap_or_else(seed::fresh_master_seed);
-        let work_base = match args.dir {
-            Some(d) => {
-                check_writable_dir(&d, "--dir")?;
-                d
-            }
-            None => default_work_base(),
-        };
         let out_dir = args
             .out
+            .clone()
             .unwrap_or_else(|| PathBuf::from("results").join(default_run_name(seed)));
         check_out_dir(&out_dir)?;
+        let spec = RunSpec {
+            profiles: profiles.clone(),
+            workload: workload.name().to_string(),
+            iterations,
+            duration_secs: duration.map(|d| d.as_secs_f64()),
+            seed,
+            kill_after: args.kill_after.clone(),
+            kill_delay: args.kill_delay.clone(),
+            trial_timeout: args.trial_timeout.clone(),
+            max_commits: args.max_commits,
+            partition,
+            fail_on: args.fail_on.clone(),
+            command_line: command_line.clone(),
+            sqlite_version: rusqlite::version().to_string(),
+        };
         Ok(RunOptions {
             profiles,
             workload,
-            iterations: args.iterations,
+            iterations,
+            duration,
+            partition,
             seed,
             jobs,
             out_dir,
@@ -109,9 +181,93 @@ impl RunOptions {
             max_commits: args.max_commits,
             progress: !args.no_progress,
             fail_on_any: args.fail_on == "any",
+            junit: args.junit.clone(),
+            resume: false,
             command_line,
+            spec,
         })
     }
+
+    /// Options of a run to continue, from its `run.json`.
+    fn resume(
+        out: &Path,
+        jobs: usize,
+        work_base: PathBuf,
+        args: &RunArgs,
+    ) -> Result<RunOptions, UsageError> {
+        let path = out.join("run.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            usage(format!(
+                "--resume {}: cannot read {} ({e}); give the folder of a run started by torture",
+                out.display(),
+                path.display()
+            ))
+        })?;
+        let spec: RunSpec = serde_json::from_str(&text).map_err(|e| {
+            usage(format!(
+                "--resume {}: {} is malformed ({e}); it must be the file torture wrote",
+                out.display(),
+                path.display()
+            ))
+        })?;
+        if !out.join("trials.csv").is_file() {
+            return Err(usage(format!(
+                "--resume {}: no trials.csv there; start a new run instead",
+                out.display()
+            )));
+        }
+        let workload = parse_workload(&spec.workload)?;
+        let (kill, trial_timeout) =
+            parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
+        Ok(RunOptions {
+            profiles: spec.profiles.clone(),
+            workload,
+            iterations: spec.iterations,
+            duration: spec.duration_secs.map(Duration::from_secs_f64),
+            partition: spec.partition,
+            seed: spec.seed,
+            jobs,
+            out_dir: out.to_path_buf(),
+            work_base,
+            kill,
+            trial_timeout,
+            max_commits: spec.max_commits,
+            progress: !args.no_progress,
+            fail_on_any: spec.fail_on == "any",
+            junit: args.junit.clone(),
+            resume: true,
+            command_line: spec.command_line.clone(),
+            spec,
+        })
+    }
+}
+
+fn parse_workload(name: &str) -> Result<Workload, UsageError> {
+    Workload::parse(name).ok_or_else(|| {
+        usage(format!(
+            "unknown workload `{name}`; choose one of: {}",
+            Workload::ALL.map(|w| w.name()).join(", ")
+        ))
+    })
+}
+
+fn parse_kill(
+    after: &str,
+    delay: &str,
+    timeout: &str,
+) -> Result<(KillPolicy, Duration), UsageError> {
+    let kill = KillPolicy::parse(after, delay).map_err(usage)?;
+    let trial_timeout =
+        parse_duration(timeout).map_err(|e| usage(format!("--trial-timeout: {e}")))?;
+    if trial_timeout.is_zero() {
+        return Err(usage("--trial-timeout must be more than 0"));
+    }
+    if kill.latest() >= trial_timeout {
+        return Err(usage(format!(
+            "the kill window ends after --trial-timeout {timeout}; raise --trial-timeout or shorten the window"
+        )));
+    }
+    Ok((kill, trial_timeout))
 }
 
 /// Resolves `--profile` names (with `*` globs and `all`) against the built-in and file profiles.

@@ -13,18 +13,21 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, enabled: bool) -> Progress {
+    /// `total` is `None` for a `--duration` run: then the bar shows elapsed time instead of an ETA.
+    pub fn new(total: Option<u64>, enabled: bool) -> Progress {
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
-        let bar =
-            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(10));
+        let template = if total.is_some() {
+            "{bar:30.cyan/blue} {pos}/{len} {per_sec:>10} eta {eta:>4}  {msg}"
+        } else {
+            "{spinner} {pos} trials {per_sec:>10} elapsed {elapsed}  {msg}"
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} {per_sec:>10} eta {eta:>4}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         Progress { bar: Some(bar) }
     }

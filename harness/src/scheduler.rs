@@ -48,7 +48,8 @@ struct SlotHandle {
 /// Trials a slot holds at once: one running, one queued, so a slot never waits for the parent.
 const QUEUE_DEPTH: u64 = 2;
 
-/// After the first Ctrl-C, how long in-flight trials may take to finish before they are killed.
+/// After the first Ctrl-C, how long (beyond the trial timeout) in-flight trials may take to finish
+/// before they are killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs every trial of `opts` whose index `select` accepts, calling `on_record` for each finished
@@ -56,6 +57,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub fn run(
     opts: &RunOptions,
     indices: impl Iterator<Item = u64>,
+    deadline: Option<Instant>,
     on_record: &mut dyn FnMut(TrialRecord) -> io::Result<()>,
 ) -> io::Result<RunEnd> {
     let started = Instant::now();
@@ -103,7 +105,8 @@ pub fn run(
     let mut sink_error: Option<io::Error> = None;
     while slots.iter().any(|s| s.open) {
         let interrupts = INTERRUPTS.load(Ordering::SeqCst);
-        if (interrupts > 0 || sink_error.is_some()) && stopping_since.is_none() {
+        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+        if (interrupts > 0 || sink_error.is_some() || out_of_time) && stopping_since.is_none() {
             end.interrupted = interrupts > 0;
             stopping_since = Some(Instant::now());
             for slot in &mut slots {
@@ -115,7 +118,9 @@ pub fn run(
                 );
             }
         }
-        if interrupts > 1 || stopping_since.is_some_and(|t| t.elapsed() > DRAIN_GRACE) {
+        if interrupts > 1
+            || stopping_since.is_some_and(|t| t.elapsed() > DRAIN_GRACE + opts.trial_timeout)
+        {
             for slot in slots.iter().filter(|s| s.open) {
                 let _ = signal::killpg(slot.pid, Signal::SIGKILL);
             }

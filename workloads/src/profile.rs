@@ -114,7 +114,8 @@ impl LockingMode {
 }
 
 /// One pragma profile: what every connection of every writer is set to.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
     pub journal_mode: JournalMode,

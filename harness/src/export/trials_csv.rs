@@ -24,6 +24,25 @@ impl TrialsCsv {
         Ok(TrialsCsv { writer })
     }
 
+    /// Opens an existing file to add rows to (resuming a run). A row the previous parent was killed
+    /// in the middle of writing is cut off first; that trial simply runs again.
+    pub fn open_append(path: &Path) -> io::Result<TrialsCsv> {
+        let bytes = std::fs::read(path)?;
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(whole as u64)?;
+        drop(file);
+        let file = OpenOptions::new().append(true).open(path)?;
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        if whole == 0 {
+            writer.write_record(header())?;
+            writer.flush()?;
+        }
+        Ok(TrialsCsv { writer })
+    }
+
     pub fn append(&mut self, record: &TrialRecord) -> io::Result<()> {
         self.writer.serialize(record)?;
         self.writer.flush()

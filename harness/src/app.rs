@@ -10,10 +10,12 @@ use torture_workloads::{Profile, Workload};
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
 use crate::export::{junit, trials_csv, Summary, TrialsCsv};
+use crate::merge;
 use crate::options::RunOptions;
 use crate::outcome::Outcome;
 use crate::plan;
 use crate::progress::Progress;
+use crate::report;
 use crate::scheduler;
 
 /// Runs `torture` with these arguments and returns the process exit code.
@@ -39,6 +41,14 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             }
             exit_code::CLEAN
         }
+        Some(Command::Report { results, format }) => report(&results, &format),
+        Some(Command::Merge { out, shards }) => match merge::merge(&out, &shards) {
+            Ok(n) => {
+                println!("merged {n} trials into {}", out.display());
+                exit_code::CLEAN
+            }
+            Err(e) => usage_error(&e),
+        },
         None => run(cli.run, command_line),
     }
 }
@@ -55,6 +65,20 @@ fn list_profiles(file: Option<PathBuf>) -> i32 {
         println!("{:<26} {}", p.name, p.describe());
     }
     exit_code::CLEAN
+}
+
+fn report(results: &[PathBuf], format: &str) -> i32 {
+    let format: report::Format = match format.parse() {
+        Ok(f) => f,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    match report::report(results, format) {
+        Ok(text) => {
+            print!("{text}");
+            exit_code::CLEAN
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
 }
 
 fn usage_error(msg: &str) -> i32 {

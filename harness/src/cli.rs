@@ -30,6 +30,24 @@ pub enum Command {
     },
     /// List the workloads.
     Workloads,
+    /// Statistics and profile comparisons over one or more result folders (or trials.csv files);
+    /// shards of one run are reported as one run.
+    Report {
+        /// Result folders or trials.csv files.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// table, markdown, csv, json or html (one self-contained page with charts).
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Join the result folders of shards (`--partition K/N`) into one folder OUT.
+    Merge {
+        /// The folder to write (must be new or empty).
+        out: PathBuf,
+        /// The shards' result folders.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

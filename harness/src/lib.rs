@@ -10,6 +10,7 @@ pub mod exit_code;
 pub mod export;
 pub mod fault;
 pub mod kill_point;
+pub mod merge;
 pub mod options;
 pub mod oracle;
 pub mod outcome;

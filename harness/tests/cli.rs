@@ -716,3 +716,63 @@ fn junit_has_one_case_per_profile_and_fails_what_the_exit_code_fails() {
     assert!(x.contains("name=\"memory-off [mixed, sigkill]\""), "{x}");
     assert!(x.contains("type=\"not-intact\""), "{x}");
 }
+
+#[test]
+fn the_nightly_script_runs_end_to_end_on_a_small_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nightly");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nightly");
+    let o = Command::new("bash")
+        .arg(&script)
+        .env("BIN", env!("CARGO_BIN_EXE_torture"))
+        .env("NIGHTLY_ITERATIONS", "3")
+        .env("NIGHTLY_WORKLOADS", "inserts bank")
+        .env("NIGHTLY_OUT", &out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    for f in [
+        "report.md",
+        "report.html",
+        "inserts/junit.xml",
+        "bank/trials.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("wal-full") && md.contains("bank"), "{md}");
+}
+
+#[test]
+fn the_nightly_workflow_is_valid_yaml_that_runs_the_script_in_shards() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/nightly.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let wf = &docs[0];
+    let jobs = &wf["jobs"];
+    assert_eq!(
+        jobs["shard"]["strategy"]["matrix"]["shard"]
+            .as_vec()
+            .unwrap()
+            .len(),
+        4
+    );
+    let steps = jobs["shard"]["steps"].as_vec().unwrap();
+    assert!(steps
+        .iter()
+        .any(|s| s["run"].as_str() == Some("scripts/nightly")));
+    assert!(steps.iter().any(|s| s["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("actions/upload-artifact"))));
+    let merge = jobs["report"]["steps"].as_vec().unwrap();
+    assert!(merge.iter().any(|s| s["run"]
+        .as_str()
+        .is_some_and(|r| r.contains("torture merge"))));
+    assert!(!wf["on"]["schedule"].is_badvalue());
+}

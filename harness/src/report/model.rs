@@ -26,7 +26,15 @@ pub struct Rate {
 
 impl Rate {
     pub fn new(count: u64, n: u64) -> Rate {
-        let (low95, high95) = wilson_95(count, n);
+        let (mut low95, mut high95) = wilson_95(count, n);
+        // The interval touches 0 or 1 exactly when the count does; say so exactly, not as
+        // 0.9999999999999999 from rounding.
+        if count == 0 {
+            low95 = 0.0;
+        }
+        if count == n {
+            high95 = 1.0;
+        }
         let rate = if n == 0 { 0.0 } else { count as f64 / n as f64 };
         Rate {
             count,
@@ -353,12 +361,12 @@ fn compare(groups: &[GroupStats]) -> (Vec<Comparison>, u64) {
             } else {
                 (a, b)
             };
-            let p_value = fisher_exact_two_sided(
+            let p_value = six_digits(fisher_exact_two_sided(
                 better.damage.count,
                 better.damage.n - better.damage.count,
                 worse.damage.count,
                 worse.damage.n - worse.damage.count,
-            );
+            ));
             comparisons.push(Comparison {
                 workload: a.workload.clone(),
                 fault: a.fault.clone(),
@@ -374,6 +382,13 @@ fn compare(groups: &[GroupStats]) -> (Vec<Comparison>, u64) {
     // Stable sort: equal p-values keep group order, so the output is deterministic.
     comparisons.sort_by(|x, y| x.p_value.total_cmp(&y.p_value));
     (comparisons, indistinguishable)
+}
+
+/// `x` to six significant digits. The p-value goes through `ln` and `exp`, whose last bit may
+/// differ between platforms' math libraries; six digits are all a p-value can mean, and they keep
+/// the exported JSON identical everywhere.
+fn six_digits(x: f64) -> f64 {
+    format!("{x:.5e}").parse().unwrap_or(x)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! ready <writer> <journal_mode> <synchronous> <locking_mode> <mmap_size>
 //! reached <writer>              this writer's ack brought the total to the kill threshold
 //! error <writer> <code> <text>  the writer gave up for a reason of its own
+//! ops <writer> <n>              operations the fault layer counted (bounded workloads, at the end)
 //! done <writer>                 the writer reached its commit cap without being killed
 //! ```
 
@@ -52,6 +53,10 @@ impl<'a> AckSender<'a> {
         self.send(format_args!("reached {writer}\n"));
     }
 
+    pub fn ops(&mut self, writer: u32, n: u64) {
+        self.send(format_args!("ops {writer} {n}\n"));
+    }
+
     pub fn done(&mut self, writer: u32) {
         self.send(format_args!("done {writer}\n"));
     }
@@ -84,6 +89,7 @@ const HEADER_WORDS: usize = 4;
 const TOTAL: usize = 0;
 const WAKE_AT: usize = 1;
 const BUSY: usize = 2;
+const IO_ERRORS: usize = 3;
 
 /// Shared memory of one slot, inherited by every writer it forks: per-writer latest acknowledged
 /// `seq`, the total of acknowledgements, and the busy-error count.
@@ -141,6 +147,10 @@ impl AckBoard {
         self.word(BUSY).fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_io_error(&self) {
+        self.word(IO_ERRORS).fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn total(&self) -> u64 {
         self.word(TOTAL).load(Ordering::Acquire)
     }
@@ -178,6 +188,10 @@ pub struct TrialEvents {
     /// `(writer, code, text)` of every `error`.
     pub errors: Vec<(u32, String, String)>,
     pub done: u32,
+    /// Operations counted by the fault layer, over all writers that reported.
+    pub ops: u64,
+    /// Injected I/O errors the writers met and carried on after.
+    pub io_errors: u64,
     /// A writer said the kill threshold was reached.
     pub reached: bool,
     partial: Vec<u8>,
@@ -207,6 +221,12 @@ impl TrialEvents {
         match kind {
             "reached" => self.reached = true,
             "done" => self.done += 1,
+            "ops" => {
+                self.ops += parts
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            }
             "ready" => {
                 let fields: Vec<&str> = line.split(' ').skip(2).collect();
                 if let [journal_mode, synchronous, locking_mode, mmap_size] = fields[..] {
@@ -242,6 +262,7 @@ impl TrialEvents {
         }
         self.acks_total = board.total();
         self.busy = board.busy();
+        self.io_errors = board.word(IO_ERRORS).load(Ordering::Acquire);
     }
 
     /// Reads what is available on a non-blocking pipe. Returns false at end of file.

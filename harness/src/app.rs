@@ -8,6 +8,7 @@ use clap::Parser;
 use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
+use crate::evidence::TrialNote;
 use crate::exit_code;
 use crate::export::{junit, trials_csv, Summary, TrialsCsv};
 use crate::merge;
@@ -42,6 +43,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             exit_code::CLEAN
         }
         Some(Command::Report { results, format }) => report(&results, &format),
+        Some(Command::Replay { failure }) => replay(&failure),
         Some(Command::Merge { out, shards }) => match merge::merge(&out, &shards) {
             Ok(n) => {
                 println!("merged {n} trials into {}", out.display());
@@ -78,6 +80,87 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
             exit_code::CLEAN
         }
         Err(e) => usage_error(&e.to_string()),
+    }
+}
+
+/// `torture replay OUT/failures/<iteration>`: re-runs that one trial and compares.
+fn replay(failure: &std::path::Path) -> i32 {
+    let note_path = failure.join("trial.json");
+    let note: TrialNote = match std::fs::read_to_string(&note_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(n) => n,
+        Err(e) => {
+            return usage_error(&format!(
+                "replay: cannot read {} ({e}); give a failure folder a run wrote (OUT/failures/<iteration>)",
+                note_path.display()
+            ))
+        }
+    };
+    let out = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
+        Ok(d) => d.keep(),
+        Err(e) => return usage_error(&format!("replay: cannot make a folder: {e}")),
+    };
+    let opts = match RunOptions::from_spec(
+        note.run.clone(),
+        &out,
+        1,
+        crate::options::default_work_base(),
+        true,
+        None,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&format!("replay: {}", e.0)),
+    };
+    let index = note.record.iteration;
+    let mut got = None;
+    if let Err(e) = scheduler::run(&opts, std::iter::once(index), None, &mut |r| {
+        got = Some(r);
+        Ok(())
+    }) {
+        eprintln!("torture: replay stopped: {e}");
+        return exit_code::LAB_ERROR;
+    }
+    let Some(now) = got else {
+        eprintln!("torture: replay produced no trial");
+        return exit_code::LAB_ERROR;
+    };
+    let was = &note.record;
+    println!(
+        "trial {index} ({}, {}, seed {}): recorded {} — replayed {}",
+        was.profile, was.fault, was.seed, was.outcome, now.outcome
+    );
+    println!("  recorded: {}", was.detail);
+    println!("  replayed: {}", now.detail);
+    let exact = opts.faults.fault.is_op_indexed();
+    let mut same = now.outcome == was.outcome;
+    if exact && now.outcome != Outcome::Intact {
+        let replayed = out.join("failures").join(index.to_string());
+        for suffix in crate::evidence::SIDECARS {
+            let name = format!("trial.db{suffix}");
+            let a = std::fs::read(failure.join(&name)).ok();
+            let b = std::fs::read(replayed.join(&name)).ok();
+            if a != b {
+                println!("  {name}: differs from the recorded file");
+                same = false;
+            }
+        }
+        if same {
+            println!("  the crashed files are byte-identical to the recorded ones");
+        }
+    }
+    if !exact {
+        println!("  note: a parent's SIGKILL lands with scheduler jitter, so this fault replays the kill point, not the exact instant");
+    }
+    println!("  replay's files: {}", out.display());
+    if same {
+        println!("same outcome");
+        exit_code::CLEAN
+    } else {
+        println!("DIFFERENT outcome");
+        exit_code::VIOLATION
     }
 }
 

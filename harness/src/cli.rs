@@ -30,6 +30,12 @@ pub enum Command {
     },
     /// List the workloads.
     Workloads,
+    /// Re-run one failed trial from its evidence folder (OUT/failures/<iteration>) and say whether
+    /// the same outcome came back (for op-indexed faults: the same files, byte for byte).
+    Replay {
+        /// The trial's evidence folder.
+        failure: PathBuf,
+    },
     /// Statistics and profile comparisons over one or more result folders (or trials.csv files);
     /// shards of one run are reported as one run.
     Report {
@@ -82,7 +88,8 @@ pub struct RunArgs {
     /// from OUT/run.json; finished trials are neither lost nor repeated.
     #[arg(long, value_name = "OUT", conflicts_with_all = [
         "profile", "profile_file", "workload", "iterations", "duration", "seed", "out",
-        "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on"
+        "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on",
+        "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite"
     ])]
     pub resume: Option<PathBuf>,
 
@@ -129,6 +136,37 @@ pub struct RunArgs {
     /// profile) or `any` (any trial that is not intact, as a team testing its own profile wants).
     #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
     pub fail_on: String,
+
+    /// The fault: `sigkill` (the parent kills the writers at a seeded point), `kill-at-op` (a writer
+    /// kills itself just before its N-th I/O operation; exact and replayable), `power-loss` (a power
+    /// cut at the N-th operation: unsynced writes kept, lost or torn), `io-error` / `disk-full` (the
+    /// N-th operation fails; the writer carries on, then is killed). Op-indexed faults need profiles
+    /// with one writer process and one connection.
+    #[arg(long, default_value = "sigkill")]
+    pub fault: String,
+
+    /// Which operations count for op-indexed faults: `KIND[:FILE][:N]`, KIND any|write|sync|truncate|
+    /// delete, FILE any|db|wal|journal. N (1-based) fixes the operation; without it N is drawn from
+    /// the trial's seed over the operations an uncrashed run of the same seed makes.
+    #[arg(long, default_value = "any")]
+    pub crash_at: String,
+
+    /// Commits each writer makes in an op-indexed trial (the workload is bounded so its operations
+    /// can be counted).
+    #[arg(long, default_value_t = 20)]
+    pub fault_commits: u64,
+
+    /// Power loss: sector size for torn writes.
+    #[arg(long, default_value_t = 512)]
+    pub sector_size: u32,
+
+    /// Power loss: a disk that ignores fsync (breaks an assumption SQLite documents).
+    #[arg(long)]
+    pub lying_disk: bool,
+
+    /// Power loss: a torn write also garbles the rest of its sector (breaks powersafe overwrite).
+    #[arg(long)]
+    pub no_powersafe_overwrite: bool,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use torture_workloads::Profile;
 
+use crate::options::RunSpec;
 use crate::outcome::TrialRecord;
 
 /// The suffixes of the files that make up one database on disk.
@@ -75,13 +76,15 @@ pub fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// What `OUT/failures/<iteration>/trial.json` holds: enough to re-run the trial alone.
-#[derive(Serialize)]
-struct TrialNote<'a> {
-    record: &'a TrialRecord,
-    master_seed: u64,
-    profile_settings: &'a Profile,
-    command_line: &'a str,
-    reproduce: String,
+#[derive(Serialize, serde::Deserialize)]
+pub struct TrialNote {
+    pub record: TrialRecord,
+    pub master_seed: u64,
+    pub profile_settings: Profile,
+    pub command_line: String,
+    pub reproduce: String,
+    /// The whole run's settings: what `torture replay` re-creates the trial from.
+    pub run: RunSpec,
 }
 
 /// Writes the snapshot and the note into `failures_dir/<iteration>/`.
@@ -91,8 +94,8 @@ pub fn save(
     db: &Path,
     record: &TrialRecord,
     profile: &Profile,
-    master_seed: u64,
-    command_line: &str,
+    spec: &RunSpec,
+    op_log: Option<&Path>,
 ) -> std::io::Result<PathBuf> {
     let dir = failures_dir.join(record.iteration.to_string());
     std::fs::create_dir_all(&dir)?;
@@ -100,15 +103,21 @@ pub fn save(
     for (name, bytes) in &snapshot.files {
         std::fs::write(dir.join(name), bytes)?;
     }
+    if let Some(log) = op_log {
+        // The operation log up to the crash: what each write replaced, for a post-mortem.
+        std::fs::copy(log, dir.join("ops.log"))?;
+    }
     let note = TrialNote {
-        record,
-        master_seed,
-        profile_settings: profile,
-        command_line,
+        record: record.clone(),
+        master_seed: spec.seed,
+        profile_settings: profile.clone(),
+        command_line: spec.command_line.clone(),
         reproduce: format!(
-            "the trial's seed is {}; re-run the whole run with: {command_line}",
-            record.seed
+            "torture replay {} (re-runs this trial alone); the whole run: {}",
+            dir.display(),
+            spec.command_line
         ),
+        run: spec.clone(),
     };
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("trial.json"), json)?;

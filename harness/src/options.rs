@@ -7,9 +7,11 @@ use std::time::Duration;
 use torture_workloads::{Profile, Workload};
 
 use crate::cli::RunArgs;
+use crate::fault::{OpFilter, PowerLossModel};
 use crate::kill_point::{parse_duration, KillPolicy};
 use crate::plan::Partition;
 use crate::seed;
+use crate::verdict::Fault;
 
 /// A usage error: printed as `torture: <message>` and exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,105 @@ pub struct RunSpec {
     pub fail_on: String,
     pub command_line: String,
     pub sqlite_version: String,
+    #[serde(default = "default_fault")]
+    pub fault: String,
+    #[serde(default = "default_crash_at")]
+    pub crash_at: String,
+    #[serde(default = "default_fault_commits")]
+    pub fault_commits: u64,
+    #[serde(default = "default_sector_size")]
+    pub sector_size: u32,
+    #[serde(default)]
+    pub lying_disk: bool,
+    #[serde(default)]
+    pub no_powersafe_overwrite: bool,
+}
+
+fn default_fault() -> String {
+    "sigkill".into()
+}
+fn default_crash_at() -> String {
+    "any".into()
+}
+fn default_fault_commits() -> u64 {
+    20
+}
+fn default_sector_size() -> u32 {
+    512
+}
+
+/// How op-indexed faults are placed and what a power cut does.
+#[derive(Clone, Debug)]
+pub struct FaultOptions {
+    pub fault: Fault,
+    /// Which operations count.
+    pub filter: OpFilter,
+    /// A fixed operation index; `None` draws it from the trial's seed.
+    pub op: Option<u64>,
+    /// Commits per writer in an op-indexed trial.
+    pub commits: u64,
+    pub model: PowerLossModel,
+}
+
+impl FaultOptions {
+    fn from_spec(spec: &RunSpec, profiles: &[Profile]) -> Result<FaultOptions, UsageError> {
+        let fault = Fault::parse(&spec.fault).ok_or_else(|| {
+            usage(format!(
+                "unknown fault `{}`; choose one of: {}",
+                spec.fault,
+                Fault::ALL.map(|f| f.as_str()).join(", ")
+            ))
+        })?;
+        let (filter_text, op) = match spec.crash_at.rsplit_once(':') {
+            Some((head, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
+                let n: u64 = n
+                    .parse()
+                    .map_err(|_| usage(format!("--crash-at {}: N is too large", spec.crash_at)))?;
+                if n == 0 {
+                    return Err(usage("--crash-at: N counts from 1"));
+                }
+                (head.to_string(), Some(n))
+            }
+            _ => (spec.crash_at.clone(), None),
+        };
+        let filter: OpFilter = filter_text
+            .parse()
+            .map_err(|e: String| usage(format!("--crash-at: {e}")))?;
+        if spec.fault_commits == 0 {
+            return Err(usage("--fault-commits 0 writes nothing; give at least 1"));
+        }
+        if !(512..=65536).contains(&spec.sector_size) || !spec.sector_size.is_power_of_two() {
+            return Err(usage(format!(
+                "--sector-size {} is not a power of two from 512 to 65536",
+                spec.sector_size
+            )));
+        }
+        if fault.is_op_indexed() {
+            if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
+                return Err(usage(format!(
+                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections",
+                    fault.as_str(), p.name, p.processes, p.connections
+                )));
+            }
+        }
+        Ok(FaultOptions {
+            fault,
+            filter,
+            op,
+            commits: spec.fault_commits,
+            model: PowerLossModel {
+                sector_size: spec.sector_size,
+                ignore_fsync: spec.lying_disk,
+                powersafe_overwrite: !spec.no_powersafe_overwrite,
+                ..PowerLossModel::default()
+            },
+        })
+    }
+
+    /// False when the power-loss model breaks an assumption SQLite documents, on request.
+    pub fn hardware_as_documented(&self) -> bool {
+        !self.model.ignore_fsync && self.model.powersafe_overwrite
+    }
 }
 
 /// The options a run executes with.
@@ -66,6 +167,7 @@ pub struct RunOptions {
     pub resume: bool,
     /// The command line, as recorded in failure notes.
     pub command_line: String,
+    pub faults: FaultOptions,
     /// The settings as written to `run.json`.
     pub spec: RunSpec,
 }
@@ -165,8 +267,16 @@ impl RunOptions {
             fail_on: args.fail_on.clone(),
             command_line: command_line.clone(),
             sqlite_version: rusqlite::version().to_string(),
+            fault: args.fault.clone(),
+            crash_at: args.crash_at.clone(),
+            fault_commits: args.fault_commits,
+            sector_size: args.sector_size,
+            lying_disk: args.lying_disk,
+            no_powersafe_overwrite: args.no_powersafe_overwrite,
         };
+        let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {
+            faults,
             profiles,
             workload,
             iterations,
@@ -216,10 +326,33 @@ impl RunOptions {
                 out.display()
             )));
         }
+        Self::from_spec(
+            spec,
+            out,
+            jobs,
+            work_base,
+            args.no_progress,
+            args.junit.clone(),
+            true,
+        )
+    }
+
+    /// Options that re-create the run `spec` describes, writing into `out`.
+    pub fn from_spec(
+        spec: RunSpec,
+        out: &Path,
+        jobs: usize,
+        work_base: PathBuf,
+        no_progress: bool,
+        junit: Option<PathBuf>,
+        resume: bool,
+    ) -> Result<RunOptions, UsageError> {
         let workload = parse_workload(&spec.workload)?;
         let (kill, trial_timeout) =
             parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
+        let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         Ok(RunOptions {
+            faults,
             profiles: spec.profiles.clone(),
             workload,
             iterations: spec.iterations,
@@ -232,10 +365,10 @@ impl RunOptions {
             kill,
             trial_timeout,
             max_commits: spec.max_commits,
-            progress: !args.no_progress,
+            progress: !no_progress,
             fail_on_any: spec.fail_on == "any",
-            junit: args.junit.clone(),
-            resume: true,
+            junit,
+            resume,
             command_line: spec.command_line.clone(),
             spec,
         })
@@ -334,7 +467,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn default_work_base() -> PathBuf {
+pub fn default_work_base() -> PathBuf {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() && check_writable_dir(shm, "/dev/shm").is_ok() {
         shm.to_path_buf()

@@ -26,6 +26,8 @@ pub fn rng_for(trial_seed: u64, stream: u64) -> ChaCha8Rng {
 /// The stream of the kill-point draw; writers use `WRITER_STREAM_BASE + writer`.
 pub const KILL_STREAM: u64 = 0;
 pub const WRITER_STREAM_BASE: u64 = 1000;
+/// Streams of op-indexed faults: the operation drawn, then what the fault does there.
+pub const FAULT_STREAM: u64 = 10;
 
 /// A master seed for a run that was not given one.
 pub fn fresh_master_seed() -> u64 {

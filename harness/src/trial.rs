@@ -11,10 +11,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use rand::RngExt;
 use torture_workloads::Profile;
 
 use crate::ack::{AckBoard, TrialEvents};
 use crate::evidence::{self, Snapshot};
+use crate::fault::{CrashAt, FaultConfig, IoErrorAt, IoErrorCode};
 use crate::kill_point::KillPoint;
 use crate::options::RunOptions;
 use crate::oracle;
@@ -34,11 +36,18 @@ pub struct SlotFiles {
 }
 
 impl SlotFiles {
+    /// The power-loss trial's operation log, when the last trial wrote one.
+    pub fn op_log(&self) -> Option<PathBuf> {
+        let p = self.dir.join("ops.log");
+        p.is_file().then_some(p)
+    }
+
     /// Removes the previous trial's database and sidecars.
     fn clear(&self) {
         for suffix in evidence::SIDECARS {
             let _ = std::fs::remove_file(evidence::with_suffix(&self.db, suffix));
         }
+        let _ = std::fs::remove_file(self.dir.join("ops.log"));
     }
 }
 
@@ -70,23 +79,36 @@ pub fn run_trial(
     files.clear();
     let mut events = TrialEvents::default();
     let mut ending = Ending::default();
+    let mut fault_note = FaultNote::default();
+    let fault = opts.faults.fault;
     let setup = template
         .map_err(|e| format!("making the starting database: {e}"))
         .and_then(|t| {
-            std::fs::copy(t, &files.db).map_err(|e| format!("copying the starting database: {e}"))
-        })
-        .and_then(|_| {
-            run_writers(
-                opts,
-                profile,
-                files,
-                trial_seed,
-                kill_point,
-                &mut events,
-                &mut ending,
-            )
+            if fault.is_op_indexed() {
+                fault_note = run_op_fault(
+                    opts,
+                    profile,
+                    files,
+                    t,
+                    trial_seed,
+                    &mut events,
+                    &mut ending,
+                )?;
+                Ok(())
+            } else {
+                fresh_copy(t, files)?;
+                let plan = writer_plan(opts, profile, files, trial_seed, None, None);
+                run_writers(
+                    &plan,
+                    opts,
+                    profile,
+                    files,
+                    Stop::At(kill_point),
+                    &mut events,
+                    &mut ending,
+                )
+            }
         });
-
     let mut snapshot = Snapshot::before_recovery(&files.db);
     let verification = match &setup {
         Ok(()) => oracle::recover_and_verify(&files.db, opts.workload, &events.acked),
@@ -113,6 +135,7 @@ pub fn run_trial(
         ),
     };
 
+    let synchronous_judged = synchronous.clone();
     // A worker error only decides the outcome when the database itself is fine.
     let mut lab_problems: Vec<String> = Vec::new();
     if let Err(e) = &setup {
@@ -138,7 +161,9 @@ pub fn run_trial(
             .trim_end_matches("; ")
             .to_string();
     }
-    let kill_point_text = if ending.completed {
+    let kill_point_text = if fault.is_op_indexed() {
+        fault_note.point.clone()
+    } else if ending.completed {
         format!("{kill_point} (not reached: writers finished)")
     } else if ending.timed_out {
         format!("{kill_point} (not reached: timeout)")
@@ -146,7 +171,13 @@ pub fn run_trial(
         kill_point.to_string()
     };
 
-    let fault = Fault::SigKill;
+    if !fault_note.detail.is_empty() {
+        detail = if detail.is_empty() {
+            fault_note.detail.clone()
+        } else {
+            format!("{detail}; {}", fault_note.detail)
+        };
+    }
     let mut record = TrialRecord {
         iteration: index,
         seed: trial_seed,
@@ -161,7 +192,13 @@ pub fn run_trial(
         acked_commits: events.acks_total,
         recovered_commits: verification.recovered_commits,
         outcome,
-        verdict: verdict::judge(outcome, &journal_mode, fault),
+        verdict: verdict::judge(
+            outcome,
+            &journal_mode,
+            &synchronous_judged,
+            fault,
+            opts.faults.hardware_as_documented(),
+        ),
         detail,
         busy_errors: events.busy,
         pragma_fallback: fallback,
@@ -176,8 +213,8 @@ pub fn run_trial(
             &files.db,
             &record,
             profile,
-            opts.seed,
-            &opts.command_line,
+            &opts.spec,
+            files.op_log().as_deref(),
         ) {
             record
                 .detail
@@ -187,34 +224,186 @@ pub fn run_trial(
     record
 }
 
-/// Forks the writer processes, waits for the kill point, kills and reaps them, and drains their
-/// acknowledgements. Returns Err only when the writers could not be started.
-fn run_writers(
-    opts: &RunOptions,
-    profile: &Profile,
-    files: &SlotFiles,
+/// When the slot stops the writers.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// At the trial's kill point.
+    At(KillPoint),
+    /// Once every writer has finished its bounded workload (or killed itself at its crash point).
+    WhenDone,
+}
+
+/// What an op-indexed fault did, for the row.
+#[derive(Debug, Default)]
+struct FaultNote {
+    /// `op=N/T FILTER`: the operation the fault hit, out of the uncrashed run's count.
+    point: String,
+    detail: String,
+}
+
+fn fresh_copy(template: &Path, files: &SlotFiles) -> Result<(), String> {
+    files.clear();
+    std::fs::copy(template, &files.db)
+        .map(drop)
+        .map_err(|e| format!("copying the starting database: {e}"))
+}
+
+fn writer_plan<'a>(
+    opts: &'a RunOptions,
+    profile: &'a Profile,
+    files: &'a SlotFiles,
     trial_seed: u64,
-    kill_point: KillPoint,
-    events: &mut TrialEvents,
-    ending: &mut Ending,
-) -> Result<(), String> {
-    let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .map_err(|e| format!("pipe: {e}"))?;
-    // The writers block on a full pipe rather than lose an acknowledgement.
-    set_blocking(&ack_write);
-    let plan = WriterPlan {
+    fault: Option<FaultConfig>,
+    commits: Option<u64>,
+) -> WriterPlan<'a> {
+    let carry_on_errors = matches!(opts.faults.fault, Fault::IoError | Fault::DiskFull);
+    WriterPlan {
         db: &files.db,
         profile,
         workload: opts.workload,
         trial_seed,
-        max_commits: opts.max_commits,
+        max_commits: commits.unwrap_or(opts.max_commits),
         board: &files.board,
+        fault,
+        hold_when_done: commits.is_some(),
+        carry_on_errors,
+        op_filter: opts.faults.filter,
+    }
+}
+
+/// An op-indexed trial: an uncrashed run of the same seed counts the operations, then the real run
+/// meets its fault at operation N (drawn over that count unless `--crash-at` fixed it).
+fn run_op_fault(
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    template: &Path,
+    trial_seed: u64,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<FaultNote, String> {
+    let f = &opts.faults;
+    // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial: identical bytes each run.
+    let prng = Some((trial_seed as u32) | 1);
+    let commits = Some(f.commits);
+    fresh_copy(template, files)?;
+    let mut counting = TrialEvents::default();
+    let mut counting_end = Ending::default();
+    let calibration = FaultConfig {
+        sqlite_prng_seed: prng,
+        ..FaultConfig::default()
     };
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(calibration), commits);
+    run_writers(
+        &plan,
+        opts,
+        profile,
+        files,
+        Stop::WhenDone,
+        &mut counting,
+        &mut counting_end,
+    )?;
+    if let Some((w, code, text)) = counting.errors.first() {
+        return Err(format!(
+            "uncrashed counting run: writer {w}: {code}: {text}"
+        ));
+    }
+    let total = counting.ops;
+    let op = f.op.unwrap_or_else(|| {
+        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
+    });
+
+    fresh_copy(template, files)?;
+    let log = files.dir.join("ops.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cfg = FaultConfig {
+        sqlite_prng_seed: prng,
+        ..FaultConfig::default()
+    };
+    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
+    match f.fault {
+        Fault::KillAtOp => {
+            cfg.crash_at = Some(CrashAt {
+                op,
+                filter: f.filter,
+            })
+        }
+        Fault::PowerLoss => {
+            cfg.crash_at = Some(CrashAt {
+                op,
+                filter: f.filter,
+            });
+            cfg.log_path = Some(log.clone());
+        }
+        Fault::IoError | Fault::DiskFull => {
+            cfg.io_error = Some(IoErrorAt {
+                op,
+                code: if f.fault == Fault::DiskFull {
+                    IoErrorCode::Full
+                } else {
+                    IoErrorCode::IoErr
+                },
+                persistent: rng.random_bool(0.5),
+                filter: f.filter,
+            })
+        }
+        Fault::Sigkill => {}
+    }
+    let io_error = cfg.io_error;
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
+    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
+    let mut note = FaultNote {
+        point: format!("op={op}/{total} {}", f.filter),
+        detail: String::new(),
+    };
+    if op > total {
+        note.point.push_str(" (not reached)");
+    }
+    match f.fault {
+        Fault::PowerLoss => {
+            let records =
+                crate::fault::read_log(&log).map_err(|e| format!("reading the op log: {e}"))?;
+            let report = crate::fault::simulate_power_loss(&records, u64::MAX, &f.model, &mut rng)
+                .map_err(|e| format!("simulating the power cut: {e}"))?;
+            note.detail = format!("power cut: {}", report.detail());
+        }
+        Fault::IoError | Fault::DiskFull => {
+            let persistent = io_error.is_some_and(|e| e.persistent);
+            note.detail = format!(
+                "{} injected I/O error(s) ({}), the writer carried on",
+                events.io_errors,
+                if persistent { "from then on" } else { "once" }
+            );
+        }
+        _ => {}
+    }
+    Ok(note)
+}
+
+/// Forks the writer processes, waits until `stop`, kills and reaps them, and drains their
+/// acknowledgements. Returns Err only when the writers could not be started.
+fn run_writers(
+    plan: &WriterPlan<'_>,
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    stop: Stop,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<(), String> {
+    let kill_point = match stop {
+        Stop::At(k) => Some(k),
+        Stop::WhenDone => None,
+    };
+    let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| format!("pipe: {e}"))?;
+    // The writers block on a full pipe rather than lose an acknowledgement.
+    set_blocking(&ack_write);
     files.board.reset(
         profile.writers() as usize,
         match kill_point {
-            KillPoint::AfterAcks { acks, .. } => acks,
-            KillPoint::AfterTime { .. } => 0,
+            Some(KillPoint::AfterAcks { acks, .. }) => acks,
+            _ => 0,
         },
     );
     let mut pids = Vec::with_capacity(profile.processes as usize);
@@ -228,7 +417,7 @@ fn run_writers(
                     // SAFETY: these descriptors belong to the slot, which this child no longer is.
                     unsafe { libc::close(fd) };
                 }
-                writer::run_writer_process(&plan, p, ack_write, slot_pid);
+                writer::run_writer_process(plan, p, ack_write, slot_pid);
             }
             Ok(ForkResult::Parent { child }) => pids.push(child),
             Err(e) => {
@@ -243,9 +432,9 @@ fn run_writers(
     let started = Instant::now();
     let timeout_at = started + opts.trial_timeout;
     let mut kill_at = match kill_point {
-        KillPoint::AfterTime { after } => Some(started + after),
-        KillPoint::AfterAcks { acks: 0, delay } => Some(started + delay),
-        KillPoint::AfterAcks { .. } => None,
+        Some(KillPoint::AfterTime { after }) => Some(started + after),
+        Some(KillPoint::AfterAcks { acks: 0, delay }) => Some(started + delay),
+        _ => None,
     };
     let mut open = true;
     loop {
@@ -257,14 +446,14 @@ fn run_writers(
             ending.timed_out = true;
             break;
         }
-        if !open {
+        if !open || (kill_point.is_none() && events.done >= profile.writers()) {
             ending.completed = true;
             break;
         }
         let until = kill_at.unwrap_or(timeout_at).min(timeout_at);
         wait_readable(ack_read.as_fd(), until - now);
         open = events.read_from(ack_read.as_fd());
-        if let (None, KillPoint::AfterAcks { acks, delay }) = (kill_at, kill_point) {
+        if let (None, Some(KillPoint::AfterAcks { acks, delay })) = (kill_at, kill_point) {
             if events.reached || files.board.total() >= acks {
                 kill_at = Some(Instant::now() + delay);
             }

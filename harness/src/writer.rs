@@ -6,10 +6,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::signal::Signal;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use torture_workloads::{Profile, Workload};
 
 use crate::ack::{AckBoard, AckSender};
+use crate::fault::{self, FaultConfig, OpFilter};
 use crate::seed;
 use crate::sqlite_error;
 
@@ -21,6 +22,15 @@ pub struct WriterPlan<'a> {
     pub trial_seed: u64,
     pub max_commits: u64,
     pub board: &'a AckBoard,
+    /// Op-indexed faults: the fault layer's configuration, applied in the child before opening.
+    pub fault: Option<FaultConfig>,
+    /// After the last commit, wait to be killed instead of closing (a bounded workload that ends in
+    /// a crash, not a clean shutdown that would checkpoint).
+    pub hold_when_done: bool,
+    /// Count non-busy errors (injected I/O errors) and go on, as an application would.
+    pub carry_on_errors: bool,
+    /// Which operations to count and report at the end.
+    pub op_filter: OpFilter,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
@@ -32,6 +42,12 @@ pub fn run_writer_process(
     slot: nix::unistd::Pid,
 ) -> ! {
     die_with_parent(slot);
+    if let Some(cfg) = &plan.fault {
+        if let Err(e) = fault::configure(cfg.clone()) {
+            AckSender::new(ack.as_fd()).error(0, "FAULT_SETUP", &e.to_string());
+            exit_now(0);
+        }
+    }
     let conns = plan.profile.connections;
     let first = process_index * conns;
     if conns == 1 {
@@ -44,13 +60,24 @@ pub fn run_writer_process(
             }
         });
     }
+    if plan.hold_when_done {
+        // The slot kills us; an open connection must not be closed (and checkpointed) first.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     exit_now(0)
 }
 
 /// One connection's life: open, configure, then commit until killed or capped.
 fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
     let mut tx = AckSender::new(fd);
-    let mut conn = match Connection::open(plan.db) {
+    let opened = if plan.fault.is_some() {
+        Connection::open_with_flags_and_vfs(plan.db, OpenFlags::default(), fault::VFS_NAME)
+    } else {
+        Connection::open(plan.db)
+    };
+    let mut conn = match opened {
         Ok(c) => c,
         Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
     };
@@ -71,6 +98,7 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
         seed::WRITER_STREAM_BASE + u64::from(writer),
     );
     let mut seq = 1;
+    let mut failures_in_a_row = 0;
     while seq <= plan.max_commits {
         match plan
             .workload
@@ -81,13 +109,27 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
                     tx.reached(writer);
                 }
                 seq += 1;
+                failures_in_a_row = 0;
             }
             Err(e) if sqlite_error::is_busy(&e) => {
                 plan.board.record_busy();
                 std::thread::yield_now();
             }
+            Err(_) if plan.carry_on_errors && failures_in_a_row < 100 => {
+                // An application retries after a failed write; a persistent fault ends the run
+                // after a hundred failures in a row.
+                plan.board.record_io_error();
+                failures_in_a_row += 1;
+            }
+            Err(_) if plan.carry_on_errors => {
+                plan.board.record_io_error();
+                break;
+            }
             Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
         }
+    }
+    if plan.fault.is_some() {
+        tx.ops(writer, fault::ops_matching_so_far(plan.op_filter));
     }
     tx.done(writer);
 }

@@ -89,7 +89,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "OUT", conflicts_with_all = [
         "profile", "profile_file", "workload", "iterations", "duration", "seed", "out",
         "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on",
-        "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite"
+        "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite", "crash_recovery"
     ])]
     pub resume: Option<PathBuf>,
 
@@ -167,6 +167,11 @@ pub struct RunArgs {
     /// Power loss: a torn write also garbles the rest of its sector (breaks powersafe overwrite).
     #[arg(long)]
     pub no_powersafe_overwrite: bool,
+
+    /// After the fault, crash the first process that opens the database in the middle of its
+    /// recovery (at an operation drawn over an uncrashed recovery's), then recover and verify.
+    #[arg(long)]
+    pub crash_recovery: bool,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]

@@ -53,6 +53,8 @@ pub struct RunSpec {
     pub lying_disk: bool,
     #[serde(default)]
     pub no_powersafe_overwrite: bool,
+    #[serde(default)]
+    pub crash_recovery: bool,
 }
 
 fn default_fault() -> String {
@@ -79,6 +81,8 @@ pub struct FaultOptions {
     /// Commits per writer in an op-indexed trial.
     pub commits: u64,
     pub model: PowerLossModel,
+    /// Crash the first opener mid-recovery before the oracle recovers.
+    pub crash_recovery: bool,
 }
 
 impl FaultOptions {
@@ -127,6 +131,7 @@ impl FaultOptions {
             filter,
             op,
             commits: spec.fault_commits,
+            crash_recovery: spec.crash_recovery,
             model: PowerLossModel {
                 sector_size: spec.sector_size,
                 ignore_fsync: spec.lying_disk,
@@ -273,6 +278,7 @@ impl RunOptions {
             sector_size: args.sector_size,
             lying_disk: args.lying_disk,
             no_powersafe_overwrite: args.no_powersafe_overwrite,
+            crash_recovery: args.crash_recovery,
         };
         let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {

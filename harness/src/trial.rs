@@ -109,6 +109,20 @@ pub fn run_trial(
                 )
             }
         });
+    if setup.is_ok() && opts.faults.crash_recovery {
+        let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
+        let note = crate::fault::recovery::crash_first_opener(
+            &files.db,
+            &files.dir.join("recovery-count"),
+            &mut rng,
+        )
+        .unwrap_or_else(|e| e);
+        fault_note.detail = if fault_note.detail.is_empty() {
+            note
+        } else {
+            format!("{}; {note}", fault_note.detail)
+        };
+    }
     let mut snapshot = Snapshot::before_recovery(&files.db);
     let verification = match &setup {
         Ok(()) => oracle::recover_and_verify(&files.db, opts.workload, &events.acked),

@@ -979,3 +979,32 @@ fn op_indexed_faults_refuse_profiles_with_several_writers() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("unknown operation kind"));
 }
+
+#[test]
+fn a_crash_in_the_middle_of_recovery_loses_nothing_either() {
+    let tmp = tempfile::tempdir().unwrap();
+    for fault in ["sigkill", "power-loss"] {
+        let (o, rows) = fault_run(
+            &tmp,
+            &format!("cr-{fault}"),
+            fault,
+            "delete-extra,truncate-full,wal-full",
+            "40",
+            &["--crash-recovery"],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{fault}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        let bad: Vec<_> = rows.iter().filter(|r| r["outcome"] != "intact").collect();
+        assert!(bad.is_empty(), "{fault}: {bad:?}");
+        let crashed = rows
+            .iter()
+            .filter(|r| r["detail"].contains("recovery crashed at op"))
+            .count();
+        assert!(crashed > 0, "{fault}: some recoveries had I/O to crash in");
+    }
+}

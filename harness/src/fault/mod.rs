@@ -16,6 +16,7 @@
 pub mod config;
 pub mod log;
 pub mod power_loss;
+pub mod recovery;
 pub mod vfs;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! reached <writer>              this writer's ack brought the total to the kill threshold
 //! error <writer> <code> <text>  the writer gave up for a reason of its own
 //! ops <writer> <n>              operations the fault layer counted (bounded workloads, at the end)
+//! ackop <writer> <seq> <ops>    power loss: commit `seq` was acknowledged after `ops` operations
 //! done <writer>                 the writer reached its commit cap without being killed
 //! ```
 
@@ -51,6 +52,10 @@ impl<'a> AckSender<'a> {
 
     pub fn reached(&mut self, writer: u32) {
         self.send(format_args!("reached {writer}\n"));
+    }
+
+    pub fn ack_op(&mut self, writer: u32, seq: u64, ops: u64) {
+        self.send(format_args!("ackop {writer} {seq} {ops}\n"));
     }
 
     pub fn ops(&mut self, writer: u32, n: u64) {
@@ -192,6 +197,8 @@ pub struct TrialEvents {
     pub ops: u64,
     /// Injected I/O errors the writers met and carried on after.
     pub io_errors: u64,
+    /// `(writer, seq, operations performed when it was acknowledged)`, for power-loss cuts.
+    pub ack_ops: Vec<(u32, u64, u64)>,
     /// A writer said the kill threshold was reached.
     pub reached: bool,
     partial: Vec<u8>,
@@ -221,6 +228,14 @@ impl TrialEvents {
         match kind {
             "reached" => self.reached = true,
             "done" => self.done += 1,
+            "ackop" => {
+                if let (Some(Ok(seq)), Some(Ok(ops))) = (
+                    parts.next().map(str::parse::<u64>),
+                    parts.next().map(str::parse::<u64>),
+                ) {
+                    self.ack_ops.push((writer, seq, ops));
+                }
+            }
             "ops" => {
                 self.ops += parts
                     .next()
@@ -293,7 +308,8 @@ mod tests {
     fn lines_split_across_reads_are_parsed_once() {
         let mut ev = TrialEvents::default();
         ev.feed(b"ready 0 wal full normal 0\nreac");
-        ev.feed(b"hed 0\ndone 1\nerror 1 SQLITE_IOERR disk I/O error\n");
+        ev.feed(b"hed 0\ndone 1\nerror 1 SQLITE_IOERR disk I/O error\nackop 0 3 41\n");
+        assert_eq!(ev.ack_ops, vec![(0, 3, 41)]);
         assert!(ev.reached);
         assert_eq!(ev.done, 1);
         assert_eq!(ev.in_force.as_ref().unwrap().journal_mode, "wal");

@@ -282,6 +282,7 @@ fn writer_plan<'a>(
         hold_when_done: commits.is_some(),
         carry_on_errors,
         op_filter: opts.faults.filter,
+        report_ack_ops: opts.faults.fault == Fault::PowerLoss,
     }
 }
 
@@ -300,6 +301,11 @@ fn run_op_fault(
     // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial: identical bytes each run.
     let prng = Some((trial_seed as u32) | 1);
     let commits = Some(f.commits);
+    if f.fault == Fault::PowerLoss {
+        return run_power_cut(
+            opts, profile, files, template, trial_seed, prng, events, ending,
+        );
+    }
     fresh_copy(template, files)?;
     let mut counting = TrialEvents::default();
     let mut counting_end = Ending::default();
@@ -392,6 +398,69 @@ fn run_op_fault(
         _ => {}
     }
     Ok(note)
+}
+
+/// A power-loss trial in one run: the bounded workload runs to its end with the operation log on,
+/// and the cut is placed afterwards at operation N of the log (drawn over the operations matching
+/// the filter, the same count an uncrashed run makes). Everything from N on is undone, what came
+/// before but was not yet durable is kept, lost or torn, and only commits acknowledged before N
+/// count as acknowledged. Same seed, same log, same files: replays byte for byte.
+#[allow(clippy::too_many_arguments)]
+fn run_power_cut(
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    template: &Path,
+    trial_seed: u64,
+    prng: Option<u32>,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<FaultNote, String> {
+    let f = &opts.faults;
+    fresh_copy(template, files)?;
+    let log = files.dir.join("ops.log");
+    let cfg = FaultConfig {
+        sqlite_prng_seed: prng,
+        log_path: Some(log.clone()),
+        ..FaultConfig::default()
+    };
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), Some(f.commits));
+    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
+    let records = crate::fault::read_log(&log).map_err(|e| format!("reading the op log: {e}"))?;
+    let matching: Vec<u64> = records
+        .iter()
+        .filter(|r| f.filter.matches(r.op_kind(), r.file))
+        .map(|r| r.op)
+        .collect();
+    let total = matching.len() as u64;
+    let n = f.op.unwrap_or_else(|| {
+        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
+    });
+    let cut = matching.get(n as usize - 1).copied().unwrap_or(u64::MAX);
+    // Only what was acknowledged before the cut was acknowledged at the instant of the power loss.
+    events.acked.clear();
+    for &(writer, seq, ops) in &events.ack_ops {
+        if ops < cut {
+            let e = events.acked.entry(writer).or_insert(0);
+            *e = (*e).max(seq);
+        }
+    }
+    events.acks_total = events
+        .ack_ops
+        .iter()
+        .filter(|&&(_, _, ops)| ops < cut)
+        .count() as u64;
+    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
+    let report = crate::fault::simulate_power_loss(&records, cut, &f.model, &mut rng)
+        .map_err(|e| format!("simulating the power cut: {e}"))?;
+    let mut point = format!("op={n}/{total} {}", f.filter);
+    if n > total {
+        point.push_str(" (not reached)");
+    }
+    Ok(FaultNote {
+        point,
+        detail: format!("power cut: {}", report.detail()),
+    })
 }
 
 /// Forks the writer processes, waits until `stop`, kills and reaps them, and drains their

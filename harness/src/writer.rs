@@ -31,6 +31,8 @@ pub struct WriterPlan<'a> {
     pub carry_on_errors: bool,
     /// Which operations to count and report at the end.
     pub op_filter: OpFilter,
+    /// Report the operation count at each acknowledgement (power loss cuts the log afterwards).
+    pub report_ack_ops: bool,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
@@ -107,6 +109,9 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
             Ok(()) => {
                 if plan.board.record_ack(writer, seq) {
                     tx.reached(writer);
+                }
+                if plan.report_ack_ops {
+                    tx.ack_op(writer, seq, fault::ops_so_far());
                 }
                 seq += 1;
                 failures_in_a_row = 0;

@@ -29,6 +29,7 @@ pub fn run_slot(
     // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
     // at the terminal reaches only the parent, which decides what to do.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
+    pin_to_one_cpu(slot);
     let dir = work_dir.join(format!("slot-{slot}"));
     if std::fs::create_dir_all(&dir).is_err() {
         exit_now(4);
@@ -83,6 +84,20 @@ pub fn run_slot(
         if results.write_all(&line).is_err() {
             exit_now(0);
         }
+    }
+}
+
+/// Pins the slot (and so its writers, which inherit it) to one CPU. The slot sleeps while its writer
+/// runs and the writer is dead while the slot verifies, so they never need two CPUs at once; on one
+/// CPU the wake-up at the kill threshold preempts the writer at once instead of crossing cores,
+/// and the oracle reads pages still warm in that core's cache.
+fn pin_to_one_cpu(slot: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read and write it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(slot % cpus, &mut set);
+        let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 

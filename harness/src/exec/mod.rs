@@ -93,6 +93,12 @@ pub struct ExecOptions {
     /// When to kill, measured from the program's start; `None` means calibrate (see `calibrate`).
     #[serde(default)]
     pub kill_window: Option<(Duration, Duration)>,
+    /// The calibrated run's first ack (set by `with_calibration`). A kill time past it is then
+    /// counted from each trial's own first ack — own first ack + (time − anchor) — so a start-up
+    /// slowed by load (an interpreter importing its libraries on a busy machine) does not move the
+    /// kills back into the start-up. Kill times before it stay times since the start.
+    #[serde(default)]
+    pub anchor: Option<Duration>,
     /// The journal mode the program runs in, for the verdict, when it does not print
     /// `journal_mode MODE` itself. Unknown (`?`) holds any damage to the strict promise: a violation.
     #[serde(default)]
@@ -126,6 +132,7 @@ impl ExecOptions {
             verify_cmd: None,
             engine: Engine::Sqlite,
             kill_window: None,
+            anchor: None,
             journal_mode: None,
             name: None,
             python: default_python(),
@@ -215,6 +222,14 @@ impl ExecOptions {
             program
         };
         format!("exec:{named}")
+    }
+
+    /// These options with the kill window (and its anchor, the first ack) a calibration measured:
+    /// what to save in `run.json` and hand to `run_trial`.
+    pub fn with_calibration(mut self, c: &Calibration) -> ExecOptions {
+        self.kill_window = Some(c.window);
+        self.anchor = c.first_ack;
+        self
     }
 
     /// The database's file name inside the trial folder.

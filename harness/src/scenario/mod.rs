@@ -172,7 +172,6 @@ pub(crate) fn run_measured(
         files,
         index,
         seed: crate::seed::trial_seed(opts.seed, index),
-        scenario: sc.name,
         variant,
         workload,
         sqlite_version,

@@ -51,6 +51,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             }
             Err(e) => usage_error(&e),
         },
+        Some(Command::Exec(args)) => exec(args, command_line),
         None => run(cli.run, command_line),
     }
 }
@@ -86,6 +87,13 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
 /// `torture replay OUT/failures/<iteration>`: re-runs that one trial and compares.
 fn replay(failure: &std::path::Path) -> i32 {
     let note_path = failure.join("trial.json");
+    if std::fs::read_to_string(&note_path)
+        .is_ok_and(|t| t.contains("\"kind\": \"exec\"") || t.contains("\"kind\":\"exec\""))
+    {
+        return usage_error(
+            "replay: exec-mode trials cannot be replayed (a program's timing is its own); re-run with torture exec --seed",
+        );
+    }
     let note: TrialNote = match std::fs::read_to_string(&note_path)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
@@ -169,11 +177,112 @@ fn usage_error(msg: &str) -> i32 {
     exit_code::USAGE
 }
 
+/// `torture exec [...] -- COMMAND`: validate, calibrate the kill window once, then the same run
+/// loop, CSV, summary and verdicts as a profile run.
+fn exec(args: crate::cli::ExecArgs, command_line: String) -> i32 {
+    let mut exec = crate::exec::ExecOptions::new(args.command.clone());
+    exec.shell = args.shell;
+    exec.seed_db = args.seed_db.clone();
+    exec.recovered_sql = args.recovered_sql.clone();
+    exec.verify_sql = args.verify_sql.clone();
+    exec.verify_cmd = args.verify_cmd.clone();
+    exec.journal_mode = args.journal_mode.clone();
+    exec.name = args.name.clone();
+    exec.python = args.python.clone();
+    exec.engine = match crate::exec::Engine::parse(&args.engine) {
+        Some(e) => e,
+        None => {
+            return usage_error(&format!(
+                "unknown engine `{}`; choose sqlite or duckdb",
+                args.engine
+            ))
+        }
+    };
+    if let Some(window) = &args.kill_after {
+        match crate::kill_point::KillPolicy::parse(window, "0") {
+            Ok(crate::kill_point::KillPolicy::AfterTime { window }) => {
+                exec.kill_window = Some(window)
+            }
+            _ => {
+                return usage_error(&format!(
+                    "--kill-after {window}: exec mode kills at a time since the program's start; write it like 200ms..3s"
+                ))
+            }
+        }
+    }
+    if let Err(e) = exec.validate() {
+        return usage_error(&e);
+    }
+    let run_args = RunArgs {
+        profile: vec!["wal-full".into()],
+        profile_file: None,
+        workload: "inserts".into(),
+        iterations: args.iterations,
+        duration: args.duration.clone(),
+        partition: None,
+        resume: None,
+        junit: args.junit.clone(),
+        seed: args.seed,
+        jobs: args.jobs,
+        out: args.out.clone(),
+        dir: args.dir.clone(),
+        kill_after: "1..20".into(),
+        kill_delay: "0".into(),
+        trial_timeout: args.trial_timeout.clone(),
+        max_commits: 100_000,
+        fail_on: args.fail_on.clone(),
+        fault: "sigkill".into(),
+        crash_at: "any".into(),
+        fault_commits: 20,
+        sector_size: 512,
+        lying_disk: false,
+        no_powersafe_overwrite: false,
+        crash_recovery: false,
+        no_progress: args.no_progress,
+    };
+    let mut opts = match RunOptions::validate(run_args, command_line) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e.0),
+    };
+    if exec.kill_window.is_none() {
+        let timeout = match crate::kill_point::parse_duration(&args.calibration_timeout) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
+        };
+        let scratch = match tempfile::Builder::new()
+            .prefix("torture-calibrate-")
+            .tempdir_in(&opts.work_base)
+        {
+            Ok(d) => d,
+            Err(e) => return usage_error(&format!("cannot make a calibration folder: {e}")),
+        };
+        match crate::exec::calibrate_report(&exec, scratch.path(), timeout) {
+            Ok(c) => {
+                eprintln!("torture: calibrated: {c}");
+                exec = exec.with_calibration(&c);
+            }
+            Err(e) => return usage_error(&e),
+        }
+    }
+    if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {
+        return usage_error("the kill window ends after --trial-timeout; raise --trial-timeout");
+    }
+    opts.profiles[0].name = exec.profile_name();
+    opts.spec.profiles = opts.profiles.clone();
+    opts.spec.exec = Some(exec.clone());
+    opts.exec = Some(exec);
+    run_validated(opts)
+}
+
 fn run(args: RunArgs, command_line: String) -> i32 {
     let opts = match RunOptions::validate(args, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
+    run_validated(opts)
+}
+
+fn run_validated(opts: RunOptions) -> i32 {
     let trials_path = opts.out_dir.join("trials.csv");
     let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
     let mut done = BTreeSet::new();
@@ -218,7 +327,11 @@ fn run(args: RunArgs, command_line: String) -> i32 {
             (None, None) => "trials".to_string(),
         },
         opts.profiles.len(),
-        opts.workload.name(),
+        if opts.exec.is_some() {
+            "exec"
+        } else {
+            opts.workload.name()
+        },
         opts.jobs,
         opts.seed,
         opts.partition
@@ -268,9 +381,8 @@ fn run(args: RunArgs, command_line: String) -> i32 {
         opts.seed
     );
     println!(
-        "reproduce: {} --seed {}",
-        strip_seed(&opts.command_line),
-        opts.seed
+        "reproduce: {}",
+        reproduce_command(&opts.command_line, opts.seed)
     );
     println!("results:   {}", trials_path.display());
     if let Err(e) = summary_written {
@@ -340,6 +452,15 @@ fn shell_words(args: &[OsString]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The command line with the run's actual seed, placed before a `--` (exec's program comes after it).
+fn reproduce_command(command_line: &str, seed: u64) -> String {
+    let stripped = strip_seed(command_line);
+    match stripped.split_once(" -- ") {
+        Some((head, program)) => format!("{head} --seed {seed} -- {program}"),
+        None => format!("{stripped} --seed {seed}"),
+    }
 }
 
 /// The command line without its `--seed` (the caller adds the run's actual seed).

@@ -46,6 +46,10 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Torture any program: run COMMAND with a fresh database path per trial ({db} in its arguments,
+    /// TORTURE_DB in its environment), SIGKILL it at a seeded time, verify the database. The program
+    /// prints `ack N` on stdout after its commit N returned (see workloads/exec/README.md).
+    Exec(ExecArgs),
     /// Join the result folders of shards (`--partition K/N`) into one folder OUT.
     Merge {
         /// The folder to write (must be new or empty).
@@ -176,4 +180,69 @@ pub struct RunArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Trials.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub iterations: u64,
+    /// Run for this long instead (e.g. 10m).
+    #[arg(long, conflicts_with = "iterations")]
+    pub duration: Option<String>,
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Where the trials' folders live (default /dev/shm).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Kill window since the program's start (e.g. 200ms..3s); default: calibrated from an
+    /// uninterrupted run's acknowledgements.
+    #[arg(long)]
+    pub kill_after: Option<String>,
+    /// Give up on a trial (kill it, say so) after this long.
+    #[arg(long, default_value = "60s")]
+    pub trial_timeout: String,
+    /// How long the calibration run may take.
+    #[arg(long, default_value = "30s")]
+    pub calibration_timeout: String,
+    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
+    pub fail_on: String,
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Run COMMAND through /bin/sh -c.
+    #[arg(long)]
+    pub shell: bool,
+    /// Copy this database (and its -wal/-journal) in before each trial.
+    #[arg(long)]
+    pub seed_db: Option<PathBuf>,
+    /// SQL answering the highest surviving commit number (e.g. 'SELECT max(seq) FROM t').
+    #[arg(long)]
+    pub recovered_sql: Option<String>,
+    /// SQL that must answer `ok` (the program's own invariant).
+    #[arg(long)]
+    pub verify_sql: Option<String>,
+    /// A command that must exit 0 on the recovered database ({db}, TORTURE_DB).
+    #[arg(long)]
+    pub verify_cmd: Option<String>,
+    /// sqlite or duckdb (checked with the duckdb Python package).
+    #[arg(long, default_value = "sqlite")]
+    pub engine: String,
+    /// The program's journal mode, for the verdict, if it does not print `journal_mode MODE`.
+    #[arg(long)]
+    pub journal_mode: Option<String>,
+    /// Name in the CSV's profile column (exec:NAME).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Python interpreter for the DuckDB check.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use torture_workloads::{Profile, Workload};
 
 use crate::cli::RunArgs;
+use crate::exec::ExecOptions;
 use crate::fault::{OpFilter, PowerLossModel};
 use crate::kill_point::{parse_duration, KillPolicy};
 use crate::plan::Partition;
@@ -55,6 +56,9 @@ pub struct RunSpec {
     pub no_powersafe_overwrite: bool,
     #[serde(default)]
     pub crash_recovery: bool,
+    /// `torture exec`: the program tortured, with its calibrated kill window.
+    #[serde(default)]
+    pub exec: Option<ExecOptions>,
 }
 
 fn default_fault() -> String {
@@ -173,6 +177,8 @@ pub struct RunOptions {
     /// The command line, as recorded in failure notes.
     pub command_line: String,
     pub faults: FaultOptions,
+    /// `torture exec`: trials run this program instead of a workload.
+    pub exec: Option<ExecOptions>,
     /// The settings as written to `run.json`.
     pub spec: RunSpec,
 }
@@ -279,9 +285,11 @@ impl RunOptions {
             lying_disk: args.lying_disk,
             no_powersafe_overwrite: args.no_powersafe_overwrite,
             crash_recovery: args.crash_recovery,
+            exec: None,
         };
         let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {
+            exec: spec.exec.clone(),
             faults,
             profiles,
             workload,
@@ -358,6 +366,7 @@ impl RunOptions {
             parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
         let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         Ok(RunOptions {
+            exec: spec.exec.clone(),
             faults,
             profiles: spec.profiles.clone(),
             workload,

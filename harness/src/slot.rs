@@ -57,21 +57,34 @@ pub fn run_slot(
         let index = u64::from_le_bytes(buf);
         let profile_index = (index % opts.profiles.len() as u64) as usize;
         let template = templates.entry(profile_index).or_insert_with(|| {
+            if opts.exec.is_some() {
+                return Err("exec mode makes no starting database".into());
+            }
             let path = files.dir.join(format!("start-{profile_index}.db"));
             make_starting_database(&path, &opts.profiles[profile_index], opts.workload)
                 .map(|()| path)
                 .map_err(|e| e.to_string())
         });
-        let record = trial::run_trial(
-            opts,
-            index,
-            &files,
-            template
-                .as_ref()
-                .map(PathBuf::as_path)
-                .map_err(String::as_str),
-            sqlite_version,
-        );
+        let record = match &opts.exec {
+            Some(exec) => crate::exec::run_trial(
+                opts,
+                exec,
+                exec.kill_window.unwrap_or_default(),
+                index,
+                &files,
+                sqlite_version,
+            ),
+            None => trial::run_trial(
+                opts,
+                index,
+                &files,
+                template
+                    .as_ref()
+                    .map(PathBuf::as_path)
+                    .map_err(String::as_str),
+                sqlite_version,
+            ),
+        };
         // Hand freed memory back to the kernel: the next fork then copies fewer page tables and the
         // writer takes fewer copy-on-write faults.
         // SAFETY: malloc_trim only releases free memory.

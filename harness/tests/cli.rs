@@ -1008,3 +1008,57 @@ fn a_crash_in_the_middle_of_recovery_loses_nothing_either() {
         assert!(crashed > 0, "{fault}: some recoveries had I/O to crash in");
     }
 }
+
+#[test]
+fn exec_mode_tortures_a_real_python_program() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "exec");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/exec/python_writer.py");
+    let o = torture()
+        .args([
+            "exec",
+            "-n",
+            "6",
+            "--seed",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--recovered-sql", "SELECT max(seq) FROM t", "--"])
+        .arg("python3")
+        .arg(&script)
+        .arg("{db}")
+        .output()
+        .unwrap();
+    let stdout = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("calibrated"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        stdout.contains("--seed 4 -- python3"),
+        "reproduce keeps the program last: {stdout}"
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 6);
+    assert!(rows
+        .iter()
+        .all(|r| r["outcome"] == "intact" && r["profile"] == "exec:python_writer.py"));
+    assert!(
+        rows.iter().any(|r| r["acked_commits"] != "0"),
+        "kills land while it writes"
+    );
+    let spec = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(
+        spec.contains("python_writer.py"),
+        "run.json records the program"
+    );
+    let o = run(&["exec", "--engine", "oracle", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("unknown engine"));
+    let o = run(&["exec", "--kill-after", "1..5", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("exec mode kills at a time"));
+}

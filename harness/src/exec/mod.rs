@@ -1,1 +1,299 @@
 //! `torture exec`: torture any program — run a user command with a fresh database path, kill it at seeded points, verify with integrity_check and the acknowledgement protocol.
+//!
+//! The program is the user's own (a Python script, the sqlite3 shell, a Go or Rust service). Each trial
+//! gets a fresh folder; the database path in it reaches the program as `{db}` in its arguments and as
+//! `TORTURE_DB`. The program prints `ack N` on stdout once its commit N returned; the lab SIGKILLs its
+//! process group at a time drawn from the trial's seed, reopens the database fresh and checks it:
+//! integrity_check (SQLite) or a reopen that replays the WAL (DuckDB), then `--recovered-sql` (the
+//! highest surviving commit, compared with the highest acknowledged one) and the user's own invariant
+//! (`--verify-sql`, `--verify-cmd`). The row is the core's `TrialRecord`, so the CSV, the summary and
+//! the verdicts are the same.
+//!
+//! The stdout protocol, one line each, anything else ignored:
+//!
+//! ```text
+//! ack N                 commit N returned (N need not start at 1 or be contiguous; the highest counts)
+//! journal_mode MODE     optional: what PRAGMA journal_mode read back, for the verdict
+//! synchronous LEVEL     optional: what PRAGMA synchronous read back
+//! sqlite_version V      optional: the SQLite library the program runs on, for the CSV
+//! ```
+//!
+//! Files: `child.rs` starts, watches, kills and reaps the program; `check.rs` verifies the database
+//! after the kill; `calibrate.rs` derives the default kill window from an uninterrupted run;
+//! `trial.rs` is one trial and its evidence.
+
+mod calibrate;
+mod check;
+mod child;
+mod trial;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use calibrate::{calibrate, calibrate_report, Calibration};
+pub use trial::{run_trial, ExecTrialNote};
+
+/// The database engine the program writes: decides how the lab checks the database after a kill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Reopened with the lab's bundled SQLite: recovery, `PRAGMA integrity_check`, then the SQL checks.
+    #[default]
+    Sqlite,
+    /// Reopened with the `duckdb` Python package (`python3 -c`, a prebuilt PyPI wheel): WAL replay,
+    /// a count over every table, then the SQL checks. A failed replay is `open-failed`.
+    Duckdb,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Sqlite, Engine::Duckdb];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Duckdb => "duckdb",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Engine> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What `torture exec` runs and how it checks the result. Saved in `run.json`, so `--resume` and a
+/// failure's `trial.json` know exactly which program was tortured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecOptions {
+    /// The program and its arguments; `{db}` anywhere in them becomes the trial's database path.
+    pub command: Vec<String>,
+    /// Run `command` (joined with spaces) through `/bin/sh -c` instead of executing it directly.
+    #[serde(default)]
+    pub shell: bool,
+    /// A database copied to the trial's path (with its `-wal`/`.wal`/`-journal` if present) before
+    /// the program starts.
+    #[serde(default)]
+    pub seed_db: Option<PathBuf>,
+    /// A query whose first column is the highest commit number that survived (`SELECT max(seq) FROM t`):
+    /// compared with the highest `ack N`; less is `lost-commit`.
+    #[serde(default)]
+    pub recovered_sql: Option<String>,
+    /// The user's invariant as a query that must answer one row, `ok`; anything else is `atomicity`.
+    #[serde(default)]
+    pub verify_sql: Option<String>,
+    /// The user's invariant as a shell command (`{db}` and `TORTURE_DB` as for the program), run after
+    /// the lab's own checks; a non-zero exit is `atomicity`.
+    #[serde(default)]
+    pub verify_cmd: Option<String>,
+    #[serde(default)]
+    pub engine: Engine,
+    /// When to kill, measured from the program's start; `None` means calibrate (see `calibrate`).
+    #[serde(default)]
+    pub kill_window: Option<(Duration, Duration)>,
+    /// The calibrated run's first ack (set by `with_calibration`). A kill time past it is then
+    /// counted from each trial's own first ack — own first ack + (time − anchor) — so a start-up
+    /// slowed by load (an interpreter importing its libraries on a busy machine) does not move the
+    /// kills back into the start-up. Kill times before it stay times since the start.
+    #[serde(default)]
+    pub anchor: Option<Duration>,
+    /// The journal mode the program runs in, for the verdict, when it does not print
+    /// `journal_mode MODE` itself. Unknown (`?`) holds any damage to the strict promise: a violation.
+    #[serde(default)]
+    pub journal_mode: Option<String>,
+    /// The name in the CSV's `profile` column is `exec:<name>`; by default the script or program name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The interpreter that runs the DuckDB check (needs `import duckdb`).
+    #[serde(default = "default_python")]
+    pub python: String,
+}
+
+fn default_python() -> String {
+    "python3".into()
+}
+
+/// Interpreters whose first plain argument is the program worth naming (`python3 app.py` → `app.py`).
+const INTERPRETERS: [&str; 12] = [
+    "python", "python3", "sh", "bash", "dash", "zsh", "node", "ruby", "perl", "php", "java", "uv",
+];
+
+impl ExecOptions {
+    /// Options for `command` with every other setting at its default.
+    pub fn new(command: Vec<String>) -> ExecOptions {
+        ExecOptions {
+            command,
+            shell: false,
+            seed_db: None,
+            recovered_sql: None,
+            verify_sql: None,
+            verify_cmd: None,
+            engine: Engine::Sqlite,
+            kill_window: None,
+            anchor: None,
+            journal_mode: None,
+            name: None,
+            python: default_python(),
+        }
+    }
+
+    /// Checks what can be checked before anything runs; the message names the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.command.first(), Some(c) if !c.trim().is_empty()) {
+            return Err(
+                "exec needs a command after `--`, e.g. `torture exec -- python3 app.py {db}`"
+                    .into(),
+            );
+        }
+        if let Some(seed) = &self.seed_db {
+            if !seed.is_file() {
+                return Err(format!(
+                    "--seed-db {}: not a file; give an existing database to start every trial from",
+                    seed.display()
+                ));
+            }
+        }
+        for (flag, sql) in [
+            ("--recovered-sql", &self.recovered_sql),
+            ("--verify-sql", &self.verify_sql),
+            ("--verify-cmd", &self.verify_cmd),
+        ] {
+            if sql.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(format!("{flag} is empty; give a query or drop the flag"));
+            }
+        }
+        if let Some((lo, hi)) = self.kill_window {
+            if lo > hi {
+                return Err("--kill-after: the window is empty; write it low..high".into());
+            }
+        }
+        if let Some(m) = &self.journal_mode {
+            if m != "?" && torture_workloads::JournalMode::parse(m).is_none() {
+                return Err(format!(
+                    "--journal-mode {m}: not a journal mode; give delete, truncate, persist, wal, memory or off"
+                ));
+            }
+        }
+        if self.engine == Engine::Duckdb && self.python.trim().is_empty() {
+            return Err("--python is empty; give the interpreter that can `import duckdb`".into());
+        }
+        Ok(())
+    }
+
+    /// The short name of the target in the CSV's `profile` column: `exec:python_writer.py`.
+    pub fn profile_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return format!("exec:{n}");
+        }
+        let words: Vec<&str> = if self.shell {
+            self.command
+                .iter()
+                .flat_map(|c| c.split_whitespace())
+                .collect()
+        } else {
+            self.command.iter().map(String::as_str).collect()
+        };
+        let base = |w: &str| {
+            Path::new(w)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| w.to_string())
+        };
+        let Some(first) = words.first() else {
+            return "exec:?".into();
+        };
+        let program = base(first);
+        let interpreter = INTERPRETERS.iter().any(|i| {
+            program == *i
+                || program
+                    .strip_prefix(i)
+                    .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        });
+        let named = if interpreter {
+            // `python3 -u app.py`: skip the interpreter's own flags; `-c`/`-m` name no file.
+            words[1..]
+                .iter()
+                .find(|w| !w.starts_with('-'))
+                .map(|w| base(w))
+                .unwrap_or(program)
+        } else {
+            program
+        };
+        format!("exec:{named}")
+    }
+
+    /// These options with the kill window (and its anchor, the first ack) a calibration measured:
+    /// what to save in `run.json` and hand to `run_trial`.
+    pub fn with_calibration(mut self, c: &Calibration) -> ExecOptions {
+        self.kill_window = Some(c.window);
+        self.anchor = c.first_ack;
+        self
+    }
+
+    /// The database's file name inside the trial folder.
+    pub(crate) fn db_file_name(&self) -> &'static str {
+        "trial.db"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(words: &[&str]) -> ExecOptions {
+        ExecOptions::new(words.iter().map(|w| w.to_string()).collect())
+    }
+
+    #[test]
+    fn the_profile_is_named_after_the_script_not_the_interpreter() {
+        assert_eq!(
+            cmd(&["python3", "-u", "workloads/exec/python_writer.py", "{db}"]).profile_name(),
+            "exec:python_writer.py"
+        );
+        assert_eq!(
+            cmd(&["sh", "workloads/exec/sqlite3_cli_writer.sh", "{db}"]).profile_name(),
+            "exec:sqlite3_cli_writer.sh"
+        );
+        assert_eq!(
+            cmd(&["./target/release/myapp", "--db", "{db}"]).profile_name(),
+            "exec:myapp"
+        );
+        assert_eq!(cmd(&["python3.11", "app.py"]).profile_name(), "exec:app.py");
+        let mut shell = cmd(&["go run ./cmd/server --db {db}"]);
+        shell.shell = true;
+        assert_eq!(shell.profile_name(), "exec:go");
+        shell.name = Some("server".into());
+        assert_eq!(shell.profile_name(), "exec:server");
+    }
+
+    #[test]
+    fn options_round_trip_through_json_and_old_files_still_load() {
+        let mut o = cmd(&["python3", "a.py", "{db}"]);
+        o.kill_window = Some((Duration::from_millis(40), Duration::from_millis(400)));
+        o.engine = Engine::Duckdb;
+        o.recovered_sql = Some("SELECT max(seq) FROM t".into());
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<ExecOptions>(&json).unwrap(), o);
+        let minimal: ExecOptions = serde_json::from_str(r#"{"command": ["x"]}"#).unwrap();
+        assert_eq!(minimal, cmd(&["x"]));
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_fix() {
+        assert!(cmd(&[]).validate().unwrap_err().contains("--"));
+        let mut o = cmd(&["x"]);
+        o.seed_db = Some("/nonexistent/seed.db".into());
+        assert!(o.validate().unwrap_err().contains("--seed-db"));
+        let mut o = cmd(&["x"]);
+        o.journal_mode = Some("wall".into());
+        assert!(o.validate().unwrap_err().contains("--journal-mode"));
+        let mut o = cmd(&["x"]);
+        o.kill_window = Some((Duration::from_secs(2), Duration::from_secs(1)));
+        assert!(o.validate().is_err());
+        assert!(cmd(&["x"]).validate().is_ok());
+        assert_eq!(Engine::parse("DuckDB"), Some(Engine::Duckdb));
+        assert_eq!(Engine::parse("postgres"), None);
+    }
+}

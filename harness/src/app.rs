@@ -179,7 +179,7 @@ fn usage_error(msg: &str) -> i32 {
 
 /// `torture exec [...] -- COMMAND`: validate, calibrate the kill window once, then the same run
 /// loop, CSV, summary and verdicts as a profile run.
-fn exec(args: crate::cli::ExecArgs, command_line: String) -> i32 {
+fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     let mut exec = crate::exec::ExecOptions::new(args.command.clone());
     exec.shell = args.shell;
     exec.seed_db = args.seed_db.clone();

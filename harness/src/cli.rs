@@ -49,7 +49,7 @@ pub enum Command {
     /// Torture any program: run COMMAND with a fresh database path per trial ({db} in its arguments,
     /// TORTURE_DB in its environment), SIGKILL it at a seeded time, verify the database. The program
     /// prints `ack N` on stdout after its commit N returned (see workloads/exec/README.md).
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Join the result folders of shards (`--partition K/N`) into one folder OUT.
     Merge {
         /// The folder to write (must be new or empty).

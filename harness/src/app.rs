@@ -52,6 +52,13 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             Err(e) => usage_error(&e),
         },
         Some(Command::Exec(args)) => exec(args, command_line),
+        Some(Command::Scenario { action }) => match action {
+            crate::cli::ScenarioAction::List => {
+                print!("{}", crate::scenario::list_text());
+                exit_code::CLEAN
+            }
+            crate::cli::ScenarioAction::Run(args) => scenario_run(*args, command_line),
+        },
         None => run(cli.run, command_line),
     }
 }
@@ -274,6 +281,50 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     run_validated(opts)
 }
 
+/// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary
+/// rows and resume work as for a profile run.
+fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 {
+    let Some(profiles) = crate::scenario::profiles(&args.name) else {
+        return usage_error(&crate::scenario::unknown(&args.name));
+    };
+    let run_args = RunArgs {
+        profile: vec!["wal-full".into()],
+        profile_file: None,
+        workload: args.workload.clone(),
+        iterations: args.iterations,
+        duration: None,
+        partition: None,
+        resume: None,
+        junit: args.junit.clone(),
+        seed: args.seed,
+        jobs: args.jobs,
+        out: args.out.clone(),
+        dir: args.dir.clone(),
+        kill_after: args.kill_after.clone(),
+        kill_delay: args.kill_delay.clone(),
+        trial_timeout: args.trial_timeout.clone(),
+        max_commits: 100_000,
+        fail_on: args.fail_on.clone(),
+        fault: "sigkill".into(),
+        crash_at: "any".into(),
+        fault_commits: 20,
+        sector_size: 512,
+        lying_disk: false,
+        no_powersafe_overwrite: false,
+        crash_recovery: false,
+        no_progress: args.no_progress,
+    };
+    let mut opts = match RunOptions::validate(run_args, command_line) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e.0),
+    };
+    opts.profiles = profiles;
+    opts.spec.profiles = opts.profiles.clone();
+    opts.spec.scenario = Some(args.name.clone());
+    opts.scenario = Some(args.name);
+    run_validated(opts)
+}
+
 fn run(args: RunArgs, command_line: String) -> i32 {
     let opts = match RunOptions::validate(args, command_line) {
         Ok(o) => o,
@@ -328,9 +379,11 @@ fn run_validated(opts: RunOptions) -> i32 {
         },
         opts.profiles.len(),
         if opts.exec.is_some() {
-            "exec"
+            "exec".to_string()
+        } else if let Some(s) = &opts.scenario {
+            format!("scenario {s}")
         } else {
-            opts.workload.name()
+            opts.workload.name().to_string()
         },
         opts.jobs,
         opts.seed,

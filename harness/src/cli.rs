@@ -50,6 +50,11 @@ pub enum Command {
     /// TORTURE_DB in its environment), SIGKILL it at a seeded time, verify the database. The program
     /// prints `ack N` on stdout after its commit N returned (see workloads/exec/README.md).
     Exec(Box<ExecArgs>),
+    /// The postmortems as named scenarios: `scenario list`, `scenario run NAME`.
+    Scenario {
+        #[command(subcommand)]
+        action: ScenarioAction,
+    },
     /// Join the result folders of shards (`--partition K/N`) into one folder OUT.
     Merge {
         /// The folder to write (must be new or empty).
@@ -245,4 +250,45 @@ pub struct ExecArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioAction {
+    /// List the scenarios, one line each, with their variants.
+    List,
+    /// Run one scenario; writes trials.csv and summary.csv like a profile run.
+    Run(Box<ScenarioRunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioRunArgs {
+    /// The scenario (`torture scenario list`).
+    pub name: String,
+    /// Trials per variant.
+    #[arg(short = 'n', long, default_value_t = 200)]
+    pub iterations: u64,
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Workload of the scenario's writers (wal-init always uses inserts).
+    #[arg(short, long, default_value = "inserts")]
+    pub workload: String,
+    /// Kill point where the scenario kills at random (see `torture --help`).
+    #[arg(long, default_value = "1..20")]
+    pub kill_after: String,
+    #[arg(long, default_value = "0us..100us")]
+    pub kill_delay: String,
+    #[arg(long, default_value = "20s")]
+    pub trial_timeout: String,
+    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
+    pub fail_on: String,
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    #[arg(long)]
+    pub no_progress: bool,
 }

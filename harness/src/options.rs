@@ -59,6 +59,9 @@ pub struct RunSpec {
     /// `torture exec`: the program tortured, with its calibrated kill window.
     #[serde(default)]
     pub exec: Option<ExecOptions>,
+    /// `torture scenario run NAME`: the scenario run.
+    #[serde(default)]
+    pub scenario: Option<String>,
 }
 
 fn default_fault() -> String {
@@ -179,6 +182,8 @@ pub struct RunOptions {
     pub faults: FaultOptions,
     /// `torture exec`: trials run this program instead of a workload.
     pub exec: Option<ExecOptions>,
+    /// `torture scenario run NAME`: trials run this scenario's variants instead of profiles.
+    pub scenario: Option<String>,
     /// The settings as written to `run.json`.
     pub spec: RunSpec,
 }
@@ -286,10 +291,12 @@ impl RunOptions {
             no_powersafe_overwrite: args.no_powersafe_overwrite,
             crash_recovery: args.crash_recovery,
             exec: None,
+            scenario: None,
         };
         let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {
             exec: spec.exec.clone(),
+            scenario: spec.scenario.clone(),
             faults,
             profiles,
             workload,
@@ -367,6 +374,7 @@ impl RunOptions {
         let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         Ok(RunOptions {
             exec: spec.exec.clone(),
+            scenario: spec.scenario.clone(),
             faults,
             profiles: spec.profiles.clone(),
             workload,

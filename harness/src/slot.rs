@@ -57,16 +57,19 @@ pub fn run_slot(
         let index = u64::from_le_bytes(buf);
         let profile_index = (index % opts.profiles.len() as u64) as usize;
         let template = templates.entry(profile_index).or_insert_with(|| {
-            if opts.exec.is_some() {
-                return Err("exec mode makes no starting database".into());
+            if opts.exec.is_some() || opts.scenario.is_some() {
+                return Err("exec and scenario trials make their own databases".into());
             }
             let path = files.dir.join(format!("start-{profile_index}.db"));
             make_starting_database(&path, &opts.profiles[profile_index], opts.workload)
                 .map(|()| path)
                 .map_err(|e| e.to_string())
         });
-        let record = match &opts.exec {
-            Some(exec) => crate::exec::run_trial(
+        let record = match (&opts.exec, &opts.scenario) {
+            (_, Some(name)) => {
+                crate::scenario::run_trial(opts, name, index, &files, sqlite_version)
+            }
+            (Some(exec), None) => crate::exec::run_trial(
                 opts,
                 exec,
                 exec.kill_window.unwrap_or_default(),
@@ -74,7 +77,7 @@ pub fn run_slot(
                 &files,
                 sqlite_version,
             ),
-            None => trial::run_trial(
+            (None, None) => trial::run_trial(
                 opts,
                 index,
                 &files,

@@ -1062,3 +1062,61 @@ fn exec_mode_tortures_a_real_python_program() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("exec mode kills at a time"));
 }
+
+#[test]
+fn scenarios_are_listed_and_run_through_the_cli() {
+    let o = run(&["scenario", "list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let list = text(&o.stdout);
+    for name in [
+        "pool",
+        "writers",
+        "wal-init",
+        "backup",
+        "recovery",
+        "checkpoint",
+        "shutdown",
+        "corruptors",
+    ] {
+        assert!(list.lines().any(|l| l.starts_with(name)), "{name}: {list}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "corruptors");
+    let o = run(&[
+        "scenario",
+        "run",
+        "corruptors",
+        "-n",
+        "6",
+        "--seed",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 6 * 8);
+    assert!(rows.iter().all(|r| r["profile"].starts_with("corruptors/")));
+    let caught = rows
+        .iter()
+        .filter(|r| r["profile"] == "corruptors/unlink-delete" && r["outcome"] != "intact")
+        .count();
+    assert!(caught > 0, "unlink + recreate is a positive control");
+    assert!(rows
+        .iter()
+        .filter(|r| r["outcome"] != "intact")
+        .all(|r| r["verdict"] == "expected"));
+    let o = run(&["scenario", "run", "nonesuch", "-n", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("pool"),
+        "names the scenarios: {}",
+        text(&o.stderr)
+    );
+}

@@ -220,33 +220,17 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     if let Err(e) = exec.validate() {
         return usage_error(&e);
     }
-    let run_args = RunArgs {
-        profile: vec!["wal-full".into()],
-        profile_file: None,
-        workload: "inserts".into(),
-        iterations: args.iterations,
-        duration: args.duration.clone(),
-        partition: None,
-        resume: None,
-        junit: args.junit.clone(),
-        seed: args.seed,
-        jobs: args.jobs,
-        out: args.out.clone(),
-        dir: args.dir.clone(),
-        kill_after: "1..20".into(),
-        kill_delay: "0".into(),
-        trial_timeout: args.trial_timeout.clone(),
-        max_commits: 100_000,
-        fail_on: args.fail_on.clone(),
-        fault: "sigkill".into(),
-        crash_at: "any".into(),
-        fault_commits: 20,
-        sector_size: 512,
-        lying_disk: false,
-        no_powersafe_overwrite: false,
-        crash_recovery: false,
-        no_progress: args.no_progress,
-    };
+    let mut run_args = default_run_args();
+    run_args.iterations = args.iterations;
+    run_args.duration = args.duration.clone();
+    run_args.junit = args.junit.clone();
+    run_args.seed = args.seed;
+    run_args.jobs = args.jobs;
+    run_args.out = args.out.clone();
+    run_args.dir = args.dir.clone();
+    run_args.trial_timeout = args.trial_timeout.clone();
+    run_args.fail_on = args.fail_on.clone();
+    run_args.no_progress = args.no_progress;
     let mut opts = match RunOptions::validate(run_args, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
@@ -287,33 +271,19 @@ fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 
     let Some(profiles) = crate::scenario::profiles(&args.name) else {
         return usage_error(&crate::scenario::unknown(&args.name));
     };
-    let run_args = RunArgs {
-        profile: vec!["wal-full".into()],
-        profile_file: None,
-        workload: args.workload.clone(),
-        iterations: args.iterations,
-        duration: None,
-        partition: None,
-        resume: None,
-        junit: args.junit.clone(),
-        seed: args.seed,
-        jobs: args.jobs,
-        out: args.out.clone(),
-        dir: args.dir.clone(),
-        kill_after: args.kill_after.clone(),
-        kill_delay: args.kill_delay.clone(),
-        trial_timeout: args.trial_timeout.clone(),
-        max_commits: 100_000,
-        fail_on: args.fail_on.clone(),
-        fault: "sigkill".into(),
-        crash_at: "any".into(),
-        fault_commits: 20,
-        sector_size: 512,
-        lying_disk: false,
-        no_powersafe_overwrite: false,
-        crash_recovery: false,
-        no_progress: args.no_progress,
-    };
+    let mut run_args = default_run_args();
+    run_args.workload = args.workload.clone();
+    run_args.iterations = args.iterations;
+    run_args.junit = args.junit.clone();
+    run_args.seed = args.seed;
+    run_args.jobs = args.jobs;
+    run_args.out = args.out.clone();
+    run_args.dir = args.dir.clone();
+    run_args.kill_after = args.kill_after.clone();
+    run_args.kill_delay = args.kill_delay.clone();
+    run_args.trial_timeout = args.trial_timeout.clone();
+    run_args.fail_on = args.fail_on.clone();
+    run_args.no_progress = args.no_progress;
     let mut opts = match RunOptions::validate(run_args, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
@@ -323,6 +293,13 @@ fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 
     opts.spec.scenario = Some(args.name.clone());
     opts.scenario = Some(args.name);
     run_validated(opts)
+}
+
+/// A plain run's arguments with every default, for the subcommands that build on a run.
+fn default_run_args() -> RunArgs {
+    Cli::try_parse_from(["torture"])
+        .expect("the defaults parse")
+        .run
 }
 
 fn run(args: RunArgs, command_line: String) -> i32 {

@@ -106,7 +106,7 @@ pub fn recover_and_verify(
 }
 
 /// Every line `PRAGMA integrity_check` printed that is not `ok`.
-fn integrity_problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+pub fn integrity_problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();

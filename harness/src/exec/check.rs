@@ -157,7 +157,8 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
             |r| r.get(0),
         )
         .map_err(|e| classify(&e, "recovery"))?;
-    let problems = integrity_problems(&conn).map_err(|e| classify(&e, "integrity_check"))?;
+    let problems =
+        crate::oracle::integrity_problems(&conn).map_err(|e| classify(&e, "integrity_check"))?;
     if let Some(first) = problems.first() {
         let mut c = Check::new(
             Outcome::Corrupt,
@@ -218,20 +219,6 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
         }
     }
     Ok(f)
-}
-
-/// Every line `PRAGMA integrity_check` printed that is not `ok`.
-fn integrity_problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let line: String = r.get(0)?;
-        if line != "ok" {
-            out.push(line);
-        }
-    }
-    Ok(out)
 }
 
 /// Same classification as the core's oracle: SQLITE_CORRUPT is `corrupt`, any other failure to open

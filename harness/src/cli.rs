@@ -292,3 +292,26 @@ pub struct ScenarioRunArgs {
     #[arg(long)]
     pub no_progress: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_takes_everything_after_the_double_dash_as_the_program() {
+        let cli = Cli::try_parse_from([
+            "torture", "exec", "-n", "3", "--", "python3", "w.py", "--db", "{db}",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Exec(a)) => assert_eq!(a.command, ["python3", "w.py", "--db", "{db}"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}

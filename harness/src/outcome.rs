@@ -108,3 +108,31 @@ pub struct TrialRecord {
     pub duration_us: u64,
     pub sqlite_version: String,
 }
+
+#[cfg(test)]
+impl TrialRecord {
+    /// A plain row for tests: profile, outcome and verdict as given, everything else fixed.
+    pub(crate) fn for_test(profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {
+        TrialRecord {
+            iteration: 0,
+            seed: 1,
+            profile: profile.into(),
+            journal_mode: "wal".into(),
+            synchronous: "full".into(),
+            connections: 1,
+            processes: 1,
+            workload: "inserts".into(),
+            fault: "sigkill".into(),
+            kill_point: String::new(),
+            acked_commits: 2,
+            recovered_commits: 2,
+            outcome,
+            verdict,
+            detail: String::new(),
+            busy_errors: 1,
+            pragma_fallback: String::new(),
+            duration_us: 100,
+            sqlite_version: String::new(),
+        }
+    }
+}

@@ -117,27 +117,7 @@ mod tests {
     use crate::outcome::{TrialRecord, Verdict};
 
     fn rec(profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {
-        TrialRecord {
-            iteration: 0,
-            seed: 1,
-            profile: profile.into(),
-            journal_mode: "wal".into(),
-            synchronous: "full".into(),
-            connections: 1,
-            processes: 1,
-            workload: "inserts".into(),
-            fault: "sigkill".into(),
-            kill_point: String::new(),
-            acked_commits: 2,
-            recovered_commits: 2,
-            outcome,
-            verdict,
-            detail: String::new(),
-            busy_errors: 0,
-            pragma_fallback: String::new(),
-            duration_us: 1500,
-            sqlite_version: String::new(),
-        }
+        TrialRecord::for_test(profile, outcome, verdict)
     }
 
     #[test]

@@ -96,22 +96,21 @@ const WAKE_AT: usize = 1;
 const BUSY: usize = 2;
 const IO_ERRORS: usize = 3;
 
-/// Shared memory of one slot, inherited by every writer it forks: per-writer latest acknowledged
-/// `seq`, the total of acknowledgements, and the busy-error count.
-pub struct AckBoard {
+/// An array of `AtomicU64` in an anonymous `MAP_SHARED` mapping: a process and the children it
+/// forks see the same words, a store costs no syscall, and the words outlive a SIGKILLed child.
+pub struct SharedWords {
     words: NonNull<AtomicU64>,
     len: usize,
 }
 
-// SAFETY: every access goes through atomics in a mapping that lives as long as the board.
-unsafe impl Send for AckBoard {}
-unsafe impl Sync for AckBoard {}
+// SAFETY: every access goes through atomics in a mapping that lives as long as the value.
+unsafe impl Send for SharedWords {}
+unsafe impl Sync for SharedWords {}
 
-impl AckBoard {
-    pub fn new(max_writers: usize) -> std::io::Result<AckBoard> {
-        let len = HEADER_WORDS + max_writers;
-        let bytes = NonZeroUsize::new(len * 8).expect("non-empty board");
-        // SAFETY: a fresh anonymous mapping, not aliased by anything else.
+impl SharedWords {
+    pub fn new(len: usize) -> std::io::Result<SharedWords> {
+        let bytes = NonZeroUsize::new(len.max(1) * 8).expect("non-empty mapping");
+        // SAFETY: a fresh anonymous mapping, not aliased by anything else; zero-initialised.
         let ptr = unsafe {
             mmap_anonymous(
                 None,
@@ -120,16 +119,43 @@ impl AckBoard {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(AckBoard {
+        Ok(SharedWords {
             words: ptr.cast(),
-            len,
+            len: len.max(1),
+        })
+    }
+
+    pub fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.len, "index beyond the shared words");
+        // SAFETY: in bounds (checked above); the mapping is page-aligned and zero-initialised.
+        unsafe { &*self.words.as_ptr().add(i) }
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this length.
+        unsafe {
+            let _ = munmap(self.words.cast(), self.len * 8);
+        }
+    }
+}
+
+/// Shared memory of one slot, inherited by every writer it forks: per-writer latest acknowledged
+/// `seq`, the total of acknowledgements, and the busy-error count.
+pub struct AckBoard {
+    words: SharedWords,
+}
+
+impl AckBoard {
+    pub fn new(max_writers: usize) -> std::io::Result<AckBoard> {
+        Ok(AckBoard {
+            words: SharedWords::new(HEADER_WORDS + max_writers)?,
         })
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
-        assert!(i < self.len, "writer index beyond the ack board");
-        // SAFETY: in bounds (checked above); the mapping is page-aligned and zero-initialised.
-        unsafe { &*self.words.as_ptr().add(i) }
+        self.words.word(i)
     }
 
     /// Clears the board for a trial of `writers` writers whose kill waits for `wake_at` acks.
@@ -167,15 +193,6 @@ impl AckBoard {
     pub fn acked(&self, writer: u32) -> u64 {
         self.word(HEADER_WORDS + writer as usize)
             .load(Ordering::Acquire)
-    }
-}
-
-impl Drop for AckBoard {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made by `new` with this length.
-        unsafe {
-            let _ = munmap(self.words.cast(), self.len * 8);
-        }
     }
 }
 

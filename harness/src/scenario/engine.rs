@@ -3,17 +3,14 @@
 //! trial saw into the core's CSV row (verdict, evidence).
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -21,7 +18,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use rusqlite::Connection;
 use torture_workloads::{Profile, Workload};
 
-use crate::ack::{AckBoard, AckSender, TrialEvents};
+use crate::ack::{AckBoard, AckSender, SharedWords, TrialEvents};
 use crate::evidence::{self, Snapshot};
 use crate::fault::CrashAt;
 use crate::kill_point::KillPoint;
@@ -84,37 +81,18 @@ pub(crate) mod word {
 /// Counters in memory shared between the slot and every child it forks (like [`AckBoard`]): they
 /// survive a child's SIGKILL, and a store costs no syscall.
 pub(crate) struct Tally {
-    words: NonNull<AtomicU64>,
-    len: usize,
+    words: SharedWords,
 }
-
-// SAFETY: every access goes through atomics in a mapping that lives as long as the tally.
-unsafe impl Send for Tally {}
-unsafe impl Sync for Tally {}
 
 impl Tally {
     pub fn new() -> std::io::Result<Tally> {
-        let len = word::LEN;
-        let bytes = NonZeroUsize::new(len * 8).expect("non-empty tally");
-        // SAFETY: a fresh anonymous mapping, not aliased by anything else; zero-initialised.
-        let ptr = unsafe {
-            mmap_anonymous(
-                None,
-                bytes,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-            )
-        }?;
         Ok(Tally {
-            words: ptr.cast(),
-            len,
+            words: SharedWords::new(word::LEN)?,
         })
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
-        assert!(i < self.len, "tally index out of range");
-        // SAFETY: in bounds (checked above); page-aligned mapping of AtomicU64-sized words.
-        unsafe { &*self.words.as_ptr().add(i) }
+        self.words.word(i)
     }
 
     pub fn add(&self, i: usize, n: u64) {
@@ -142,15 +120,6 @@ impl Tally {
                 (n > 0).then(|| (sqlite_error::primary_name(c as i32), n))
             })
             .collect()
-    }
-}
-
-impl Drop for Tally {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was made by `new` with this length.
-        unsafe {
-            let _ = munmap(self.words.cast(), self.len * 8);
-        }
     }
 }
 

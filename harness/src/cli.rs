@@ -98,7 +98,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "OUT", conflicts_with_all = [
         "profile", "profile_file", "workload", "iterations", "duration", "seed", "out",
         "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on",
-        "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite", "crash_recovery"
+        "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite", "crash_recovery",
+        "engine", "key"
     ])]
     pub resume: Option<PathBuf>,
 
@@ -181,6 +182,16 @@ pub struct RunArgs {
     /// recovery (at an operation drawn over an uncrashed recovery's), then recover and verify.
     #[arg(long)]
     pub crash_recovery: bool,
+
+    /// The engine: `sqlite` (bundled) or `sqlcipher` (every connection runs `PRAGMA key` first; needs
+    /// the SQLCipher build, scripts/build-sqlcipher).
+    #[arg(long, default_value = "sqlite")]
+    pub engine: String,
+
+    /// SQLCipher key: a passphrase (PBKDF2 on every open, ~0.1 s each) or a raw key `x'<64 hex>'`
+    /// (the default, a fixed test key). It is recorded in run.json: use a test key.
+    #[arg(long)]
+    pub key: Option<String>,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]

@@ -5,6 +5,7 @@
 pub mod ack;
 pub mod app;
 pub mod cli;
+pub mod engine;
 pub mod evidence;
 pub mod exec;
 pub mod exit_code;

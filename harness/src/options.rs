@@ -7,6 +7,7 @@ use std::time::Duration;
 use torture_workloads::{Profile, Workload};
 
 use crate::cli::RunArgs;
+use crate::engine::Engine;
 use crate::exec::ExecOptions;
 use crate::fault::{OpFilter, PowerLossModel};
 use crate::kill_point::{parse_duration, KillPolicy};
@@ -62,6 +63,9 @@ pub struct RunSpec {
     /// `torture scenario run NAME`: the scenario run.
     #[serde(default)]
     pub scenario: Option<String>,
+    /// The engine the trials drive (plain SQLite, or SQLCipher with its key).
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 fn default_fault() -> String {
@@ -263,6 +267,7 @@ impl RunOptions {
         if args.max_commits == 0 {
             return Err(usage("--max-commits 0 writes nothing; give at least 1"));
         }
+        let engine = Engine::parse(&args.engine, args.key.as_deref()).map_err(usage)?;
         let seed = args.seed.unwrap_or_else(seed::fresh_master_seed);
         let out_dir = args
             .out
@@ -282,7 +287,7 @@ impl RunOptions {
             partition,
             fail_on: args.fail_on.clone(),
             command_line: command_line.clone(),
-            sqlite_version: rusqlite::version().to_string(),
+            sqlite_version: crate::engine::version(),
             fault: args.fault.clone(),
             crash_at: args.crash_at.clone(),
             fault_commits: args.fault_commits,
@@ -292,6 +297,7 @@ impl RunOptions {
             crash_recovery: args.crash_recovery,
             exec: None,
             scenario: None,
+            engine,
         };
         let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {
@@ -372,6 +378,7 @@ impl RunOptions {
         let (kill, trial_timeout) =
             parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
         let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
+        spec.engine.check_build().map_err(usage)?;
         Ok(RunOptions {
             exec: spec.exec.clone(),
             scenario: spec.scenario.clone(),

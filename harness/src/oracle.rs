@@ -11,6 +11,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use torture_workloads::{recovered_commits, Workload};
 
+use crate::engine::{self, Engine};
 use crate::outcome::Outcome;
 use crate::sqlite_error;
 
@@ -46,9 +47,9 @@ pub fn recover_and_verify(
     acked: &BTreeMap<u32, u64>,
 ) -> Verification {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match Connection::open_with_flags(db, flags) {
+    let conn = match crate::engine::open(db, flags, None) {
         Ok(c) => c,
-        Err(e) => return classify_error(&e, "open"),
+        Err(e) => return classify_error(db, &e, "open"),
     };
     // The check only reads: skip the checkpoint SQLite would run when it closes a WAL database.
     let _ = conn.set_db_config(
@@ -59,11 +60,11 @@ pub fn recover_and_verify(
     if let Err(e) = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
         r.get::<_, i64>(0)
     }) {
-        return classify_error(&e, "recovery");
+        return classify_error(db, &e, "recovery");
     }
     let problems = match integrity_problems(&conn) {
         Ok(p) => p,
-        Err(e) => return classify_error(&e, "integrity_check"),
+        Err(e) => return classify_error(db, &e, "integrity_check"),
     };
     let recovered = recovered_commits(&conn);
     let recovered_total = recovered
@@ -83,11 +84,11 @@ pub fn recover_and_verify(
     }
     let recovered = match recovered {
         Ok(r) => r,
-        Err(e) => return classify_error(&e, "reading commits"),
+        Err(e) => return classify_error(db, &e, "reading commits"),
     };
     let broken = match workload.check_invariants(&conn) {
         Ok(b) => b,
-        Err(e) => return classify_error(&e, "checking invariants"),
+        Err(e) => return classify_error(db, &e, "checking invariants"),
     };
     let lost = lost_commits(acked, &recovered);
     let mut v = if !broken.is_empty() {
@@ -151,13 +152,24 @@ fn lost_commits(
     out
 }
 
-fn classify_error(e: &rusqlite::Error, during: &str) -> Verification {
-    let outcome = if sqlite_error::is_corrupt(e) {
-        Outcome::Corrupt
-    } else {
-        Outcome::OpenFailed
-    };
-    Verification::new(outcome, format!("{during}: {}", sqlite_error::describe(e)))
+fn classify_error(db: &Path, e: &rusqlite::Error, during: &str) -> Verification {
+    let described = format!("{during}: {}", sqlite_error::describe(e));
+    if sqlite_error::is_corrupt(e) {
+        return Verification::new(Outcome::Corrupt, described);
+    }
+    // SQLCipher says "not a database" both for a key that does not fit and for a damaged page 1.
+    if let (true, Engine::Sqlcipher { key }) = (sqlite_error::is_notadb(e), engine::current()) {
+        return match engine::key_mismatch(db, key) {
+            Some(why) => Verification::new(Outcome::WrongKey, format!("{described}; {why}")),
+            None => {
+                let pages = engine::cipher_page_failures(db, key)
+                    .map(|p| format!("; {} of {} pages fail HMAC", p.failed, p.total))
+                    .unwrap_or_default();
+                Verification::new(Outcome::OpenFailed, format!("{described}{pages}"))
+            }
+        };
+    }
+    Verification::new(Outcome::OpenFailed, described)
 }
 
 #[cfg(test)]

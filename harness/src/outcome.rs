@@ -19,17 +19,21 @@ pub enum Outcome {
     Corrupt,
     /// The database could not be opened or recovered (not a database, cannot open, I/O error).
     OpenFailed,
+    /// SQLCipher: the key the trial wrote with does not open the file (a plaintext database, or no
+    /// page authenticates). A damaged file the key does fit is `open-failed`.
+    WrongKey,
     /// A writer failed before the kill for a reason of its own; the trial says nothing about SQLite.
     WorkerError,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Intact,
         Outcome::LostCommit,
         Outcome::Atomicity,
         Outcome::Corrupt,
         Outcome::OpenFailed,
+        Outcome::WrongKey,
         Outcome::WorkerError,
     ];
 
@@ -45,6 +49,7 @@ impl Outcome {
             Outcome::Atomicity => "atomicity",
             Outcome::Corrupt => "corrupt",
             Outcome::OpenFailed => "open-failed",
+            Outcome::WrongKey => "wrong-key",
             Outcome::WorkerError => "worker-error",
         }
     }

@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use torture_workloads::{Profile, Workload};
 
 use crate::ack::AckBoard;
@@ -26,6 +25,7 @@ pub fn run_slot(
     parent: nix::unistd::Pid,
 ) -> ! {
     die_with_parent(parent);
+    crate::engine::install(&opts.spec.engine);
     // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
     // at the terminal reaches only the parent, which decides what to do.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
@@ -44,7 +44,8 @@ pub fn run_slot(
         close_in_writers: vec![trial::raw(&commands), trial::raw(&results)],
         dir,
     };
-    let sqlite_version = rusqlite::version();
+    let sqlite_version = crate::engine::version();
+    let sqlite_version = sqlite_version.as_str();
     let mut templates: HashMap<usize, Result<PathBuf, String>> = HashMap::new();
     let mut commands = File::from(commands);
     let mut results = File::from(results);
@@ -128,7 +129,7 @@ pub fn make_starting_database(
     for suffix in crate::evidence::SIDECARS {
         let _ = std::fs::remove_file(crate::evidence::with_suffix(path, suffix));
     }
-    let conn = Connection::open(path)?;
+    let conn = crate::engine::open(path, rusqlite::OpenFlags::default(), None)?;
     profile.prepare_new_database(&conn)?;
     workload.create_schema(&conn)?;
     conn.close().map_err(|(_, e)| e)

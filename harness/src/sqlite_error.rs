@@ -34,6 +34,11 @@ pub fn is_corrupt(e: &rusqlite::Error) -> bool {
     primary_code(e) == Some(ffi::SQLITE_CORRUPT)
 }
 
+/// SQLITE_NOTADB: not a database, or (SQLCipher) a key that does not authenticate page 1.
+pub fn is_notadb(e: &rusqlite::Error) -> bool {
+    primary_code(e) == Some(ffi::SQLITE_NOTADB)
+}
+
 /// One line for the CSV's `detail`: code name and SQLite's message.
 pub fn describe(e: &rusqlite::Error) -> String {
     format!("{}: {}", code_name(e), e)

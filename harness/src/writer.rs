@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::signal::Signal;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 use torture_workloads::{Profile, Workload};
 
 use crate::ack::{AckBoard, AckSender};
@@ -74,11 +74,8 @@ pub fn run_writer_process(
 /// One connection's life: open, configure, then commit until killed or capped.
 fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
     let mut tx = AckSender::new(fd);
-    let opened = if plan.fault.is_some() {
-        Connection::open_with_flags_and_vfs(plan.db, OpenFlags::default(), fault::VFS_NAME)
-    } else {
-        Connection::open(plan.db)
-    };
+    let vfs = plan.fault.is_some().then_some(fault::VFS_NAME);
+    let opened = crate::engine::open(plan.db, OpenFlags::default(), vfs);
     let mut conn = match opened {
         Ok(c) => c,
         Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),

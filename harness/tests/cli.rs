@@ -282,6 +282,14 @@ fn bad_input_gets_one_line_exit_2_and_writes_nothing() {
             "unknown workload `oltp`",
         ),
         (vec!["--iterations".into(), "0".into()], "--iterations 0"),
+        (
+            vec!["--engine".into(), "oracle".into()],
+            "unknown engine \"oracle\"",
+        ),
+        (
+            vec!["--key".into(), "k".into()],
+            "--key needs --engine sqlcipher",
+        ),
         (vec!["--jobs".into(), "0".into()], "--jobs 0"),
         (
             vec!["--kill-after".into(), "20..1".into()],
@@ -1061,6 +1069,20 @@ fn exec_mode_tortures_a_real_python_program() {
     let o = run(&["exec", "--kill-after", "1..5", "--", "true"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("exec mode kills at a time"));
+}
+
+#[test]
+fn sqlcipher_needs_its_build_variant() {
+    // The default build links plain SQLite: asking for SQLCipher names the build that has it.
+    if cfg!(feature = "sqlcipher") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "o");
+    let o = run(&["--engine", "sqlcipher", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("scripts/build-sqlcipher"));
+    assert!(!out.exists(), "nothing is written");
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub struct ProfileStats {
     pub fault: String,
     pub trials: u64,
     /// Indexed like [`Outcome::ALL`].
-    pub outcomes: [u64; 6],
+    pub outcomes: [u64; Outcome::ALL.len()],
     pub expected: u64,
     pub violations: u64,
     pub busy_errors: u64,
@@ -61,6 +61,7 @@ struct SummaryRow<'a> {
     atomicity: u64,
     corrupt: u64,
     open_failed: u64,
+    wrong_key: u64,
     worker_error: u64,
     expected: u64,
     violations: u64,
@@ -162,6 +163,7 @@ impl Summary {
                 atomicity: p.count(Outcome::Atomicity),
                 corrupt: p.count(Outcome::Corrupt),
                 open_failed: p.count(Outcome::OpenFailed),
+                wrong_key: p.count(Outcome::WrongKey),
                 worker_error: p.count(Outcome::WorkerError),
                 expected: p.expected,
                 violations: p.violations,
@@ -225,6 +227,19 @@ impl Summary {
                 lo * 100.0,
                 hi * 100.0,
                 verdict
+            );
+        }
+        // SQLCipher only: its own outcome, kept out of the table every plain run prints.
+        for p in self
+            .profiles
+            .iter()
+            .filter(|p| p.count(Outcome::WrongKey) > 0)
+        {
+            let _ = writeln!(
+                out,
+                "{}: {} trial(s) wrong-key (the key did not open the file; counted in survival, not in the columns)",
+                p.profile,
+                p.count(Outcome::WrongKey)
             );
         }
         out

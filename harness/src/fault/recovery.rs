@@ -11,7 +11,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 
 use super::{configure, ops_so_far, CrashAt, FaultConfig, OpFilter, VFS_NAME};
 use crate::evidence::{with_suffix, SIDECARS};
@@ -68,7 +68,7 @@ fn open_in_child(db: &Path, crash_at: Option<u64>) -> Result<u64, String> {
                 exit_now(2);
             }
             let flags = OpenFlags::SQLITE_OPEN_READ_WRITE;
-            if let Ok(conn) = Connection::open_with_flags_and_vfs(db, flags, VFS_NAME) {
+            if let Ok(conn) = crate::engine::open(db, flags, Some(VFS_NAME)) {
                 let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
                     r.get::<_, i64>(0)
                 });

@@ -28,6 +28,7 @@ struct Row<'a> {
     atomicity: u64,
     corrupt: u64,
     open_failed: u64,
+    wrong_key: u64,
     worker_error: u64,
     expected: u64,
     violations: u64,
@@ -67,6 +68,7 @@ impl<'a> Row<'a> {
             atomicity: g.count(Atomicity),
             corrupt: g.count(Corrupt),
             open_failed: g.count(OpenFailed),
+            wrong_key: g.count(WrongKey),
             worker_error: g.count(WorkerError),
             expected: g.expected,
             violations: g.violations,
@@ -88,7 +90,7 @@ impl<'a> Row<'a> {
 
 /// The column names, in [`Row`]'s field order; written by hand so an empty report still has a
 /// header (serde only writes one with the first row).
-const HEADER: [&str; 27] = [
+const HEADER: [&str; 28] = [
     "profile",
     "journal_mode",
     "synchronous",
@@ -101,6 +103,7 @@ const HEADER: [&str; 27] = [
     "atomicity",
     "corrupt",
     "open_failed",
+    "wrong_key",
     "worker_error",
     "expected",
     "violations",

@@ -42,6 +42,7 @@ fn color(o: Outcome) -> &'static str {
         Outcome::Atomicity => "#ef6c00",
         Outcome::Corrupt => "#c62828",
         Outcome::OpenFailed => "#6a1b9a",
+        Outcome::WrongKey => "#283593",
         Outcome::WorkerError => "#9e9e9e",
     }
 }

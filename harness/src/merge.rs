@@ -30,11 +30,19 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<u64, String> {
         .collect();
     if let Some(first) = specs.first() {
         if let Some(other) = specs.iter().find(|s| {
-            s.seed != first.seed || s.workload != first.workload || s.iterations != first.iterations
+            s.seed != first.seed
+                || s.workload != first.workload
+                || s.iterations != first.iterations
+                || s.engine != first.engine
         }) {
             return Err(format!(
-                "merge: the shards come from different runs (seed {} vs {}, workload {} vs {}); merge shards of one run",
-                first.seed, other.seed, first.workload, other.workload
+                "merge: the shards come from different runs (seed {} vs {}, workload {} vs {}, engine {} vs {}); merge shards of one run",
+                first.seed,
+                other.seed,
+                first.workload,
+                other.workload,
+                first.engine.name(),
+                other.engine.name()
             ));
         }
     }

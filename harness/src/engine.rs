@@ -41,9 +41,11 @@ impl Engine {
             "sqlcipher" => Engine::Sqlcipher {
                 key: key.unwrap_or(DEFAULT_KEY).to_string(),
             },
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown engine {other:?}; give sqlite or sqlcipher (other programs: torture exec)"
-            )),
+            ))
+            }
         };
         engine.check_build()?;
         Ok(engine)

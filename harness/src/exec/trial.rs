@@ -73,6 +73,7 @@ pub fn run_trial(
                     trial: index.to_string(),
                     stderr: &stderr,
                     close_fds: &files.close_in_writers,
+                    key: exec.key.as_deref(),
                 },
                 match exec.anchor {
                     Some(anchor) => Stop::Anchored {
@@ -84,7 +85,7 @@ pub fn run_trial(
                 None,
             )
         });
-    let wal_header = header_says_wal(&db);
+    let wal_header = header_says_wal(&db, exec.engine == Engine::Libsql);
     let mut snapshot = Snapshot::before_check(exec, &db_dir, &db);
     let acked = launched.as_ref().map_or(0, |r| r.said.max_ack);
     let check = match &launched {
@@ -182,13 +183,18 @@ pub fn run_trial(
         busy_errors: 0,
         pragma_fallback: fallback,
         duration_us: 0,
-        // The library that matters is the program's: DuckDB's version from the check, or the
-        // SQLite version the program printed; else the lab's own.
+        // The library that matters is the program's: DuckDB's or libSQL's version from the check,
+        // or the SQLite version the program printed; else the lab's own.
         sqlite_version: match exec.engine {
             Engine::Duckdb => check
                 .engine_version
                 .clone()
                 .unwrap_or_else(|| "duckdb ?".into()),
+            Engine::Libsql => check
+                .engine_version
+                .clone()
+                .or_else(|| said.sqlite_version.clone())
+                .unwrap_or_else(|| "libsql ?".into()),
             Engine::Sqlite => said
                 .sqlite_version
                 .clone()
@@ -242,14 +248,15 @@ fn journal_mode(exec: &ExecOptions, said: Option<&str>, wal_header: bool) -> (St
     }
 }
 
-/// Bytes 18 and 19 of the header are 2 once a database was put in WAL mode.
-fn header_says_wal(db: &Path) -> bool {
+/// Bytes 18 and 19 of the header are 2 once a database was put in WAL mode. libSQL's encrypted
+/// files keep bytes 16..23 of the header in plaintext (`encrypted`: accept that layout too).
+fn header_says_wal(db: &Path, encrypted: bool) -> bool {
     use std::io::Read;
-    let mut h = [0u8; 20];
+    let mut h = [0u8; 24];
     std::fs::File::open(db)
         .and_then(|mut f| f.read_exact(&mut h))
         .is_ok()
-        && h[..16] == *b"SQLite format 3\0"
+        && (h[..16] == *b"SQLite format 3\0" || encrypted && check::encrypted_header(&h))
         && h[18] == 2
         && h[19] == 2
 }
@@ -283,7 +290,8 @@ struct Snapshot {
 impl Snapshot {
     fn before_check(exec: &ExecOptions, db_dir: &Path, db: &Path) -> Snapshot {
         let mut s = Snapshot { files: Vec::new() };
-        if exec.engine == Engine::Duckdb || exec.verify_cmd.is_some() {
+        // The libSQL check is a Python program: it checkpoints the WAL when it closes.
+        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() {
             s.complete(db_dir);
             return s;
         }
@@ -355,8 +363,14 @@ fn save_evidence(
     // same program with the same seed and kill it at the same time, and where the files are.
     let scratch = Path::new("/tmp/torture-exec-replay.db");
     let argv = child::argv(&note.exec.command, note.exec.shell, scratch).join(" ");
+    let key = note
+        .exec
+        .key
+        .as_deref()
+        .map(|k| format!("TORTURE_KEY='{}' ", k.replace('\'', r"'\''")))
+        .unwrap_or_default();
     note.reproduce = format!(
-        "inspect {files} (the files as the program left them); to run it again: TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
+        "inspect {files} (the files as the program left them); to run it again: {key}TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
         files = dir.display(),
         db = scratch.display(),
         seed = note.record.seed,

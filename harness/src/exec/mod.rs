@@ -208,10 +208,12 @@ impl ExecOptions {
             (Some(k), _) if k.is_empty() => {
                 return Err("--key is empty; give the encryption key or drop the flag".into())
             }
-            (Some(_), e) if e != Engine::Libsql => return Err(format!(
+            (Some(_), e) if e != Engine::Libsql => {
+                return Err(format!(
                 "--key is for --engine libsql (the check opens the file with it), not --engine {}",
                 e.as_str()
-            )),
+            ))
+            }
             _ => {}
         }
         Ok(())

@@ -196,11 +196,12 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.journal_mode = args.journal_mode.clone();
     exec.name = args.name.clone();
     exec.python = args.python.clone();
+    exec.key = args.key.clone();
     exec.engine = match crate::exec::Engine::parse(&args.engine) {
         Some(e) => e,
         None => {
             return usage_error(&format!(
-                "unknown engine `{}`; choose sqlite or duckdb",
+                "unknown engine `{}`; choose sqlite, duckdb or libsql",
                 args.engine
             ))
         }
@@ -217,7 +218,10 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             }
         }
     }
-    if let Err(e) = exec.validate() {
+    if let Err(e) = exec
+        .validate()
+        .and_then(|()| crate::exec::python_ready(&exec))
+    {
         return usage_error(&e);
     }
     let mut run_args = default_run_args();

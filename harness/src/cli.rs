@@ -246,16 +246,19 @@ pub struct ExecArgs {
     /// A command that must exit 0 on the recovered database ({db}, TORTURE_DB).
     #[arg(long)]
     pub verify_cmd: Option<String>,
-    /// sqlite or duckdb (checked with the duckdb Python package).
+    /// sqlite, duckdb or libsql (checked with the duckdb / libsql Python package).
     #[arg(long, default_value = "sqlite")]
     pub engine: String,
+    /// libsql: the encryption key, given to the program as TORTURE_KEY and used by the check.
+    #[arg(long)]
+    pub key: Option<String>,
     /// The program's journal mode, for the verdict, if it does not print `journal_mode MODE`.
     #[arg(long)]
     pub journal_mode: Option<String>,
     /// Name in the CSV's profile column (exec:NAME).
     #[arg(long)]
     pub name: Option<String>,
-    /// Python interpreter for the DuckDB check.
+    /// Python interpreter for the DuckDB or libSQL check.
     #[arg(long, default_value = "python3")]
     pub python: String,
     /// The program and its arguments.

@@ -1142,3 +1142,36 @@ fn scenarios_are_listed_and_run_through_the_cli() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn exec_engine_libsql_without_the_package_or_with_a_stray_key_is_one_line_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    // python3 -S skips site-packages, where `pip install libsql` puts the package.
+    let py = tmp.path().join("python-without-site");
+    std::fs::write(&py, "#!/bin/sh\nexec python3 -S \"$@\"\n").unwrap();
+    std::fs::set_permissions(&py, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = out_dir(&tmp, "libsql");
+    let writer = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../workloads/exec/libsql_writer.py"
+    );
+    for (args, says) in [
+        (
+            vec!["--engine", "libsql", "--python", py.to_str().unwrap()],
+            "pip install libsql",
+        ),
+        (vec!["--engine", "sqlite", "--key", "k"], "--engine libsql"),
+        (vec!["--engine", "libsql", "--key", ""], "--key is empty"),
+        (vec!["--engine", "libsq"], "sqlite, duckdb or libsql"),
+    ] {
+        let mut all = vec!["exec", "-n", "2", "--out", out.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        all.extend(["--", "python3", writer, "{db}"]);
+        let o = run(&all);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out.exists(), "nothing is written");
+    }
+}

@@ -114,6 +114,7 @@ pub fn calibrate_report(
         trial: "calibration".into(),
         stderr: &stderr,
         close_fds: &[],
+        key: opts.key.as_deref(),
     };
     let run = child::run(&launch, Stop::Exit { timeout }, Some(&db))?;
     let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400);

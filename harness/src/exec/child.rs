@@ -31,6 +31,8 @@ pub(crate) struct Launch<'a> {
     pub stderr: &'a Path,
     /// Descriptors of the lab the program must not inherit (the slot's pipes to the parent).
     pub close_fds: &'a [RawFd],
+    /// `--key`: the program gets it as `TORTURE_KEY`.
+    pub key: Option<&'a str>,
 }
 
 /// When the lab stops the program.
@@ -212,6 +214,9 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         .env("TORTURE_DB", launch.db)
         .env("TORTURE_SEED", launch.seed.to_string())
         .env("TORTURE_TRIAL", &launch.trial);
+    if let Some(key) = launch.key {
+        cmd.env("TORTURE_KEY", key);
+    }
     let started = Instant::now();
     let mut child = cmd
         .spawn()
@@ -493,6 +498,7 @@ mod tests {
             trial: "7".into(),
             stderr: err,
             close_fds: &[],
+            key: None,
         }
     }
 

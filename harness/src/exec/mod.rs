@@ -4,7 +4,8 @@
 //! gets a fresh folder; the database path in it reaches the program as `{db}` in its arguments and as
 //! `TORTURE_DB`. The program prints `ack N` on stdout once its commit N returned; the lab SIGKILLs its
 //! process group at a time drawn from the trial's seed, reopens the database fresh and checks it:
-//! integrity_check (SQLite) or a reopen that replays the WAL (DuckDB), then `--recovered-sql` (the
+//! integrity_check (SQLite, or libSQL through its Python package, with `--key` for an encrypted
+//! file) or a reopen that replays the WAL (DuckDB), then `--recovered-sql` (the
 //! highest surviving commit, compared with the highest acknowledged one) and the user's own invariant
 //! (`--verify-sql`, `--verify-cmd`). The row is the core's `TrialRecord`, so the CSV, the summary and
 //! the verdicts are the same.
@@ -33,6 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use calibrate::{calibrate, calibrate_report, Calibration};
+pub use check::python_ready;
 pub use trial::{run_trial, ExecTrialNote};
 
 /// The database engine the program writes: decides how the lab checks the database after a kill.
@@ -45,15 +47,29 @@ pub enum Engine {
     /// Reopened with the `duckdb` Python package (`python3 -c`, a prebuilt PyPI wheel): WAL replay,
     /// a count over every table, then the SQL checks. A failed replay is `open-failed`.
     Duckdb,
+    /// Reopened with the `libsql` Python package (Turso's SQLite fork; never linked into the lab, its
+    /// C symbols would replace the bundled SQLite), with `--key` when the file is encrypted: recovery,
+    /// `PRAGMA integrity_check`, then the SQL checks. A key that does not open the file is `wrong-key`.
+    Libsql,
 }
 
 impl Engine {
-    pub const ALL: [Engine; 2] = [Engine::Sqlite, Engine::Duckdb];
+    pub const ALL: [Engine; 3] = [Engine::Sqlite, Engine::Duckdb, Engine::Libsql];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Duckdb => "duckdb",
+            Engine::Libsql => "libsql",
+        }
+    }
+
+    /// The Python package the engine's check imports, if it is checked through Python.
+    pub fn python_module(self) -> Option<&'static str> {
+        match self {
+            Engine::Sqlite => None,
+            Engine::Duckdb => Some("duckdb"),
+            Engine::Libsql => Some("libsql"),
         }
     }
 
@@ -106,9 +122,13 @@ pub struct ExecOptions {
     /// The name in the CSV's `profile` column is `exec:<name>`; by default the script or program name.
     #[serde(default)]
     pub name: Option<String>,
-    /// The interpreter that runs the DuckDB check (needs `import duckdb`).
+    /// The interpreter that runs the DuckDB or libSQL check (needs `import duckdb` / `import libsql`).
     #[serde(default = "default_python")]
     pub python: String,
+    /// libSQL's encryption key: given to the program as `TORTURE_KEY`, and the check opens the file
+    /// with it. Saved in `run.json` like every option: use a test key.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn default_python() -> String {
@@ -136,6 +156,7 @@ impl ExecOptions {
             journal_mode: None,
             name: None,
             python: default_python(),
+            key: None,
         }
     }
 
@@ -176,8 +197,24 @@ impl ExecOptions {
                 ));
             }
         }
-        if self.engine == Engine::Duckdb && self.python.trim().is_empty() {
-            return Err("--python is empty; give the interpreter that can `import duckdb`".into());
+        if let Some(module) = self.engine.python_module() {
+            if self.python.trim().is_empty() {
+                return Err(format!(
+                    "--python is empty; give the interpreter that can `import {module}`"
+                ));
+            }
+        }
+        match (&self.key, self.engine) {
+            (Some(k), _) if k.is_empty() => {
+                return Err("--key is empty; give the encryption key or drop the flag".into())
+            }
+            (Some(_), e) if e != Engine::Libsql => {
+                return Err(format!(
+                "--key is for --engine libsql (the check opens the file with it), not --engine {}",
+                e.as_str()
+            ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -272,7 +309,8 @@ mod tests {
     fn options_round_trip_through_json_and_old_files_still_load() {
         let mut o = cmd(&["python3", "a.py", "{db}"]);
         o.kill_window = Some((Duration::from_millis(40), Duration::from_millis(400)));
-        o.engine = Engine::Duckdb;
+        o.engine = Engine::Libsql;
+        o.key = Some("k".into());
         o.recovered_sql = Some("SELECT max(seq) FROM t".into());
         let json = serde_json::to_string(&o).unwrap();
         assert_eq!(serde_json::from_str::<ExecOptions>(&json).unwrap(), o);
@@ -295,5 +333,13 @@ mod tests {
         assert!(cmd(&["x"]).validate().is_ok());
         assert_eq!(Engine::parse("DuckDB"), Some(Engine::Duckdb));
         assert_eq!(Engine::parse("postgres"), None);
+        assert_eq!(Engine::parse("libSQL"), Some(Engine::Libsql));
+        let mut o = cmd(&["x"]);
+        o.key = Some("k".into());
+        assert!(o.validate().unwrap_err().contains("--engine libsql"));
+        o.engine = Engine::Libsql;
+        assert!(o.validate().is_ok());
+        o.key = Some(String::new());
+        assert!(o.validate().unwrap_err().contains("--key is empty"));
     }
 }

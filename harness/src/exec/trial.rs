@@ -73,6 +73,7 @@ pub fn run_trial(
                     trial: index.to_string(),
                     stderr: &stderr,
                     close_fds: &files.close_in_writers,
+                    key: exec.key.as_deref(),
                 },
                 match exec.anchor {
                     Some(anchor) => Stop::Anchored {
@@ -84,7 +85,7 @@ pub fn run_trial(
                 None,
             )
         });
-    let wal_header = header_says_wal(&db);
+    let wal_header = header_says_wal(&db, exec.engine == Engine::Libsql);
     let mut snapshot = Snapshot::before_check(exec, &db_dir, &db);
     let acked = launched.as_ref().map_or(0, |r| r.said.max_ack);
     let check = match &launched {
@@ -182,13 +183,18 @@ pub fn run_trial(
         busy_errors: 0,
         pragma_fallback: fallback,
         duration_us: 0,
-        // The library that matters is the program's: DuckDB's version from the check, or the
-        // SQLite version the program printed; else the lab's own.
+        // The library that matters is the program's: DuckDB's or libSQL's version from the check,
+        // or the SQLite version the program printed; else the lab's own.
         sqlite_version: match exec.engine {
             Engine::Duckdb => check
                 .engine_version
                 .clone()
                 .unwrap_or_else(|| "duckdb ?".into()),
+            Engine::Libsql => check
+                .engine_version
+                .clone()
+                .or_else(|| said.sqlite_version.clone())
+                .unwrap_or_else(|| "libsql ?".into()),
             Engine::Sqlite => said
                 .sqlite_version
                 .clone()
@@ -242,14 +248,15 @@ fn journal_mode(exec: &ExecOptions, said: Option<&str>, wal_header: bool) -> (St
     }
 }
 
-/// Bytes 18 and 19 of the header are 2 once a database was put in WAL mode.
-fn header_says_wal(db: &Path) -> bool {
+/// Bytes 18 and 19 of the header are 2 once a database was put in WAL mode. libSQL's encrypted
+/// files keep bytes 16..23 of the header in plaintext (`encrypted`: accept that layout too).
+fn header_says_wal(db: &Path, encrypted: bool) -> bool {
     use std::io::Read;
-    let mut h = [0u8; 20];
+    let mut h = [0u8; 24];
     std::fs::File::open(db)
         .and_then(|mut f| f.read_exact(&mut h))
         .is_ok()
-        && h[..16] == *b"SQLite format 3\0"
+        && (h[..16] == *b"SQLite format 3\0" || encrypted && check::encrypted_header(&h))
         && h[18] == 2
         && h[19] == 2
 }
@@ -283,7 +290,8 @@ struct Snapshot {
 impl Snapshot {
     fn before_check(exec: &ExecOptions, db_dir: &Path, db: &Path) -> Snapshot {
         let mut s = Snapshot { files: Vec::new() };
-        if exec.engine == Engine::Duckdb || exec.verify_cmd.is_some() {
+        // The libSQL check is a Python program: it checkpoints the WAL when it closes.
+        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() {
             s.complete(db_dir);
             return s;
         }
@@ -355,8 +363,14 @@ fn save_evidence(
     // same program with the same seed and kill it at the same time, and where the files are.
     let scratch = Path::new("/tmp/torture-exec-replay.db");
     let argv = child::argv(&note.exec.command, note.exec.shell, scratch).join(" ");
+    let key = note
+        .exec
+        .key
+        .as_deref()
+        .map(|k| format!("TORTURE_KEY='{}' ", k.replace('\'', r"'\''")))
+        .unwrap_or_default();
     note.reproduce = format!(
-        "inspect {files} (the files as the program left them); to run it again: TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
+        "inspect {files} (the files as the program left them); to run it again: {key}TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
         files = dir.display(),
         db = scratch.display(),
         seed = note.record.seed,
@@ -733,29 +747,30 @@ mod tests {
         assert!(r.detail.contains("cannot start"), "{}", r.detail);
     }
 
+    /// `module` from PyPI, installed with pip if it is missing.
+    fn pip_ready(module: &str) -> Result<(), String> {
+        if python_has(module) {
+            return Ok(());
+        }
+        let pip = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", module])
+            .output()
+            .map_err(|e| format!("cannot run python3 -m pip: {e}"))?;
+        if python_has(module) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`python3 -m pip install {module}` failed ({}): {}",
+                pip.status,
+                check::tail(&pip.stderr, 400)
+            ))
+        }
+    }
+
     /// DuckDB through its PyPI wheel: installed once per test run if it is missing.
     fn duckdb_ready() -> Result<(), String> {
         static READY: OnceLock<Result<(), String>> = OnceLock::new();
-        READY
-            .get_or_init(|| {
-                if python_has("duckdb") {
-                    return Ok(());
-                }
-                let pip = std::process::Command::new("python3")
-                    .args(["-m", "pip", "install", "--quiet", "duckdb"])
-                    .output()
-                    .map_err(|e| format!("cannot run python3 -m pip: {e}"))?;
-                if python_has("duckdb") {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "`python3 -m pip install duckdb` failed ({}): {}",
-                        pip.status,
-                        check::tail(&pip.stderr, 400)
-                    ))
-                }
-            })
-            .clone()
+        READY.get_or_init(|| pip_ready("duckdb")).clone()
     }
 
     fn require_duckdb() {
@@ -847,6 +862,210 @@ shutil.copy(sys.argv[1] + '.src.wal', sys.argv[1] + '.wal')",
             c.detail
         );
         assert!(c.engine_version.is_some_and(|v| v.starts_with("duckdb ")));
+    }
+
+    /// libSQL through its PyPI wheel (`libsql`, prebuilt): installed once per test run if missing.
+    fn require_libsql() {
+        static READY: OnceLock<Result<(), String>> = OnceLock::new();
+        if let Err(e) = READY.get_or_init(|| pip_ready("libsql")) {
+            panic!("LIBSQL TEST NOT RUN (and failed so you see it): {e}");
+        }
+    }
+
+    fn libsql_writer(args: &[&str]) -> ExecOptions {
+        let mut cmd = vec![
+            "python3".to_string(),
+            format!("{EXEC_DIR}/libsql_writer.py"),
+            "{db}".to_string(),
+        ];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let mut o = ExecOptions::new(cmd);
+        o.engine = Engine::Libsql;
+        o.recovered_sql = Some("SELECT max(seq) FROM t".into());
+        o.verify_sql = Some(check::tests::verify_sql());
+        o
+    }
+
+    /// The negative control: libSQL in WAL + FULL keeps every acknowledged commit, plaintext or
+    /// encrypted, and the CSV names libSQL's SQLite.
+    fn libsql_survives_every_kill(seed: u64, key: Option<&str>) {
+        require_libsql();
+        let lab = lab(seed);
+        let mut exec = libsql_writer(&["--commits", "2000"]);
+        exec.key = key.map(str::to_string);
+        let (exec, window) = lab.calibrated(exec);
+        let t = Instant::now();
+        let records = lab.trials(&exec, window, 12);
+        let name = format!("libsql_writer.py wal key={key:?}");
+        report(&name, &records, t.elapsed().as_secs_f64());
+        for r in &records {
+            assert_eq!(r.outcome, Outcome::Intact, "{r:?}");
+            assert!(r.recovered_commits >= r.acked_commits, "{r:?}");
+            assert_eq!(r.profile, "exec:libsql_writer.py");
+        }
+        let writing: Vec<_> = records.iter().filter(|r| r.acked_commits > 0).collect();
+        assert!(writing.len() >= 8, "{:?}", counts(&records));
+        for r in writing {
+            assert!(r.sqlite_version.starts_with("libsql 3."), "{r:?}");
+            assert_eq!((&*r.journal_mode, &*r.synchronous), ("wal", "full"));
+        }
+    }
+
+    #[test]
+    fn the_libsql_writer_in_wal_mode_survives_every_kill() {
+        libsql_survives_every_kill(21, None);
+    }
+
+    #[test]
+    fn the_encrypted_libsql_writer_survives_every_kill() {
+        libsql_survives_every_kill(22, Some("torture-test-key"));
+    }
+
+    /// Runs libsql_writer.py to its end on `db` with `key` (as `TORTURE_KEY`).
+    fn write_with_libsql(db: &Path, key: Option<&str>, args: &[&str]) {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(format!("{EXEC_DIR}/libsql_writer.py"))
+            .arg(db)
+            .args(args)
+            .stdout(std::process::Stdio::null());
+        if let Some(k) = key {
+            cmd.env("TORTURE_KEY", k);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn libsql_check(exec: &ExecOptions, db: &Path, acked: u64, scratch: &Path) -> Check {
+        check::verify(&CheckEnv {
+            exec,
+            db,
+            acked,
+            timeout: Duration::from_secs(30),
+            scratch,
+            close_fds: &[],
+        })
+    }
+
+    #[test]
+    fn an_encrypted_libsql_file_opens_with_its_key_only() {
+        require_libsql();
+        let lab = lab(23);
+        let db = lab.work.join("enc.db");
+        write_with_libsql(&db, Some("right"), &["--commits", "30"]);
+        // Really encrypted: no magic, the bundled SQLite cannot read it, libSQL's layout is seen.
+        let bytes = std::fs::read(&db).unwrap();
+        assert_ne!(&bytes[..16], b"SQLite format 3\0");
+        assert!(check::encrypted_header(&bytes[..24]));
+        let plain = rusqlite::Connection::open(&db).unwrap();
+        let e = plain
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_err();
+        assert!(crate::sqlite_error::is_notadb(&e), "{e}");
+        drop(plain);
+
+        let mut exec = libsql_writer(&[]);
+        exec.key = Some("right".into());
+        let c = libsql_check(&exec, &db, 30, &lab.work);
+        assert_eq!((c.outcome, c.recovered), (Outcome::Intact, 30), "{c:?}");
+        assert!(c.engine_version.is_some_and(|v| v.starts_with("libsql 3.")));
+        // The positive controls: another key, no key, a key on a plaintext file.
+        exec.key = Some("wrong".into());
+        let c = libsql_check(&exec, &db, 30, &lab.work);
+        assert_eq!(c.outcome, Outcome::WrongKey, "{c:?}");
+        assert!(c.detail.contains("not a database"), "{}", c.detail);
+        exec.key = None;
+        let c = libsql_check(&exec, &db, 30, &lab.work);
+        assert_eq!(c.outcome, Outcome::WrongKey, "{c:?}");
+        assert!(c.detail.contains("no --key"), "{}", c.detail);
+        let plain_db = lab.work.join("plain.db");
+        write_with_libsql(&plain_db, None, &["--commits", "5"]);
+        assert_eq!(
+            &std::fs::read(&plain_db).unwrap()[..16],
+            b"SQLite format 3\0"
+        );
+        exec.key = Some("right".into());
+        let c = libsql_check(&exec, &plain_db, 5, &lab.work);
+        assert_eq!(c.outcome, Outcome::WrongKey, "{c:?}");
+        assert!(c.detail.contains("plaintext"), "{}", c.detail);
+        // The right key on a file whose plaintext header bytes are damaged: not a key problem.
+        let mut damaged = bytes.clone();
+        damaged[16..24].fill(0xA5);
+        std::fs::write(&db, &damaged).unwrap();
+        let c = libsql_check(&exec, &db, 30, &lab.work);
+        assert_eq!(c.outcome, Outcome::OpenFailed, "{c:?}");
+        // Pages past the first damaged, with the right key: integrity_check or a read says so.
+        let mut damaged = bytes;
+        for b in &mut damaged[10 * 4096..14 * 4096] {
+            *b ^= 0x5A;
+        }
+        std::fs::write(&db, &damaged).unwrap();
+        let c = libsql_check(&exec, &db, 30, &lab.work);
+        assert!(
+            matches!(c.outcome, Outcome::Corrupt | Outcome::Atomicity),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn libsql_with_journal_mode_off_breaks_as_documented() {
+        require_libsql();
+        let lab = lab(24);
+        let mut exec = libsql_writer(&[
+            "--journal-mode",
+            "off",
+            "--synchronous",
+            "off",
+            "--commits",
+            "300",
+            "--transfers",
+            "30",
+            "--cache-size",
+            "8",
+        ]);
+        exec.key = Some("k".into());
+        let (exec, window) = lab.calibrated(exec);
+        let t = Instant::now();
+        let records = lab.trials(&exec, window, 16);
+        report("libsql_writer.py off", &records, t.elapsed().as_secs_f64());
+        let damaged: Vec<_> = records.iter().filter(|r| r.outcome.is_damage()).collect();
+        assert!(damaged.len() >= 3, "{:?}", counts(&records));
+        for r in &damaged {
+            assert_ne!(r.outcome, Outcome::WrongKey, "{r:?}");
+            assert_eq!(r.journal_mode, "off");
+            assert_eq!(r.verdict, Verdict::Expected, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_python_without_the_libsql_package_is_one_line_naming_pip_install() {
+        let lab = lab(25);
+        // python3 -S skips site-packages, where pip puts libsql.
+        let py = lab.work.join("python-without-site");
+        std::fs::write(&py, "#!/bin/sh\nexec python3 -S \"$@\"\n").unwrap();
+        std::fs::set_permissions(&py, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut exec = libsql_writer(&[]);
+        exec.python = py.to_string_lossy().into_owned();
+        let e = check::python_ready(&exec).unwrap_err();
+        assert!(e.contains("pip install libsql"), "{e}");
+        assert!(e.contains("No module named 'libsql'"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        // The check itself says the same if the package goes missing mid-run.
+        let db = lab.work.join("x.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(seq)")
+            .unwrap();
+        let c = libsql_check(&exec, &db, 1, &lab.work);
+        assert_eq!(c.outcome, Outcome::WorkerError, "{c:?}");
+        assert!(c.detail.contains("pip install libsql"), "{}", c.detail);
+        exec.engine = Engine::Sqlite;
+        assert!(check::python_ready(&exec).is_ok(), "SQLite needs no Python");
     }
 
     #[test]

@@ -197,6 +197,19 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.name = args.name.clone();
     exec.python = args.python.clone();
     exec.key = args.key.clone();
+    exec.after_kill = match args
+        .after_kill
+        .as_deref()
+        .map(|a| (a, crate::exec::AfterKill::parse(a)))
+    {
+        None => None,
+        Some((_, Some(a))) => Some(a),
+        Some((other, None)) => {
+            return usage_error(&format!(
+                "--after-kill {other}: give delete-wal, delete-journal or db-only"
+            ))
+        }
+    };
     exec.engine = match crate::exec::Engine::parse(&args.engine) {
         Some(e) => e,
         None => {

@@ -252,6 +252,10 @@ pub struct ExecArgs {
     /// libsql: the encryption key, given to the program as TORTURE_KEY and used by the check.
     #[arg(long)]
     pub key: Option<String>,
+    /// The operator's "fix" after each kill, before the check: delete-wal, delete-journal or
+    /// db-only (seed 004: "delete the WAL, it will rebuild"). Its damage is judged expected.
+    #[arg(long)]
+    pub after_kill: Option<String>,
     /// The program's journal mode, for the verdict, if it does not print `journal_mode MODE`.
     #[arg(long)]
     pub journal_mode: Option<String>,

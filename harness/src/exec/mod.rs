@@ -80,6 +80,82 @@ impl Engine {
     }
 }
 
+/// The operator's "fix" after a crash (seed 004, SQLite's howtocorrupt §1.3–1.4), applied between
+/// the kill and the check: what a team does when the database "looks corrupted".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfterKill {
+    /// Delete the write-ahead log: `-wal` (SQLite, libSQL) or `.wal` (DuckDB).
+    DeleteWal,
+    /// Delete the rollback journal (`-journal`; SQLite and libSQL only).
+    DeleteJournal,
+    /// Keep only the database file: every `-wal`, `-shm`, `-journal`, `.wal` goes.
+    DbOnly,
+}
+
+impl AfterKill {
+    pub const ALL: [AfterKill; 3] = [
+        AfterKill::DeleteWal,
+        AfterKill::DeleteJournal,
+        AfterKill::DbOnly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterKill::DeleteWal => "delete-wal",
+            AfterKill::DeleteJournal => "delete-journal",
+            AfterKill::DbOnly => "db-only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AfterKill> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The sidecar files this action deletes for `engine`'s database `db`.
+    pub fn targets(self, engine: Engine, db: &Path) -> Vec<PathBuf> {
+        let with = |suffix: &str| {
+            let mut s = db.as_os_str().to_os_string();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        let wal = match engine {
+            Engine::Duckdb => ".wal",
+            Engine::Sqlite | Engine::Libsql => "-wal",
+        };
+        match self {
+            AfterKill::DeleteWal => vec![with(wal)],
+            AfterKill::DeleteJournal => vec![with("-journal")],
+            AfterKill::DbOnly => ["-wal", "-shm", "-journal", ".wal"]
+                .iter()
+                .map(|s| with(s))
+                .collect(),
+        }
+    }
+
+    /// Deletes the targets that exist; says what went, for the CSV's `detail`.
+    pub fn apply(self, engine: Engine, db: &Path) -> String {
+        let mut gone = Vec::new();
+        for t in self.targets(engine, db) {
+            if let Ok(meta) = std::fs::metadata(&t) {
+                if std::fs::remove_file(&t).is_ok() {
+                    let name = t.file_name().map(|n| n.to_string_lossy().into_owned());
+                    gone.push(format!(
+                        "{} ({} bytes)",
+                        name.unwrap_or_default(),
+                        meta.len()
+                    ));
+                }
+            }
+        }
+        if gone.is_empty() {
+            format!("operator {}: nothing to delete", self.as_str())
+        } else {
+            format!("operator {}: deleted {}", self.as_str(), gone.join(", "))
+        }
+    }
+}
+
 /// What `torture exec` runs and how it checks the result. Saved in `run.json`, so `--resume` and a
 /// failure's `trial.json` know exactly which program was tortured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,6 +205,10 @@ pub struct ExecOptions {
     /// with it. Saved in `run.json` like every option: use a test key.
     #[serde(default)]
     pub key: Option<String>,
+    /// The operator's "fix" applied after each kill, before the check; damage it causes is
+    /// judged `expected` (SQLite documents that deleting a hot journal or WAL corrupts).
+    #[serde(default)]
+    pub after_kill: Option<AfterKill>,
 }
 
 fn default_python() -> String {
@@ -157,6 +237,7 @@ impl ExecOptions {
             name: None,
             python: default_python(),
             key: None,
+            after_kill: None,
         }
     }
 
@@ -216,11 +297,25 @@ impl ExecOptions {
             }
             _ => {}
         }
+        if (self.after_kill, self.engine) == (Some(AfterKill::DeleteJournal), Engine::Duckdb) {
+            return Err(
+                "--after-kill delete-journal: DuckDB has no rollback journal; use delete-wal or db-only"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
-    /// The short name of the target in the CSV's `profile` column: `exec:python_writer.py`.
+    /// The short name of the target in the CSV's `profile` column: `exec:python_writer.py`, with
+    /// `+delete-wal` (…) when an operator action follows each kill.
     pub fn profile_name(&self) -> String {
+        match self.after_kill {
+            Some(a) => format!("{}+{}", self.target_name(), a.as_str()),
+            None => self.target_name(),
+        }
+    }
+
+    fn target_name(&self) -> String {
         if let Some(n) = &self.name {
             return format!("exec:{n}");
         }

@@ -13,7 +13,7 @@ use super::{Engine, ExecOptions};
 use crate::evidence::with_suffix;
 use crate::kill_point::{KillPoint, KillPolicy};
 use crate::options::RunOptions;
-use crate::outcome::{Outcome, TrialRecord};
+use crate::outcome::{Outcome, TrialRecord, Verdict};
 use crate::seed;
 use crate::trial::SlotFiles;
 use crate::verdict::{self, Fault};
@@ -88,6 +88,10 @@ pub fn run_trial(
     let wal_header = header_says_wal(&db, exec.engine == Engine::Libsql);
     let mut snapshot = Snapshot::before_check(exec, &db_dir, &db);
     let acked = launched.as_ref().map_or(0, |r| r.said.max_ack);
+    let operator = match (&launched, exec.after_kill) {
+        (Ok(_), Some(a)) => Some(a.apply(exec.engine, &db)),
+        _ => None,
+    };
     let check = match &launched {
         Ok(_) => check::verify(&CheckEnv {
             exec,
@@ -158,6 +162,11 @@ pub fn run_trial(
         )
     };
 
+    let detail = match operator {
+        Some(note) if detail.is_empty() => note,
+        Some(note) => format!("{detail}; {note}"),
+        None => detail,
+    };
     let said = launched
         .as_ref()
         .map(|r| r.said.clone())
@@ -178,7 +187,13 @@ pub fn run_trial(
         acked_commits: acked,
         recovered_commits: check.recovered,
         outcome,
-        verdict: verdict::judge(outcome, &journal_mode, &synchronous, Fault::Sigkill, true),
+        // Deleting a hot journal or WAL breaks what SQLite assumes (howtocorrupt §1.3-1.4): the
+        // damage that follows is the operator's doing, documented, so expected.
+        verdict: if exec.after_kill.is_some() && outcome.is_damage() {
+            Verdict::Expected
+        } else {
+            verdict::judge(outcome, &journal_mode, &synchronous, Fault::Sigkill, true)
+        },
         detail,
         busy_errors: 0,
         pragma_fallback: fallback,
@@ -290,8 +305,9 @@ struct Snapshot {
 impl Snapshot {
     fn before_check(exec: &ExecOptions, db_dir: &Path, db: &Path) -> Snapshot {
         let mut s = Snapshot { files: Vec::new() };
-        // The libSQL check is a Python program: it checkpoints the WAL when it closes.
-        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() {
+        // The libSQL check is a Python program: it checkpoints the WAL when it closes; an operator
+        // action deletes files the evidence must keep.
+        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() || exec.after_kill.is_some() {
             s.complete(db_dir);
             return s;
         }
@@ -392,7 +408,7 @@ mod tests {
     use super::*;
     use crate::ack::AckBoard;
     use crate::exec::calibrate_report;
-    use crate::outcome::Verdict;
+    use crate::exec::AfterKill;
 
     const EXEC_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../workloads/exec");
 
@@ -809,6 +825,66 @@ mod tests {
             }
         }
         assert!(records.iter().filter(|r| r.acked_commits > 0).count() >= 3);
+    }
+
+    #[test]
+    fn deleting_duckdbs_wal_after_the_kill_loses_what_was_acknowledged() {
+        // Seed 004's operator fix ("delete the WAL, DuckDB will rebuild"), measured.
+        require_duckdb();
+        let lab = lab(19);
+        let mut exec = ExecOptions::new(vec![
+            "python3".into(),
+            format!("{EXEC_DIR}/duckdb_writer.py"),
+            "{db}".into(),
+            "--commits".into(),
+            "80".into(),
+            "--rows".into(),
+            "1..50".into(),
+        ]);
+        exec.engine = Engine::Duckdb;
+        exec.recovered_sql = Some("SELECT max(seq) FROM t".into());
+        exec.after_kill = Some(AfterKill::DeleteWal);
+        let (exec, window) = lab.calibrated(exec);
+        let records = lab.trials(&exec, window, 6);
+        for r in &records {
+            assert_eq!(r.profile, "exec:duckdb_writer.py+delete-wal");
+            assert_ne!(r.verdict, Verdict::Violation, "the operator's doing: {r:?}");
+        }
+        let acked: Vec<_> = records.iter().filter(|r| r.acked_commits > 0).collect();
+        assert!(acked.len() >= 3, "{records:?}");
+        for r in acked {
+            assert_eq!(r.outcome, Outcome::LostCommit, "{r:?}");
+            assert!(r.detail.contains("deleted trial.db.wal"), "{}", r.detail);
+        }
+    }
+
+    #[test]
+    fn operator_actions_delete_the_engines_own_sidecars() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("x.db");
+        for f in ["x.db", "x.db-wal", "x.db-shm", "x.db-journal", "x.db.wal"] {
+            std::fs::write(d.path().join(f), b"abc").unwrap();
+        }
+        let note = AfterKill::DeleteWal.apply(Engine::Duckdb, &db);
+        assert_eq!(note, "operator delete-wal: deleted x.db.wal (3 bytes)");
+        assert!(d.path().join("x.db-wal").exists());
+        AfterKill::DeleteWal.apply(Engine::Sqlite, &db);
+        assert!(!d.path().join("x.db-wal").exists());
+        assert!(d.path().join("x.db-journal").exists());
+        let note = AfterKill::DbOnly.apply(Engine::Sqlite, &db);
+        assert!(
+            note.contains("x.db-shm") && note.contains("x.db-journal"),
+            "{note}"
+        );
+        assert!(d.path().join("x.db").exists());
+        assert_eq!(
+            AfterKill::DeleteJournal.apply(Engine::Libsql, &db),
+            "operator delete-journal: nothing to delete"
+        );
+        let mut o = ExecOptions::new(vec!["x".into()]);
+        o.engine = Engine::Duckdb;
+        o.after_kill = Some(AfterKill::DeleteJournal);
+        assert!(o.validate().unwrap_err().contains("no rollback journal"));
     }
 
     #[test]

@@ -1142,3 +1142,38 @@ fn scenarios_are_listed_and_run_through_the_cli() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "poolpl");
+    let o = run(&[
+        "scenario",
+        "run",
+        "pool",
+        "-n",
+        "1",
+        "--seed",
+        "2026",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rows = rows(&out);
+    // The sync-off controls lose something in nearly every power cut.
+    let failed = rows
+        .iter()
+        .find(|r| r["fault"] == "power-loss" && r["outcome"] != "intact")
+        .expect("a power-loss trial that is not intact");
+    let o = run(&[
+        "replay",
+        out.join("failures")
+            .join(&failed["iteration"])
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot be replayed"), "{err}");
+}

@@ -297,6 +297,26 @@ impl TrialEvents {
         self.io_errors = board.word(IO_ERRORS).load(Ordering::Acquire);
     }
 
+    /// A power cut at operation `cut` of the log: only commits acknowledged after fewer than `cut`
+    /// operations (every operation of the commit came before the cut) stay acknowledged; `acked` and
+    /// `acks_total` are rebuilt from `ack_ops`. With several connections in one process the count a
+    /// thread reads after its COMMIT may include other threads' later operations, which only makes
+    /// the count conservative: an acknowledgement is never counted for a commit cut short. Returns
+    /// how many acknowledgements the cut took away.
+    pub fn keep_acks_before(&mut self, cut: u64) -> u64 {
+        self.acked.clear();
+        let mut kept = 0;
+        for &(writer, seq, ops) in &self.ack_ops {
+            if ops < cut {
+                let e = self.acked.entry(writer).or_insert(0);
+                *e = (*e).max(seq);
+                kept += 1;
+            }
+        }
+        self.acks_total = kept;
+        self.ack_ops.len() as u64 - kept
+    }
+
     /// Reads what is available on a non-blocking pipe. Returns false at end of file.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> bool {
         let mut buf = [0u8; 16 * 1024];
@@ -359,6 +379,24 @@ mod tests {
         board.reset(4, 1);
         assert_eq!(board.total(), 0);
         assert_eq!(board.acked(2), 0);
+    }
+
+    #[test]
+    fn a_power_cut_keeps_only_the_acks_made_before_it() {
+        let mut ev = TrialEvents::default();
+        ev.feed(b"ackop 0 1 10\nackop 1 1 12\nackop 0 2 20\nackop 1 2 21\nackop 0 3 30\n");
+        // The board saw every ack; the cut at op 21 undoes op 21 itself and everything after it.
+        ev.acked = BTreeMap::from([(0, 3), (1, 2)]);
+        ev.acks_total = 5;
+        assert_eq!(ev.keep_acks_before(21), 2);
+        assert_eq!(ev.acked, BTreeMap::from([(0, 2), (1, 1)]));
+        assert_eq!(ev.acks_total, 3);
+        // A cut before the first ack leaves no writer acknowledged at all.
+        assert_eq!(ev.keep_acks_before(10), 5);
+        assert!(ev.acked.is_empty());
+        assert_eq!(ev.acks_total, 0);
+        assert_eq!(ev.keep_acks_before(u64::MAX), 0);
+        assert_eq!(ev.acked, BTreeMap::from([(0, 3), (1, 2)]));
     }
 
     #[test]

@@ -113,6 +113,12 @@ fn replay(failure: &std::path::Path) -> i32 {
             ))
         }
     };
+    if note.run.scenario.is_some() && note.record.fault == "power-loss" {
+        return usage_error(&format!(
+            "replay: {} is a pool power-loss trial: its threads interleave anew on every run, so the op log and the cut it drew cannot be replayed; re-run the scenario with --seed {} to sample it again",
+            note.record.profile, note.master_seed
+        ));
+    }
     let out = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
         Ok(d) => d.keep(),
         Err(e) => return usage_error(&format!("replay: cannot make a folder: {e}")),

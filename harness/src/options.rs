@@ -132,7 +132,7 @@ impl FaultOptions {
         if fault.is_op_indexed() {
             if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
                 return Err(usage(format!(
-                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections",
+                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
                     fault.as_str(), p.name, p.processes, p.connections
                 )));
             }

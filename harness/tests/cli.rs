@@ -1177,4 +1177,37 @@ fn exec_engine_libsql_without_the_package_or_with_a_stray_key_is_one_line_exit_2
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!out.exists(), "nothing is written");
     }
+
+fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "poolpl");
+    let o = run(&[
+        "scenario",
+        "run",
+        "pool",
+        "-n",
+        "1",
+        "--seed",
+        "2026",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rows = rows(&out);
+    // The sync-off controls lose something in nearly every power cut.
+    let failed = rows
+        .iter()
+        .find(|r| r["fault"] == "power-loss" && r["outcome"] != "intact")
+        .expect("a power-loss trial that is not intact");
+    let o = run(&[
+        "replay",
+        out.join("failures")
+            .join(&failed["iteration"])
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot be replayed"), "{err}");
 }

@@ -12,6 +12,11 @@
 //!
 //! [`ops_so_far`] measures how many operations a workload makes in an uncrashed run, which bounds
 //! the useful crash points.
+//!
+//! Several connections on threads of one process share one configuration, one count and one log:
+//! the shim counts, logs and performs each operation under one process-wide lock, so the log is a
+//! total order of what the files saw. The pool scenario's power-loss variants cut that log; only the
+//! interleaving differs from run to run, so those trials sample rather than replay.
 
 pub mod config;
 pub mod log;

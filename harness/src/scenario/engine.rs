@@ -527,6 +527,12 @@ pub(crate) struct WriterSpec<'a> {
     /// Open through the fault shim and SIGKILL this process just before this operation (one writer
     /// per process: the shim's configuration is per process).
     pub crash_at: Option<CrashAt>,
+    /// Open through the fault shim as the process configured it already (several connections of one
+    /// process sharing one operation count and log: the pool under power loss).
+    pub on_shim: bool,
+    /// Report the shim's operation count with each acknowledgement (`ackop`), for a power cut placed
+    /// on the log afterwards.
+    pub report_ack_ops: bool,
 }
 
 /// Opens the database, applies the profile (retrying while another connection holds the lock), reads
@@ -549,6 +555,11 @@ pub(crate) fn open_writer(env: &Env<'_>, w: &WriterSpec<'_>) -> Option<Connectio
                 crate::fault::VFS_NAME,
             )
         }
+        None if w.on_shim => Connection::open_with_flags_and_vfs(
+            w.db,
+            rusqlite::OpenFlags::default(),
+            crate::fault::VFS_NAME,
+        ),
         None => Connection::open(w.db),
     };
     let conn = match opened {
@@ -598,6 +609,10 @@ pub(crate) fn commit_loop(
         match w.workload.run_transaction(conn, w.id, seq, &mut rng) {
             Ok(()) => {
                 ack(env, w.id, seq);
+                if w.report_ack_ops {
+                    // Read after COMMIT returned: every operation of this commit is counted.
+                    tx.ack_op(w.id, seq, crate::fault::ops_so_far());
+                }
                 seq += 1;
                 failures_in_a_row = 0;
             }
@@ -745,6 +760,8 @@ impl Ctx<'_> {
             id: 0,
             max_commits: self.opts.max_commits,
             crash_at: None,
+            on_shim: false,
+            report_ack_ops: false,
         }
     }
 
@@ -765,7 +782,7 @@ impl Ctx<'_> {
         for suffix in evidence::SIDECARS {
             let _ = std::fs::remove_file(evidence::with_suffix(self.db(), suffix));
         }
-        for name in ["backup.db", "deleted", "start.tmp"] {
+        for name in ["backup.db", "deleted", "start.tmp", "ops.log"] {
             let base = self.path(name);
             for suffix in evidence::SIDECARS {
                 let _ = std::fs::remove_file(evidence::with_suffix(&base, suffix));
@@ -822,6 +839,9 @@ pub(crate) struct Ending {
     pub setup_error: Option<String>,
     /// Children dying of SIGBUS/SIGSEGV are part of what the scenario provokes, not lab errors.
     pub deaths_are_findings: bool,
+    /// The fault the verdict table judges: a process crash unless the scenario simulated a power
+    /// cut.
+    pub judged_as: Fault,
 }
 
 impl Ending {
@@ -837,6 +857,7 @@ impl Ending {
             extra_evidence: Vec::new(),
             setup_error: None,
             deaths_are_findings: false,
+            judged_as: Fault::Sigkill,
         }
     }
 
@@ -919,10 +940,17 @@ pub(crate) fn record(
         Outcome::Intact => Verdict::Ok,
         Outcome::WorkerError => Verdict::LabError,
         _ if end.expected_damage => Verdict::Expected,
-        // Every scenario is a process crash (SIGKILL, or a shutdown cut short): "durable across
+        // Most scenarios are a process crash (SIGKILL, or a shutdown cut short): "durable across
         // application crashes regardless of the synchronous setting or journal mode", except OFF and
-        // MEMORY, which the core table already treats as expected.
-        o => verdict::judge(o, &journal_mode, &synchronous, Fault::Sigkill, true),
+        // MEMORY, which the core table already treats as expected. A power cut follows the
+        // synchronous matrix instead (the pool's `-power` variants: the run's power-loss model).
+        o => verdict::judge(
+            o,
+            &journal_mode,
+            &synchronous,
+            end.judged_as,
+            end.judged_as != Fault::PowerLoss || ctx.opts.faults.hardware_as_documented(),
+        ),
     };
     let mut parts = vec![ctx.variant.params.clone()];
     parts.extend(end.measures.iter().cloned());

@@ -1177,7 +1177,9 @@ fn exec_engine_libsql_without_the_package_or_with_a_stray_key_is_one_line_exit_2
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!out.exists(), "nothing is written");
     }
+}
 
+#[test]
 fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = out_dir(&tmp, "poolpl");

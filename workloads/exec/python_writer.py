@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A small application that writes to SQLite with Python's standard sqlite3 module, for `torture exec`.
+"""A small application that writes to SQLite with Python's standard sqlite3 module (or to libSQL with
+the `libsql` package: --driver libsql, what libsql_writer.py runs), for `torture exec`.
 
 It speaks the lab's acknowledgement protocol: after COMMIT of its transaction number N returned, it
 prints `ack N` on stdout (flushed at once). It also prints `journal_mode X` and `synchronous X`, the
@@ -13,7 +14,8 @@ single `counter` row, and moves money between random rows of `account` (1000 of 
 about 150 pages), so `verify.sql` can check that no transaction is half there: the counts agree and
 the total balance never changes.
 
-Options (all optional):
+Options (all optional; --journal-mode, --synchronous and --key also from the environment as
+TORTURE_JOURNAL_MODE, TORTURE_SYNCHRONOUS and TORTURE_KEY):
   --commits N          stop after N commits (default 2000)
   --rows LO..HI        item rows per transaction (default 1..8)
   --payload LO..HI     bytes per row (default 8..3000)
@@ -24,11 +26,12 @@ Options (all optional):
                        pages of a transaction before its COMMIT
   --start-delay S      sleep S seconds before opening the database, like a server that boots first
   --lie                acknowledge commit N *before* making it: a buggy program, the lab's positive control
+  --driver D           sqlite3 (default) or libsql (`pip install libsql`: Turso's fork, SQLite 3.45.1)
+  --key K              libsql only: encrypt the database with K (libSQL's encryption_key)
 """
 
 import os
 import random
-import sqlite3
 import sys
 import time
 
@@ -38,17 +41,39 @@ def span(text):
     return int(lo), int(hi or lo)
 
 
+NAME = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python_writer.py"
+
+
+def connect(db, driver, key):
+    """The connection and the library version to report. isolation_level=None: the module sends no
+    BEGIN of its own, so each COMMIT below is the commit."""
+    if driver == "libsql":
+        import libsql
+
+        con = libsql.connect(db, isolation_level=None, timeout=30, encryption_key=key or None)
+        return con, "libsql " + con.execute("SELECT sqlite_version()").fetchone()[0]
+    if driver != "sqlite3":
+        sys.exit(f"{NAME}: --driver {driver}: give sqlite3 or libsql")
+    if key:
+        sys.exit(f"{NAME}: --key needs --driver libsql (the sqlite3 module has no encryption)")
+    import sqlite3
+
+    return sqlite3.connect(db, isolation_level=None, timeout=30), sqlite3.sqlite_version
+
+
 def main(argv):
     db = os.environ.get("TORTURE_DB")
     opts = {
         "commits": "2000",
         "rows": "1..8",
         "payload": "8..3000",
-        "journal-mode": "wal",
-        "synchronous": "full",
+        "journal-mode": os.environ.get("TORTURE_JOURNAL_MODE", "wal"),
+        "synchronous": os.environ.get("TORTURE_SYNCHRONOUS", "full"),
         "cache-size": None,
         "transfers": "2",
         "start-delay": "0",
+        "driver": "sqlite3",
+        "key": os.environ.get("TORTURE_KEY", ""),
     }
     lie = False
     args = list(argv)
@@ -61,9 +86,9 @@ def main(argv):
         elif not a.startswith("--"):
             db = a
         else:
-            sys.exit(f"python_writer.py: unknown option {a}")
+            sys.exit(f"{NAME}: unknown option {a}")
     if not db:
-        sys.exit("python_writer.py: give the database path (argument or TORTURE_DB)")
+        sys.exit(f"{NAME}: give the database path (argument or TORTURE_DB)")
     commits = int(opts["commits"])
     transfers = int(opts["transfers"])
     rows = span(opts["rows"])
@@ -71,14 +96,13 @@ def main(argv):
     rng = random.Random(os.environ.get("TORTURE_SEED", "0"))
 
     time.sleep(float(opts["start-delay"]))
-    # isolation_level=None: the module sends no BEGIN of its own, so COMMIT below is the commit.
-    con = sqlite3.connect(db, isolation_level=None, timeout=30)
+    con, version = connect(db, opts["driver"], opts["key"])
     mode = con.execute(f"PRAGMA journal_mode={opts['journal-mode']}").fetchone()[0]
     con.execute(f"PRAGMA synchronous={opts['synchronous']}")
     sync = con.execute("PRAGMA synchronous").fetchone()[0]
     if opts["cache-size"] is not None:
         con.execute(f"PRAGMA cache_size={int(opts['cache-size'])}")
-    print(f"sqlite_version {sqlite3.sqlite_version}", flush=True)
+    print(f"sqlite_version {version}", flush=True)
     print(f"journal_mode {mode}", flush=True)
     print(f"synchronous {['off', 'normal', 'full', 'extra'][sync]}", flush=True)
     con.executescript(

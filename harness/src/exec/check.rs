@@ -353,6 +353,40 @@ const DUCKDB_SQL_ERRORS: [&str; 4] = [
     "ConversionException",
 ];
 
+/// A `--recovered-sql` / `--verify-sql` that failed in an engine checked through Python: damage
+/// when the engine's words say so, "not yet" before the first ack (`Ok(true)`: stop here), else a
+/// lost commit (`recovered`) or a broken invariant noted in `f` (`verify`).
+fn failed_sql_stage(
+    stage: &str,
+    error: &str,
+    damaged: bool,
+    env: &CheckEnv<'_>,
+    f: &mut Findings,
+) -> Result<bool, Check> {
+    let flag = format!("--{stage}-sql");
+    if damaged {
+        return Err(Check::new(
+            Outcome::Corrupt,
+            format!("{flag} failed: {error}"),
+        ));
+    }
+    if env.acked == 0 {
+        f.not_yet = Some(not_yet(&format!("{flag} failed: {error}")));
+        return Ok(true);
+    }
+    if stage == "recovered" {
+        return Err(Check::new(
+            Outcome::LostCommit,
+            format!(
+                "{flag} failed ({error}) although commits up to {} were acknowledged",
+                env.acked
+            ),
+        ));
+    }
+    f.broken.push(format!("{flag} failed: {error}"));
+    Ok(false)
+}
+
 fn verify_duckdb(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Findings, Check> {
     let argv: Vec<String> = vec![
         env.exec.python.clone(),
@@ -413,27 +447,9 @@ fn verify_duckdb(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Fin
             ))
         }
         stage @ ("recovered" | "verify") => {
-            let flag = format!("--{stage}-sql");
-            if !sql_error {
-                return Err(Check::new(
-                    Outcome::Corrupt,
-                    format!("{flag} failed: {error}"),
-                ));
-            }
-            if env.acked == 0 {
-                f.not_yet = Some(not_yet(&format!("{flag} failed: {error}")));
+            if failed_sql_stage(stage, &error, !sql_error, env, &mut f)? {
                 return Ok(f);
             }
-            if stage == "recovered" {
-                return Err(Check::new(
-                    Outcome::LostCommit,
-                    format!(
-                        "{flag} failed ({error}) although commits up to {} were acknowledged",
-                        env.acked
-                    ),
-                ));
-            }
-            f.broken.push(format!("{flag} failed: {error}"));
         }
         other => {
             return Err(Check::new(
@@ -649,27 +665,9 @@ fn verify_libsql(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Fin
             return Err(Check::new(outcome, described));
         }
         stage @ ("recovered" | "verify") => {
-            let flag = format!("--{stage}-sql");
-            if libsql_says_damaged(&error) {
-                return Err(Check::new(
-                    Outcome::Corrupt,
-                    format!("{flag} failed: {error}"),
-                ));
-            }
-            if env.acked == 0 {
-                f.not_yet = Some(not_yet(&format!("{flag} failed: {error}")));
+            if failed_sql_stage(stage, &error, libsql_says_damaged(&error), env, &mut f)? {
                 return Ok(f);
             }
-            if stage == "recovered" {
-                return Err(Check::new(
-                    Outcome::LostCommit,
-                    format!(
-                        "{flag} failed ({error}) although commits up to {} were acknowledged",
-                        env.acked
-                    ),
-                ));
-            }
-            f.broken.push(format!("{flag} failed: {error}"));
         }
         other => {
             return Err(Check::new(

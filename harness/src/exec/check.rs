@@ -387,34 +387,45 @@ fn failed_sql_stage(
     Ok(false)
 }
 
-fn verify_duckdb(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Findings, Check> {
+/// Runs an engine's check program (`python -c PROGRAM db recovered_sql verify_sql`) and returns the
+/// JSON object it printed last; `label` names it in errors, `stem` its output files in `scratch`.
+fn python_check(
+    env: &CheckEnv<'_>,
+    program: &str,
+    label: &str,
+    stem: &str,
+    envs: &[(&str, &OsStr)],
+) -> Result<serde_json::Value, Check> {
     let argv: Vec<String> = vec![
         env.exec.python.clone(),
         "-c".into(),
-        DUCKDB_CHECK.into(),
+        program.into(),
         env.db.to_string_lossy().into_owned(),
         env.exec.recovered_sql.clone().unwrap_or_default(),
         env.exec.verify_sql.clone().unwrap_or_default(),
     ];
-    let out_path = env.scratch.join("duckdb-check.out");
-    let err_path = env.scratch.join("duckdb-check.err");
-    let status = run_helper(&argv, &[], &out_path, &err_path, env)
-        .map_err(|e| Check::new(Outcome::WorkerError, format!("the DuckDB check: {e}")))?;
+    let out_path = env.scratch.join(format!("{stem}.out"));
+    let err_path = env.scratch.join(format!("{stem}.err"));
+    let status = run_helper(&argv, envs, &out_path, &err_path, env)
+        .map_err(|e| Check::new(Outcome::WorkerError, format!("the {label} check: {e}")))?;
     let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let json: serde_json::Value = out
-        .lines()
+    out.lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .ok_or_else(|| {
             Check::new(
                 Outcome::WorkerError,
                 format!(
-                    "the DuckDB check ({}) printed no answer: {}",
+                    "the {label} check ({}) printed no answer: {}",
                     describe_status(status),
                     tail(&std::fs::read(&err_path).unwrap_or_default(), 300)
                 ),
             )
-        })?;
+        })
+}
+
+fn verify_duckdb(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Findings, Check> {
+    let json = python_check(env, DUCKDB_CHECK, "DuckDB", "duckdb-check", &[])?;
     let s = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
     if !s("version").is_empty() {
         *version = Some(format!("duckdb {}", s("version")));
@@ -593,38 +604,12 @@ fn libsql_key_mismatch(db: &Path, key: Option<&str>, plaintext: bool) -> Option<
 }
 
 fn verify_libsql(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Findings, Check> {
-    let argv: Vec<String> = vec![
-        env.exec.python.clone(),
-        "-c".into(),
-        LIBSQL_CHECK.into(),
-        env.db.to_string_lossy().into_owned(),
-        env.exec.recovered_sql.clone().unwrap_or_default(),
-        env.exec.verify_sql.clone().unwrap_or_default(),
-    ];
-    let out_path = env.scratch.join("libsql-check.out");
-    let err_path = env.scratch.join("libsql-check.err");
     let key = env.exec.key.as_deref();
     let envs: Vec<(&str, &OsStr)> = key
         .map(|k| ("TORTURE_KEY", OsStr::new(k)))
         .into_iter()
         .collect();
-    let status = run_helper(&argv, &envs, &out_path, &err_path, env)
-        .map_err(|e| Check::new(Outcome::WorkerError, format!("the libSQL check: {e}")))?;
-    let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let json: serde_json::Value = out
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            Check::new(
-                Outcome::WorkerError,
-                format!(
-                    "the libSQL check ({}) printed no answer: {}",
-                    describe_status(status),
-                    tail(&std::fs::read(&err_path).unwrap_or_default(), 300)
-                ),
-            )
-        })?;
+    let json = python_check(env, LIBSQL_CHECK, "libSQL", "libsql-check", &envs)?;
     let s = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
     if !s("version").is_empty() {
         *version = Some(format!("libsql {}", s("version")));

@@ -795,10 +795,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_python_duckdb_writer_is_checked_by_reopening_with_duckdb() {
-        require_duckdb();
-        let lab = lab(17);
+    /// `duckdb_writer.py`, 80 commits of 1..50 rows, checked by DuckDB with `--recovered-sql`.
+    fn duckdb_writer() -> ExecOptions {
         let mut exec = ExecOptions::new(vec![
             "python3".into(),
             format!("{EXEC_DIR}/duckdb_writer.py"),
@@ -810,6 +808,14 @@ mod tests {
         ]);
         exec.engine = Engine::Duckdb;
         exec.recovered_sql = Some("SELECT max(seq) FROM t".into());
+        exec
+    }
+
+    #[test]
+    fn the_python_duckdb_writer_is_checked_by_reopening_with_duckdb() {
+        require_duckdb();
+        let lab = lab(17);
+        let mut exec = duckdb_writer();
         exec.verify_sql =
             Some(std::fs::read_to_string(format!("{EXEC_DIR}/verify_duckdb.sql")).unwrap());
         let (exec, window) = lab.calibrated(exec);
@@ -832,17 +838,7 @@ mod tests {
         // Seed 004's operator fix ("delete the WAL, DuckDB will rebuild"), measured.
         require_duckdb();
         let lab = lab(19);
-        let mut exec = ExecOptions::new(vec![
-            "python3".into(),
-            format!("{EXEC_DIR}/duckdb_writer.py"),
-            "{db}".into(),
-            "--commits".into(),
-            "80".into(),
-            "--rows".into(),
-            "1..50".into(),
-        ]);
-        exec.engine = Engine::Duckdb;
-        exec.recovered_sql = Some("SELECT max(seq) FROM t".into());
+        let mut exec = duckdb_writer();
         exec.after_kill = Some(AfterKill::DeleteWal);
         let (exec, window) = lab.calibrated(exec);
         let records = lab.trials(&exec, window, 6);

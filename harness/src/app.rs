@@ -155,7 +155,10 @@ fn replay(failure: &std::path::Path) -> i32 {
     );
     println!("  recorded: {}", was.detail);
     println!("  replayed: {}", now.detail);
-    let exact = opts.faults.fault.is_op_indexed();
+    // SQLCipher writes a fresh random IV with every page (OpenSSL's, not SQLite's seeded PRNG), so
+    // its files never repeat byte for byte: compare outcomes only.
+    let encrypted = matches!(opts.spec.engine, crate::engine::Engine::Sqlcipher { .. });
+    let exact = opts.faults.fault.is_op_indexed() && !encrypted;
     let mut same = now.outcome == was.outcome;
     if exact && now.outcome != Outcome::Intact {
         let replayed = out.join("failures").join(index.to_string());
@@ -172,7 +175,9 @@ fn replay(failure: &std::path::Path) -> i32 {
             println!("  the crashed files are byte-identical to the recorded ones");
         }
     }
-    if !exact {
+    if encrypted {
+        println!("  note: SQLCipher encrypts each page with a fresh random IV, so the files are compared by outcome, not byte for byte");
+    } else if !exact {
         println!("  note: a parent's SIGKILL lands with scheduler jitter, so this fault replays the kill point, not the exact instant");
     }
     println!("  replay's files: {}", out.display());

@@ -36,7 +36,7 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<u64, String> {
                 || s.engine != first.engine
         }) {
             return Err(format!(
-                "merge: the shards come from different runs (seed {} vs {}, workload {} vs {}, engine {} vs {}); merge shards of one run",
+                "merge: the shards come from different runs (seed {} vs {}, workload {} vs {}, engine {} vs {} or another key); merge shards of one run",
                 first.seed,
                 other.seed,
                 first.workload,

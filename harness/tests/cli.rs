@@ -1188,7 +1188,7 @@ fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
         "run",
         "pool",
         "-n",
-        "1",
+        "2",
         "--seed",
         "2026",
         "--out",

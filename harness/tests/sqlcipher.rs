@@ -141,7 +141,15 @@ fn a_key_applied_after_the_first_statement_does_not_encrypt_the_file() {
 
 // ---- end to end: the core lab's controls, on SQLCipher ----
 
-fn torture(args: &[&str]) -> (i32, Vec<BTreeMap<String, String>>, String) {
+/// Runs the binary with `--engine sqlcipher`; the folder is returned so its evidence can be read.
+fn torture(
+    args: &[&str],
+) -> (
+    i32,
+    Vec<BTreeMap<String, String>>,
+    String,
+    tempfile::TempDir,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_torture"))
@@ -171,7 +179,7 @@ fn torture(args: &[&str]) -> (i32, Vec<BTreeMap<String, String>>, String) {
                 .collect()
         })
         .collect();
-    (o.status.code().unwrap_or(-1), rows, stderr)
+    (o.status.code().unwrap_or(-1), rows, stderr, tmp)
 }
 
 fn non_intact<'a>(rows: &'a [BTreeMap<String, String>], profile: &str) -> Vec<&'a str> {
@@ -183,7 +191,7 @@ fn non_intact<'a>(rows: &'a [BTreeMap<String, String>], profile: &str) -> Vec<&'
 
 #[test]
 fn sigkill_controls_on_sqlcipher() {
-    let (code, rows, stderr) = torture(&[
+    let (code, rows, stderr, tmp) = torture(&[
         "--profile",
         "wal-normal,wal-full,delete-full,truncate-normal,off-off,memory-off",
         "--iterations",
@@ -199,11 +207,22 @@ fn sigkill_controls_on_sqlcipher() {
     }
     // Positive control: without a journal a kill mid-transaction must be caught, keyed or not.
     assert!(non_intact(&rows, "off-off").len() >= 5, "{stderr}");
+    // And the files the lab tortured really were encrypted (the key reached the writers).
+    let failures = tmp.path().join("out").join("failures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&failures).unwrap() {
+        let db = entry.unwrap().path().join("trial.db");
+        if let Ok(bytes) = std::fs::read(&db) {
+            assert_ne!(&bytes[..16], b"SQLite format 3\0", "{}", db.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "{seen} evidence databases");
 }
 
 #[test]
 fn power_loss_controls_on_sqlcipher() {
-    let (code, rows, stderr) = torture(&[
+    let (code, rows, stderr, _tmp) = torture(&[
         "--fault",
         "power-loss",
         "--profile",
@@ -222,7 +241,7 @@ fn power_loss_controls_on_sqlcipher() {
 fn a_passphrase_key_works_end_to_end() {
     // Every connection, writers' and oracle's alike, gets the same --key, so a passphrase works
     // end to end (slowly: PBKDF2 on every open).
-    let (code, rows, stderr) = torture(&[
+    let (code, rows, stderr, _tmp) = torture(&[
         "--key",
         "a passphrase",
         "--profile",
@@ -232,4 +251,35 @@ fn a_passphrase_key_works_end_to_end() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(non_intact(&rows, "wal-full"), Vec::<&str>::new());
+}
+
+#[test]
+fn an_op_indexed_sqlcipher_failure_replays_to_the_same_outcome() {
+    let (code, rows, stderr, tmp) = torture(&[
+        "--fault",
+        "kill-at-op",
+        "--profile",
+        "off-off",
+        "--iterations",
+        "12",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let failed = rows
+        .iter()
+        .find(|r| r["outcome"] != "intact")
+        .expect("journal_mode=off killed at an I/O op is caught in some trial");
+    let folder = tmp
+        .path()
+        .join("out")
+        .join("failures")
+        .join(&failed["iteration"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_torture"))
+        .arg("replay")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    // Fresh random IVs make the bytes differ on every run: replay compares the outcome.
+    assert!(stdout.contains("compared by outcome"), "{stdout}");
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
 }

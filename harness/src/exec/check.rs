@@ -815,6 +815,7 @@ fn run_helper(
     let _ = std::fs::remove_file(out);
     let _ = std::fs::remove_file(err);
     let mut cmd = guarded(argv, env.close_fds);
+    cmd.env_remove("TORTURE_KEY");
     cmd.stdout(Stdio::from(open(out)?))
         .stderr(Stdio::from(open(err)?));
     for (k, v) in envs {

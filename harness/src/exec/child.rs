@@ -214,9 +214,12 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         .env("TORTURE_DB", launch.db)
         .env("TORTURE_SEED", launch.seed.to_string())
         .env("TORTURE_TRIAL", &launch.trial);
-    if let Some(key) = launch.key {
-        cmd.env("TORTURE_KEY", key);
-    }
+    // Only the run's own --key: a TORTURE_KEY inherited from the user's shell would encrypt with
+    // a key run.json never recorded.
+    match launch.key {
+        Some(key) => cmd.env("TORTURE_KEY", key),
+        None => cmd.env_remove("TORTURE_KEY"),
+    };
     let started = Instant::now();
     let mut child = cmd
         .spawn()

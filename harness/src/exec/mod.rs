@@ -133,8 +133,9 @@ impl AfterKill {
         }
     }
 
-    /// Deletes the targets that exist; says what went, for the CSV's `detail`.
-    pub fn apply(self, engine: Engine, db: &Path) -> String {
+    /// Deletes the targets that exist; says what went, for the CSV's `detail`, and whether anything
+    /// did (only then is the damage that follows the operator's).
+    pub fn apply(self, engine: Engine, db: &Path) -> (String, bool) {
         let mut gone = Vec::new();
         for t in self.targets(engine, db) {
             if let Ok(meta) = std::fs::metadata(&t) {
@@ -149,9 +150,13 @@ impl AfterKill {
             }
         }
         if gone.is_empty() {
-            format!("operator {}: nothing to delete", self.as_str())
+            (
+                format!("operator {}: nothing to delete", self.as_str()),
+                false,
+            )
         } else {
-            format!("operator {}: deleted {}", self.as_str(), gone.join(", "))
+            let note = format!("operator {}: deleted {}", self.as_str(), gone.join(", "));
+            (note, true)
         }
     }
 }

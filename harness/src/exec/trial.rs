@@ -162,9 +162,10 @@ pub fn run_trial(
         )
     };
 
+    let operator_deleted = operator.as_ref().is_some_and(|(_, deleted)| *deleted);
     let detail = match operator {
-        Some(note) if detail.is_empty() => note,
-        Some(note) => format!("{detail}; {note}"),
+        Some((note, _)) if detail.is_empty() => note,
+        Some((note, _)) => format!("{detail}; {note}"),
         None => detail,
     };
     let said = launched
@@ -189,7 +190,7 @@ pub fn run_trial(
         outcome,
         // Deleting a hot journal or WAL breaks what SQLite assumes (howtocorrupt §1.3-1.4): the
         // damage that follows is the operator's doing, documented, so expected.
-        verdict: if exec.after_kill.is_some() && outcome.is_damage() {
+        verdict: if operator_deleted && outcome.is_damage() && outcome != Outcome::WrongKey {
             Verdict::Expected
         } else {
             verdict::judge(outcome, &journal_mode, &synchronous, Fault::Sigkill, true)
@@ -861,13 +862,14 @@ mod tests {
         for f in ["x.db", "x.db-wal", "x.db-shm", "x.db-journal", "x.db.wal"] {
             std::fs::write(d.path().join(f), b"abc").unwrap();
         }
-        let note = AfterKill::DeleteWal.apply(Engine::Duckdb, &db);
+        let (note, deleted) = AfterKill::DeleteWal.apply(Engine::Duckdb, &db);
         assert_eq!(note, "operator delete-wal: deleted x.db.wal (3 bytes)");
+        assert!(deleted);
         assert!(d.path().join("x.db-wal").exists());
         AfterKill::DeleteWal.apply(Engine::Sqlite, &db);
         assert!(!d.path().join("x.db-wal").exists());
         assert!(d.path().join("x.db-journal").exists());
-        let note = AfterKill::DbOnly.apply(Engine::Sqlite, &db);
+        let (note, _) = AfterKill::DbOnly.apply(Engine::Sqlite, &db);
         assert!(
             note.contains("x.db-shm") && note.contains("x.db-journal"),
             "{note}"
@@ -875,7 +877,10 @@ mod tests {
         assert!(d.path().join("x.db").exists());
         assert_eq!(
             AfterKill::DeleteJournal.apply(Engine::Libsql, &db),
-            "operator delete-journal: nothing to delete"
+            (
+                "operator delete-journal: nothing to delete".to_string(),
+                false
+            )
         );
         let mut o = ExecOptions::new(vec!["x".into()]);
         o.engine = Engine::Duckdb;

@@ -185,18 +185,10 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
             Err(SqlError::Sqlite(e)) if sqlite_error::is_corrupt(&e) => {
                 return Err(classify(&e, "--recovered-sql"))
             }
-            Err(e) if env.acked == 0 => {
-                f.not_yet = Some(not_yet(&format!("--recovered-sql failed: {e}")));
-                return Ok(f);
-            }
             Err(e) => {
-                return Err(Check::new(
-                    Outcome::LostCommit,
-                    format!(
-                        "--recovered-sql failed ({e}) although commits up to {} were acknowledged",
-                        env.acked
-                    ),
-                ))
+                if failed_sql_stage("recovered", &e.to_string(), false, env, &mut f)? {
+                    return Ok(f);
+                }
             }
         }
     }
@@ -691,18 +683,10 @@ fn verify_libsql(env: &CheckEnv<'_>, version: &mut Option<String>) -> Result<Fin
     if env.exec.recovered_sql.is_some() && f.broken.is_empty() {
         match recovered_json(&json) {
             Ok(n) => f.recovered = Some(n),
-            Err(e) if env.acked == 0 => {
-                f.not_yet = Some(not_yet(&format!("--recovered-sql: {e}")));
-                return Ok(f);
-            }
             Err(e) => {
-                return Err(Check::new(
-                    Outcome::LostCommit,
-                    format!(
-                        "--recovered-sql: {e} although commits up to {} were acknowledged",
-                        env.acked
-                    ),
-                ))
+                if failed_sql_stage("recovered", &e.to_string(), false, env, &mut f)? {
+                    return Ok(f);
+                }
             }
         }
     }

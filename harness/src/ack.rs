@@ -11,7 +11,9 @@
 //!
 //! ```text
 //! ready <writer> <journal_mode> <synchronous> <locking_mode> <mmap_size>
-//! reached <writer>              this writer's ack brought the total to the kill threshold
+//! reached <writer>              this writer's ack brought the total to the kill threshold (scenarios)
+//! due <writer>                  the core trial's kill point: the threshold ack, then the kill delay
+//!                               of this writer's CPU time (see `kill_timer`)
 //! error <writer> <code> <text>  the writer gave up for a reason of its own
 //! ops <writer> <n>              operations the fault layer counted (bounded workloads, at the end)
 //! ackop <writer> <seq> <ops>    power loss: commit `seq` was acknowledged after `ops` operations
@@ -218,6 +220,8 @@ pub struct TrialEvents {
     pub ack_ops: Vec<(u32, u64, u64)>,
     /// A writer said the kill threshold was reached.
     pub reached: bool,
+    /// A writer said the kill point is due (threshold, then the delay in its CPU time).
+    pub due: bool,
     partial: Vec<u8>,
 }
 
@@ -244,6 +248,7 @@ impl TrialEvents {
             .unwrap_or(u32::MAX);
         match kind {
             "reached" => self.reached = true,
+            "due" => self.due = true,
             "done" => self.done += 1,
             "ackop" => {
                 if let (Some(Ok(seq)), Some(Ok(ops))) = (

@@ -129,9 +129,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "1..20")]
     pub kill_after: String,
 
-    /// With a commit window: an extra delay drawn from this window before the kill, so kills land
-    /// anywhere inside a transaction (one takes 10-100us on tmpfs), not just after an ack.
-    #[arg(long, default_value = "0us..100us")]
+    /// With a commit window: an extra delay drawn from this window before the kill, counted in the
+    /// writer's own CPU time, so kills land anywhere inside the next few transactions (one takes
+    /// 30-150us on tmpfs), not just after an ack, however loaded the machine is.
+    #[arg(long, default_value = "0us..300us")]
     pub kill_delay: String,
 
     /// Kill a trial that has not reached its kill point after this long, and say so in the CSV.

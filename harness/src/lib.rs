@@ -12,6 +12,7 @@ pub mod exit_code;
 pub mod export;
 pub mod fault;
 pub mod kill_point;
+pub mod kill_timer;
 pub mod merge;
 pub mod options;
 pub mod oracle;

@@ -30,6 +30,7 @@ pub fn run_slot(
     // at the terminal reaches only the parent, which decides what to do.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     pin_to_one_cpu(slot);
+    wake_on_time();
     let dir = work_dir.join(format!("slot-{slot}"));
     if std::fs::create_dir_all(&dir).is_err() {
         exit_now(4);
@@ -115,6 +116,21 @@ fn pin_to_one_cpu(slot: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(slot % cpus, &mut set);
         let _ = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Makes the slot's wake-ups punctual, so a kill lands where it was drawn. The slot sleeps while its
+/// writer runs on the same CPU; when the kill point comes, the scheduler may let the writer finish
+/// its time slice first (measured: 4% of trials overshot by 30-80 commits). A real-time slot
+/// (`SCHED_FIFO`, granted to root or under `ulimit -r`) preempts its writer at once; its children
+/// are reset to normal scheduling. Without the privilege the slot stays normal, and timer slack is
+/// cut to 1 µs so the kill delay is not rounded up by 50 µs.
+fn wake_on_time() {
+    let rt = libc::sched_param { sched_priority: 1 };
+    // SAFETY: plain syscalls on this process, with valid arguments.
+    unsafe {
+        let _ = libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt);
+        let _ = libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
 }
 

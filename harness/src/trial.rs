@@ -97,7 +97,11 @@ pub fn run_trial(
                 Ok(())
             } else {
                 fresh_copy(t, files)?;
-                let plan = writer_plan(opts, profile, files, trial_seed, None, None);
+                let delay = match kill_point {
+                    KillPoint::AfterAcks { delay, .. } => delay,
+                    KillPoint::AfterTime { .. } => Duration::ZERO,
+                };
+                let plan = writer_plan(opts, profile, files, trial_seed, None, None, delay);
                 run_writers(
                     &plan,
                     opts,
@@ -269,6 +273,7 @@ fn writer_plan<'a>(
     trial_seed: u64,
     fault: Option<FaultConfig>,
     commits: Option<u64>,
+    kill_delay: Duration,
 ) -> WriterPlan<'a> {
     let carry_on_errors = matches!(opts.faults.fault, Fault::IoError | Fault::DiskFull);
     WriterPlan {
@@ -283,6 +288,7 @@ fn writer_plan<'a>(
         carry_on_errors,
         op_filter: opts.faults.filter,
         report_ack_ops: opts.faults.fault == Fault::PowerLoss,
+        kill_delay,
     }
 }
 
@@ -313,7 +319,15 @@ fn run_op_fault(
         sqlite_prng_seed: prng,
         ..FaultConfig::default()
     };
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(calibration), commits);
+    let plan = writer_plan(
+        opts,
+        profile,
+        files,
+        trial_seed,
+        Some(calibration),
+        commits,
+        Duration::ZERO,
+    );
     run_writers(
         &plan,
         opts,
@@ -370,7 +384,15 @@ fn run_op_fault(
         Fault::Sigkill => {}
     }
     let io_error = cfg.io_error;
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
+    let plan = writer_plan(
+        opts,
+        profile,
+        files,
+        trial_seed,
+        Some(cfg),
+        commits,
+        Duration::ZERO,
+    );
     run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
     let mut note = FaultNote {
         point: format!("op={op}/{total} {}", f.filter),
@@ -424,7 +446,15 @@ fn run_power_cut(
         log_path: Some(log.clone()),
         ..FaultConfig::default()
     };
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), Some(f.commits));
+    let plan = writer_plan(
+        opts,
+        profile,
+        files,
+        trial_seed,
+        Some(cfg),
+        Some(f.commits),
+        Duration::ZERO,
+    );
     run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
     let cut = cut_power(&log, opts, trial_seed, events)?;
     Ok(FaultNote {
@@ -558,10 +588,9 @@ fn run_writers(
         let until = kill_at.unwrap_or(timeout_at).min(timeout_at);
         wait_readable(ack_read.as_fd(), until - now);
         open = events.read_from(ack_read.as_fd());
-        if let (None, Some(KillPoint::AfterAcks { acks, delay })) = (kill_at, kill_point) {
-            if events.reached || files.board.total() >= acks {
-                kill_at = Some(Instant::now() + delay);
-            }
+        // The writer that made the threshold ack counted the delay in its own CPU time.
+        if kill_at.is_none() && events.due {
+            kill_at = Some(Instant::now());
         }
     }
     kill_all(&pids);

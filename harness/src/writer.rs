@@ -2,7 +2,7 @@
 //! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
 //! commit to its slot only after COMMIT returned.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -33,6 +33,9 @@ pub struct WriterPlan<'a> {
     pub op_filter: OpFilter,
     /// Report the operation count at each acknowledgement (power loss cuts the log afterwards).
     pub report_ack_ops: bool,
+    /// After the ack that reaches the board's kill threshold, how much CPU time the writer process
+    /// uses before the kill point is due.
+    pub kill_delay: std::time::Duration,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
@@ -105,7 +108,9 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
         {
             Ok(()) => {
                 if plan.board.record_ack(writer, seq) {
-                    tx.reached(writer);
+                    // This ack is the kill threshold: count the kill delay in this process's CPU
+                    // time, then tell the slot the kill point is due.
+                    crate::kill_timer::arm(plan.kill_delay, fd.as_raw_fd(), writer);
                 }
                 if plan.report_ack_ops {
                     tx.ack_op(writer, seq, fault::ops_so_far());

@@ -97,11 +97,10 @@ pub fn run_trial(
                 Ok(())
             } else {
                 fresh_copy(t, files)?;
-                let delay = match kill_point {
-                    KillPoint::AfterAcks { delay, .. } => delay,
-                    KillPoint::AfterTime { .. } => Duration::ZERO,
-                };
-                let plan = writer_plan(opts, profile, files, trial_seed, None, None, delay);
+                let mut plan = writer_plan(opts, profile, files, trial_seed, None, None);
+                if let KillPoint::AfterAcks { delay, .. } = kill_point {
+                    plan.kill_delay = delay;
+                }
                 run_writers(
                     &plan,
                     opts,
@@ -273,7 +272,6 @@ fn writer_plan<'a>(
     trial_seed: u64,
     fault: Option<FaultConfig>,
     commits: Option<u64>,
-    kill_delay: Duration,
 ) -> WriterPlan<'a> {
     let carry_on_errors = matches!(opts.faults.fault, Fault::IoError | Fault::DiskFull);
     WriterPlan {
@@ -288,7 +286,7 @@ fn writer_plan<'a>(
         carry_on_errors,
         op_filter: opts.faults.filter,
         report_ack_ops: opts.faults.fault == Fault::PowerLoss,
-        kill_delay,
+        kill_delay: Duration::ZERO,
     }
 }
 
@@ -319,15 +317,7 @@ fn run_op_fault(
         sqlite_prng_seed: prng,
         ..FaultConfig::default()
     };
-    let plan = writer_plan(
-        opts,
-        profile,
-        files,
-        trial_seed,
-        Some(calibration),
-        commits,
-        Duration::ZERO,
-    );
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(calibration), commits);
     run_writers(
         &plan,
         opts,
@@ -384,15 +374,7 @@ fn run_op_fault(
         Fault::Sigkill => {}
     }
     let io_error = cfg.io_error;
-    let plan = writer_plan(
-        opts,
-        profile,
-        files,
-        trial_seed,
-        Some(cfg),
-        commits,
-        Duration::ZERO,
-    );
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
     run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
     let mut note = FaultNote {
         point: format!("op={op}/{total} {}", f.filter),
@@ -446,15 +428,7 @@ fn run_power_cut(
         log_path: Some(log.clone()),
         ..FaultConfig::default()
     };
-    let plan = writer_plan(
-        opts,
-        profile,
-        files,
-        trial_seed,
-        Some(cfg),
-        Some(f.commits),
-        Duration::ZERO,
-    );
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), Some(f.commits));
     run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
     let cut = cut_power(&log, opts, trial_seed, events)?;
     Ok(FaultNote {

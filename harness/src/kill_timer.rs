@@ -3,8 +3,8 @@
 //! A trial's kill point is "after K acknowledged commits, then D µs". Counted on the wall clock by
 //! the slot, D says nothing about where the writer is when the SIGKILL lands: when the CPU is
 //! shared, the writer may not run at all during D and dies exactly between two transactions
-//! (measured: four runs at once, 1 of 2,400 `off-*` trials damaged, against ~80 with D counted
-//! here). So the writer whose ack is the K-th counts D itself, in the CPU time of its process (user
+//! (measured, four runs at once: 1 of 2,400 `off-off`/`memory-off` trials damaged with D on the
+//! wall clock, 188 with the default D counted here). So the writer whose ack is the K-th counts D itself, in the CPU time of its process (user
 //! and system, all threads), and tells the slot `due` when D is used up. The slot, which preempts
 //! it (the writer yields; a real-time slot preempts at once), then sends the SIGKILL. The kill
 //! lands at a point of the writer's own execution that does not depend on machine load.

@@ -94,12 +94,17 @@ fn set_timer(ns: u64) -> bool {
 }
 
 extern "C" fn on_timer(_: libc::c_int) {
+    // The interrupted code (SQLite between a syscall and its errno check) must find errno as it was.
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let saved_errno = unsafe { *libc::__errno_location() };
     let used = process_cpu_ns().saturating_sub(START_NS.load(Ordering::SeqCst));
     let delay = DELAY_NS.load(Ordering::SeqCst);
     // The wall time passed, but the writer may not have run for all of it: wait for the rest.
     if used >= delay || !set_timer(delay - used) {
         send_due();
     }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved_errno };
 }
 
 /// Writes `due <writer>\n` with one write(2) and no allocation, then yields so the slot, woken on

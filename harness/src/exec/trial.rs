@@ -849,10 +849,19 @@ mod tests {
         }
         let acked: Vec<_> = records.iter().filter(|r| r.acked_commits > 0).collect();
         assert!(acked.len() >= 3, "{records:?}");
+        // DuckDB checkpoints its WAL into the database now and then and removes it; a kill right
+        // after that leaves no WAL to delete, and then nothing is lost.
+        let mut deleted = 0;
         for r in acked {
-            assert_eq!(r.outcome, Outcome::LostCommit, "{r:?}");
-            assert!(r.detail.contains("deleted trial.db.wal"), "{}", r.detail);
+            if r.detail.contains("deleted trial.db.wal") {
+                deleted += 1;
+                assert_eq!(r.outcome, Outcome::LostCommit, "{r:?}");
+            } else {
+                assert!(r.detail.contains("nothing to delete"), "{}", r.detail);
+                assert_eq!(r.outcome, Outcome::Intact, "{r:?}");
+            }
         }
+        assert!(deleted >= 2, "{records:?}");
     }
 
     #[test]

@@ -310,13 +310,22 @@ mod tests {
             let rows = lab.run("backup", v, 3);
             no_lab_errors(&rows);
             assert_eq!(damaged(&rows), 0, "{v}: {:?}", rows[0].0.detail);
+            // A backup that failed or did not finish in 5 s (a loaded CI machine) has nothing to
+            // check; at least one of the three must have.
+            let mut checked = 0;
             for (r, m) in &rows {
-                assert!(
-                    m["backup_commits"] >= m["acked_at_backup_start"],
-                    "{}",
-                    r.detail
-                );
+                if let (Some(got), Some(acked)) =
+                    (m.get("backup_commits"), m.get("acked_at_backup_start"))
+                {
+                    checked += 1;
+                    assert!(got >= acked, "{}", r.detail);
+                }
             }
+            assert!(
+                checked >= 1,
+                "{v}: no backup finished: {:?}",
+                rows[0].0.detail
+            );
         }
         // The file alone misses every commit still in the WAL: caught as lost commits, expected.
         let rows = lab.run("backup", "wal-copy-db", 4);

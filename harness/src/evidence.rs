@@ -127,38 +127,13 @@ pub fn save(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rusqlite::Connection;
     use std::collections::BTreeMap;
     use torture_workloads::Workload;
-
-    /// A WAL database as a killed writer leaves it: database, `-wal` and `-shm` copied while the
-    /// writer still has them open.
-    fn crashed_wal(dir: &Path) -> PathBuf {
-        let live = dir.join("live.db");
-        let mut c = Connection::open(&live).unwrap();
-        let _: String = c
-            .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
-            .unwrap();
-        Workload::Inserts.create_schema(&c).unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-        for seq in 1..=10 {
-            Workload::Inserts
-                .run_transaction(&mut c, 0, seq, &mut rng)
-                .unwrap();
-        }
-        let db = dir.join("trial.db");
-        for suffix in SIDECARS {
-            let _ = std::fs::copy(with_suffix(&live, suffix), with_suffix(&db, suffix));
-        }
-        drop(c);
-        db
-    }
 
     #[test]
     fn a_copied_shm_is_the_one_before_recovery() {
         let d = tempfile::tempdir().unwrap();
-        let db = crashed_wal(d.path());
+        let db = crate::oracle::crashed_wal_database(d.path(), 10);
         let shm_before = std::fs::read(with_suffix(&db, "-shm")).unwrap();
         let mut snap = Snapshot::before_recovery(&db);
         let _ = crate::oracle::recover_and_verify(&db, Workload::Inserts, &BTreeMap::new());

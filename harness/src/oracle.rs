@@ -172,6 +172,33 @@ fn classify_error(db: &Path, e: &rusqlite::Error, during: &str) -> Verification 
     Verification::new(Outcome::OpenFailed, described)
 }
 
+/// Test helper: a WAL database as a killed writer leaves it after `commits` commits of writer 0, all
+/// still in the WAL: `trial.db`, its `-wal` and `-shm`, copied while the writer has them open.
+#[cfg(test)]
+pub(crate) fn crashed_wal_database(dir: &Path, commits: u64) -> std::path::PathBuf {
+    use crate::evidence::{with_suffix, SIDECARS};
+    use rand::SeedableRng;
+    let live = dir.join("live.db");
+    let mut c = Connection::open(&live).unwrap();
+    let _: String = c
+        .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
+        .unwrap();
+    c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    Workload::Inserts.create_schema(&c).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for seq in 1..=commits {
+        Workload::Inserts
+            .run_transaction(&mut c, 0, seq, &mut rng)
+            .unwrap();
+    }
+    let db = dir.join("trial.db");
+    for suffix in SIDECARS {
+        let _ = std::fs::copy(with_suffix(&live, suffix), with_suffix(&db, suffix));
+    }
+    drop(c);
+    db
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,32 +278,15 @@ mod tests {
     fn the_check_leaves_the_database_and_its_wal_as_they_were() {
         // The evidence snapshot relies on this: only -shm (and a hot journal) may change.
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("w.db");
-        let mut c = Connection::open(&path).unwrap();
-        let _: String = c
-            .query_row("PRAGMA journal_mode=wal", [], |r| r.get(0))
-            .unwrap();
-        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        Workload::Inserts.create_schema(&c).unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        for seq in 1..=20 {
-            Workload::Inserts
-                .run_transaction(&mut c, 0, seq, &mut rng)
-                .unwrap();
-        }
-        // Leave the files as a crash would: copy them while the writer still has them open.
-        let crashed = d.path().join("c.db");
-        std::fs::copy(&path, &crashed).unwrap();
-        std::fs::copy(d.path().join("w.db-wal"), d.path().join("c.db-wal")).unwrap();
-        drop(c);
+        let crashed = super::crashed_wal_database(d.path(), 20);
         let db_before = std::fs::read(&crashed).unwrap();
-        let wal_before = std::fs::read(d.path().join("c.db-wal")).unwrap();
+        let wal_before = std::fs::read(d.path().join("trial.db-wal")).unwrap();
         assert!(wal_before.len() > 4096, "the WAL holds frames");
         let v = recover_and_verify(&crashed, Workload::Inserts, &BTreeMap::from([(0, 20)]));
         assert_eq!(v.outcome, Outcome::Intact, "{}", v.detail);
         assert_eq!(std::fs::read(&crashed).unwrap(), db_before);
         assert_eq!(
-            std::fs::read(d.path().join("c.db-wal")).unwrap(),
+            std::fs::read(d.path().join("trial.db-wal")).unwrap(),
             wal_before
         );
     }

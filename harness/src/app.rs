@@ -8,16 +8,16 @@ use clap::Parser;
 use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
-use crate::evidence::TrialNote;
 use crate::exit_code;
-use crate::export::{junit, trials_csv, Summary, TrialsCsv};
-use crate::merge;
+use crate::lab::plan;
+use crate::lab::scheduler;
 use crate::options::RunOptions;
-use crate::outcome::Outcome;
-use crate::plan;
-use crate::progress::Progress;
-use crate::report;
-use crate::scheduler;
+use crate::output::merge;
+use crate::output::progress::Progress;
+use crate::output::report;
+use crate::output::{junit, trials_csv, Summary, TrialsCsv};
+use crate::trial::evidence::TrialNote;
+use crate::trial::outcome::Outcome;
 
 /// Runs `torture` with these arguments and returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
@@ -54,7 +54,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Some(Command::Exec(args)) => exec(args, command_line),
         Some(Command::Scenario { action }) => match action {
             crate::cli::ScenarioAction::List => {
-                print!("{}", crate::scenario::list_text());
+                print!("{}", crate::writers::scenario::list_text());
                 exit_code::CLEAN
             }
             crate::cli::ScenarioAction::Run(args) => scenario_run(*args, command_line),
@@ -162,7 +162,7 @@ fn replay(failure: &std::path::Path) -> i32 {
     let mut same = now.outcome == was.outcome;
     if exact && now.outcome != Outcome::Intact {
         let replayed = out.join("failures").join(index.to_string());
-        for suffix in crate::evidence::SIDECARS {
+        for suffix in crate::trial::evidence::SIDECARS {
             let name = format!("trial.db{suffix}");
             let a = std::fs::read(failure.join(&name)).ok();
             let b = std::fs::read(replayed.join(&name)).ok();
@@ -198,7 +198,7 @@ fn usage_error(msg: &str) -> i32 {
 /// `torture exec [...] -- COMMAND`: validate, calibrate the kill window once, then the same run
 /// loop, CSV, summary and verdicts as a profile run.
 fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
-    let mut exec = crate::exec::ExecOptions::new(args.command.clone());
+    let mut exec = crate::writers::program::ExecOptions::new(args.command.clone());
     exec.shell = args.shell;
     exec.seed_db = args.seed_db.clone();
     exec.recovered_sql = args.recovered_sql.clone();
@@ -211,7 +211,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.after_kill = match args
         .after_kill
         .as_deref()
-        .map(|a| (a, crate::exec::AfterKill::parse(a)))
+        .map(|a| (a, crate::writers::program::AfterKill::parse(a)))
     {
         None => None,
         Some((_, Some(a))) => Some(a),
@@ -221,7 +221,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             ))
         }
     };
-    exec.engine = match crate::exec::Engine::parse(&args.engine) {
+    exec.engine = match crate::writers::program::Engine::parse(&args.engine) {
         Some(e) => e,
         None => {
             return usage_error(&format!(
@@ -231,8 +231,8 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         }
     };
     if let Some(window) = &args.kill_after {
-        match crate::kill_point::KillPolicy::parse(window, "0") {
-            Ok(crate::kill_point::KillPolicy::AfterTime { window }) => {
+        match crate::trial::kill_point::KillPolicy::parse(window, "0") {
+            Ok(crate::trial::kill_point::KillPolicy::AfterTime { window }) => {
                 exec.kill_window = Some(window)
             }
             _ => {
@@ -244,7 +244,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     }
     if let Err(e) = exec
         .validate()
-        .and_then(|()| crate::exec::python_ready(&exec))
+        .and_then(|()| crate::writers::program::python_ready(&exec))
     {
         return usage_error(&e);
     }
@@ -264,7 +264,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         Err(e) => return usage_error(&e.0),
     };
     if exec.kill_window.is_none() {
-        let timeout = match crate::kill_point::parse_duration(&args.calibration_timeout) {
+        let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
             Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
         };
@@ -275,7 +275,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Ok(d) => d,
             Err(e) => return usage_error(&format!("cannot make a calibration folder: {e}")),
         };
-        match crate::exec::calibrate_report(&exec, scratch.path(), timeout) {
+        match crate::writers::program::calibrate_report(&exec, scratch.path(), timeout) {
             Ok(c) => {
                 eprintln!("torture: calibrated: {c}");
                 exec = exec.with_calibration(&c);
@@ -296,8 +296,8 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
 /// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary
 /// rows and resume work as for a profile run.
 fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 {
-    let Some(profiles) = crate::scenario::profiles(&args.name) else {
-        return usage_error(&crate::scenario::unknown(&args.name));
+    let Some(profiles) = crate::writers::scenario::profiles(&args.name) else {
+        return usage_error(&crate::writers::scenario::unknown(&args.name));
     };
     let mut run_args = default_run_args();
     run_args.workload = args.workload.clone();

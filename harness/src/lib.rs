@@ -1,31 +1,19 @@
-//! torture: a crash-torture lab for SQLite. The parent forks slot processes; each slot forks writer
-//! processes per trial, kills them at a seeded point, recovers and verifies the database, and reports
-//! one row per trial back to the parent, which writes the CSVs. See DESIGN.md for the map.
+//! torture: a crash-torture lab for SQLite. The parent forks slot processes; each slot runs trials:
+//! it starts the trial's writers (the built-in workload, a scenario's processes, or a user's program),
+//! ends them with a fault, recovers and verifies the database, and reports one row per trial back to
+//! the parent, which writes the CSVs. The folders follow the data: `lab/` (plan, scheduler, slots) →
+//! `trial/` (one trial: processes, kill point, acks, evidence, the row) → `writers/` (what runs) →
+//! `faults/` (how it ends) → `verify/` (oracle and verdict) → `output/` (CSV, summary, JUnit,
+//! reports). See DESIGN.md for the map.
 
-pub mod ack;
 pub mod app;
 pub mod cli;
 pub mod engine;
-pub mod evidence;
-pub mod exec;
 pub mod exit_code;
-pub mod export;
-pub mod fault;
-pub mod kill_point;
-pub mod kill_timer;
-pub mod merge;
+pub mod faults;
+pub mod lab;
 pub mod options;
-pub mod oracle;
-pub mod outcome;
-pub mod plan;
-pub mod progress;
-pub mod report;
-pub mod scenario;
-pub mod scheduler;
-pub mod seed;
-pub mod slot;
-pub mod sqlite_error;
-pub mod stats;
+pub mod output;
 pub mod trial;
-pub mod verdict;
-pub mod writer;
+pub mod verify;
+pub mod writers;

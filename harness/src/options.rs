@@ -8,12 +8,12 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::RunArgs;
 use crate::engine::Engine;
-use crate::exec::ExecOptions;
-use crate::fault::{OpFilter, PowerLossModel};
-use crate::kill_point::{parse_duration, KillPolicy};
-use crate::plan::Partition;
-use crate::seed;
-use crate::verdict::Fault;
+use crate::faults::{OpFilter, PowerLossModel};
+use crate::lab::plan::Partition;
+use crate::lab::seed;
+use crate::trial::kill_point::{parse_duration, KillPolicy};
+use crate::verify::verdict::Fault;
+use crate::writers::program::ExecOptions;
 
 /// A usage error: printed as `torture: <message>` and exits with code 2.
 #[derive(Debug, thiserror::Error)]

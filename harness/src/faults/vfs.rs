@@ -1,0 +1,1118 @@
+//! The "torture" VFS: a thin shim over SQLite's own unix VFS that counts every durable-state I/O
+//! operation of a writer process, can SIGKILL the process just before the N-th one or fail it with
+//! an I/O error, and logs each one (with its pre-image) for the power-loss reconstruction.
+//!
+//! Everything else (locking, shared memory, mmap) is the real unix VFS, called with its own
+//! `sqlite3_vfs*` and its own `sqlite3_file`, which lives right after this shim's header in the
+//! allocation SQLite makes for us (`szOsFile` = header + real `szOsFile`).
+//!
+//! Counted operations, one process-wide sequence 1, 2, 3, …: `xWrite`, `xTruncate`, `xSync` of a
+//! main database, rollback journal, WAL or super-journal; `xDelete` of one; and `xOpen` with
+//! `SQLITE_OPEN_CREATE` of one. Each is counted, checked against the crash point and the I/O error,
+//! logged and performed under one process-wide lock, so the op index, the log order and the order
+//! in which the operations reached the kernel agree even with several threads, and a crash point
+//! stops every thread at once. Holding that lock across the real call cannot deadlock: the unix
+//! VFS never calls back into the shim, and nothing it waits for (its own short internal mutexes)
+//! is ever held by a thread that is waiting for ours.
+
+use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use rusqlite::ffi;
+
+use super::config::{FaultConfig, FileKind, IoErrorCode, OpFilter, OpKind};
+use super::log::{self, EventRef, RecordHead};
+
+/// The name connections use to open a database through the shim.
+pub const VFS_NAME: &str = "torture";
+const VFS_NAME_C: &CStr = c"torture";
+
+/// Registers the shim (once per process; later calls return the same answer) and returns its name
+/// for `Connection::open_with_flags_and_vfs`. Registering in the slot before the fork is fine.
+pub fn register() -> Result<&'static str, String> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            // SAFETY: called once; everything handed to SQLite is leaked and lives forever.
+            unsafe { register_once() }
+        })
+        .clone()
+        .map(|()| VFS_NAME)
+}
+
+/// Sets this process's fault configuration and resets its operation counters. Call it in the writer
+/// child after the fork, before any connection is opened on the shim. Registers the shim if that
+/// was not done yet, and opens the log for appending: several writer processes of one trial may
+/// share a log (records carry the pid), so the slot, not this, removes it before each trial.
+pub fn configure(config: FaultConfig) -> std::io::Result<()> {
+    register().map_err(std::io::Error::other)?;
+    let log = match &config.log_path {
+        // std opens with O_CLOEXEC; O_APPEND makes every record one atomic append.
+        Some(path) => Some(OwnedFd::from(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
+    let seed = config.sqlite_prng_seed.unwrap_or(0);
+    let mut state = lock_state();
+    *state = State::INITIAL;
+    state.config = config;
+    state.log = log;
+    drop(state);
+    // SAFETY: SQLITE_TESTCTRL_PRNG_SEED takes (int seed, sqlite3 *db); a null db means "use the seed"
+    // (0 reverts to the VFS's randomness). It also resets the PRNG so the seed takes effect at once.
+    unsafe {
+        ffi::sqlite3_test_control(
+            ffi::SQLITE_TESTCTRL_PRNG_SEED,
+            seed as c_int,
+            ptr::null_mut::<ffi::sqlite3>(),
+        );
+    }
+    Ok(())
+}
+
+/// How many counted operations this process has made since [`configure`] (or since it started).
+/// Run a workload uncrashed and read this to know the range of useful crash points.
+pub fn ops_so_far() -> u64 {
+    lock_state().ops
+}
+
+/// How many counted operations matching `filter` this process has made since [`configure`].
+pub fn ops_matching_so_far(filter: OpFilter) -> u64 {
+    let state = lock_state();
+    let mut n = 0;
+    for op in OpKind::ALL {
+        for file in COUNTED_FILES {
+            if filter.matches(op, file) {
+                n += state.counts[op_slot(op)][file_slot(file)];
+            }
+        }
+    }
+    n
+}
+
+const COUNTED_FILES: [FileKind; 4] = [
+    FileKind::MainDb,
+    FileKind::MainJournal,
+    FileKind::Wal,
+    FileKind::SuperJournal,
+];
+
+fn op_slot(op: OpKind) -> usize {
+    match op {
+        OpKind::Open => 0,
+        OpKind::Write => 1,
+        OpKind::Truncate => 2,
+        OpKind::Sync => 3,
+        OpKind::Delete => 4,
+    }
+}
+
+fn file_slot(file: FileKind) -> usize {
+    match file {
+        FileKind::MainDb => 0,
+        FileKind::MainJournal => 1,
+        FileKind::Wal => 2,
+        FileKind::SuperJournal => 3,
+        FileKind::Other => 4,
+    }
+}
+
+/// The process-wide fault state. Also the lock that serialises counted operations.
+struct State {
+    config: FaultConfig,
+    ops: u64,
+    counts: [[u64; 5]; 5],
+    crash_matches: u64,
+    error_matches: u64,
+    log: Option<OwnedFd>,
+    /// Reused buffers, so logging does not allocate per operation.
+    record: Vec<u8>,
+    image: Vec<u8>,
+}
+
+impl State {
+    const INITIAL: State = State {
+        config: FaultConfig {
+            crash_at: None,
+            io_error: None,
+            log_path: None,
+            sqlite_prng_seed: None,
+        },
+        ops: 0,
+        counts: [[0; 5]; 5],
+        crash_matches: 0,
+        error_matches: 0,
+        log: None,
+        record: Vec::new(),
+        image: Vec::new(),
+    };
+
+    /// Counts one operation and returns its index, or the error code to return instead of
+    /// performing it. Does not return at the crash point.
+    fn admit(&mut self, op: OpKind, file: FileKind) -> Result<u64, c_int> {
+        self.ops += 1;
+        self.counts[op_slot(op)][file_slot(file)] += 1;
+        if let Some(crash) = self.config.crash_at {
+            if crash.filter.matches(op, file) {
+                self.crash_matches += 1;
+                if self.crash_matches == crash.op {
+                    crash_now();
+                }
+            }
+        }
+        if let Some(err) = self.config.io_error {
+            if err.filter.matches(op, file) {
+                self.error_matches += 1;
+                if self.error_matches == err.op || (err.persistent && self.error_matches > err.op) {
+                    return Err(injected_code(err.code, op));
+                }
+            }
+        }
+        Ok(self.ops)
+    }
+
+    fn logging(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Appends one record. A record that cannot be logged fails the operation: a reconstruction
+    /// from an incomplete log would be silently wrong.
+    fn log(&mut self, op: u64, file: FileKind, path: &[u8], event: EventRef<'_>) -> c_int {
+        let Some(fd) = self.log.as_ref().map(|f| f.as_raw_fd()) else {
+            return ffi::SQLITE_OK;
+        };
+        let head = RecordHead {
+            op,
+            pid: std::process::id(),
+            file,
+            path,
+        };
+        log::encode(&mut self.record, &head, &event);
+        match log::append(fd, &self.record) {
+            Ok(()) => ffi::SQLITE_OK,
+            Err(_) => ffi::SQLITE_IOERR,
+        }
+    }
+}
+
+fn lock_state() -> MutexGuard<'static, State> {
+    static STATE: Mutex<State> = Mutex::new(State::INITIAL);
+    // A panic cannot unwind out of the extern "C" callbacks (it aborts), so poison only means a
+    // test thread panicked while holding the lock; the state itself is still consistent.
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn crash_now() -> ! {
+    // SAFETY: kill and pause take no pointers. SIGKILL cannot be caught or blocked, and a signal a
+    // process sends itself is delivered before kill() returns; pause() only covers the impossible.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+fn injected_code(code: IoErrorCode, op: OpKind) -> c_int {
+    match (code, op) {
+        (_, OpKind::Open) => ffi::SQLITE_CANTOPEN,
+        (_, OpKind::Delete) => ffi::SQLITE_IOERR_DELETE,
+        (IoErrorCode::Full, _) => ffi::SQLITE_FULL,
+        (IoErrorCode::IoErr, OpKind::Write) => ffi::SQLITE_IOERR_WRITE,
+        (IoErrorCode::IoErr, OpKind::Truncate) => ffi::SQLITE_IOERR_TRUNCATE,
+        (IoErrorCode::IoErr, OpKind::Sync) => ffi::SQLITE_IOERR_FSYNC,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file object.
+
+/// Our part of the `sqlite3_file` allocation; the real unix file follows at `HEADER_SIZE`.
+#[repr(C)]
+struct ShimFile {
+    /// Must be first: SQLite sees this allocation as a `sqlite3_file`.
+    base: ffi::sqlite3_file,
+    kind: FileKind,
+    /// The unix VFS will fsync the directory at this handle's first successful xSync
+    /// (os_unix.c: `UNIXFILE_DIRSYNC` for a journal, WAL or super-journal opened with CREATE).
+    dirsync_pending: bool,
+    /// The name SQLite passed to xOpen; SQLite keeps it valid and unchanged until xClose.
+    path: *const c_char,
+}
+
+const HEADER_SIZE: usize = std::mem::size_of::<ShimFile>().next_multiple_of(8);
+
+/// The real unix file inside our allocation.
+///
+/// # Safety
+/// `file` must be an allocation of our `szOsFile` bytes handed to us by SQLite.
+unsafe fn real_file(file: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
+    file.cast::<u8>().add(HEADER_SIZE).cast()
+}
+
+/// # Safety
+/// As for [`real_file`], and the header must have been initialised by `x_open`.
+unsafe fn shim<'a>(file: *mut ffi::sqlite3_file) -> &'a mut ShimFile {
+    &mut *file.cast::<ShimFile>()
+}
+
+/// # Safety
+/// `path` must be null or a valid NUL-terminated string.
+unsafe fn path_bytes<'a>(path: *const c_char) -> &'a [u8] {
+    if path.is_null() {
+        b""
+    } else {
+        CStr::from_ptr(path).to_bytes()
+    }
+}
+
+/// Calls method `$m` of the real file behind `$file`; `$missing` if the real file lacks it.
+macro_rules! real_io {
+    ($file:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        let real = real_file($file);
+        match (*(*real).pMethods).$m {
+            Some(f) => f(real $(, $arg)*),
+            None => $missing,
+        }
+    }};
+}
+
+/// Calls method `$m` of the real VFS behind our `$vfs`.
+macro_rules! real_vfs {
+    ($vfs:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        let real = (*$vfs).pAppData.cast::<ffi::sqlite3_vfs>();
+        match (*real).$m {
+            Some(f) => f(real $(, $arg)*),
+            None => $missing,
+        }
+    }};
+}
+
+/// The size of the real file, 0 if it cannot be read.
+unsafe fn real_size(file: *mut ffi::sqlite3_file) -> u64 {
+    let mut size: ffi::sqlite3_int64 = 0;
+    let rc = real_io!(file, xFileSize, ffi::SQLITE_IOERR, &mut size);
+    if rc == ffi::SQLITE_OK {
+        size.max(0) as u64
+    } else {
+        0
+    }
+}
+
+/// Replaces `image` with the bytes at `[offset, offset + len)` of the real file, cut at `size`.
+unsafe fn read_range(
+    file: *mut ffi::sqlite3_file,
+    image: &mut Vec<u8>,
+    offset: u64,
+    len: u64,
+    size: u64,
+) {
+    let avail = size.saturating_sub(offset).min(len) as usize;
+    image.clear();
+    image.resize(avail, 0);
+    if avail > 0 {
+        // A failed read leaves zeros; there is no better pre-image to record.
+        let _ = real_io!(
+            file,
+            xRead,
+            ffi::SQLITE_IOERR,
+            image.as_mut_ptr().cast::<c_void>(),
+            avail as c_int,
+            offset as ffi::sqlite3_int64
+        );
+    }
+}
+
+// The two method tables: the real unix VFS gives shared memory only to main database files (journals
+// and WALs use its no-lock methods), and SQLite decides whether WAL is possible from xShmMap.
+static IO_METHODS: ffi::sqlite3_io_methods = methods(true);
+static IO_METHODS_NO_SHM: ffi::sqlite3_io_methods = methods(false);
+
+const fn methods(shm: bool) -> ffi::sqlite3_io_methods {
+    ffi::sqlite3_io_methods {
+        iVersion: 3,
+        xClose: Some(x_close),
+        xRead: Some(x_read),
+        xWrite: Some(x_write),
+        xTruncate: Some(x_truncate),
+        xSync: Some(x_sync),
+        xFileSize: Some(x_file_size),
+        xLock: Some(x_lock),
+        xUnlock: Some(x_unlock),
+        xCheckReservedLock: Some(x_check_reserved_lock),
+        xFileControl: Some(x_file_control),
+        xSectorSize: Some(x_sector_size),
+        xDeviceCharacteristics: Some(x_device_characteristics),
+        xShmMap: if shm { Some(x_shm_map) } else { None },
+        xShmLock: Some(x_shm_lock),
+        xShmBarrier: Some(x_shm_barrier),
+        xShmUnmap: Some(x_shm_unmap),
+        xFetch: Some(x_fetch),
+        xUnfetch: Some(x_unfetch),
+    }
+}
+
+// SAFETY (all methods below): SQLite calls them only on files our x_open initialised and left with
+// non-null pMethods, so the header is valid and the real file behind it is open with non-null
+// pMethods. Pointer arguments are SQLite's, passed through unchanged.
+
+unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
+    real_io!(file, xClose, ffi::SQLITE_OK)
+}
+
+unsafe extern "C" fn x_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    real_io!(file, xRead, ffi::SQLITE_IOERR_READ, buf, amount, offset)
+}
+
+unsafe extern "C" fn x_write(
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    let sh = shim(file);
+    if !sh.kind.is_counted() {
+        return real_io!(file, xWrite, ffi::SQLITE_IOERR_WRITE, buf, amount, offset);
+    }
+    let mut state = lock_state();
+    let index = match state.admit(OpKind::Write, sh.kind) {
+        Ok(i) => i,
+        Err(rc) => return rc,
+    };
+    if state.logging() {
+        let old_size = real_size(file);
+        let mut image = std::mem::take(&mut state.image);
+        read_range(file, &mut image, offset as u64, amount as u64, old_size);
+        let event = EventRef::Write {
+            offset: offset as u64,
+            len: amount as u32,
+            old_size,
+            pre_image: &image,
+        };
+        let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
+        state.image = image;
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    real_io!(file, xWrite, ffi::SQLITE_IOERR_WRITE, buf, amount, offset)
+}
+
+unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    let sh = shim(file);
+    if !sh.kind.is_counted() {
+        return real_io!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size);
+    }
+    let mut state = lock_state();
+    let index = match state.admit(OpKind::Truncate, sh.kind) {
+        Ok(i) => i,
+        Err(rc) => return rc,
+    };
+    if state.logging() {
+        let old_size = real_size(file);
+        let new_size = size.max(0) as u64;
+        let mut image = std::mem::take(&mut state.image);
+        read_range(
+            file,
+            &mut image,
+            new_size,
+            old_size.saturating_sub(new_size),
+            old_size,
+        );
+        let event = EventRef::Truncate {
+            new_size,
+            old_size,
+            cut_tail: &image,
+        };
+        let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
+        state.image = image;
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    real_io!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
+}
+
+unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    let sh = shim(file);
+    if !sh.kind.is_counted() {
+        return real_io!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags);
+    }
+    let mut state = lock_state();
+    let index = match state.admit(OpKind::Sync, sh.kind) {
+        Ok(i) => i,
+        Err(rc) => return rc,
+    };
+    let event = EventRef::Sync {
+        flags,
+        dir_sync: sh.dirsync_pending,
+    };
+    let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let rc = real_io!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags);
+    // unixSync clears its flag only after the file's own fsync succeeded.
+    if rc == ffi::SQLITE_OK {
+        sh.dirsync_pending = false;
+    }
+    rc
+}
+
+unsafe extern "C" fn x_file_size(
+    file: *mut ffi::sqlite3_file,
+    size: *mut ffi::sqlite3_int64,
+) -> c_int {
+    real_io!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size)
+}
+
+unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    real_io!(file, xLock, ffi::SQLITE_IOERR_LOCK, level)
+}
+
+unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    real_io!(file, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level)
+}
+
+unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    real_io!(
+        file,
+        xCheckReservedLock,
+        ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
+        out
+    )
+}
+
+unsafe extern "C" fn x_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    real_io!(file, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
+}
+
+unsafe extern "C" fn x_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    real_io!(file, xSectorSize, 4096)
+}
+
+unsafe extern "C" fn x_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    real_io!(file, xDeviceCharacteristics, 0)
+}
+
+unsafe extern "C" fn x_shm_map(
+    file: *mut ffi::sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    real_io!(
+        file,
+        xShmMap,
+        ffi::SQLITE_IOERR_SHMMAP,
+        region,
+        size,
+        extend,
+        out
+    )
+}
+
+unsafe extern "C" fn x_shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    real_io!(file, xShmLock, ffi::SQLITE_IOERR_SHMLOCK, offset, n, flags)
+}
+
+unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
+    real_io!(file, xShmBarrier, ())
+}
+
+unsafe extern "C" fn x_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    real_io!(file, xShmUnmap, ffi::SQLITE_OK, delete)
+}
+
+unsafe extern "C" fn x_fetch(
+    file: *mut ffi::sqlite3_file,
+    offset: ffi::sqlite3_int64,
+    amount: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    // Without xFetch the answer is "no mapping": SQLite falls back to xRead.
+    real_io!(
+        file,
+        xFetch,
+        {
+            *out = ptr::null_mut();
+            ffi::SQLITE_OK
+        },
+        offset,
+        amount,
+        out
+    )
+}
+
+unsafe extern "C" fn x_unfetch(
+    file: *mut ffi::sqlite3_file,
+    offset: ffi::sqlite3_int64,
+    page: *mut c_void,
+) -> c_int {
+    real_io!(file, xUnfetch, ffi::SQLITE_OK, offset, page)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The VFS object.
+
+unsafe fn register_once() -> Result<(), String> {
+    let real = ffi::sqlite3_vfs_find(c"unix".as_ptr());
+    if real.is_null() {
+        return Err("SQLite has no \"unix\" VFS to wrap".into());
+    }
+    let real_size = usize::try_from((*real).szOsFile).map_err(|e| e.to_string())?;
+    let vfs = Box::new(ffi::sqlite3_vfs {
+        iVersion: 3,
+        szOsFile: c_int::try_from(HEADER_SIZE + real_size).map_err(|e| e.to_string())?,
+        mxPathname: (*real).mxPathname,
+        pNext: ptr::null_mut(),
+        zName: VFS_NAME_C.as_ptr(),
+        pAppData: real.cast(),
+        xOpen: Some(v_open),
+        xDelete: Some(v_delete),
+        xAccess: Some(v_access),
+        xFullPathname: Some(v_full_pathname),
+        xDlOpen: Some(v_dl_open),
+        xDlError: Some(v_dl_error),
+        xDlSym: Some(v_dl_sym),
+        xDlClose: Some(v_dl_close),
+        xRandomness: Some(v_randomness),
+        xSleep: Some(v_sleep),
+        xCurrentTime: Some(v_current_time),
+        xGetLastError: Some(v_get_last_error),
+        xCurrentTimeInt64: Some(v_current_time_int64),
+        xSetSystemCall: Some(v_set_system_call),
+        xGetSystemCall: Some(v_get_system_call),
+        xNextSystemCall: Some(v_next_system_call),
+    });
+    // Leaked on purpose: SQLite keeps the pointer for the life of the process.
+    let vfs = Box::into_raw(vfs);
+    let rc = ffi::sqlite3_vfs_register(vfs, 0);
+    if rc != ffi::SQLITE_OK {
+        drop(Box::from_raw(vfs));
+        return Err(format!("sqlite3_vfs_register failed with code {rc}"));
+    }
+    Ok(())
+}
+
+// SAFETY (all VFS methods below): SQLite calls them with our registered vfs, whose pAppData is the
+// real unix VFS; every other argument is passed through unchanged.
+
+unsafe extern "C" fn v_open(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    let kind = FileKind::from_open_flags(flags);
+    let creates = flags & ffi::SQLITE_OPEN_CREATE != 0;
+    // SQLite does not zero the allocation. pMethods must be null unless xClose is to be called.
+    file.cast::<ShimFile>().write(ShimFile {
+        base: ffi::sqlite3_file {
+            pMethods: ptr::null(),
+        },
+        kind,
+        dirsync_pending: creates
+            && matches!(
+                kind,
+                FileKind::MainJournal | FileKind::Wal | FileKind::SuperJournal
+            ),
+        path: name,
+    });
+    let open_real = || {
+        let real = real_file(file);
+        (*real).pMethods = ptr::null();
+        let rc = real_vfs!(
+            vfs,
+            xOpen,
+            ffi::SQLITE_CANTOPEN,
+            name,
+            real,
+            flags,
+            out_flags
+        );
+        // Even a failed open may leave the real file needing xClose: mirror it exactly.
+        if !(*real).pMethods.is_null() {
+            let with_shm =
+                (*(*real).pMethods).iVersion >= 2 && (*(*real).pMethods).xShmMap.is_some();
+            (*file).pMethods = if with_shm {
+                &IO_METHODS
+            } else {
+                &IO_METHODS_NO_SHM
+            };
+        }
+        rc
+    };
+    if !(creates && kind.is_counted() && !name.is_null()) {
+        return open_real();
+    }
+    let mut state = lock_state();
+    let index = match state.admit(OpKind::Open, kind) {
+        Ok(i) => i,
+        Err(rc) => return rc,
+    };
+    if state.logging() {
+        let path = path_bytes(name);
+        let existed = std::fs::symlink_metadata(Path::new(OsStr::from_bytes(path))).is_ok();
+        let rc = state.log(index, kind, path, EventRef::Open { existed });
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    open_real()
+}
+
+unsafe extern "C" fn v_delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
+    let path = path_bytes(name);
+    let kind = FileKind::from_deleted_name(&String::from_utf8_lossy(path));
+    if !kind.is_counted() {
+        return real_vfs!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir);
+    }
+    let mut state = lock_state();
+    let index = match state.admit(OpKind::Delete, kind) {
+        Ok(i) => i,
+        Err(rc) => return rc,
+    };
+    if state.logging() {
+        // Journals are small; keeping the whole file is what lets a power cut resurrect it.
+        let content = std::fs::read(Path::new(OsStr::from_bytes(path))).ok();
+        let event = EventRef::Delete {
+            sync_dir: sync_dir & 1 != 0,
+            content: content.as_deref(),
+        };
+        let rc = state.log(index, kind, path, event);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    real_vfs!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
+}
+
+unsafe extern "C" fn v_access(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    flags: c_int,
+    out: *mut c_int,
+) -> c_int {
+    real_vfs!(vfs, xAccess, ffi::SQLITE_IOERR_ACCESS, name, flags, out)
+}
+
+unsafe extern "C" fn v_full_pathname(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    n_out: c_int,
+    out: *mut c_char,
+) -> c_int {
+    real_vfs!(vfs, xFullPathname, ffi::SQLITE_CANTOPEN, name, n_out, out)
+}
+
+unsafe extern "C" fn v_dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
+    real_vfs!(vfs, xDlOpen, ptr::null_mut(), name)
+}
+
+unsafe extern "C" fn v_dl_error(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) {
+    real_vfs!(vfs, xDlError, (), n, out)
+}
+
+type DlSym = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
+
+unsafe extern "C" fn v_dl_sym(
+    vfs: *mut ffi::sqlite3_vfs,
+    handle: *mut c_void,
+    symbol: *const c_char,
+) -> DlSym {
+    real_vfs!(vfs, xDlSym, None, handle, symbol)
+}
+
+unsafe extern "C" fn v_dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
+    real_vfs!(vfs, xDlClose, (), handle)
+}
+
+unsafe extern "C" fn v_randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
+    real_vfs!(vfs, xRandomness, 0, n, out)
+}
+
+unsafe extern "C" fn v_sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
+    real_vfs!(vfs, xSleep, 0, micros)
+}
+
+unsafe extern "C" fn v_current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
+    real_vfs!(vfs, xCurrentTime, ffi::SQLITE_ERROR, out)
+}
+
+unsafe extern "C" fn v_get_last_error(
+    vfs: *mut ffi::sqlite3_vfs,
+    n: c_int,
+    out: *mut c_char,
+) -> c_int {
+    real_vfs!(vfs, xGetLastError, 0, n, out)
+}
+
+unsafe extern "C" fn v_current_time_int64(
+    vfs: *mut ffi::sqlite3_vfs,
+    out: *mut ffi::sqlite3_int64,
+) -> c_int {
+    real_vfs!(vfs, xCurrentTimeInt64, ffi::SQLITE_ERROR, out)
+}
+
+unsafe extern "C" fn v_set_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    call: ffi::sqlite3_syscall_ptr,
+) -> c_int {
+    real_vfs!(vfs, xSetSystemCall, ffi::SQLITE_NOTFOUND, name, call)
+}
+
+unsafe extern "C" fn v_get_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> ffi::sqlite3_syscall_ptr {
+    real_vfs!(vfs, xGetSystemCall, None, name)
+}
+
+unsafe extern "C" fn v_next_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> *const c_char {
+    real_vfs!(vfs, xNextSystemCall, ptr::null(), name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::config::{CrashAt, IoErrorAt};
+    use crate::faults::log::{read_log, LogEvent};
+    use crate::faults::testkit::{self, killed, Trial, Workload};
+    use nix::sys::wait::WaitStatus;
+    use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+    fn open_shim(path: &Path) -> Connection {
+        let conn =
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())
+                .expect("open through the shim");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn
+    }
+
+    /// Several connections (one per thread) commit through the shim; the result is checked with
+    /// plain SQLite.
+    /// The caller holds the serial lock (it reads the counters afterwards).
+    fn commits_from_several_connections(journal_mode: &str) {
+        configure(FaultConfig::default()).unwrap();
+        let dir = testkit::scratch_dir();
+        let db = dir.path().join("multi.db");
+        let first = open_shim(&db);
+        let mode: String = first
+            .query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(mode, journal_mode);
+        // mmap exercises xFetch/xUnfetch through the shim.
+        first
+            .execute_batch(
+                "PRAGMA mmap_size=1048576;
+                 CREATE TABLE t(writer INTEGER, seq INTEGER, PRIMARY KEY (writer, seq));",
+            )
+            .unwrap();
+        std::thread::scope(|s| {
+            for writer in 0..3 {
+                let db = &db;
+                s.spawn(move || {
+                    let conn = open_shim(db);
+                    for seq in 0..20 {
+                        conn.execute("INSERT INTO t(writer, seq) VALUES (?1, ?2)", [writer, seq])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let n: i64 = first
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 60);
+        drop(first);
+        let check = testkit::check_rows(&db);
+        assert_eq!(check, ("ok".to_string(), 60));
+    }
+
+    #[test]
+    fn wal_mode_through_the_shim_really_is_wal() {
+        let _serial = testkit::serial();
+        commits_from_several_connections("wal");
+        // The WAL was written and synced through the shim (synchronous defaults to FULL).
+        assert!(ops_matching_so_far("write:wal".parse().unwrap()) > 0);
+        assert!(ops_matching_so_far("sync:wal".parse().unwrap()) > 0);
+    }
+
+    #[test]
+    fn delete_mode_commits_through_the_shim_from_several_connections() {
+        let _serial = testkit::serial();
+        commits_from_several_connections("delete");
+        assert!(ops_matching_so_far("delete:journal".parse().unwrap()) >= 60);
+        assert!(ops_matching_so_far("write:db".parse().unwrap()) >= 60);
+        assert!(ops_matching_so_far("sync:journal".parse().unwrap()) > 0);
+    }
+
+    /// The pool's power-loss trial rests on this: with several threads, the log is one total order
+    /// that matches what the files saw. Undoing every logged operation, newest first, from the files
+    /// the threads left must give back the starting database byte for byte; a pre-image logged out
+    /// of order with its write (or a write missing from the log) would leave different bytes.
+    #[test]
+    fn a_log_written_by_several_threads_undoes_exactly_to_the_starting_files() {
+        let _serial = testkit::serial();
+        for journal_mode in ["delete", "wal"] {
+            let dir = testkit::scratch_dir();
+            let db = dir.path().join("pool.db");
+            testkit::make_db(&db, journal_mode);
+            let start = std::fs::read(&db).unwrap();
+            let log_path = dir.path().join("ops.log");
+            configure(FaultConfig {
+                log_path: Some(log_path.clone()),
+                ..FaultConfig::default()
+            })
+            .unwrap();
+            std::thread::scope(|s| {
+                for writer in 0..4i64 {
+                    let db = &db;
+                    s.spawn(move || {
+                        let conn = open_shim(db);
+                        for i in 0..15 {
+                            conn.execute(
+                                "INSERT INTO t(id, pad) VALUES (?1, zeroblob(700))",
+                                [writer * 100 + i],
+                            )
+                            .unwrap();
+                        }
+                    });
+                }
+            });
+            configure(FaultConfig::default()).unwrap();
+            assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 60));
+            let log = read_log(&log_path).unwrap();
+            assert!(log.len() > 60, "{journal_mode}: {} ops", log.len());
+            assert!(log.iter().enumerate().all(|(i, r)| r.op == i as u64 + 1));
+            let mut rng = crate::lab::seed::rng_for(1, 1);
+            let model = crate::faults::PowerLossModel::default();
+            crate::faults::simulate_power_loss(&log, 1, &model, &mut rng).unwrap();
+            assert!(std::fs::read(&db).unwrap() == start, "{journal_mode}");
+            for sidecar in ["-journal", "-wal"] {
+                let p = crate::trial::evidence::with_suffix(&db, sidecar);
+                assert!(!p.exists(), "{journal_mode}: {sidecar} came back");
+            }
+        }
+    }
+
+    #[test]
+    fn register_is_idempotent() {
+        assert_eq!(register(), Ok(VFS_NAME));
+        assert_eq!(register(), Ok(VFS_NAME));
+    }
+
+    const WAL_WORKLOAD: Workload<'static> = Workload {
+        journal_mode: "wal",
+        synchronous: "full",
+        commits: 12,
+        pad: 300,
+    };
+
+    #[test]
+    fn a_crash_point_kills_the_writer_just_before_that_op_and_repeats_byte_for_byte() {
+        let _serial = testkit::serial();
+        let dir = testkit::scratch_dir();
+        let template = dir.path().join("template.db");
+        testkit::make_db(&template, "wal");
+        let total = testkit::measure_ops(&template, &WAL_WORKLOAD);
+        assert!(
+            total > 30,
+            "a dozen WAL commits make dozens of ops: {total}"
+        );
+
+        for n in [1, total / 2, total] {
+            let trial = Trial::new(&template);
+            let crash = CrashAt {
+                op: n,
+                filter: OpFilter::ANY,
+            };
+            assert!(killed(trial.run(&WAL_WORKLOAD, Some(crash))), "op {n}");
+            // Every op before the crash point was logged (and performed), the crash point was not.
+            let log = read_log(&trial.log).unwrap();
+            assert_eq!(log.len() as u64, n - 1, "op {n}");
+            assert!(log.iter().enumerate().all(|(i, r)| r.op == i as u64 + 1));
+        }
+
+        // The same crash point twice: the same files, byte for byte.
+        let crash = Some(CrashAt {
+            op: total / 2,
+            filter: OpFilter::ANY,
+        });
+        let (a, b) = (Trial::new(&template), Trial::new(&template));
+        assert!(killed(a.run(&WAL_WORKLOAD, crash)));
+        assert!(killed(b.run(&WAL_WORKLOAD, crash)));
+        assert!(a.files().iter().any(|(suffix, _)| suffix == "-wal"));
+        assert_eq!(a.files(), b.files());
+        assert_eq!(a.acked(), b.acked());
+
+        // Past the last op, nothing happens: the writer finishes.
+        let past = Trial::new(&template);
+        let status = past.run(
+            &WAL_WORKLOAD,
+            Some(CrashAt {
+                op: total + 1,
+                filter: OpFilter::ANY,
+            }),
+        );
+        assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+        assert_eq!(past.acked(), WAL_WORKLOAD.commits);
+    }
+
+    #[test]
+    fn a_crash_filter_counts_only_the_ops_it_names() {
+        let _serial = testkit::serial();
+        let dir = testkit::scratch_dir();
+        let template = dir.path().join("template.db");
+        testkit::make_db(&template, "wal");
+        let trial = Trial::new(&template);
+        let crash = CrashAt {
+            op: 3,
+            filter: "sync:wal".parse().unwrap(),
+        };
+        assert!(killed(trial.run(&WAL_WORKLOAD, Some(crash))));
+        let log = read_log(&trial.log).unwrap();
+        let wal_syncs = log
+            .iter()
+            .filter(|r| r.file == FileKind::Wal && matches!(r.event, LogEvent::Sync { .. }))
+            .count();
+        assert_eq!(wal_syncs, 2);
+        // Under WAL+FULL a commit syncs the WAL once, and the commit that writes a new WAL header
+        // syncs it once more before its frames: the second commit died before its sync.
+        assert_eq!(trial.acked(), 1);
+        // The first sync of the WAL handle also synced the directory (the WAL was created).
+        let first_sync = log
+            .iter()
+            .find_map(|r| match r.event {
+                LogEvent::Sync { dir_sync, .. } if r.file == FileKind::Wal => Some(dir_sync),
+                _ => None,
+            })
+            .unwrap();
+        assert!(first_sync);
+    }
+
+    #[test]
+    fn sigkill_at_any_op_leaves_wal_and_delete_databases_intact() {
+        let _serial = testkit::serial();
+        for journal_mode in ["wal", "delete"] {
+            let workload = Workload {
+                journal_mode,
+                synchronous: "normal",
+                commits: 8,
+                pad: 700,
+            };
+            let dir = testkit::scratch_dir();
+            let template = dir.path().join("template.db");
+            testkit::make_db(&template, journal_mode);
+            let total = testkit::measure_ops(&template, &workload);
+            for n in (1..=total).step_by(3) {
+                let trial = Trial::new(&template);
+                let crash = CrashAt {
+                    op: n,
+                    filter: OpFilter::ANY,
+                };
+                assert!(killed(trial.run(&workload, Some(crash))));
+                let acked = trial.acked();
+                let check = testkit::check(&trial.db, acked);
+                assert!(check.intact(), "{journal_mode} op {n}: {check:?}");
+                assert_eq!(check.present, acked, "{journal_mode} op {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_injected_disk_full_reaches_the_caller_as_sqlite_full() {
+        let _serial = testkit::serial();
+        let dir = testkit::scratch_dir();
+        let db = dir.path().join("full.db");
+        testkit::make_db(&db, "wal");
+        configure(FaultConfig {
+            io_error: Some(IoErrorAt {
+                op: 1,
+                code: IoErrorCode::Full,
+                persistent: false,
+                filter: "write".parse().unwrap(),
+            }),
+            ..FaultConfig::default()
+        })
+        .unwrap();
+        let conn = open_shim(&db);
+        let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
+        let err = insert(1).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(ErrorCode::DiskFull), "{err}");
+        // Only that one write failed: the next transaction goes through.
+        insert(2).unwrap();
+        drop(conn);
+        assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 1));
+        configure(FaultConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn a_persistent_io_error_fails_every_later_matching_op() {
+        let _serial = testkit::serial();
+        let dir = testkit::scratch_dir();
+        let db = dir.path().join("ioerr.db");
+        testkit::make_db(&db, "delete");
+        configure(FaultConfig {
+            io_error: Some(IoErrorAt {
+                op: 2,
+                code: IoErrorCode::IoErr,
+                persistent: true,
+                filter: "write:journal".parse().unwrap(),
+            }),
+            ..FaultConfig::default()
+        })
+        .unwrap();
+        let conn = open_shim(&db);
+        let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
+        // A DELETE-mode commit writes the journal header, then page number, page and checksum
+        // per page: the first commit already meets the second journal write, and so does every
+        // later one.
+        for id in 1..=4 {
+            let err = insert(id).unwrap_err();
+            assert!(
+                matches!(&err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == ffi::SQLITE_IOERR_WRITE),
+                "{err:?}"
+            );
+        }
+        drop(conn);
+        configure(FaultConfig::default()).unwrap();
+        assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 0));
+    }
+}

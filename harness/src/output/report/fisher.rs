@@ -1,0 +1,99 @@
+//! Fisher's exact test on a 2x2 table, in log space so that tables of a million trials neither
+//! overflow nor lose the tiny p-values a clear difference produces.
+
+/// `ln(n!)`: summed exactly for small `n`, Stirling's series (error below 1e-13) above.
+pub fn ln_factorial(n: u64) -> f64 {
+    if n < 64 {
+        return (2..=n).map(|k| (k as f64).ln()).sum();
+    }
+    let x = n as f64;
+    let x2 = x * x;
+    x * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI * x).ln() + 1.0 / (12.0 * x)
+        - 1.0 / (360.0 * x * x2)
+        + 1.0 / (1260.0 * x * x2 * x2)
+}
+
+fn ln_choose(n: u64, k: u64) -> f64 {
+    ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k)
+}
+
+/// Two-sided p-value of Fisher's exact test for the table `[[a, b], [c, d]]`: the probability,
+/// with the margins fixed, of a table at most as likely as the one observed (R's `fisher.test`).
+pub fn fisher_exact_two_sided(a: u64, b: u64, c: u64, d: u64) -> f64 {
+    let row1 = a + b;
+    let row2 = c + d;
+    let col1 = a + c;
+    let n = row1 + row2;
+    let denom = ln_choose(n, col1);
+    // The hypergeometric log-probability of the table whose top-left cell is `x`.
+    let ln_p = |x: u64| ln_choose(row1, x) + ln_choose(row2, col1 - x) - denom;
+    let observed = ln_p(a);
+    // Tables as likely as the observed one must count even when rounding makes them look a hair
+    // less likely; R uses the same relative tolerance of 1e-7.
+    let cutoff = observed + 1e-7;
+    let lo = col1.saturating_sub(row2);
+    let hi = row1.min(col1);
+    let p: f64 = (lo..=hi)
+        .map(ln_p)
+        .filter(|&l| l <= cutoff)
+        .map(f64::exp)
+        .sum();
+    p.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::stats::wilson_95;
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs()
+    }
+
+    #[test]
+    fn ln_factorial_is_exact_small_and_smooth_across_the_switch() {
+        assert_eq!(ln_factorial(0), 0.0);
+        assert_eq!(ln_factorial(1), 0.0);
+        assert!(close(ln_factorial(10), 3_628_800f64.ln(), 1e-14));
+        // ln 64! via the sum, compared with Stirling at the switch.
+        let summed: f64 = (2..=64u64).map(|k| (k as f64).ln()).sum();
+        assert!(close(ln_factorial(64), summed, 1e-13));
+    }
+
+    #[test]
+    fn fisher_matches_known_values() {
+        // Fisher's tea-tasting table.
+        let p = fisher_exact_two_sided(3, 1, 1, 3);
+        assert!(close(p, 0.485_714, 1e-5), "{p}");
+        // 2 / C(20, 10).
+        let p = fisher_exact_two_sided(10, 0, 0, 10);
+        assert!(close(p, 2.0 / 184_756.0, 1e-9), "{p}");
+        assert!(close(p, 1.08e-5, 0.01), "{p}");
+        // R: fisher.test(matrix(c(1, 11, 9, 3), 2))$p.value = 0.002759456.
+        let p = fisher_exact_two_sided(1, 9, 11, 3);
+        assert!(close(p, 0.002_759_456, 1e-6), "{p}");
+        // Identical rows say nothing.
+        assert_eq!(fisher_exact_two_sided(5, 5, 5, 5), 1.0);
+        assert_eq!(fisher_exact_two_sided(0, 10, 0, 10), 1.0);
+    }
+
+    #[test]
+    fn fisher_handles_large_tables() {
+        // 0 of 100,000 against 30 of 100,000: overwhelming, and still a finite positive number.
+        let p = fisher_exact_two_sided(0, 100_000, 30, 99_970);
+        assert!(p > 0.0 && p < 1e-8, "{p}");
+    }
+
+    #[test]
+    fn wilson_matches_known_values() {
+        // The interval every rate in the report carries (crate::output::stats, reused here).
+        let (lo, hi) = wilson_95(8, 10);
+        assert!(
+            close(lo, 0.4902, 1e-3) && close(hi, 0.9433, 1e-3),
+            "{lo} {hi}"
+        );
+        let (lo, hi) = wilson_95(0, 10_000);
+        assert_eq!(lo, 0.0);
+        assert!(close(hi, 3.84e-4, 1e-2), "{hi}");
+    }
+}

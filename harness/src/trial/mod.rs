@@ -1,0 +1,636 @@
+//! One trial, as a slot runs it: fresh database, fork the writers, kill them at the trial's kill point,
+//! reap them, snapshot the files, recover and verify, and build the CSV row.
+
+pub mod ack;
+pub mod evidence;
+pub mod kill_point;
+pub mod kill_timer;
+pub mod outcome;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::time::TimeSpec;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use rand::RngExt;
+use torture_workloads::Profile;
+
+use crate::faults::{CrashAt, FaultConfig, IoErrorAt, IoErrorCode};
+use crate::lab::seed;
+use crate::options::RunOptions;
+use crate::trial::ack::{AckBoard, TrialEvents};
+use crate::trial::kill_point::KillPoint;
+use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::verify::oracle;
+use crate::verify::verdict::{self, Fault};
+use crate::writers::workload::{self, WriterPlan};
+use evidence::Snapshot;
+
+/// The files a slot reuses trial after trial.
+pub struct SlotFiles {
+    pub dir: PathBuf,
+    pub db: PathBuf,
+    /// Descriptors the slot holds that writers must not inherit (closed in the child after fork).
+    pub close_in_writers: Vec<RawFd>,
+    /// Shared memory the writers acknowledge commits on.
+    pub board: AckBoard,
+}
+
+impl SlotFiles {
+    /// The power-loss trial's operation log, when the last trial wrote one.
+    pub fn op_log(&self) -> Option<PathBuf> {
+        let p = self.dir.join("ops.log");
+        p.is_file().then_some(p)
+    }
+
+    /// Removes the previous trial's database and sidecars.
+    fn clear(&self) {
+        for suffix in evidence::SIDECARS {
+            let _ = std::fs::remove_file(evidence::with_suffix(&self.db, suffix));
+        }
+        let _ = std::fs::remove_file(self.dir.join("ops.log"));
+    }
+}
+
+/// How the writers' lives ended.
+#[derive(Debug, Default)]
+struct Ending {
+    /// Writers that died of something other than our SIGKILL or a clean exit.
+    abnormal: Vec<String>,
+    timed_out: bool,
+    completed: bool,
+}
+
+/// Runs trial `index` of the run and returns its row. Failure evidence is saved here, before the
+/// record leaves the slot.
+pub fn run_trial(
+    opts: &RunOptions,
+    index: u64,
+    files: &SlotFiles,
+    template: Result<&Path, &str>,
+    sqlite_version: &str,
+) -> TrialRecord {
+    let started = Instant::now();
+    let profile = opts.profile_of(index);
+    let trial_seed = seed::trial_seed(opts.seed, index);
+    let kill_point = opts
+        .kill
+        .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM));
+
+    files.clear();
+    let mut events = TrialEvents::default();
+    let mut ending = Ending::default();
+    let mut fault_note = FaultNote::default();
+    let fault = opts.faults.fault;
+    let setup = template
+        .map_err(|e| format!("making the starting database: {e}"))
+        .and_then(|t| {
+            if fault.is_op_indexed() {
+                fault_note = run_op_fault(
+                    opts,
+                    profile,
+                    files,
+                    t,
+                    trial_seed,
+                    &mut events,
+                    &mut ending,
+                )?;
+                Ok(())
+            } else {
+                fresh_copy(t, files)?;
+                let mut plan = writer_plan(opts, profile, files, trial_seed, None, None);
+                if let KillPoint::AfterAcks { delay, .. } = kill_point {
+                    plan.kill_delay = delay;
+                }
+                run_writers(
+                    &plan,
+                    opts,
+                    profile,
+                    files,
+                    Stop::At(kill_point),
+                    &mut events,
+                    &mut ending,
+                )
+            }
+        });
+    if setup.is_ok() && opts.faults.crash_recovery {
+        let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
+        let note = crate::faults::recovery::crash_first_opener(
+            &files.db,
+            &files.dir.join("recovery-count"),
+            &mut rng,
+        )
+        .unwrap_or_else(|e| e);
+        fault_note.detail = if fault_note.detail.is_empty() {
+            note
+        } else {
+            format!("{}; {note}", fault_note.detail)
+        };
+    }
+    let mut snapshot = Snapshot::before_recovery(&files.db);
+    let verification = match &setup {
+        Ok(()) => oracle::recover_and_verify(&files.db, opts.workload, &events.acked),
+        Err(_) => oracle::Verification::not_run(),
+    };
+
+    let requested = profile.journal_mode.as_str();
+    let (journal_mode, synchronous, fallback) = match &events.in_force {
+        Some(f) => {
+            let mut fb = profile.fallbacks(f).join("; ");
+            if !events.disagreeing_writers.is_empty() {
+                fb.push_str(&format!(
+                    "{}writers {:?} reported other pragmas",
+                    if fb.is_empty() { "" } else { "; " },
+                    events.disagreeing_writers
+                ));
+            }
+            (f.journal_mode.clone(), f.synchronous.clone(), fb)
+        }
+        None => (
+            requested.to_string(),
+            profile.synchronous.as_str().to_string(),
+            "unknown: killed before any writer read its pragmas back".to_string(),
+        ),
+    };
+
+    let synchronous_judged = synchronous.clone();
+    // A worker error only decides the outcome when the database itself is fine.
+    let mut lab_problems: Vec<String> = Vec::new();
+    if let Err(e) = &setup {
+        lab_problems.push(e.clone());
+    }
+    for (w, code, text) in &events.errors {
+        lab_problems.push(format!("writer {w}: {code}: {text}"));
+    }
+    lab_problems.extend(ending.abnormal.iter().cloned());
+    let (outcome, mut detail) = if (verification.outcome == Outcome::Intact || setup.is_err())
+        && !lab_problems.is_empty()
+    {
+        (Outcome::WorkerError, lab_problems.join("; "))
+    } else {
+        let mut d = verification.detail.clone();
+        if !lab_problems.is_empty() {
+            d.push_str(&format!("; also: {}", lab_problems.join("; ")));
+        }
+        (verification.outcome, d)
+    };
+    if ending.timed_out {
+        detail = format!("trial timeout before the kill point; {detail}")
+            .trim_end_matches("; ")
+            .to_string();
+    }
+    let kill_point_text = if fault.is_op_indexed() {
+        fault_note.point.clone()
+    } else if ending.completed {
+        format!("{kill_point} (not reached: writers finished)")
+    } else if ending.timed_out {
+        format!("{kill_point} (not reached: timeout)")
+    } else {
+        kill_point.to_string()
+    };
+
+    if !fault_note.detail.is_empty() {
+        detail = if detail.is_empty() {
+            fault_note.detail.clone()
+        } else {
+            format!("{detail}; {}", fault_note.detail)
+        };
+    }
+    let mut record = TrialRecord {
+        iteration: index,
+        seed: trial_seed,
+        profile: profile.name.clone(),
+        journal_mode: journal_mode.clone(),
+        synchronous,
+        connections: profile.connections,
+        processes: profile.processes,
+        workload: opts.workload.name().to_string(),
+        fault: fault.as_str().to_string(),
+        kill_point: kill_point_text,
+        acked_commits: events.acks_total,
+        recovered_commits: verification.recovered_commits,
+        outcome,
+        verdict: verdict::judge(
+            outcome,
+            &journal_mode,
+            &synchronous_judged,
+            fault,
+            opts.faults.hardware_as_documented(),
+        ),
+        detail,
+        busy_errors: events.busy,
+        pragma_fallback: fallback,
+        duration_us: 0,
+        sqlite_version: sqlite_version.to_string(),
+    };
+    record.duration_us = started.elapsed().as_micros() as u64;
+    if outcome != Outcome::Intact {
+        if let Err(e) = evidence::save(
+            &opts.out_dir.join("failures"),
+            &mut snapshot,
+            &files.db,
+            &record,
+            profile,
+            &opts.spec,
+            files.op_log().as_deref(),
+        ) {
+            record
+                .detail
+                .push_str(&format!("; evidence not saved: {e}"));
+        }
+    }
+    record
+}
+
+/// When the slot stops the writers.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// At the trial's kill point.
+    At(KillPoint),
+    /// Once every writer has finished its bounded workload (or killed itself at its crash point).
+    WhenDone,
+}
+
+/// What an op-indexed fault did, for the row.
+#[derive(Debug, Default)]
+struct FaultNote {
+    /// `op=N/T FILTER`: the operation the fault hit, out of the uncrashed run's count.
+    point: String,
+    detail: String,
+}
+
+fn fresh_copy(template: &Path, files: &SlotFiles) -> Result<(), String> {
+    files.clear();
+    std::fs::copy(template, &files.db)
+        .map(drop)
+        .map_err(|e| format!("copying the starting database: {e}"))
+}
+
+fn writer_plan<'a>(
+    opts: &'a RunOptions,
+    profile: &'a Profile,
+    files: &'a SlotFiles,
+    trial_seed: u64,
+    fault: Option<FaultConfig>,
+    commits: Option<u64>,
+) -> WriterPlan<'a> {
+    let carry_on_errors = matches!(opts.faults.fault, Fault::IoError | Fault::DiskFull);
+    WriterPlan {
+        db: &files.db,
+        profile,
+        workload: opts.workload,
+        trial_seed,
+        max_commits: commits.unwrap_or(opts.max_commits),
+        board: &files.board,
+        fault,
+        hold_when_done: commits.is_some(),
+        carry_on_errors,
+        op_filter: opts.faults.filter,
+        report_ack_ops: opts.faults.fault == Fault::PowerLoss,
+        kill_delay: Duration::ZERO,
+    }
+}
+
+/// An op-indexed trial: an uncrashed run of the same seed counts the operations, then the real run
+/// meets its fault at operation N (drawn over that count unless `--crash-at` fixed it).
+fn run_op_fault(
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    template: &Path,
+    trial_seed: u64,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<FaultNote, String> {
+    let f = &opts.faults;
+    // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial: identical bytes each run.
+    let prng = Some((trial_seed as u32) | 1);
+    let commits = Some(f.commits);
+    if f.fault == Fault::PowerLoss {
+        return run_power_cut(
+            opts, profile, files, template, trial_seed, prng, events, ending,
+        );
+    }
+    fresh_copy(template, files)?;
+    let mut counting = TrialEvents::default();
+    let mut counting_end = Ending::default();
+    let calibration = FaultConfig {
+        sqlite_prng_seed: prng,
+        ..FaultConfig::default()
+    };
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(calibration), commits);
+    run_writers(
+        &plan,
+        opts,
+        profile,
+        files,
+        Stop::WhenDone,
+        &mut counting,
+        &mut counting_end,
+    )?;
+    if let Some((w, code, text)) = counting.errors.first() {
+        return Err(format!(
+            "uncrashed counting run: writer {w}: {code}: {text}"
+        ));
+    }
+    let total = counting.ops;
+    let op = f.op.unwrap_or_else(|| {
+        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
+    });
+
+    fresh_copy(template, files)?;
+    let log = files.dir.join("ops.log");
+    let _ = std::fs::remove_file(&log);
+    let mut cfg = FaultConfig {
+        sqlite_prng_seed: prng,
+        ..FaultConfig::default()
+    };
+    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
+    match f.fault {
+        Fault::KillAtOp => {
+            cfg.crash_at = Some(CrashAt {
+                op,
+                filter: f.filter,
+            })
+        }
+        Fault::PowerLoss => {
+            cfg.crash_at = Some(CrashAt {
+                op,
+                filter: f.filter,
+            });
+            cfg.log_path = Some(log.clone());
+        }
+        Fault::IoError | Fault::DiskFull => {
+            cfg.io_error = Some(IoErrorAt {
+                op,
+                code: if f.fault == Fault::DiskFull {
+                    IoErrorCode::Full
+                } else {
+                    IoErrorCode::IoErr
+                },
+                persistent: rng.random_bool(0.5),
+                filter: f.filter,
+            })
+        }
+        Fault::Sigkill => {}
+    }
+    let io_error = cfg.io_error;
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
+    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
+    let mut note = FaultNote {
+        point: format!("op={op}/{total} {}", f.filter),
+        detail: String::new(),
+    };
+    if op > total {
+        note.point.push_str(" (not reached)");
+    }
+    match f.fault {
+        Fault::PowerLoss => {
+            let records =
+                crate::faults::read_log(&log).map_err(|e| format!("reading the op log: {e}"))?;
+            let report = crate::faults::simulate_power_loss(&records, u64::MAX, &f.model, &mut rng)
+                .map_err(|e| format!("simulating the power cut: {e}"))?;
+            note.detail = format!("power cut: {}", report.detail());
+        }
+        Fault::IoError | Fault::DiskFull => {
+            let persistent = io_error.is_some_and(|e| e.persistent);
+            note.detail = format!(
+                "{} injected I/O error(s) ({}), the writer carried on",
+                events.io_errors,
+                if persistent { "from then on" } else { "once" }
+            );
+        }
+        _ => {}
+    }
+    Ok(note)
+}
+
+/// A power-loss trial in one run: the bounded workload runs to its end with the operation log on,
+/// and the cut is placed afterwards at operation N of the log (drawn over the operations matching
+/// the filter, the same count an uncrashed run makes). Everything from N on is undone, what came
+/// before but was not yet durable is kept, lost or torn, and only commits acknowledged before N
+/// count as acknowledged. Same seed, same log, same files: replays byte for byte.
+#[allow(clippy::too_many_arguments)]
+fn run_power_cut(
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    template: &Path,
+    trial_seed: u64,
+    prng: Option<u32>,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<FaultNote, String> {
+    let f = &opts.faults;
+    fresh_copy(template, files)?;
+    let log = files.dir.join("ops.log");
+    let cfg = FaultConfig {
+        sqlite_prng_seed: prng,
+        log_path: Some(log.clone()),
+        ..FaultConfig::default()
+    };
+    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), Some(f.commits));
+    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
+    let cut = cut_power(&log, opts, trial_seed, events)?;
+    Ok(FaultNote {
+        point: cut.point,
+        detail: cut.detail,
+    })
+}
+
+/// A power cut placed on a complete operation log, the files rewound to it, and the
+/// acknowledgements cut to it.
+pub(crate) struct PowerCut {
+    /// `op=N/T FILTER`, with ` (not reached)` when N is past the log.
+    pub point: String,
+    /// `power cut: power loss: writes kept …`.
+    pub detail: String,
+    /// Acknowledgements made at or after the cut, no longer counted.
+    pub acks_after_cut: u64,
+}
+
+/// Draws operation N over the log's operations matching the run's filter (or takes `--crash-at`'s
+/// N), keeps only the commits acknowledged before it ([`TrialEvents::keep_acks_before`]), and
+/// rewinds the files to what a disk could hold after a power cut there. The same log and seed give
+/// the same files.
+pub(crate) fn cut_power(
+    log: &Path,
+    opts: &RunOptions,
+    trial_seed: u64,
+    events: &mut TrialEvents,
+) -> Result<PowerCut, String> {
+    let f = &opts.faults;
+    let records = crate::faults::read_log(log).map_err(|e| format!("reading the op log: {e}"))?;
+    let matching: Vec<u64> = records
+        .iter()
+        .filter(|r| f.filter.matches(r.op_kind(), r.file))
+        .map(|r| r.op)
+        .collect();
+    let total = matching.len() as u64;
+    let n = f.op.unwrap_or_else(|| {
+        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
+    });
+    let cut = matching
+        .get((n as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(u64::MAX);
+    // Only what was acknowledged before the cut was acknowledged at the instant of the power loss.
+    let acks_after_cut = events.keep_acks_before(cut);
+    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
+    let report = crate::faults::simulate_power_loss(&records, cut, &f.model, &mut rng)
+        .map_err(|e| format!("simulating the power cut: {e}"))?;
+    let mut point = format!("op={n}/{total} {}", f.filter);
+    if n > total {
+        point.push_str(" (not reached)");
+    }
+    Ok(PowerCut {
+        point,
+        detail: format!("power cut: {}", report.detail()),
+        acks_after_cut,
+    })
+}
+
+/// Forks the writer processes, waits until `stop`, kills and reaps them, and drains their
+/// acknowledgements. Returns Err only when the writers could not be started.
+fn run_writers(
+    plan: &WriterPlan<'_>,
+    opts: &RunOptions,
+    profile: &Profile,
+    files: &SlotFiles,
+    stop: Stop,
+    events: &mut TrialEvents,
+    ending: &mut Ending,
+) -> Result<(), String> {
+    let kill_point = match stop {
+        Stop::At(k) => Some(k),
+        Stop::WhenDone => None,
+    };
+    let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| format!("pipe: {e}"))?;
+    // The writers block on a full pipe rather than lose an acknowledgement.
+    set_blocking(&ack_write);
+    files.board.reset(
+        profile.writers() as usize,
+        match kill_point {
+            Some(KillPoint::AfterAcks { acks, .. }) => acks,
+            _ => 0,
+        },
+    );
+    let mut pids = Vec::with_capacity(profile.processes as usize);
+    let slot_pid = nix::unistd::getpid();
+    for p in 0..profile.processes {
+        // SAFETY: the slot is single-threaded and holds no SQLite connection at this point.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(ack_read);
+                for &fd in &files.close_in_writers {
+                    // SAFETY: these descriptors belong to the slot, which this child no longer is.
+                    unsafe { libc::close(fd) };
+                }
+                workload::run_writer_process(plan, p, ack_write, slot_pid);
+            }
+            Ok(ForkResult::Parent { child }) => pids.push(child),
+            Err(e) => {
+                kill_all(&pids);
+                reap_all(&pids, ending);
+                return Err(format!("fork: {e}"));
+            }
+        }
+    }
+    drop(ack_write);
+
+    let started = Instant::now();
+    let timeout_at = started + opts.trial_timeout;
+    let mut kill_at = match kill_point {
+        Some(KillPoint::AfterTime { after }) => Some(started + after),
+        Some(KillPoint::AfterAcks { acks: 0, delay }) => Some(started + delay),
+        _ => None,
+    };
+    let mut open = true;
+    loop {
+        let now = Instant::now();
+        if kill_at.is_some_and(|t| now >= t) {
+            break;
+        }
+        if now >= timeout_at {
+            ending.timed_out = true;
+            break;
+        }
+        if !open || (kill_point.is_none() && events.done >= profile.writers()) {
+            ending.completed = true;
+            break;
+        }
+        let until = kill_at.unwrap_or(timeout_at).min(timeout_at);
+        wait_readable(ack_read.as_fd(), until - now);
+        open = events.read_from(ack_read.as_fd());
+        // The writer that made the threshold ack counted the delay in its own CPU time.
+        if kill_at.is_none() && events.due {
+            kill_at = Some(Instant::now());
+        }
+    }
+    kill_all(&pids);
+    reap_all(&pids, ending);
+    // Every writer is dead, so every write end is closed: read to the end of the pipe.
+    while events.read_from(ack_read.as_fd()) {}
+    events.absorb(&files.board, profile.writers());
+    Ok(())
+}
+
+fn set_blocking(fd: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+    }
+}
+
+/// Waits until the pipe is readable or `wait` has passed, with microsecond resolution.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    let ts = TimeSpec::from_duration(wait);
+    let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
+}
+
+fn kill_all(pids: &[Pid]) {
+    for &pid in pids {
+        // ESRCH: already gone, which is fine.
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+fn reap_all(pids: &[Pid], ending: &mut Ending) {
+    for &pid in pids {
+        loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) | Ok(WaitStatus::Exited(_, 0)) => {
+                    break
+                }
+                Ok(WaitStatus::Exited(_, code)) => {
+                    ending
+                        .abnormal
+                        .push(format!("writer pid {pid} exited with status {code}"));
+                    break;
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    ending
+                        .abnormal
+                        .push(format!("writer pid {pid} died of {sig}"));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Raw descriptor of an owned fd, for `SlotFiles::close_in_writers`.
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,6 @@
+//! After the trial's processes are gone: reopen and recover the database (oracle), classify SQLite's
+//! errors, and judge the outcome against what SQLite documents (verdict).
+
+pub mod oracle;
+pub mod sqlite_error;
+pub mod verdict;

@@ -1,0 +1,158 @@
+//! The writer: what runs in a forked child. It opens the database only after the fork, applies the
+//! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
+//! commit to its slot only after COMMIT returned.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+use rusqlite::OpenFlags;
+use torture_workloads::{Profile, Workload};
+
+use crate::faults::{self, FaultConfig, OpFilter};
+use crate::lab::seed;
+use crate::trial::ack::{AckBoard, AckSender};
+use crate::verify::sqlite_error;
+
+/// Everything a writer process needs, fixed before the fork.
+pub struct WriterPlan<'a> {
+    pub db: &'a Path,
+    pub profile: &'a Profile,
+    pub workload: Workload,
+    pub trial_seed: u64,
+    pub max_commits: u64,
+    pub board: &'a AckBoard,
+    /// Op-indexed faults: the fault layer's configuration, applied in the child before opening.
+    pub fault: Option<FaultConfig>,
+    /// After the last commit, wait to be killed instead of closing (a bounded workload that ends in
+    /// a crash, not a clean shutdown that would checkpoint).
+    pub hold_when_done: bool,
+    /// Count non-busy errors (injected I/O errors) and go on, as an application would.
+    pub carry_on_errors: bool,
+    /// Which operations to count and report at the end.
+    pub op_filter: OpFilter,
+    /// Report the operation count at each acknowledgement (power loss cuts the log afterwards).
+    pub report_ack_ops: bool,
+    /// After the ack that reaches the board's kill threshold, how much CPU time the writer process
+    /// uses before the kill point is due.
+    pub kill_delay: std::time::Duration,
+}
+
+/// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
+/// and exits the process. Never returns: a forked child must not unwind into its parent's code.
+pub fn run_writer_process(
+    plan: &WriterPlan<'_>,
+    process_index: u32,
+    ack: OwnedFd,
+    slot: nix::unistd::Pid,
+) -> ! {
+    die_with_parent(slot);
+    if let Some(cfg) = &plan.fault {
+        if let Err(e) = faults::configure(cfg.clone()) {
+            AckSender::new(ack.as_fd()).error(0, "FAULT_SETUP", &e.to_string());
+            exit_now(0);
+        }
+    }
+    let conns = plan.profile.connections;
+    let first = process_index * conns;
+    if conns == 1 {
+        run_connection(plan, first, ack.as_fd());
+    } else {
+        std::thread::scope(|s| {
+            for t in 0..conns {
+                let fd = ack.as_fd();
+                s.spawn(move || run_connection(plan, first + t, fd));
+            }
+        });
+    }
+    if plan.hold_when_done {
+        // The slot kills us; an open connection must not be closed (and checkpointed) first.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    exit_now(0)
+}
+
+/// One connection's life: open, configure, then commit until killed or capped.
+fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
+    let mut tx = AckSender::new(fd);
+    let vfs = plan.fault.is_some().then_some(faults::VFS_NAME);
+    let opened = crate::engine::open(plan.db, OpenFlags::default(), vfs);
+    let mut conn = match opened {
+        Ok(c) => c,
+        Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+    };
+    let in_force = loop {
+        match plan.profile.apply(&conn) {
+            Ok(f) => break f,
+            // Several connections switching modes at once: the losers are told BUSY.
+            Err(e) if sqlite_error::is_busy(&e) => {
+                plan.board.record_busy();
+                std::thread::yield_now();
+            }
+            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+        }
+    };
+    tx.ready(writer, &in_force);
+    let mut rng = seed::rng_for(
+        plan.trial_seed,
+        seed::WRITER_STREAM_BASE + u64::from(writer),
+    );
+    let mut seq = 1;
+    let mut failures_in_a_row = 0;
+    while seq <= plan.max_commits {
+        match plan
+            .workload
+            .run_transaction(&mut conn, writer, seq, &mut rng)
+        {
+            Ok(()) => {
+                if plan.board.record_ack(writer, seq) {
+                    // This ack is the kill threshold: count the kill delay in this process's CPU
+                    // time, then tell the slot the kill point is due.
+                    crate::trial::kill_timer::arm(plan.kill_delay, fd.as_raw_fd(), writer);
+                }
+                if plan.report_ack_ops {
+                    tx.ack_op(writer, seq, faults::ops_so_far());
+                }
+                seq += 1;
+                failures_in_a_row = 0;
+            }
+            Err(e) if sqlite_error::is_busy(&e) => {
+                plan.board.record_busy();
+                std::thread::yield_now();
+            }
+            Err(_) if plan.carry_on_errors && failures_in_a_row < 100 => {
+                // An application retries after a failed write; a persistent fault ends the run
+                // after a hundred failures in a row.
+                plan.board.record_io_error();
+                failures_in_a_row += 1;
+            }
+            Err(_) if plan.carry_on_errors => {
+                plan.board.record_io_error();
+                break;
+            }
+            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+        }
+    }
+    if plan.fault.is_some() {
+        tx.ops(writer, faults::ops_matching_so_far(plan.op_filter));
+    }
+    tx.done(writer);
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies, so no child outlives the harness.
+/// `parent` is the forking process's pid, taken before the fork: if the parent died between the fork
+/// and the request, the child has already been re-parented and must go at once.
+pub fn die_with_parent(parent: nix::unistd::Pid) {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent {
+        exit_now(1);
+    }
+}
+
+/// Ends a forked child at once: no destructors, no atexit handlers, no buffered output of the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and takes no pointers.
+    unsafe { libc::_exit(code) }
+}

@@ -16,7 +16,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
-use crate::writers::workload::die_with_parent;
+use crate::trial::process::die_with_parent;
 
 /// Everything needed to start the program for one trial (or the calibration run).
 pub(crate) struct Launch<'a> {

@@ -165,11 +165,6 @@ impl Tally {
     pub fn trials_per_trial_second(&self) -> Option<f64> {
         (self.duration_us > 0).then(|| self.trials as f64 / self.trial_seconds())
     }
-
-    /// `profile · workload · fault`, for charts and headings.
-    pub fn label(&self) -> String {
-        format!("{} · {} · {}", self.profile, self.workload, self.fault)
-    }
 }
 
 /// Trials grouped by (profile, workload, fault). Groups come in the order profiles were asked

@@ -223,8 +223,9 @@ pub(crate) mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/output/report/snapshots")
     }
 
+    /// `UPDATE_SNAPSHOTS=1` (any value but empty or `0`).
     fn updating() -> bool {
-        std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1")
+        std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| !v.is_empty() && v != "0")
     }
 
     fn check_snapshot_in(dir: &Path, name: &str, actual: &str, update: bool) {

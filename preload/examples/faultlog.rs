@@ -47,7 +47,11 @@ fn main() {
             ),
             OpKind::Sync {
                 path, how, is_dir, ..
-            } => format!("{} {how:?}{}", path.display(), if *is_dir { " dir" } else { "" }),
+            } => format!(
+                "{} {how:?}{}",
+                path.display(),
+                if *is_dir { " dir" } else { "" }
+            ),
             OpKind::Ack { data, .. } => String::from_utf8_lossy(data).trim_end().to_string(),
             other => format!("{other:?}").chars().take(120).collect(),
         };
@@ -58,7 +62,11 @@ fn main() {
             op.kind.name(),
             detail,
             if op.errno != 0 {
-                format!(" errno {}{}", op.errno, if op.injected { " injected" } else { "" })
+                format!(
+                    " errno {}{}",
+                    op.errno,
+                    if op.injected { " injected" } else { "" }
+                )
             } else {
                 String::new()
             }

@@ -122,7 +122,9 @@ fn cut_points(log: &Log, cuts: &CutPoints) -> Vec<u64> {
         CutPoints::EverySync => log
             .ops
             .iter()
-            .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+            .filter(|o| {
+                o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable())
+            })
             .map(|o| o.seq - 1)
             .collect(),
     };

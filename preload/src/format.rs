@@ -75,7 +75,11 @@ impl Enc {
         buf.extend_from_slice(&[0; 8]);
         buf.push(tag as u8);
         let mut e = Enc { buf };
-        e.u64(seq).u32(pid).u32(tid).i32(errno).u8(u8::from(injected));
+        e.u64(seq)
+            .u32(pid)
+            .u32(tid)
+            .i32(errno)
+            .u8(u8::from(injected));
         e
     }
     pub fn u8(&mut self, v: u8) -> &mut Enc {

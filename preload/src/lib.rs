@@ -15,7 +15,10 @@ pub mod log;
 pub mod model;
 pub mod snapshot;
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod recorder;
 
 pub use acks::{acks_before, AckedCommits, Writer};
@@ -44,7 +47,10 @@ pub mod env {
 /// (test and bench binaries live in `target/<profile>/deps/`).
 pub fn find_library(exe: &std::path::Path) -> Option<std::path::PathBuf> {
     let dir = exe.parent()?;
-    [dir.join("libtorture_preload.so"), dir.parent()?.join("libtorture_preload.so")]
-        .into_iter()
-        .find(|p| p.is_file())
+    [
+        dir.join("libtorture_preload.so"),
+        dir.parent()?.join("libtorture_preload.so"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }

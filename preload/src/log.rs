@@ -227,7 +227,11 @@ pub enum Coverage {
 
 impl Log {
     pub fn coverage(&self) -> Coverage {
-        if !self.ops.iter().any(|o| matches!(o.kind, OpKind::Start { .. })) {
+        if !self
+            .ops
+            .iter()
+            .any(|o| matches!(o.kind, OpKind::Start { .. }))
+        {
             Coverage::NoProcessSeen
         } else if self.ops.iter().any(|o| o.kind.is_file_op()) {
             Coverage::FileOps

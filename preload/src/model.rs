@@ -95,9 +95,16 @@ pub struct Cut {
 
 #[derive(Debug, Clone)]
 enum Change {
-    Write { offset: u64, data: Vec<u8>, seq: u64 },
+    Write {
+        offset: u64,
+        data: Vec<u8>,
+        seq: u64,
+    },
     SetSize(u64),
-    Zero { offset: u64, len: u64 },
+    Zero {
+        offset: u64,
+        len: u64,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -328,9 +335,7 @@ impl<'a> Replay<'a> {
                     seq: op.seq,
                 },
             ),
-            OpKind::Truncate { ino, new_size, .. } => {
-                self.change(*ino, Change::SetSize(*new_size))
-            }
+            OpKind::Truncate { ino, new_size, .. } => self.change(*ino, Change::SetSize(*new_size)),
             OpKind::Fallocate {
                 ino,
                 mode,
@@ -365,10 +370,8 @@ impl<'a> Replay<'a> {
                 }
                 if *is_dir {
                     let dir = path.clone();
-                    let (now, later): (Vec<NameOp>, Vec<NameOp>) = self
-                        .pending_names
-                        .drain(..)
-                        .partition(|n| n.dir() == dir);
+                    let (now, later): (Vec<NameOp>, Vec<NameOp>) =
+                        self.pending_names.drain(..).partition(|n| n.dir() == dir);
                     for n in &now {
                         n.apply(&mut self.durable_names);
                     }
@@ -453,8 +456,7 @@ impl<'a> Replay<'a> {
                     &self.durable_names
                 };
                 for (path, &id) in names {
-                    if self.model.drop_shm
-                        && path.as_os_str().as_encoded_bytes().ends_with(b"-shm")
+                    if self.model.drop_shm && path.as_os_str().as_encoded_bytes().ends_with(b"-shm")
                     {
                         continue;
                     }

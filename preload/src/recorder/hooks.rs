@@ -64,7 +64,8 @@ type PathFn = unsafe extern "C" fn(*const c_char) -> c_int;
 type UnlinkatFn = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
 type RenameFn = unsafe extern "C" fn(*const c_char, *const c_char) -> c_int;
 type RenameatFn = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char) -> c_int;
-type Renameat2Fn = unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
+type Renameat2Fn =
+    unsafe extern "C" fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
 type CloseRangeFn = unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int;
 type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t;
@@ -246,17 +247,26 @@ pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, cnt: c_int, off: 
         return unsafe { f(fd, iov, cnt, off) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, At::Offset(off), || unsafe { f(fd, iov, cnt, off) })
+    logged_write(fd, &data, At::Offset(off), || unsafe {
+        f(fd, iov, cnt, off)
+    })
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn pwritev64(fd: c_int, iov: *const iovec, cnt: c_int, off: off_t) -> ssize_t {
+pub unsafe extern "C" fn pwritev64(
+    fd: c_int,
+    iov: *const iovec,
+    cnt: c_int,
+    off: off_t,
+) -> ssize_t {
     let f = real_or!("pwritev64", PwritevFn, -1);
     if !write_watched(fd) {
         return unsafe { f(fd, iov, cnt, off) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, At::Offset(off), || unsafe { f(fd, iov, cnt, off) })
+    logged_write(fd, &data, At::Offset(off), || unsafe {
+        f(fd, iov, cnt, off)
+    })
 }
 
 fn v2_at(off: off_t) -> At {
@@ -305,7 +315,12 @@ pub unsafe extern "C" fn pwritev64v2(
 }
 
 /// A sync of a folder file or directory.
-fn logged_sync(fd: c_int, how: SyncHow, info: Option<FdInfo>, call: impl FnOnce() -> c_int) -> c_int {
+fn logged_sync(
+    fd: c_int,
+    how: SyncHow,
+    info: Option<FdInfo>,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -396,7 +411,9 @@ pub unsafe extern "C" fn msync(addr: *mut c_void, len: size_t, flags: c_int) -> 
         })
     };
     match info {
-        Some(i) => logged_sync(-1, SyncHow::Msync, Some(i), || unsafe { f(addr, len, flags) }),
+        Some(i) => logged_sync(-1, SyncHow::Msync, Some(i), || unsafe {
+            f(addr, len, flags)
+        }),
         None => unsafe { f(addr, len, flags) },
     }
 }
@@ -458,7 +475,14 @@ pub unsafe extern "C" fn ftruncate64(fd: c_int, len: off_t) -> c_int {
 }
 
 /// `fallocate`; `posix` calls return the error number instead of setting errno.
-fn logged_fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t, posix: bool, call: impl FnOnce() -> c_int) -> c_int {
+fn logged_fallocate(
+    fd: c_int,
+    mode: c_int,
+    off: off_t,
+    len: off_t,
+    posix: bool,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -483,7 +507,13 @@ fn logged_fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t, posix: bool,
                 Vec::new()
             };
             let r = call();
-            let err = if posix { r } else if r < 0 { errno() } else { 0 };
+            let err = if posix {
+                r
+            } else if r < 0 {
+                errno()
+            } else {
+                0
+            };
             (r, err, false, pre)
         }
     };
@@ -510,7 +540,9 @@ pub unsafe extern "C" fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_
     if !write_watched(fd) || fd_kind(fd) != KIND_FILE {
         return unsafe { f(fd, mode, off, len) };
     }
-    logged_fallocate(fd, mode, off, len, false, || unsafe { f(fd, mode, off, len) })
+    logged_fallocate(fd, mode, off, len, false, || unsafe {
+        f(fd, mode, off, len)
+    })
 }
 
 #[no_mangle]
@@ -519,7 +551,9 @@ pub unsafe extern "C" fn fallocate64(fd: c_int, mode: c_int, off: off_t, len: of
     if !write_watched(fd) || fd_kind(fd) != KIND_FILE {
         return unsafe { f(fd, mode, off, len) };
     }
-    logged_fallocate(fd, mode, off, len, false, || unsafe { f(fd, mode, off, len) })
+    logged_fallocate(fd, mode, off, len, false, || unsafe {
+        f(fd, mode, off, len)
+    })
 }
 
 #[no_mangle]
@@ -546,7 +580,12 @@ pub unsafe extern "C" fn posix_fallocate64(fd: c_int, off: off_t, len: off_t) ->
 
 // ---- opens -------------------------------------------------------------------------------------
 
-fn logged_open(dirfd: c_int, path: *const c_char, flags: c_int, call: impl FnOnce() -> c_int) -> c_int {
+fn logged_open(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -671,7 +710,9 @@ pub unsafe extern "C" fn open(path: *const c_char, flags: c_int, mode: c_uint) -
     if !active() {
         return unsafe { f(path, flags, mode) };
     }
-    logged_open(libc::AT_FDCWD, path, flags, || unsafe { f(path, flags, mode) })
+    logged_open(libc::AT_FDCWD, path, flags, || unsafe {
+        f(path, flags, mode)
+    })
 }
 
 #[no_mangle]
@@ -681,27 +722,43 @@ pub unsafe extern "C" fn open64(path: *const c_char, flags: c_int, mode: c_uint)
     if !active() {
         return unsafe { f(path, flags, mode) };
     }
-    logged_open(libc::AT_FDCWD, path, flags, || unsafe { f(path, flags, mode) })
+    logged_open(libc::AT_FDCWD, path, flags, || unsafe {
+        f(path, flags, mode)
+    })
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+pub unsafe extern "C" fn openat(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+) -> c_int {
     let f = real_or!("openat", OpenatFn, -1);
     let mode = if needs_mode(flags) { mode } else { 0 };
     if !active() {
         return unsafe { f(dirfd, path, flags, mode) };
     }
-    logged_open(dirfd, path, flags, || unsafe { f(dirfd, path, flags, mode) })
+    logged_open(dirfd, path, flags, || unsafe {
+        f(dirfd, path, flags, mode)
+    })
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn openat64(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+pub unsafe extern "C" fn openat64(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+) -> c_int {
     let f = real_or!("openat64", OpenatFn, -1);
     let mode = if needs_mode(flags) { mode } else { 0 };
     if !active() {
         return unsafe { f(dirfd, path, flags, mode) };
     }
-    logged_open(dirfd, path, flags, || unsafe { f(dirfd, path, flags, mode) })
+    logged_open(dirfd, path, flags, || unsafe {
+        f(dirfd, path, flags, mode)
+    })
 }
 
 #[no_mangle]
@@ -952,7 +1009,12 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
 
 // ---- names -------------------------------------------------------------------------------------
 
-fn logged_unlink(dirfd: c_int, path: *const c_char, is_dir: bool, call: impl FnOnce() -> c_int) -> c_int {
+fn logged_unlink(
+    dirfd: c_int,
+    path: *const c_char,
+    is_dir: bool,
+    call: impl FnOnce() -> c_int,
+) -> c_int {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -1035,7 +1097,11 @@ fn logged_rename(
     let locked = Locked::acquire();
     let ino = lstat_path(&a).map(|s| s.st_ino).unwrap_or(0);
     let replaced = lstat_path(&b).map(|s| s.st_ino).unwrap_or(0);
-    let content = if ra.is_none() { read_whole(&a) } else { Vec::new() };
+    let content = if ra.is_none() {
+        read_whole(&a)
+    } else {
+        Vec::new()
+    };
     locked.crash_check();
     let (ret, err, injected) = match locked.fail_check(FailKind::Rename) {
         Some(e) => (-1, e, true),
@@ -1071,7 +1137,12 @@ pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn renameat(od: c_int, old: *const c_char, nd: c_int, new: *const c_char) -> c_int {
+pub unsafe extern "C" fn renameat(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+) -> c_int {
     let f = real_or!("renameat", RenameatFn, -1);
     if !active() {
         return unsafe { f(od, old, nd, new) };

@@ -242,14 +242,7 @@ impl Locked {
     }
 
     pub fn enc(&self, tag: Tag, errno: c_int, injected: bool) -> Enc {
-        Enc::new(
-            tag,
-            0,
-            PID.load(Relaxed),
-            tid(),
-            errno,
-            injected,
-        )
+        Enc::new(tag, 0, PID.load(Relaxed), tid(), errno, injected)
     }
 
     /// Appends one record: gives it the next sequence number, cuts off a torn record a SIGKILLed
@@ -670,7 +663,13 @@ pub fn init_from_env() {
     locked.start(false);
     drop(locked);
     // SAFETY: the handlers are plain extern "C" functions.
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    };
     ACTIVE.store(true, SeqCst);
 }
 
@@ -745,7 +744,10 @@ extern "C" fn after_fork_child() {
         LOCK_FD.store(-1, Relaxed);
     }
     if let Some(roots) = ROOTS.get() {
-        let log = open_high(&roots.log_path, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT);
+        let log = open_high(
+            &roots.log_path,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
+        );
         let lock = open_high(&roots.lock_path, libc::O_RDWR | libc::O_CREAT);
         LOG_FD.store(log, Relaxed);
         LOCK_FD.store(lock, Relaxed);

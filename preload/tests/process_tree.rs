@@ -1,0 +1,202 @@
+//! The recorder under process trees, without env vars, and with programs it cannot see.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use torture_preload::{Coverage, OpKind, Writer};
+
+#[test]
+fn inert_without_the_environment_variables() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    prepare(&dir, "wal");
+    let only_dir = vec![("TORTURE_FAULTFS_DIR", dir.to_str().unwrap())];
+    for (start, env) in [("1", vec![]), ("6", only_dir)] {
+        let mut cmd = Command::new(python());
+        cmd.arg(writer_script())
+            .arg(dir.join("x.db"))
+            .args(["--commits", "5", "--start", start])
+            .env("LD_PRELOAD", library());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = if start == "1" { "ack 5\n" } else { "ack 10\n" };
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with(last));
+        let stray: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "db")
+            .collect();
+        assert!(stray.is_empty(), "an inert recorder wrote {stray:?}");
+    }
+}
+
+#[test]
+fn acks_and_fds_survive_fork_and_exec() {
+    let r = record_writer(
+        "wal",
+        &[
+            "--commits",
+            "8",
+            "--synchronous",
+            "full",
+            "--exec-child",
+            "--id",
+            "w",
+        ],
+        &[],
+    );
+    let starts: Vec<_> = r
+        .log
+        .ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::Start { forked, .. } => Some((o.pid, *forked)),
+            _ => None,
+        })
+        .collect();
+    // The parent, the fork child (forked), and the same child again after exec.
+    assert!(starts.len() >= 3, "{starts:?}");
+    assert!(starts.iter().any(|s| s.1));
+    let acks = torture_preload::acks_before(&r.log.ops, u64::MAX);
+    assert_eq!(
+        acks.by_writer.get(&Writer::Id("w".into())).map(Vec::len),
+        Some(8),
+        "{acks:?}"
+    );
+    assert_eq!(
+        acks.by_writer.get(&Writer::Id("w-x".into())).map(Vec::len),
+        Some(8),
+        "{acks:?}"
+    );
+}
+
+#[test]
+fn a_descriptor_inherited_across_exec_is_relearned() {
+    // The parent opens a folder file without O_CLOEXEC and execs a program that writes to the
+    // inherited fd number: the write must be logged with the file's path.
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = format!(
+        "import os, sys\n\
+         fd = os.open({path:?}, os.O_RDWR | os.O_CREAT, 0o644)\n\
+         os.set_inheritable(fd, True)\n\
+         os.execv(sys.executable, [sys.executable, '-c', \
+         'import os; os.write(%d, b\"hello\"); os.fsync(%d)' % (fd, fd)])\n",
+        path = dir.join("f.bin").to_str().unwrap()
+    );
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", &script]);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let write = r
+        .log
+        .ops
+        .iter()
+        .find_map(|o| match &o.kind {
+            OpKind::Write { path, data, .. } => Some((o.pid, path.clone(), data.clone())),
+            _ => None,
+        })
+        .expect("the write after exec was not logged");
+    assert_eq!(write.1, std::path::PathBuf::from("f.bin"));
+    assert_eq!(write.2, b"hello");
+    assert!(r
+        .log
+        .ops
+        .iter()
+        .any(|o| matches!(o.kind, OpKind::Sync { .. })));
+}
+
+#[test]
+fn a_program_that_writes_nowhere_shows_no_file_operations() {
+    let tmp = new_folder();
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", "print('hello')"]);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert_eq!(r.log.coverage(), Coverage::NoFileOps);
+    assert!(r.log.processes() >= 1);
+}
+
+fn compile_c(dir: &std::path::Path, name: &str, statik: bool) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <unistd.h>\n\
+         int main(int c, char **v) { int fd = open(v[1], O_CREAT | O_WRONLY, 0644);\n\
+         if (fd < 0) return 1; if (write(fd, \"x\", 1) != 1) return 1; fsync(fd); return close(fd); }\n",
+    )
+    .unwrap();
+    let exe = dir.join(name);
+    let mut cmd = Command::new("cc");
+    if statik {
+        cmd.arg("-static");
+    }
+    let out = cmd
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("a C compiler is needed: install it (apt-get install gcc libc6-dev): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "cc{} failed: install gcc and libc6-dev (static libc): {}",
+        if statik { " -static" } else { "" },
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+#[test]
+fn a_static_binary_shows_no_process_and_the_same_program_linked_dynamically_does() {
+    let build = tempfile::tempdir().unwrap();
+    for (statik, expected) in [(true, Coverage::NoProcessSeen), (false, Coverage::FileOps)] {
+        let exe = compile_c(build.path(), if statik { "s" } else { "d" }, statik);
+        let tmp = new_folder();
+        let target = tmp.path().join("db/out.bin");
+        let mut cmd = Command::new(exe);
+        cmd.arg(&target);
+        let r = record_cmd(tmp, cmd, &[]);
+        assert!(r.output.status.success());
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
+        assert_eq!(r.log.coverage(), expected, "static: {statik}");
+    }
+}
+
+#[test]
+fn seeded_randomness_is_repeatable_per_seed() {
+    let draw = |seed: Option<&str>| {
+        let tmp = new_folder();
+        let mut cmd = Command::new(python());
+        cmd.args([
+            "-c",
+            "import os; print(os.urandom(16).hex(), open('/dev/urandom','rb').read(8).hex())",
+        ]);
+        let env: Vec<(&str, &str)> = seed
+            .map(|s| vec![("TORTURE_FAULTFS_SEED", s)])
+            .unwrap_or_default();
+        let r = record_cmd(tmp, cmd, &env);
+        assert!(
+            r.output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&r.output.stderr)
+        );
+        r.stdout()
+    };
+    assert_eq!(draw(Some("42")), draw(Some("42")));
+    assert_ne!(draw(Some("42")), draw(Some("43")));
+    assert_ne!(draw(None), draw(None));
+}

@@ -15,6 +15,9 @@ pub mod log;
 pub mod model;
 pub mod snapshot;
 
+#[cfg(test)]
+mod tests;
+
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")

@@ -382,11 +382,11 @@ impl<'a> Replay<'a> {
                     inode.pending.clear();
                 }
             }
-            OpKind::Unlink { path, is_dir, .. } => {
-                if !is_dir {
-                    self.name_op(NameOp::Unlink { path: path.clone() });
-                }
-            }
+            OpKind::Unlink {
+                path,
+                is_dir: false,
+                ..
+            } => self.name_op(NameOp::Unlink { path: path.clone() }),
             OpKind::Rename {
                 from,
                 to,

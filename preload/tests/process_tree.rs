@@ -200,3 +200,92 @@ fn seeded_randomness_is_repeatable_per_seed() {
     assert_ne!(draw(Some("42")), draw(Some("43")));
     assert_ne!(draw(None), draw(None));
 }
+
+#[test]
+fn threads_share_the_total_order_and_the_rebuilt_folder_matches_the_disk() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import os, sys, threading\n\
+        def w(i):\n\
+        \x20   fd = os.open(os.path.join(sys.argv[1], 'f%d' % i), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        \x20   for k in range(300):\n\
+        \x20       os.pwrite(fd, bytes([k % 256]) * 700, (k * 37 % 50) * 512)\n\
+        \x20       if k % 50 == 0: os.fsync(fd)\n\
+        \x20   os.close(fd)\n\
+        ts = [threading.Thread(target=w, args=(i,)) for i in range(4)]\n\
+        [t.start() for t in ts]\n\
+        [t.join() for t in ts]\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let start = torture_preload::snapshot(&dir).unwrap();
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let writes = r
+        .log
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Write { .. }))
+        .count();
+    assert_eq!(writes, 1200);
+    let tids: std::collections::BTreeSet<u32> = r.log.ops.iter().map(|o| o.tid).collect();
+    assert!(tids.len() >= 4, "{tids:?}");
+    let end = r.log.ops.last().unwrap().seq;
+    let rebuilt = torture_preload::build_state(
+        &start,
+        &r.log,
+        torture_preload::Cut { after: end },
+        torture_preload::Variant::KeepAll,
+        &torture_preload::Model::default(),
+    )
+    .unwrap();
+    let disk: std::collections::BTreeMap<_, _> = torture_preload::snapshot(&r.dir())
+        .unwrap()
+        .files
+        .into_iter()
+        .map(|(p, f)| (p, f.data))
+        .collect();
+    assert_eq!(disk, rebuilt);
+}
+
+#[test]
+fn a_shared_writable_mapping_of_a_data_file_is_reported() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import mmap, os, sys\n\
+        for name in ('data', 'x.db-shm'):\n\
+        \x20   fd = os.open(os.path.join(sys.argv[1], name), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        \x20   os.ftruncate(fd, 4096)\n\
+        \x20   m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)\n\
+        \x20   m[0:5] = b'hello'\n\
+        \x20   m.flush()\n\
+        \x20   m.close(); os.close(fd)\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let marked: Vec<_> = r
+        .log
+        .mmap_writes()
+        .map(|o| match &o.kind {
+            OpKind::MmapWrite { path, .. } => path.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(marked, vec![std::path::PathBuf::from("data")]);
+    // The flush of the mapping is seen as an msync (which the model treats as not durable).
+    assert!(r.log.ops.iter().any(|o| matches!(
+        &o.kind,
+        OpKind::Sync {
+            how: torture_preload::SyncHow::Msync,
+            ..
+        }
+    )));
+}

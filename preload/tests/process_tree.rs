@@ -289,3 +289,61 @@ fn a_shared_writable_mapping_of_a_data_file_is_reported() {
         }
     )));
 }
+
+#[test]
+fn copies_through_sendfile_are_recorded_with_their_bytes() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let src = tmp.path().join("src.bin");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &content).unwrap();
+    let start = torture_preload::snapshot(&dir).unwrap();
+    let mut cmd = Command::new(python());
+    // shutil.copyfile copies with os.sendfile on Linux.
+    cmd.args(["-c", "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"])
+        .arg(&src)
+        .arg(dir.join("copy.bin"));
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(r.output.status.success(), "{}", String::from_utf8_lossy(&r.output.stderr));
+    let end = r.log.ops.last().unwrap().seq;
+    let rebuilt = torture_preload::build_state(
+        &start,
+        &r.log,
+        torture_preload::Cut { after: end },
+        torture_preload::Variant::KeepAll,
+        &torture_preload::Model::default(),
+    )
+    .unwrap();
+    assert_eq!(rebuilt.get(std::path::Path::new("copy.bin")), Some(&content));
+}
+
+#[test]
+fn a_stdio_stream_on_a_folder_file_is_reported_as_unrecorded() {
+    let build = tempfile::tempdir().unwrap();
+    let src = build.path().join("stdio.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(int c, char **v) { FILE *f = fopen(v[1], \"w\");\n\
+         if (!f) return 1; fprintf(f, \"hello\\n\"); return fclose(f); }\n",
+    )
+    .unwrap();
+    let exe = build.path().join("stdio");
+    let out = Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| panic!("a C compiler is needed: install it (apt-get install gcc): {e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tmp = new_folder();
+    let target = tmp.path().join("db/out.txt");
+    let mut cmd = Command::new(exe);
+    cmd.arg(&target);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(r.output.status.success());
+    assert!(
+        r.log.ops.iter().any(|o| matches!(&o.kind, OpKind::Unsupported { path, .. } if path.ends_with("out.txt"))),
+        "{:?}",
+        r.log.ops
+    );
+}

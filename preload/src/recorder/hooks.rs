@@ -121,6 +121,136 @@ fn checked_info(locked: &Locked, fd: c_int) -> Option<(FdInfo, libc::stat)> {
     Some((info, st))
 }
 
+/// Where a write at `at` lands.
+fn write_offset(fd: c_int, at: At, old_size: u64) -> u64 {
+    match at {
+        At::Offset(o) => o.max(0) as u64,
+        At::Current => {
+            // SAFETY: plain calls on a valid fd.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if flags >= 0 && flags & libc::O_APPEND != 0 {
+                old_size
+            } else {
+                unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64
+            }
+        }
+    }
+}
+
+/// A write whose bytes the caller does not hand over (`sendfile`, `copy_file_range`, `splice`):
+/// the pre-image is read before the call and the written bytes are read back after it.
+fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    let Some(_g) = HookGuard::enter() else {
+        return call();
+    };
+    if !same_process() || fd_kind(fd) != KIND_FILE {
+        return call();
+    }
+    let locked = Locked::acquire();
+    let Some((info, st)) = checked_info(&locked, fd) else {
+        drop(locked);
+        return call();
+    };
+    let old_size = st.st_size as u64;
+    let offset = write_offset(fd, at, old_size);
+    locked.crash_check();
+    if let Some(e) = locked.fail_check(FailKind::Write) {
+        let mut rec = locked.enc(Tag::Write, e, true);
+        rec.file(fd, &info.path, info.ino)
+            .u64(offset)
+            .u64(old_size)
+            .bytes(&[])
+            .bytes(&[]);
+        locked.append(&mut rec);
+        drop(locked);
+        set_errno(e);
+        return -1;
+    }
+    let pre_len = old_size.saturating_sub(offset).min(count as u64) as usize;
+    let pre = read_range(fd, offset, pre_len);
+    let ret = call();
+    let err = errno();
+    let n = ret.max(0) as usize;
+    let data = read_range(fd, offset, n);
+    let mut rec = locked.enc(Tag::Write, if ret < 0 { err } else { 0 }, false);
+    rec.file(fd, &info.path, info.ino)
+        .u64(offset)
+        .u64(old_size)
+        .bytes(&data)
+        .bytes(&pre[..pre.len().min(n)]);
+    locked.append(&mut rec);
+    drop(locked);
+    set_errno(err);
+    ret
+}
+
+fn at_ptr(off: *const i64) -> At {
+    if off.is_null() {
+        At::Current
+    } else {
+        // SAFETY: a non-null offset pointer points to the caller's offset.
+        At::Offset(unsafe { *off })
+    }
+}
+
+type SendfileFn = unsafe extern "C" fn(c_int, c_int, *mut off_t, size_t) -> ssize_t;
+type CopyRangeFn =
+    unsafe extern "C" fn(c_int, *mut i64, c_int, *mut i64, size_t, c_uint) -> ssize_t;
+
+#[no_mangle]
+pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t {
+    let f = real_or!("sendfile", SendfileFn, -1);
+    if !write_watched(out) || fd_kind(out) != KIND_FILE {
+        return unsafe { f(out, inp, off, n) };
+    }
+    logged_copy_write(out, At::Current, n, || unsafe { f(out, inp, off, n) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut off_t, n: size_t) -> ssize_t {
+    let f = real_or!("sendfile64", SendfileFn, -1);
+    if !write_watched(out) || fd_kind(out) != KIND_FILE {
+        return unsafe { f(out, inp, off, n) };
+    }
+    logged_copy_write(out, At::Current, n, || unsafe { f(out, inp, off, n) })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn copy_file_range(
+    fd_in: c_int,
+    off_in: *mut i64,
+    fd_out: c_int,
+    off_out: *mut i64,
+    n: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    let f = real_or!("copy_file_range", CopyRangeFn, -1);
+    if !write_watched(fd_out) || fd_kind(fd_out) != KIND_FILE {
+        return unsafe { f(fd_in, off_in, fd_out, off_out, n, flags) };
+    }
+    logged_copy_write(fd_out, at_ptr(off_out), n, || unsafe {
+        f(fd_in, off_in, fd_out, off_out, n, flags)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn splice(
+    fd_in: c_int,
+    off_in: *mut i64,
+    fd_out: c_int,
+    off_out: *mut i64,
+    n: size_t,
+    flags: c_uint,
+) -> ssize_t {
+    let f = real_or!("splice", CopyRangeFn, -1);
+    if !write_watched(fd_out) || fd_kind(fd_out) != KIND_FILE {
+        return unsafe { f(fd_in, off_in, fd_out, off_out, n, flags) };
+    }
+    logged_copy_write(fd_out, at_ptr(off_out), n, || unsafe {
+        f(fd_in, off_in, fd_out, off_out, n, flags)
+    })
+}
+
 fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) -> ssize_t {
     let Some(_g) = HookGuard::enter() else {
         return call();
@@ -137,18 +267,7 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
         return call();
     };
     let old_size = st.st_size as u64;
-    let offset = match at {
-        At::Offset(o) => o.max(0) as u64,
-        At::Current => {
-            // SAFETY: plain calls on a valid fd.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-            if flags >= 0 && flags & libc::O_APPEND != 0 {
-                old_size
-            } else {
-                unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64
-            }
-        }
-    };
+    let offset = write_offset(fd, at, old_size);
     locked.crash_check();
     if let Some(e) = locked.fail_check(FailKind::Write) {
         let mut rec = locked.enc(Tag::Write, e, true);
@@ -1276,4 +1395,87 @@ pub unsafe extern "C" fn getentropy(buf: *mut c_void, n: size_t) -> c_int {
         return 0;
     }
     unsafe { f(buf, n) }
+}
+
+// ---- stdio -------------------------------------------------------------------------------------
+
+type FopenFn = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+type FdopenFn = unsafe extern "C" fn(c_int, *const c_char) -> *mut libc::FILE;
+
+/// A stdio stream on a folder file: glibc's stdio writes through its internal `write`, which no
+/// preload can see. The stream's fd is tracked (its `fsync`s and `close` are seen) and an
+/// `unsupported` record tells the lab that writes through it are missing from the log.
+fn note_stream(stream: *mut libc::FILE, mode: *const c_char) {
+    if stream.is_null() || mode.is_null() {
+        return;
+    }
+    // SAFETY: a valid stream and a NUL-terminated mode string.
+    let (fd, mode) = unsafe { (libc::fileno(stream), std::ffi::CStr::from_ptr(mode).to_bytes()) };
+    let writes = mode.iter().any(|b| matches!(b, b'w' | b'a' | b'+'));
+    let Some(_g) = HookGuard::enter() else {
+        return;
+    };
+    if !same_process() || !writes {
+        return;
+    }
+    let err = errno();
+    let p = format!("/proc/self/fd/{fd}");
+    let target = std::fs::read_link(&p)
+        .map(|t| t.into_os_string().into_encoded_bytes())
+        .unwrap_or_default();
+    if let Some(rel) = relative(&target) {
+        if let Some(st) = fstat(fd) {
+            let locked = Locked::acquire();
+            let info = FdInfo {
+                path: rel.clone(),
+                ino: st.st_ino,
+                dev: st.st_dev,
+            };
+            locked.track(fd, KIND_FILE, info);
+            let mut rec = locked.enc(Tag::Unsupported, 0, false);
+            rec.file(fd, &rel, st.st_ino)
+                .bytes(b"stdio stream opened for writing: its writes are not recorded");
+            locked.append(&mut rec);
+        }
+    }
+    set_errno(err);
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    let Some(f) = real!("fopen", FopenFn) else {
+        set_errno(libc::ENOSYS);
+        return std::ptr::null_mut();
+    };
+    let s = unsafe { f(path, mode) };
+    if active() {
+        note_stream(s, mode);
+    }
+    s
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    let Some(f) = real!("fopen64", FopenFn) else {
+        set_errno(libc::ENOSYS);
+        return std::ptr::null_mut();
+    };
+    let s = unsafe { f(path, mode) };
+    if active() {
+        note_stream(s, mode);
+    }
+    s
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fdopen(fd: c_int, mode: *const c_char) -> *mut libc::FILE {
+    let Some(f) = real!("fdopen", FdopenFn) else {
+        set_errno(libc::ENOSYS);
+        return std::ptr::null_mut();
+    };
+    let s = unsafe { f(fd, mode) };
+    if active() {
+        note_stream(s, mode);
+    }
+    s
 }

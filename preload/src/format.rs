@@ -7,6 +7,20 @@
 //! Payload: `tag u8, seq u64, pid u32, tid u32, errno i32, injected u8`, then the fields of the tag
 //! (see [`Tag`]); byte strings are `u32 length + bytes`, paths are relative to the trial's folder.
 
+/// The shared page of counters at the start of `<log>.lock` (u64 LE slots), read and written only
+/// while holding `flock` on that file.
+pub const PAGE_SIZE: u64 = 4096;
+/// The last sequence number given.
+pub const SLOT_SEQ: usize = 0;
+/// How many processes have started (the next process index).
+pub const SLOT_PROC: usize = 1;
+/// Operations matching `TORTURE_FAULTFS_FAIL_AT` so far.
+pub const SLOT_FAIL_COUNT: usize = 2;
+/// The log's length after the last whole record.
+pub const SLOT_LOG_END: usize = 3;
+/// `TORTURE_FAULTFS_FAIL_AT` has fired.
+pub const SLOT_FAIL_FIRED: usize = 4;
+
 /// Record tags. The fields after the common head, in order:
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

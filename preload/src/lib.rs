@@ -9,6 +9,7 @@
 //! - [`crash`]: record once, crash everywhere — cut points, variants, distinct states, acks.
 
 pub mod acks;
+pub mod append;
 pub mod crash;
 pub mod format;
 pub mod log;
@@ -25,9 +26,10 @@ mod tests;
 mod recorder;
 
 pub use acks::{acks_before, AckedCommits, Writer};
+pub use append::LogAppender;
 pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
 pub use log::{parse_log, read_log, Coverage, Log, LogError, Op, OpKind, SyncHow};
-pub use model::{build_state, Cut, Model, Variant};
+pub use model::{build_state, write_files, Cut, Model, Variant};
 pub use snapshot::{snapshot, Snapshot};
 
 /// The environment variables the recorder reads in each process it is preloaded into.

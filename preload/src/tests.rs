@@ -231,3 +231,28 @@ fn enumeration_dedupes_states_and_bad_models_are_refused() {
         .unwrap();
     assert!(err.contains("power of two"), "{err}");
 }
+
+#[test]
+fn acks_appended_from_outside_join_the_total_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let mut b = LogBuilder::default();
+    b.start().write(7, 0, b"x");
+    std::fs::write(&path, &b.bytes).unwrap();
+    let mut a = crate::LogAppender::open(&path).unwrap();
+    assert_eq!(a.append_ack(5, b"ack 1\n").unwrap(), 1);
+    // The lock page was fresh: its sequence starts at 0, the log's end is the file's length.
+    let log = crate::read_log(&path).unwrap();
+    assert_eq!(log.ops.len(), 3);
+    assert_eq!(acks_before(&log.ops, u64::MAX).total(), 1);
+    // A torn record at the tail is cut off before the next append.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[1, 2, 3]).unwrap();
+    a.append_ack(5, b"ack 2\n").unwrap();
+    let log = crate::read_log(&path).unwrap();
+    assert_eq!(log.torn_tail_bytes, 0);
+    assert_eq!(acks_before(&log.ops, u64::MAX).total(), 2);
+}

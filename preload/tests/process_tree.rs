@@ -300,11 +300,18 @@ fn copies_through_sendfile_are_recorded_with_their_bytes() {
     let start = torture_preload::snapshot(&dir).unwrap();
     let mut cmd = Command::new(python());
     // shutil.copyfile copies with os.sendfile on Linux.
-    cmd.args(["-c", "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"])
-        .arg(&src)
-        .arg(dir.join("copy.bin"));
+    cmd.args([
+        "-c",
+        "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])",
+    ])
+    .arg(&src)
+    .arg(dir.join("copy.bin"));
     let r = record_cmd(tmp, cmd, &[]);
-    assert!(r.output.status.success(), "{}", String::from_utf8_lossy(&r.output.stderr));
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
     let end = r.log.ops.last().unwrap().seq;
     let rebuilt = torture_preload::build_state(
         &start,
@@ -314,7 +321,10 @@ fn copies_through_sendfile_are_recorded_with_their_bytes() {
         &torture_preload::Model::default(),
     )
     .unwrap();
-    assert_eq!(rebuilt.get(std::path::Path::new("copy.bin")), Some(&content));
+    assert_eq!(
+        rebuilt.get(std::path::Path::new("copy.bin")),
+        Some(&content)
+    );
 }
 
 #[test]
@@ -333,8 +343,14 @@ fn a_stdio_stream_on_a_folder_file_is_reported_as_unrecorded() {
         .arg(&exe)
         .arg(&src)
         .output()
-        .unwrap_or_else(|e| panic!("a C compiler is needed: install it (apt-get install gcc): {e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!("a C compiler is needed: install it (apt-get install gcc): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tmp = new_folder();
     let target = tmp.path().join("db/out.txt");
     let mut cmd = Command::new(exe);
@@ -342,7 +358,9 @@ fn a_stdio_stream_on_a_folder_file_is_reported_as_unrecorded() {
     let r = record_cmd(tmp, cmd, &[]);
     assert!(r.output.status.success());
     assert!(
-        r.log.ops.iter().any(|o| matches!(&o.kind, OpKind::Unsupported { path, .. } if path.ends_with("out.txt"))),
+        r.log.ops.iter().any(
+            |o| matches!(&o.kind, OpKind::Unsupported { path, .. } if path.ends_with("out.txt"))
+        ),
         "{:?}",
         r.log.ops
     );

@@ -1410,7 +1410,12 @@ fn note_stream(stream: *mut libc::FILE, mode: *const c_char) {
         return;
     }
     // SAFETY: a valid stream and a NUL-terminated mode string.
-    let (fd, mode) = unsafe { (libc::fileno(stream), std::ffi::CStr::from_ptr(mode).to_bytes()) };
+    let (fd, mode) = unsafe {
+        (
+            libc::fileno(stream),
+            std::ffi::CStr::from_ptr(mode).to_bytes(),
+        )
+    };
     let writes = mode.iter().any(|b| matches!(b, b'w' | b'a' | b'+'));
     let Some(_g) = HookGuard::enter() else {
         return;

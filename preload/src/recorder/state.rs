@@ -90,12 +90,10 @@ static GLOBAL: Global = Global {
     state: UnsafeCell::new(None),
 };
 
-// Shared page slots.
-const P_SEQ: usize = 0;
-const P_PROC: usize = 1;
-const P_FAIL_COUNT: usize = 2;
-const P_LOG_END: usize = 3;
-const P_FAIL_FIRED: usize = 4;
+use crate::format::{
+    SLOT_FAIL_COUNT as P_FAIL_COUNT, SLOT_FAIL_FIRED as P_FAIL_FIRED, SLOT_LOG_END as P_LOG_END,
+    SLOT_PROC as P_PROC, SLOT_SEQ as P_SEQ,
+};
 
 /// Marks the thread as inside a hook for its lifetime.
 pub struct HookGuard;

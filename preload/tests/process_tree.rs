@@ -365,3 +365,54 @@ fn a_stdio_stream_on_a_folder_file_is_reported_as_unrecorded() {
         r.log.ops
     );
 }
+
+#[test]
+fn a_descriptor_inherited_across_fork_is_tracked_in_the_child() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import os, sys\n\
+        fd = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        pid = os.fork()\n\
+        if pid == 0:\n\
+        \x20   os.pwrite(fd, b'child', 0); os.fsync(fd); print('ack 1 child', flush=True); os._exit(0)\n\
+        os.waitpid(pid, 0)\n\
+        os.pwrite(fd, b'parent', 5); print('ack 1 parent', flush=True)\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let writes: Vec<(u32, Vec<u8>)> = r
+        .log
+        .ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::Write { data, .. } => Some((o.pid, data.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_ne!(writes[0].0, writes[1].0, "both writes from one pid");
+    assert_eq!(writes[0].1, b"child");
+    let acks = torture_preload::acks_before(&r.log.ops, u64::MAX);
+    assert_eq!(acks.total(), 2, "{acks:?}");
+    // The child's ack precedes the parent's write in the one order.
+    let child_ack = r
+        .log
+        .ops
+        .iter()
+        .position(
+            |o| matches!(&o.kind, OpKind::Ack { data, .. } if data.starts_with(b"ack 1 child")),
+        )
+        .unwrap();
+    let parent_write = r
+        .log
+        .ops
+        .iter()
+        .position(|o| matches!(&o.kind, OpKind::Write { data, .. } if data == b"parent"))
+        .unwrap();
+    assert!(child_ack < parent_write);
+}

@@ -64,7 +64,7 @@ def main():
         os.waitpid(pid, 0)
         return
     if o["fork"]:
-        # Open (and create) the database first so parent and child share one fd across the fork.
+        # Create the database before the fork; each process then opens its own connection.
         sqlite3.connect(o["db"]).close()
         pid = os.fork()
         if pid == 0:

@@ -15,6 +15,7 @@ pub mod format;
 pub mod log;
 pub mod model;
 pub mod snapshot;
+pub mod sqlite;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
 pub use log::{parse_log, read_log, Coverage, Log, LogError, Op, OpKind, SyncHow};
 pub use model::{build_state, write_files, Cut, Model, Variant};
 pub use snapshot::{snapshot, Snapshot};
+pub use sqlite::{wal_checkpoints, Checkpoint};
 
 /// The environment variables the recorder reads in each process it is preloaded into.
 pub mod env {

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Instant;
 
+use common::Tally;
 use common::*;
 use torture_preload::{enumerate, Coverage, CrashPlan, Model, OpKind, Variant};
 
@@ -274,4 +275,57 @@ fn a_full_disk_reaches_the_program_as_enospc() {
     // "disk I/O error" for the -shm's size extension): either way the program saw the error.
     let err = String::from_utf8_lossy(&r.output.stderr);
     assert!(err.contains("sqlite3.OperationalError"), "{err}");
+}
+
+/// WAL runs long enough to checkpoint mid-run (wal_autocheckpoint of a few pages): cuts inside the
+/// checkpoints, counted.
+fn checkpointing(sync: &str) -> (usize, Tally) {
+    let r = record_writer(
+        "wal",
+        &[
+            "--commits",
+            "40",
+            "--synchronous",
+            sync,
+            "--autocheckpoint",
+            "8",
+            "--rows",
+            "6",
+        ],
+        &[],
+    );
+    let cps = torture_preload::wal_checkpoints(&r.log);
+    assert!(cps.len() >= 3, "too few checkpoints: {cps:?}");
+    let p = CrashPlan {
+        random_per_cut: 2,
+        seed: 11,
+        ..CrashPlan::every_op(Model::default())
+    };
+    let e = enumerate(&r.start, &r.log, &p).unwrap();
+    let mut inside = 0;
+    let states = e.states().inspect(|s| {
+        if cps.iter().any(|c| c.contains(s.cut)) {
+            inside += 1;
+        }
+    });
+    let t = check_states(states);
+    eprintln!(
+        "WAL+{sync} with {} checkpoints: {inside} of {} states cut inside a checkpoint: {t:?}",
+        cps.len(),
+        t.states
+    );
+    assert!(inside > 0, "no cut fell inside a checkpoint");
+    (inside, t)
+}
+
+#[test]
+fn wal_full_cuts_inside_checkpoints_lose_nothing() {
+    let (_, t) = checkpointing("full");
+    assert_eq!((t.damaged, t.lost), (0, 0), "{t:?}");
+}
+
+#[test]
+fn wal_normal_cuts_inside_checkpoints_never_corrupt() {
+    let (_, t) = checkpointing("normal");
+    assert_eq!(t.damaged, 0, "{t:?}");
 }

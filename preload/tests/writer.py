@@ -2,7 +2,7 @@
 """A small SQLite program for the fault layer's tests: commits numbered rows, prints `ack N [ID]`.
 
     writer.py DB --commits N [--journal-mode M] [--synchronous S] [--id ID] [--rows R]
-              [--payload BYTES] [--start S] [--fork] [--exec-child]
+              [--payload BYTES] [--start S] [--autocheckpoint PAGES] [--fork] [--exec-child]
 
 Each transaction N inserts R rows into `item` (payload bytes each) and one row (N, ID) into `t`,
 then COMMITs and prints `ack N` (with ` ID` when --id is given), flushed at once.
@@ -18,7 +18,8 @@ import sys
 
 def parse(argv):
     o = {"db": None, "commits": 20, "journal-mode": "wal", "synchronous": "full", "id": None,
-         "rows": 3, "payload": 300, "start": 1, "fork": False, "exec-child": False}
+         "rows": 3, "payload": 300, "start": 1, "autocheckpoint": None, "fork": False,
+         "exec-child": False}
     args = list(argv)
     while args:
         a = args.pop(0)
@@ -29,7 +30,7 @@ def parse(argv):
         else:
             o["db"] = a
     if not o["db"] or not set(o) <= {"db", "commits", "journal-mode", "synchronous", "id", "rows",
-                                      "payload", "start", "fork", "exec-child"}:
+                                      "payload", "start", "autocheckpoint", "fork", "exec-child"}:
         sys.exit("writer.py: give DB and known options only")
     return o
 
@@ -38,6 +39,8 @@ def write(o, ident):
     con = sqlite3.connect(o["db"], isolation_level=None, timeout=60)
     con.execute(f"PRAGMA journal_mode={o['journal-mode']}")
     con.execute(f"PRAGMA synchronous={o['synchronous']}")
+    if o["autocheckpoint"] is not None:
+        con.execute(f"PRAGMA wal_autocheckpoint={int(o['autocheckpoint'])}")
     con.execute("CREATE TABLE IF NOT EXISTS t(seq INTEGER, writer TEXT, PRIMARY KEY(seq, writer))")
     con.execute("CREATE TABLE IF NOT EXISTS item(id INTEGER PRIMARY KEY, seq INTEGER, payload BLOB)")
     rows, payload, start = int(o["rows"]), int(o["payload"]), int(o["start"])

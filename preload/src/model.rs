@@ -11,7 +11,9 @@
 //!   name operations, a prefix survives (file systems journal metadata in order).
 //! - `lying_disk`: no sync makes anything durable. `powersafe_overwrite = false`: the sector in
 //!   which a write tore is garbage, including bytes outside the write.
-//! - `sync_file_range` and `msync` make nothing durable; failed calls change nothing.
+//! - `sync_file_range` and `msync` make nothing durable; failed calls change nothing, except a
+//!   failed `fsync`/`fdatasync`: the file's pending writes then never reach the disk (Linux marks
+//!   the pages clean after a write-back error), though the page cache still shows them.
 //! - `-shm` files are dropped from crash states (SQLite rebuilds them), unless `drop_shm` is false.
 
 use std::collections::{BTreeMap, HashMap};
@@ -293,6 +295,22 @@ impl<'a> Replay<'a> {
 
     fn apply_op(&mut self, op: &Op) {
         if op.errno != 0 {
+            // A failed fsync (real or injected): Linux marks the pages clean after a write-back
+            // error, so the file's pending writes never reach the disk, even if a later fsync
+            // succeeds; the page cache (what a SIGKILL leaves) still holds them.
+            if let OpKind::Sync {
+                ino,
+                how,
+                is_dir: false,
+                ..
+            } = &op.kind
+            {
+                if how.is_durable() && !self.model.lying_disk {
+                    if let Some(&id) = self.by_ino.get(ino) {
+                        self.inodes[id].pending.clear();
+                    }
+                }
+            }
             return;
         }
         match &op.kind {
@@ -378,8 +396,9 @@ impl<'a> Replay<'a> {
                     self.pending_names = later;
                 } else if let Some(&id) = self.by_ino.get(ino) {
                     let inode = &mut self.inodes[id];
-                    inode.durable = inode.cur.clone();
-                    inode.pending.clear();
+                    for c in inode.pending.drain(..) {
+                        apply(&mut inode.durable, &c);
+                    }
                 }
             }
             OpKind::Unlink {

@@ -329,3 +329,36 @@ fn wal_normal_cuts_inside_checkpoints_never_corrupt() {
     let (_, t) = checkpointing("normal");
     assert_eq!(t.damaged, 0, "{t:?}");
 }
+
+/// io-error: the 8th sync fails. A program that acknowledges the commit anyway is caught (an
+/// acked commit missing); one that stops at the error loses nothing it acknowledged.
+fn failed_fsync(ignore_errors: bool) -> Tally {
+    let mut args = vec!["--commits", "20", "--synchronous", "full"];
+    if ignore_errors {
+        args.push("--ignore-errors");
+    }
+    let r = record_writer_allow_failure("wal", &args, &[("TORTURE_FAULTFS_FAIL_AT", "sync:8:eio")]);
+    assert_eq!(
+        r.output.status.success(),
+        ignore_errors,
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    assert_eq!(r.log.ops.iter().filter(|o| o.injected).count(), 1);
+    let e = enumerate(&r.start, &r.log, &CrashPlan::every_sync(Model::default())).unwrap();
+    let t = check_states(e.states());
+    eprintln!("failed fsync, ignore errors {ignore_errors}: {t:?}");
+    t
+}
+
+#[test]
+fn a_program_that_acks_a_commit_whose_fsync_failed_is_caught() {
+    let t = failed_fsync(true);
+    assert!(t.lost > 0, "positive control not caught: {t:?}");
+}
+
+#[test]
+fn a_program_that_stops_at_a_failed_fsync_loses_nothing_it_acked() {
+    let t = failed_fsync(false);
+    assert_eq!((t.damaged, t.lost), (0, 0), "{t:?}");
+}

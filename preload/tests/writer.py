@@ -3,10 +3,13 @@
 
     writer.py DB --commits N [--journal-mode M] [--synchronous S] [--id ID] [--rows R]
               [--payload BYTES] [--start S] [--autocheckpoint PAGES] [--fork] [--exec-child]
+              [--ignore-errors]
 
 Each transaction N inserts R rows into `item` (payload bytes each) and one row (N, ID) into `t`,
 then COMMITs and prints `ack N` (with ` ID` when --id is given), flushed at once.
 --fork: after opening, fork; parent and child each write --commits transactions (ids ID-p, ID-c).
+--ignore-errors: a buggy program, the positive control of io-error: when COMMIT fails it rolls
+back and prints `ack N` anyway, then carries on.
 --exec-child: before writing, start a copy of this program with exec (os.execv after fork) that
 writes with id ID-x, inheriting stdout; the parent waits for it.
 """
@@ -19,18 +22,19 @@ import sys
 def parse(argv):
     o = {"db": None, "commits": 20, "journal-mode": "wal", "synchronous": "full", "id": None,
          "rows": 3, "payload": 300, "start": 1, "autocheckpoint": None, "fork": False,
-         "exec-child": False}
+         "exec-child": False, "ignore-errors": False}
     args = list(argv)
     while args:
         a = args.pop(0)
-        if a in ("--fork", "--exec-child"):
+        if a in ("--fork", "--exec-child", "--ignore-errors"):
             o[a[2:]] = True
         elif a.startswith("--"):
             o[a[2:]] = args.pop(0)
         else:
             o["db"] = a
     if not o["db"] or not set(o) <= {"db", "commits", "journal-mode", "synchronous", "id", "rows",
-                                      "payload", "start", "autocheckpoint", "fork", "exec-child"}:
+                                      "payload", "start", "autocheckpoint", "fork", "exec-child",
+                                      "ignore-errors"}:
         sys.exit("writer.py: give DB and known options only")
     return o
 
@@ -49,7 +53,15 @@ def write(o, ident):
         con.executemany("INSERT INTO item(seq, payload) VALUES (?, ?)",
                         [(n, bytes([n % 251]) * payload) for _ in range(rows)])
         con.execute("INSERT INTO t(seq, writer) VALUES (?, ?)", (n, ident or ""))
-        con.execute("COMMIT")
+        try:
+            con.execute("COMMIT")
+        except sqlite3.Error:
+            if not o["ignore-errors"]:
+                raise
+            try:
+                con.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
         print(f"ack {n} {ident}" if ident else f"ack {n}", flush=True)
     con.close()
 

@@ -1,8 +1,6 @@
 //! Record once, crash everywhere: the crash states one recorded run holds.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::acks::{AckParser, AckedCommits};
@@ -136,16 +134,6 @@ fn cut_points(log: &Log, cuts: &CutPoints) -> Vec<u64> {
     out
 }
 
-fn content_hash(replay: &Replay<'_>, variant: Variant) -> u64 {
-    let mut h = DefaultHasher::new();
-    replay.visit(variant, &mut |path, data| {
-        path.hash(&mut h);
-        data.len().hash(&mut h);
-        h.write(data);
-    });
-    h.finish()
-}
-
 /// Considers every (cut, variant) of `plan`, keeps one per distinct content (the latest cut: it
 /// has the most acks), and samples down to `max_states`. Build the states with
 /// [`Enumeration::states`].
@@ -169,7 +157,7 @@ pub fn enumerate<'a>(
         replay.advance_to(cut);
         for &v in &variants {
             candidates += 1;
-            best.insert(content_hash(&replay, v), (cut, v));
+            best.insert(replay.state_hash(v), (cut, v));
         }
     }
     let distinct = best.len();

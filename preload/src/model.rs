@@ -16,6 +16,7 @@
 //!   the pages clean after a write-back error), though the page cache still shows them.
 //! - `-shm` files are dropped from crash states (SQLite rebuilds them), unless `drop_shm` is false.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -114,6 +115,59 @@ struct Inode {
     durable: Vec<u8>,
     cur: Vec<u8>,
     pending: Vec<Change>,
+    /// Cached [`file_hash`] of `cur` and `durable` (cleared when they change).
+    cur_hash: Cell<Option<u64>>,
+    durable_hash: Cell<Option<u64>>,
+}
+
+impl Inode {
+    fn new(data: Vec<u8>) -> Inode {
+        Inode {
+            durable: data.clone(),
+            cur: data,
+            ..Inode::default()
+        }
+    }
+}
+
+/// A fast 64-bit hash of a file's bytes (four multiply-xorshift lanes, SplitMix64 finish): tells
+/// crash states apart for deduplication, not meant to resist an adversary.
+pub(crate) fn file_hash(data: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut lanes = [
+        0x243F_6A88_85A3_08D3u64,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    ];
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(K);
+            *lane ^= *lane >> 29;
+        }
+    }
+    let mut h = data.len() as u64;
+    for lane in lanes {
+        h = (h ^ lane).wrapping_mul(K).rotate_left(27);
+    }
+    for &byte in blocks.remainder() {
+        h = (h ^ u64::from(byte)).wrapping_mul(K);
+    }
+    let mut z = h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn cached(cell: &Cell<Option<u64>>, data: &[u8]) -> u64 {
+    cell.get().unwrap_or_else(|| {
+        let h = file_hash(data);
+        cell.set(Some(h));
+        h
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -238,11 +292,7 @@ impl<'a> Replay<'a> {
         };
         for (path, f) in &start.files {
             let id = r.inodes.len();
-            r.inodes.push(Inode {
-                durable: f.data.clone(),
-                cur: f.data.clone(),
-                pending: Vec::new(),
-            });
+            r.inodes.push(Inode::new(f.data.clone()));
             r.by_ino.insert(f.ino, id);
             r.names.insert(path.clone(), id);
         }
@@ -285,6 +335,7 @@ impl<'a> Replay<'a> {
         let id = self.inode(ino);
         let inode = &mut self.inodes[id];
         apply(&mut inode.cur, &c);
+        inode.cur_hash.set(None);
         inode.pending.push(c);
     }
 
@@ -399,6 +450,7 @@ impl<'a> Replay<'a> {
                     for c in inode.pending.drain(..) {
                         apply(&mut inode.durable, &c);
                     }
+                    inode.durable_hash.set(None);
                 }
             }
             OpKind::Unlink {
@@ -419,11 +471,7 @@ impl<'a> Replay<'a> {
                 }),
                 (None, Some(t)) => {
                     let id = self.inodes.len();
-                    self.inodes.push(Inode {
-                        durable: content.clone(),
-                        cur: content.clone(),
-                        pending: Vec::new(),
-                    });
+                    self.inodes.push(Inode::new(content.clone()));
                     self.by_ino.insert(*ino, id);
                     self.name_op(NameOp::Link {
                         path: t.clone(),
@@ -465,11 +513,18 @@ impl<'a> Replay<'a> {
         out
     }
 
-    /// Visits every file's content without copying when the variant allows it (hashing pass).
-    pub(crate) fn visit(&self, variant: Variant, f: &mut dyn FnMut(&Path, &[u8])) {
+    /// The state's content hash (paths and file hashes); keep-all and lose-all reuse each file's
+    /// cached hash, so only the files that changed since the last cut are hashed again.
+    pub(crate) fn state_hash(&self, variant: Variant) -> u64 {
+        let mut h: u64 = 0x6A09_E667_F3BC_C908;
+        let mut add = |path: &Path, fh: u64| {
+            let p = file_hash(path.as_os_str().as_encoded_bytes());
+            h = (h ^ p).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ fh;
+        };
         match variant {
             Variant::KeepAll | Variant::LoseAll => {
-                let names = if variant == Variant::KeepAll {
+                let keep = variant == Variant::KeepAll;
+                let names = if keep {
                     &self.names
                 } else {
                     &self.durable_names
@@ -480,20 +535,21 @@ impl<'a> Replay<'a> {
                         continue;
                     }
                     let inode = &self.inodes[id];
-                    let data = if variant == Variant::KeepAll {
-                        &inode.cur
+                    let fh = if keep {
+                        cached(&inode.cur_hash, &inode.cur)
                     } else {
-                        &inode.durable
+                        cached(&inode.durable_hash, &inode.durable)
                     };
-                    f(path, data);
+                    add(path, fh);
                 }
             }
             _ => {
                 for (path, data) in self.materialize(variant) {
-                    f(&path, &data);
+                    add(&path, file_hash(&data));
                 }
             }
         }
+        h
     }
 
     fn file_content(&self, id: usize, variant: Variant, rng: &mut Rng) -> Vec<u8> {

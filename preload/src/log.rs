@@ -248,6 +248,15 @@ impl Log {
             .count()
     }
 
+    /// What the recorder saw but could not follow, and settings it could not parse: one message
+    /// each, for the lab to report.
+    pub fn unsupported(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().filter_map(|o| match &o.kind {
+            OpKind::Unsupported { what, .. } => Some(what.as_str()),
+            _ => None,
+        })
+    }
+
     /// Shared writable mappings of data files: writes the log cannot hold.
     pub fn mmap_writes(&self) -> impl Iterator<Item = &Op> {
         self.ops

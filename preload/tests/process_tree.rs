@@ -416,3 +416,20 @@ fn a_descriptor_inherited_across_fork_is_tracked_in_the_child() {
         .unwrap();
     assert!(child_ack < parent_write);
 }
+
+#[test]
+fn a_bad_fault_setting_is_logged_not_ignored() {
+    let tmp = new_folder();
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", "print('ok')"]);
+    let r = record_cmd(tmp, cmd, &[("TORTURE_FAULTFS_FAIL_AT", "fsync:3")]);
+    assert!(r.output.status.success());
+    let msgs: Vec<&str> = r.log.unsupported().collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("TORTURE_FAULTFS_FAIL_AT") && m.contains("give <kind>:<n>")),
+        "{msgs:?}"
+    );
+    // The lab validates the same way before it starts a program.
+    assert!("fsync:3".parse::<torture_preload::FailAt>().is_err());
+}

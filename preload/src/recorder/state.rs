@@ -38,26 +38,7 @@ pub struct Roots {
 
 pub static ROOTS: OnceLock<Roots> = OnceLock::new();
 
-/// What to fail (`TORTURE_FAULTFS_FAIL_AT=<kind>:<n>[:eio|:enospc][:persist]`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FailKind {
-    Any,
-    Write,
-    Sync,
-    Truncate,
-    Open,
-    Unlink,
-    Rename,
-    Fallocate,
-}
-
-#[derive(Clone, Copy)]
-pub struct FailSpec {
-    pub kind: FailKind,
-    pub n: u64,
-    pub errno: c_int,
-    pub persist: bool,
-}
+pub use crate::faults::{FailAt as FailSpec, FailKind};
 
 /// Per-fd bookkeeping (relative path and inode), guarded by the mutex.
 #[derive(Clone, Default)]
@@ -71,6 +52,8 @@ pub struct State {
     pub fds: Vec<Option<FdInfo>>,
     pub fail: Option<FailSpec>,
     pub crash_at: Option<u64>,
+    /// Settings that did not parse: logged at the start so the lab sees them.
+    pub bad_settings: Vec<String>,
     pub seed: Option<u64>,
     pub rng: u64,
     pub page: *mut u64,
@@ -340,6 +323,15 @@ impl Locked {
             .u8(u8::from(forked))
             .bytes(&exe);
         self.append(&mut e);
+        let bad = self
+            .state()
+            .map(|s| s.bad_settings.clone())
+            .unwrap_or_default();
+        for msg in bad {
+            let mut e = self.enc(Tag::Unsupported, 0, false);
+            e.file(-1, b"", 0).bytes(msg.as_bytes());
+            self.append(&mut e);
+        }
     }
 }
 
@@ -510,37 +502,6 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn parse_fail(s: &str) -> Option<FailSpec> {
-    let mut parts = s.split(':');
-    let kind = match parts.next()? {
-        "any" => FailKind::Any,
-        "write" => FailKind::Write,
-        "sync" => FailKind::Sync,
-        "truncate" => FailKind::Truncate,
-        "open" => FailKind::Open,
-        "unlink" => FailKind::Unlink,
-        "rename" => FailKind::Rename,
-        "fallocate" => FailKind::Fallocate,
-        _ => return None,
-    };
-    let n: u64 = parts.next()?.parse().ok().filter(|&n| n > 0)?;
-    let mut spec = FailSpec {
-        kind,
-        n,
-        errno: libc::EIO,
-        persist: false,
-    };
-    for p in parts {
-        match p {
-            "eio" => spec.errno = libc::EIO,
-            "enospc" => spec.errno = libc::ENOSPC,
-            "persist" => spec.persist = true,
-            _ => return None,
-        }
-    }
-    Some(spec)
-}
-
 fn open_high(path: &[u8], flags: c_int) -> c_int {
     let Some(c) = cstring(path) else { return -1 };
     // SAFETY: c is NUL-terminated.
@@ -643,12 +604,31 @@ pub fn init_from_env() {
     if let Some(fd) = env("TORTURE_FAULTFS_ACKFD").and_then(|v| v.parse::<i32>().ok()) {
         ACK_FD.store(fd, Relaxed);
     }
-    let seed = env("TORTURE_FAULTFS_SEED").and_then(|v| v.parse::<u64>().ok());
+    let mut bad_settings = Vec::new();
+    let mut setting = |name: &str, parse: &dyn Fn(&str) -> Result<(), String>| {
+        if let Some(v) = env(name) {
+            if let Err(e) = parse(&v) {
+                bad_settings.push(e);
+            }
+        }
+    };
+    setting("TORTURE_FAULTFS_SEED", &|v| {
+        crate::faults::parse_seed(v).map(drop)
+    });
+    setting("TORTURE_FAULTFS_FAIL_AT", &|v| {
+        v.parse::<FailSpec>().map(drop)
+    });
+    setting("TORTURE_FAULTFS_CRASH_AT", &|v| {
+        crate::faults::parse_crash_at(v).map(drop)
+    });
+    let seed = env("TORTURE_FAULTFS_SEED").and_then(|v| crate::faults::parse_seed(&v).ok());
     SEEDED.store(seed.is_some(), Relaxed);
     let state = State {
         fds: Vec::new(),
-        fail: env("TORTURE_FAULTFS_FAIL_AT").and_then(|v| parse_fail(&v)),
-        crash_at: env("TORTURE_FAULTFS_CRASH_AT").and_then(|v| v.parse().ok()),
+        fail: env("TORTURE_FAULTFS_FAIL_AT").and_then(|v| v.parse().ok()),
+        crash_at: env("TORTURE_FAULTFS_CRASH_AT")
+            .and_then(|v| crate::faults::parse_crash_at(&v).ok()),
+        bad_settings,
         seed,
         rng: 0,
         page,

@@ -9,6 +9,7 @@
 //! - Names (create, unlink, rename) are pending until their directory is fsynced (strict model, as
 //!   POSIX promises: ext4 in practice also commits a new name with the file's fsync). Of the pending
 //!   name operations, a prefix survives (file systems journal metadata in order).
+//! - `fsync_commits_names`: a file's fsync also commits every earlier name operation (ext4-like).
 //! - `lying_disk`: no sync makes anything durable. `powersafe_overwrite = false`: the sector in
 //!   which a write tore is garbage, including bytes outside the write.
 //! - `sync_file_range` and `msync` make nothing durable; failed calls change nothing, except a
@@ -39,6 +40,10 @@ pub struct Model {
     pub torn_probability: f64,
     /// Leave `-shm` files out of crash states.
     pub drop_shm: bool,
+    /// An effective `fsync`/`fdatasync` of any file also makes every name operation before it
+    /// durable, as a journaling file system's commit does (ext4, XFS, btrfs in practice; POSIX does
+    /// not promise it). False (the default) is the strict model: only a directory fsync does.
+    pub fsync_commits_names: bool,
 }
 
 impl Default for Model {
@@ -50,6 +55,7 @@ impl Default for Model {
             keep_probability: 0.5,
             torn_probability: 0.2,
             drop_shm: true,
+            fsync_commits_names: false,
         }
     }
 }
@@ -451,6 +457,11 @@ impl<'a> Replay<'a> {
                         apply(&mut inode.durable, &c);
                     }
                     inode.durable_hash.set(None);
+                    if self.model.fsync_commits_names {
+                        for n in self.pending_names.drain(..) {
+                            n.apply(&mut self.durable_names);
+                        }
+                    }
                 }
             }
             OpKind::Unlink {

@@ -117,3 +117,135 @@ mod tests {
         assert!(parse_seed("-1").is_err());
     }
 }
+
+/// Which files an [`OpFilter`] matches, by SQLite's (and DuckDB's) naming of its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFilter {
+    Any,
+    /// A database file: not a `-wal`, `-shm`, `-journal`, `.wal` or `-mj…` sidecar.
+    Db,
+    /// `*-wal` (SQLite) or `*.wal` (DuckDB).
+    Wal,
+    /// `*-journal` or a super-journal (`*-mj…`).
+    Journal,
+    Shm,
+}
+
+impl FileFilter {
+    pub fn matches(self, path: &std::path::Path) -> bool {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let wal = name.ends_with("-wal") || name.ends_with(".wal");
+        let journal = name.ends_with("-journal") || name.contains("-mj");
+        let shm = name.ends_with("-shm");
+        match self {
+            FileFilter::Any => true,
+            FileFilter::Db => !(wal || journal || shm || name.is_empty()),
+            FileFilter::Wal => wal,
+            FileFilter::Journal => journal,
+            FileFilter::Shm => shm,
+        }
+    }
+}
+
+/// A class of operations, written `kind[:file]` — `sync:wal`, `write:db`, `any` — for choosing a
+/// kill-at-op cut on a recorded log (`--crash-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpFilter {
+    pub kind: FailKind,
+    pub file: FileFilter,
+}
+
+impl std::str::FromStr for OpFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<OpFilter, String> {
+        let bad = || {
+            format!(
+                "--crash-at {s:?}: give <kind>[:<file>] with kind any, write, sync, truncate, open, \
+                 unlink, rename or fallocate and file any, db, wal, journal or shm, e.g. sync:wal"
+            )
+        };
+        let (kind, file) = s.trim().split_once(':').unwrap_or((s.trim(), "any"));
+        let kind = match kind {
+            "any" => FailKind::Any,
+            "write" => FailKind::Write,
+            "sync" => FailKind::Sync,
+            "truncate" => FailKind::Truncate,
+            "open" => FailKind::Open,
+            "unlink" => FailKind::Unlink,
+            "rename" => FailKind::Rename,
+            "fallocate" => FailKind::Fallocate,
+            _ => return Err(bad()),
+        };
+        let file = match file {
+            "any" => FileFilter::Any,
+            "db" => FileFilter::Db,
+            "wal" => FileFilter::Wal,
+            "journal" => FileFilter::Journal,
+            "shm" => FileFilter::Shm,
+            _ => return Err(bad()),
+        };
+        Ok(OpFilter { kind, file })
+    }
+}
+
+impl OpFilter {
+    /// Whether a logged op (successful or not) is of this class. Only operations that change what
+    /// a disk could hold count: writes, syncs, size changes, creating or truncating opens, unlinks,
+    /// renames.
+    pub fn matches(&self, op: &crate::log::Op) -> bool {
+        use crate::log::OpKind as K;
+        let (kind, path) = match &op.kind {
+            K::Write { path, .. } => (FailKind::Write, path),
+            K::Sync { path, .. } => (FailKind::Sync, path),
+            K::Truncate { path, .. } => (FailKind::Truncate, path),
+            K::Fallocate { path, .. } => (FailKind::Fallocate, path),
+            K::Open {
+                path,
+                created,
+                truncated,
+                ..
+            } if *created || *truncated => (FailKind::Open, path),
+            K::Unlink { path, .. } => (FailKind::Unlink, path),
+            K::Rename {
+                from: Some(path), ..
+            } => (FailKind::Rename, path),
+            _ => return false,
+        };
+        (self.kind == FailKind::Any || self.kind == kind) && self.file.matches(path)
+    }
+
+    /// The sequence number of the `n`-th (from 1) matching op of the log: a SIGKILL just before it
+    /// leaves `build_state(…, Cut { after: seq - 1 }, Variant::KeepAll, …)`.
+    pub fn nth(&self, log: &crate::log::Log, n: u64) -> Option<u64> {
+        let n = usize::try_from(n.checked_sub(1)?).ok()?;
+        log.ops
+            .iter()
+            .filter(|o| self.matches(o))
+            .nth(n)
+            .map(|o| o.seq)
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_match_sqlite_and_duckdb_names() {
+        let f: OpFilter = "sync:wal".parse().unwrap();
+        assert_eq!(f.kind, FailKind::Sync);
+        assert!(f.file.matches(std::path::Path::new("x.db-wal")));
+        assert!(f.file.matches(std::path::Path::new("x.duckdb.wal")));
+        assert!(!f.file.matches(std::path::Path::new("x.db")));
+        assert!(FileFilter::Db.matches(std::path::Path::new("x.db")));
+        assert!(!FileFilter::Db.matches(std::path::Path::new("x.db-journal")));
+        assert_eq!("any".parse::<OpFilter>().unwrap().file, FileFilter::Any);
+        let e = "fsync:wal".parse::<OpFilter>().unwrap_err();
+        assert!(e.contains("give <kind>[:<file>]"), "{e}");
+        assert!("sync:index".parse::<OpFilter>().is_err());
+    }
+}

@@ -30,7 +30,7 @@ mod recorder;
 pub use acks::{acks_before, AckedCommits, Writer};
 pub use append::LogAppender;
 pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
-pub use faults::{parse_crash_at, parse_seed, FailAt, FailKind};
+pub use faults::{parse_crash_at, parse_seed, FailAt, FailKind, FileFilter, OpFilter};
 pub use log::{parse_log, read_log, Coverage, Log, LogError, Op, OpKind, SyncHow};
 pub use model::{build_state, write_files, Cut, Model, Variant};
 pub use snapshot::{snapshot, Snapshot};

@@ -362,3 +362,27 @@ fn a_program_that_stops_at_a_failed_fsync_loses_nothing_it_acked() {
     let t = failed_fsync(false);
     assert_eq!((t.damaged, t.lost), (0, 0), "{t:?}");
 }
+
+#[test]
+fn a_kill_at_the_nth_wal_sync_is_cut_from_the_recorded_log() {
+    // Record once; the state a SIGKILL just before the 5th WAL sync leaves is rebuilt from the log.
+    let r = record_writer("wal", &["--commits", "10"], &[]);
+    let filter: torture_preload::OpFilter = "sync:wal".parse().unwrap();
+    let seq = filter.nth(&r.log, 5).expect("a 5th WAL sync");
+    assert!(
+        matches!(&r.log.ops[(seq - 1) as usize].kind, OpKind::Sync { path, .. } if path.ends_with("x.db-wal"))
+    );
+    let files = torture_preload::build_state(
+        &r.start,
+        &r.log,
+        torture_preload::Cut { after: seq - 1 },
+        Variant::KeepAll,
+        &Model::default(),
+    )
+    .unwrap();
+    let acks = torture_preload::acks_before(&r.log.ops, seq - 1);
+    let scratch = tempfile::tempdir().unwrap();
+    torture_preload::write_files(scratch.path(), &files).unwrap();
+    assert_eq!(check_db(scratch.path(), &acks), Verdict::Intact);
+    assert!(filter.nth(&r.log, 10_000).is_none());
+}

@@ -433,3 +433,49 @@ fn a_bad_fault_setting_is_logged_not_ignored() {
     // The lab validates the same way before it starts a program.
     assert!("fsync:3".parse::<torture_preload::FailAt>().is_err());
 }
+
+#[test]
+fn a_full_ack_pipe_read_by_a_recorded_process_does_not_deadlock() {
+    // The child fills its stdout pipe with acks while the parent (also recorded, and the pipe's
+    // only reader) writes folder files before it reads: the ack's real write must not hold the lock.
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import os, subprocess, sys\n\
+        p = subprocess.Popen([sys.executable, '-c', \"for i in range(30000): print('ack %d' % i, flush=True)\"], stdout=subprocess.PIPE)\n\
+        fd = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        for k in range(3000): os.pwrite(fd, b'x' * 100, 0)\n\
+        out = p.stdout.read(); p.wait()\n\
+        print('read', len(out.splitlines()))\n";
+    let log_path = tmp.path().join("log");
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script])
+        .arg(&dir)
+        .env("LD_PRELOAD", library())
+        .env("TORTURE_FAULTFS_DIR", &dir)
+        .env("TORTURE_FAULTFS_LOG", &log_path)
+        .env("TORTURE_FAULTFS_ACKFD", "1")
+        .stdout(std::process::Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: killing the process group we started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("deadlock: the recorded processes did not finish in 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "read 30000");
+    let log = torture_preload::read_log(&log_path).unwrap();
+    assert_eq!(
+        torture_preload::acks_before(&log.ops, u64::MAX).total(),
+        30000
+    );
+}

@@ -298,20 +298,24 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
     ret
 }
 
+/// A write to the ack fd. The real write runs outside the lock: the fd is usually a pipe, and a
+/// reader that is itself a recorded process waiting for the lock must not deadlock a full pipe.
+/// The record is appended right after, before this thread does anything else, so an ack precedes
+/// every later op of its own thread; another process's ops may land between the write and the
+/// record, where the ack then counts for fewer cuts (never more).
 fn ack(fd: c_int, data: &[u8], call: impl FnOnce() -> ssize_t) -> ssize_t {
     if fd != ACK_FD.load(Relaxed) {
         return call();
     }
-    let locked = Locked::acquire();
-    locked.crash_check();
+    Locked::acquire().crash_check();
     let ret = call();
     let err = errno();
     if ret > 0 {
+        let locked = Locked::acquire();
         let mut rec = locked.enc(Tag::Ack, 0, false);
         rec.i32(fd).bytes(&data[..(ret as usize).min(data.len())]);
         locked.append(&mut rec);
     }
-    drop(locked);
     set_errno(err);
     ret
 }
@@ -734,6 +738,21 @@ fn logged_open(
         set_errno(err);
         return fd;
     };
+    let before = lstat_path(&abs);
+    let special = before.is_some_and(|s| {
+        let t = s.st_mode & libc::S_IFMT;
+        t != libc::S_IFREG && t != libc::S_IFDIR
+    });
+    if special {
+        // A FIFO, socket or device in the folder: opening it may block; never under the lock.
+        let fd = call();
+        let err = errno();
+        if fd >= 0 && fd_kind(fd) != KIND_NONE {
+            Locked::acquire().untrack(fd);
+        }
+        set_errno(err);
+        return fd;
+    }
     let locked = Locked::acquire();
     let before = lstat_path(&abs);
     let existed = before.is_some();

@@ -479,3 +479,37 @@ fn a_full_ack_pipe_read_by_a_recorded_process_does_not_deadlock() {
         30000
     );
 }
+
+#[test]
+fn a_write_on_an_o_dsync_fd_is_durable_when_it_returns() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    std::fs::write(dir.join("f"), b"0000").unwrap();
+    let script = "import os, sys\n\
+        fd = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR | os.O_DSYNC)\n\
+        os.pwrite(fd, b'AB', 0)\n\
+        g = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR)\n\
+        os.pwrite(g, b'CD', 2)\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let end = r.log.ops.last().unwrap().seq;
+    let lose = torture_preload::build_state(
+        &r.start,
+        &r.log,
+        torture_preload::Cut { after: end },
+        torture_preload::Variant::LoseAll,
+        &torture_preload::Model::default(),
+    )
+    .unwrap();
+    // The O_DSYNC write survives losing everything pending; the plain one does not.
+    assert_eq!(
+        lose.get(std::path::Path::new("f")).map(Vec::as_slice),
+        Some(&b"AB00"[..])
+    );
+}

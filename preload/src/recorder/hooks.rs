@@ -121,19 +121,26 @@ fn checked_info(locked: &Locked, fd: c_int) -> Option<(FdInfo, libc::stat)> {
     Some((info, st))
 }
 
-/// Where a write at `at` lands.
-fn write_offset(fd: c_int, at: At, old_size: u64) -> u64 {
+/// Where a write at `at` lands (`O_APPEND` appends even for `pwrite`, on Linux).
+fn write_offset(fd: c_int, at: At, old_size: u64, flags: c_int) -> u64 {
+    if flags & libc::O_APPEND != 0 {
+        return old_size;
+    }
     match at {
         At::Offset(o) => o.max(0) as u64,
-        At::Current => {
-            // SAFETY: plain calls on a valid fd.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-            if flags >= 0 && flags & libc::O_APPEND != 0 {
-                old_size
-            } else {
-                unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64
-            }
-        }
+        // SAFETY: a plain call on a valid fd.
+        At::Current => unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64,
+    }
+}
+
+/// A write on an `O_SYNC`/`O_DSYNC` fd is durable when it returns: log a sync right after it.
+fn sync_if_synchronous(locked: &Locked, fd: c_int, info: &FdInfo, flags: c_int, ret: ssize_t) {
+    if ret > 0 && flags & libc::O_DSYNC != 0 {
+        let mut rec = locked.enc(Tag::Sync, 0, false);
+        rec.file(fd, &info.path, info.ino)
+            .u8(SyncHow::Fdatasync.to_byte())
+            .u8(0);
+        locked.append(&mut rec);
     }
 }
 
@@ -152,7 +159,9 @@ fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssi
         return call();
     };
     let old_size = st.st_size as u64;
-    let offset = write_offset(fd, at, old_size);
+    // SAFETY: a plain call on a valid fd.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0);
+    let offset = write_offset(fd, at, old_size, flags);
     locked.crash_check();
     if let Some(e) = locked.fail_check(FailKind::Write) {
         let mut rec = locked.enc(Tag::Write, e, true);
@@ -179,6 +188,7 @@ fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssi
         .bytes(&data)
         .bytes(&pre[..pre.len().min(n)]);
     locked.append(&mut rec);
+    sync_if_synchronous(&locked, fd, &info, flags, ret);
     drop(locked);
     set_errno(err);
     ret
@@ -267,7 +277,9 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
         return call();
     };
     let old_size = st.st_size as u64;
-    let offset = write_offset(fd, at, old_size);
+    // SAFETY: a plain call on a valid fd.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0);
+    let offset = write_offset(fd, at, old_size, flags);
     locked.crash_check();
     if let Some(e) = locked.fail_check(FailKind::Write) {
         let mut rec = locked.enc(Tag::Write, e, true);
@@ -293,6 +305,7 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
         .bytes(&data[..n])
         .bytes(&pre[..pre.len().min(n)]);
     locked.append(&mut rec);
+    sync_if_synchronous(&locked, fd, &info, flags, ret);
     drop(locked);
     set_errno(err);
     ret

@@ -160,6 +160,7 @@ pub fn enumerate<'a>(
             best.insert(replay.state_hash(v), (cut, v));
         }
     }
+    replay.check_size()?;
     let distinct = best.len();
     let mut selected: Vec<(u64, Variant, u64)> =
         best.into_iter().map(|(h, (c, v))| (c, v, h)).collect();

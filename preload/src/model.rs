@@ -221,6 +221,19 @@ pub(crate) struct Replay<'a> {
     pending_names: Vec<NameOp>,
     /// Operations on files the snapshot did not hold (content unknown, taken as empty).
     pub unknown_files: u64,
+    /// A change that would have grown a file past [`MAX_FILE`] (ignored: files live in memory).
+    pub too_large: Option<u64>,
+}
+
+/// The largest file the model rebuilds (it keeps files in memory).
+pub const MAX_FILE: u64 = 1 << 34;
+
+fn change_end(c: &Change) -> u64 {
+    match c {
+        Change::Write { offset, data, .. } => offset.saturating_add(data.len() as u64),
+        Change::SetSize(n) => *n,
+        Change::Zero { .. } => 0,
+    }
 }
 
 fn apply(buf: &mut Vec<u8>, c: &Change) {
@@ -295,6 +308,7 @@ impl<'a> Replay<'a> {
             durable_names: BTreeMap::new(),
             pending_names: Vec::new(),
             unknown_files: 0,
+            too_large: None,
         };
         for (path, f) in &start.files {
             let id = r.inodes.len();
@@ -304,6 +318,17 @@ impl<'a> Replay<'a> {
         }
         r.durable_names = r.names.clone();
         r
+    }
+
+    /// Refuses a log with a file larger than the model keeps in memory.
+    pub(crate) fn check_size(&self) -> Result<(), String> {
+        match self.too_large {
+            Some(n) => Err(format!(
+                "a file of the folder grows to {n} bytes; the crash-state builder keeps files in \
+                 memory and stops at {MAX_FILE}: use a smaller workload"
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The sequence number of the last op applied (0 before any).
@@ -338,6 +363,10 @@ impl<'a> Replay<'a> {
     }
 
     fn change(&mut self, ino: u64, c: Change) {
+        if change_end(&c) > MAX_FILE {
+            self.too_large.get_or_insert(change_end(&c));
+            return;
+        }
         let id = self.inode(ino);
         let inode = &mut self.inodes[id];
         apply(&mut inode.cur, &c);
@@ -645,6 +674,7 @@ pub fn build_state(
     model.validate()?;
     let mut r = Replay::new(start, log, model);
     r.advance_to(cut.after);
+    r.check_size()?;
     Ok(r.materialize(variant))
 }
 

@@ -256,3 +256,14 @@ fn acks_appended_from_outside_join_the_total_order() {
     assert_eq!(log.torn_tail_bytes, 0);
     assert_eq!(acks_before(&log.ops, u64::MAX).total(), 2);
 }
+
+#[test]
+fn a_huge_file_is_refused_with_a_message_not_a_crash() {
+    let mut b = LogBuilder::default();
+    b.write(7, 1 << 40, b"x");
+    let log = parse_log(&b.bytes).unwrap();
+    let start = start_with("f", 7, b"");
+    let err = build_state(&start, &log, Cut { after: 1 }, Variant::KeepAll, &model4()).unwrap_err();
+    assert!(err.contains("smaller workload"), "{err}");
+    assert!(enumerate(&start, &log, &CrashPlan::every_op(model4())).is_err());
+}

@@ -27,6 +27,16 @@ mod tests;
 ))]
 mod recorder;
 
+/// Starts the recorder inside this process (a child the lab forked without exec, e.g. a built-in
+/// writer), with settings by environment-variable name (see [`env`]). It works because a binary
+/// that links this crate carries the hooks: its own libc calls, and those of a SQLite linked into
+/// it, go through them. Call it right after the fork, single-threaded, before opening the database.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub use recorder::start_recording;
+
 pub use acks::{acks_before, AckedCommits, Writer};
 pub use append::LogAppender;
 pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};

@@ -22,7 +22,8 @@
 mod hooks;
 mod state;
 
-pub(crate) use state::init_from_env;
+use state::init_from_env;
+pub use state::start_recording;
 
 #[used]
 #[link_section = ".init_array"]

@@ -565,8 +565,42 @@ fn open_files(roots: &Roots) -> Option<*mut u64> {
 /// The constructor: reads the environment; when both variables are set, opens the log, re-learns
 /// inherited descriptors of the folder, registers the fork handlers and logs the process start.
 pub fn init_from_env() {
+    let _ = init(&env);
+}
+
+/// Starts recording in this process with settings given by environment-variable name (for a
+/// process the lab forks without exec: its built-in writers). Call it in the child right after the
+/// fork, while it is single-threaded, before it opens the database. Bad settings are an error.
+pub fn start_recording(settings: &[(&str, &str)]) -> Result<(), String> {
+    let get = |name: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(v) = get("TORTURE_FAULTFS_SEED") {
+        crate::faults::parse_seed(&v)?;
+    }
+    if let Some(v) = get("TORTURE_FAULTFS_FAIL_AT") {
+        v.parse::<FailSpec>()?;
+    }
+    if let Some(v) = get("TORTURE_FAULTFS_CRASH_AT") {
+        crate::faults::parse_crash_at(&v)?;
+    }
+    if let Some(v) = get("TORTURE_FAULTFS_ACKFD") {
+        v.parse::<i32>()
+            .map_err(|_| format!("TORTURE_FAULTFS_ACKFD={v:?}: give a file descriptor number"))?;
+    }
+    init(&get)
+}
+
+fn init(env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    if ACTIVE.load(Relaxed) || ROOTS.get().is_some() {
+        return Err("the recorder is already active in this process".into());
+    }
     let (Some(dir), Some(log)) = (env("TORTURE_FAULTFS_DIR"), env("TORTURE_FAULTFS_LOG")) else {
-        return;
+        return Err("give TORTURE_FAULTFS_DIR and TORTURE_FAULTFS_LOG".into());
     };
     let cwd = std::env::current_dir()
         .map(|p| p.into_os_string().into_encoded_bytes())
@@ -596,9 +630,15 @@ pub fn init_from_env() {
         lock_path,
     };
     let Some(page) = open_files(&roots) else {
-        return;
+        return Err(format!(
+            "cannot open the log {} or its lock file: {}",
+            String::from_utf8_lossy(&roots.log_path),
+            std::io::Error::last_os_error()
+        ));
     };
-    let _ = ROOTS.set(roots);
+    if ROOTS.set(roots).is_err() {
+        return Err("the recorder is already active in this process".into());
+    }
     // SAFETY: getpid has no preconditions.
     PID.store(unsafe { libc::getpid() } as u32, Relaxed);
     if let Some(fd) = env("TORTURE_FAULTFS_ACKFD").and_then(|v| v.parse::<i32>().ok()) {
@@ -649,6 +689,7 @@ pub fn init_from_env() {
         )
     };
     ACTIVE.store(true, SeqCst);
+    Ok(())
 }
 
 /// Descriptors of the folder inherited across `exec` (or open before the constructor ran).

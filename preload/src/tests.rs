@@ -267,3 +267,77 @@ fn a_huge_file_is_refused_with_a_message_not_a_crash() {
     assert!(err.contains("smaller workload"), "{err}");
     assert!(enumerate(&start, &log, &CrashPlan::every_op(model4())).is_err());
 }
+
+#[test]
+fn a_rename_is_pending_until_its_directory_is_fsynced() {
+    // The atomic-replace pattern: write a temp file, fsync it, rename it over the target.
+    let start = start_with("f", 7, b"old");
+    let mut b = LogBuilder::default();
+    b.create("f.tmp", 9).write(9, 0, b"new").fsync(9);
+    b.rec(Tag::Rename, |e| {
+        e.bytes(b"f.tmp")
+            .u8(1)
+            .bytes(b"f")
+            .u8(1)
+            .u64(9)
+            .u64(7)
+            .u32(0)
+            .bytes(&[]);
+    });
+    let m = model4();
+    let log = parse_log(&b.bytes).unwrap();
+    let lose = build_state(&start, &log, Cut { after: 4 }, Variant::LoseAll, &m).unwrap();
+    assert_eq!(
+        lose.get(&PathBuf::from("f")).map(Vec::as_slice),
+        Some(&b"old"[..])
+    );
+    assert!(!lose.contains_key(&PathBuf::from("f.tmp")));
+    let keep = build_state(&start, &log, Cut { after: 4 }, Variant::KeepAll, &m).unwrap();
+    assert_eq!(
+        keep.get(&PathBuf::from("f")).map(Vec::as_slice),
+        Some(&b"new"[..])
+    );
+    b.dirsync();
+    let log = parse_log(&b.bytes).unwrap();
+    let lose = build_state(&start, &log, Cut { after: 5 }, Variant::LoseAll, &m).unwrap();
+    assert_eq!(
+        lose.get(&PathBuf::from("f")).map(Vec::as_slice),
+        Some(&b"new"[..])
+    );
+    // With a journaling file system's commit, the file's fsync made the earlier create durable,
+    // but not the rename that came after it.
+    let ext4 = Model {
+        fsync_commits_names: true,
+        ..model4()
+    };
+    let log = parse_log(&b.bytes[..]).unwrap();
+    let s = build_state(&start, &log, Cut { after: 4 }, Variant::LoseAll, &ext4).unwrap();
+    assert_eq!(
+        s.get(&PathBuf::from("f.tmp")).map(Vec::as_slice),
+        Some(&b"new"[..])
+    );
+    assert_eq!(
+        s.get(&PathBuf::from("f")).map(Vec::as_slice),
+        Some(&b"old"[..])
+    );
+}
+
+#[test]
+fn too_many_states_are_sampled_with_the_seed() {
+    let start = start_with("f", 7, b"00000000");
+    let mut b = LogBuilder::default();
+    for i in 0..8u64 {
+        b.write(7, i, b"A").fsync(7);
+    }
+    let log = parse_log(&b.bytes).unwrap();
+    let plan = |seed| CrashPlan {
+        max_states: Some(3),
+        seed,
+        ..CrashPlan::every_op(model4())
+    };
+    let e = enumerate(&start, &log, &plan(1)).unwrap();
+    assert!(e.sampled && e.len() == 3 && e.distinct > 3);
+    let cuts = |e: &crate::Enumeration<'_>| e.states().map(|s| s.cut.after).collect::<Vec<_>>();
+    let again = enumerate(&start, &log, &plan(1)).unwrap();
+    assert_eq!(cuts(&e), cuts(&again));
+}

@@ -513,3 +513,34 @@ fn a_write_on_an_o_dsync_fd_is_durable_when_it_returns() {
         Some(&b"AB00"[..])
     );
 }
+
+#[test]
+fn duplicated_descriptors_are_followed() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import fcntl, os, sys\n\
+        fd = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        d = os.dup(fd); os.close(fd)\n\
+        os.pwrite(d, b'a', 0)\n\
+        d2 = fcntl.fcntl(d, fcntl.F_DUPFD, 50); os.pwrite(d2, b'b', 1)\n\
+        os.dup2(d, 60); os.pwrite(60, b'c', 2)\n\
+        r, w = os.pipe(); os.dup2(w, 60); os.write(60, b'not a folder file')\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let writes: Vec<Vec<u8>> = r
+        .log
+        .ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::Write { path, data, .. } if path.ends_with("f") => Some(data.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}

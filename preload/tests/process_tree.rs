@@ -437,11 +437,13 @@ fn a_bad_fault_setting_is_logged_not_ignored() {
 #[test]
 fn a_full_ack_pipe_read_by_a_recorded_process_does_not_deadlock() {
     // The child fills its stdout pipe with acks while the parent (also recorded, and the pipe's
-    // only reader) writes folder files before it reads: the ack's real write must not hold the lock.
+    // only reader) writes folder files before it reads (after the pipe is full): the ack's real
+    // write must not hold the lock.
     let tmp = new_folder();
     let dir = tmp.path().join("db");
-    let script = "import os, subprocess, sys\n\
+    let script = "import os, subprocess, sys, time\n\
         p = subprocess.Popen([sys.executable, '-c', \"for i in range(30000): print('ack %d' % i, flush=True)\"], stdout=subprocess.PIPE)\n\
+        time.sleep(1.5)\n\
         fd = os.open(os.path.join(sys.argv[1], 'f'), os.O_RDWR | os.O_CREAT, 0o644)\n\
         for k in range(3000): os.pwrite(fd, b'x' * 100, 0)\n\
         out = p.stdout.read(); p.wait()\n\
@@ -457,7 +459,7 @@ fn a_full_ack_pipe_read_by_a_recorded_process_does_not_deadlock() {
         .stdout(std::process::Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if child.try_wait().unwrap().is_some() {
             break;
@@ -466,7 +468,7 @@ fn a_full_ack_pipe_read_by_a_recorded_process_does_not_deadlock() {
             // SAFETY: killing the process group we started.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
-            panic!("deadlock: the recorded processes did not finish in 120 s");
+            panic!("deadlock: the recorded processes did not finish in 60 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

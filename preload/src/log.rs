@@ -16,6 +16,8 @@ pub enum SyncHow {
     /// `msync`: flushes a mapping; the recorder does not follow mapped writes, so it makes nothing
     /// durable in the model either.
     Msync,
+    /// `sync()` or `syncfs()`: every file and every name becomes durable.
+    All,
 }
 
 impl SyncHow {
@@ -25,6 +27,7 @@ impl SyncHow {
             1 => SyncHow::Fdatasync,
             2 => SyncHow::SyncFileRange,
             3 => SyncHow::Msync,
+            4 => SyncHow::All,
             _ => return None,
         })
     }
@@ -34,11 +37,12 @@ impl SyncHow {
             SyncHow::Fdatasync => 1,
             SyncHow::SyncFileRange => 2,
             SyncHow::Msync => 3,
+            SyncHow::All => 4,
         }
     }
     /// Whether this sync makes a file's data (and size) durable.
     pub fn is_durable(self) -> bool {
-        matches!(self, SyncHow::Fsync | SyncHow::Fdatasync)
+        matches!(self, SyncHow::Fsync | SyncHow::Fdatasync | SyncHow::All)
     }
 }
 

@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::log::{Log, Op, OpKind};
+use crate::log::{Log, Op, OpKind, SyncHow};
 use crate::snapshot::Snapshot;
 
 /// What the simulated disk does with what was not made durable.
@@ -470,6 +470,18 @@ impl<'a> Replay<'a> {
                 ..
             } => {
                 if self.model.lying_disk || !how.is_durable() {
+                    return;
+                }
+                if *how == SyncHow::All {
+                    for inode in &mut self.inodes {
+                        for c in inode.pending.drain(..) {
+                            apply(&mut inode.durable, &c);
+                        }
+                        inode.durable_hash.set(None);
+                    }
+                    for n in self.pending_names.drain(..) {
+                        n.apply(&mut self.durable_names);
+                    }
                     return;
                 }
                 if *is_dir {

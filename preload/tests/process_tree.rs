@@ -546,3 +546,35 @@ fn duplicated_descriptors_are_followed() {
         .collect();
     assert_eq!(writes, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
 }
+
+#[test]
+fn sync_makes_every_file_and_name_durable() {
+    let tmp = new_folder();
+    let dir = tmp.path().join("db");
+    let script = "import os, sys\n\
+        fd = os.open(os.path.join(sys.argv[1], 'new'), os.O_RDWR | os.O_CREAT, 0o644)\n\
+        os.write(fd, b'kept')\n\
+        os.sync()\n\
+        os.write(fd, b'-lost')\n";
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script]).arg(&dir);
+    let r = record_cmd(tmp, cmd, &[]);
+    assert!(
+        r.output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&r.output.stderr)
+    );
+    let end = r.log.ops.last().unwrap().seq;
+    let lose = torture_preload::build_state(
+        &r.start,
+        &r.log,
+        torture_preload::Cut { after: end },
+        torture_preload::Variant::LoseAll,
+        &torture_preload::Model::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        lose.get(std::path::Path::new("new")).map(Vec::as_slice),
+        Some(&b"kept"[..])
+    );
+}

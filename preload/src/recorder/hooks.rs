@@ -1674,3 +1674,55 @@ pub unsafe extern "C" fn mkostemp64(template: *mut c_char, flags: c_int) -> c_in
     }
     fd
 }
+
+// ---- whole-file-system syncs -------------------------------------------------------------------
+
+type SyncFn = unsafe extern "C" fn();
+
+/// `sync()` and `syncfs()` make everything durable: logged as one `All` sync (path "").
+fn logged_sync_all(call: impl FnOnce() -> c_int) -> c_int {
+    let Some(_g) = HookGuard::enter() else {
+        return call();
+    };
+    if !same_process() {
+        return call();
+    }
+    let locked = Locked::acquire();
+    locked.crash_check();
+    let (ret, err, injected) = match locked.fail_check(FailKind::Sync) {
+        Some(e) => (-1, e, true),
+        None => {
+            let r = call();
+            (r, if r < 0 { errno() } else { 0 }, false)
+        }
+    };
+    let mut rec = locked.enc(Tag::Sync, err, injected);
+    rec.file(-1, b"", 0).u8(SyncHow::All.to_byte()).u8(0);
+    locked.append(&mut rec);
+    drop(locked);
+    set_errno(err);
+    ret
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn sync() {
+    let Some(f) = real!("sync", SyncFn) else {
+        return;
+    };
+    if !active() {
+        return unsafe { f() };
+    }
+    logged_sync_all(|| {
+        unsafe { f() };
+        0
+    });
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn syncfs(fd: c_int) -> c_int {
+    let f = real_or!("syncfs", FdFn, -1);
+    if !active() {
+        return unsafe { f(fd) };
+    }
+    logged_sync_all(|| unsafe { f(fd) })
+}

@@ -1,12 +1,15 @@
 //! The lab's file-operation fault layer (issue 13).
 //!
-//! - [`recorder`](crate) (Linux): `libtorture_preload.so`, preloaded into every process of a trial,
-//!   logs each operation on the files of the trial's folder, with its data and pre-image, in one
-//!   total order with the program's acknowledgements. See `docs/fault-layer.md`.
+//! - the recorder (Linux, module `recorder`): `libtorture_preload.so`, preloaded into every process
+//!   of a trial (or started in a forked child with [`start_recording`]), logs each operation on the
+//!   files of the trial's folder, with its data and pre-image, in one total order with the
+//!   program's acknowledgements. See `docs/fault-layer.md`.
 //! - [`log`]: reads the log back into typed [`Op`]s.
 //! - [`snapshot`]: the folder's contents before the program starts.
 //! - [`model`]: the persistence model and the crash-state builder.
 //! - [`crash`]: record once, crash everywhere — cut points, variants, distinct states, acks.
+//! - [`faults`]: the fault settings' parsers and `OpFilter`; [`sqlite`]: WAL checkpoints in a log;
+//!   [`append`]: acks the lab appends itself.
 
 pub mod acks;
 pub mod append;

@@ -23,7 +23,7 @@ use crate::verify::verdict::Fault;
 
 use super::Variant;
 
-/// Named numbers a trial measured, beyond its row: summed over trials for the README tables.
+/// Named numbers a trial measured, beyond its row: summed over trials for docs/findings.md's tables.
 pub(crate) type Metrics = BTreeMap<String, u64>;
 
 pub(crate) use crate::trial::children::{word, Children, Env, Tally};

@@ -149,7 +149,7 @@ pub fn run_trial(
     run_measured(opts, scenario, index, files, sqlite_version).0
 }
 
-/// [`run_trial`], also returning the trial's measurements (for the README's tables).
+/// [`run_trial`], also returning the trial's measurements (for docs/findings.md's tables).
 pub(crate) fn run_measured(
     opts: &RunOptions,
     scenario: &str,

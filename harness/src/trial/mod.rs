@@ -350,13 +350,6 @@ fn run_op_fault(
                 filter: f.filter,
             })
         }
-        Fault::PowerLoss => {
-            cfg.crash_at = Some(CrashAt {
-                op,
-                filter: f.filter,
-            });
-            cfg.log_path = Some(log.clone());
-        }
         Fault::IoError | Fault::DiskFull => {
             cfg.io_error = Some(IoErrorAt {
                 op,
@@ -369,7 +362,8 @@ fn run_op_fault(
                 filter: f.filter,
             })
         }
-        Fault::Sigkill => {}
+        // Power loss returned above; SIGKILL is not op-indexed.
+        Fault::PowerLoss | Fault::Sigkill => {}
     }
     let io_error = cfg.io_error;
     let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
@@ -381,23 +375,12 @@ fn run_op_fault(
     if op > total {
         note.point.push_str(" (not reached)");
     }
-    match f.fault {
-        Fault::PowerLoss => {
-            let records =
-                crate::faults::read_log(&log).map_err(|e| format!("reading the op log: {e}"))?;
-            let report = crate::faults::simulate_power_loss(&records, u64::MAX, &f.model, &mut rng)
-                .map_err(|e| format!("simulating the power cut: {e}"))?;
-            note.detail = format!("power cut: {}", report.detail());
-        }
-        Fault::IoError | Fault::DiskFull => {
-            let persistent = io_error.is_some_and(|e| e.persistent);
-            note.detail = format!(
-                "{} injected I/O error(s) ({}), the writer carried on",
-                events.io_errors,
-                if persistent { "from then on" } else { "once" }
-            );
-        }
-        _ => {}
+    if let Some(e) = io_error {
+        note.detail = format!(
+            "{} injected I/O error(s) ({}), the writer carried on",
+            events.io_errors,
+            if e.persistent { "from then on" } else { "once" }
+        );
     }
     Ok(note)
 }

@@ -4,6 +4,7 @@
 
 pub mod junit;
 pub mod merge;
+pub mod out_dir;
 pub mod progress;
 pub mod report;
 pub mod stats;

@@ -370,12 +370,12 @@ fn run_validated(opts: RunOptions) -> i32 {
     let failures_dir = opts.out_dir.join("failures");
     let resume_hint = format!("torture --resume {}", opts.out_dir.display());
     // The scratch disk must have room before anything is written.
-    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::LOW_SPACE) {
+    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
         eprintln!(
             "torture: the lab's scratch disk is full: --dir {} has {} free, the lab needs at least {}; free space or point --dir at a larger file system",
             opts.work_base.display(),
             space::human(free),
-            space::human(space::LOW_SPACE)
+            space::human(space::START_SPACE)
         );
         return exit_code::LAB_ERROR;
     }

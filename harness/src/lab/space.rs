@@ -11,6 +11,9 @@ use crate::verify::verdict::Fault;
 /// its `-shm` (32 KiB), the lab for a copy of the starting database.
 pub const LOW_SPACE: u64 = 4 << 20;
 
+/// A run does not start on a scratch disk with less than this free.
+pub const START_SPACE: u64 = 1 << 20;
+
 /// Bytes an unprivileged process may still write under `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;

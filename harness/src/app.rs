@@ -288,6 +288,10 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     }
     if let Err(e) = exec
         .validate()
+        .and_then(|()| match (exec.shell, exec.command.first()) {
+            (false, Some(program)) => crate::writers::program::find_program(program),
+            _ => Ok(()),
+        })
         .and_then(|()| crate::writers::program::python_ready(&exec))
     {
         return usage_error(&e);
@@ -358,6 +362,9 @@ fn default_run_args() -> RunArgs {
 }
 
 fn run(args: RunArgs, command_line: String) -> i32 {
+    if let Err(e) = crate::options::check_fault_flags(&args) {
+        return usage_error(&e.0);
+    }
     let opts = match RunOptions::validate(args, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),

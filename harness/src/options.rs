@@ -24,6 +24,51 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
+/// A plain run's fault flags that the chosen fault never reads: refused rather than silently
+/// ignored (`--lying-disk` under SIGKILL, `--crash-at` without an op-indexed fault). Only for what
+/// the user typed on a plain run: scenarios place their own power cuts with these settings.
+pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
+    if args.resume.is_some() {
+        return Ok(());
+    }
+    // An unknown fault is reported by validation, with the list of faults.
+    let Some(fault) = Fault::parse(&args.fault) else {
+        return Ok(());
+    };
+    // Settings the chosen fault never reads: refuse them rather than run trials they cannot touch.
+    let power_only = [
+        (args.lying_disk, "--lying-disk"),
+        (args.no_powersafe_overwrite, "--no-powersafe-overwrite"),
+        (args.sector_size != default_sector_size(), "--sector-size"),
+    ];
+    if let Some((_, flag)) = power_only
+        .iter()
+        .find(|(set, _)| *set && fault != Fault::PowerLoss)
+    {
+        return Err(usage(format!(
+                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss or drop {flag}",
+                args.fault
+            )));
+    }
+    let op_only = [
+        (args.crash_at != default_crash_at(), "--crash-at"),
+        (
+            args.fault_commits != default_fault_commits(),
+            "--fault-commits",
+        ),
+    ];
+    if let Some((_, flag)) = op_only
+        .iter()
+        .find(|(set, _)| *set && !fault.is_op_indexed())
+    {
+        return Err(usage(format!(
+                "{flag} places an op-indexed fault and --fault {} counts no operations; add --fault kill-at-op, power-loss, io-error or disk-full, or drop {flag}",
+                args.fault
+            )));
+    }
+    Ok(())
+}
+
 /// What `OUT/run.json` holds: every setting that decides which trials a run makes, so `--resume`
 /// continues exactly the same run and a reader knows how the results were produced.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -130,37 +175,6 @@ impl FaultOptions {
             return Err(usage(format!(
                 "--sector-size {} is not a power of two from 512 to 65536",
                 spec.sector_size
-            )));
-        }
-        // Settings the chosen fault never reads: refuse them rather than run trials they cannot touch.
-        let power_only = [
-            (spec.lying_disk, "--lying-disk"),
-            (spec.no_powersafe_overwrite, "--no-powersafe-overwrite"),
-            (spec.sector_size != default_sector_size(), "--sector-size"),
-        ];
-        if let Some((_, flag)) = power_only
-            .iter()
-            .find(|(set, _)| *set && fault != Fault::PowerLoss)
-        {
-            return Err(usage(format!(
-                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss or drop {flag}",
-                fault.as_str()
-            )));
-        }
-        let op_only = [
-            (spec.crash_at != default_crash_at(), "--crash-at"),
-            (
-                spec.fault_commits != default_fault_commits(),
-                "--fault-commits",
-            ),
-        ];
-        if let Some((_, flag)) = op_only
-            .iter()
-            .find(|(set, _)| *set && !fault.is_op_indexed())
-        {
-            return Err(usage(format!(
-                "{flag} places an op-indexed fault and --fault {} counts no operations; add --fault kill-at-op, power-loss, io-error or disk-full, or drop {flag}",
-                fault.as_str()
             )));
         }
         if fault.is_op_indexed() {

@@ -254,9 +254,6 @@ impl ExecOptions {
                     .into(),
             );
         }
-        if !self.shell {
-            find_program(&self.command[0])?;
-        }
         if let Some(seed) = &self.seed_db {
             if !seed.is_file() {
                 return Err(format!(
@@ -380,7 +377,7 @@ impl ExecOptions {
 
 /// The program exec runs must exist and be executable (a path, or a name found on PATH): checked
 /// before anything is written, so a typo is bad usage, not a run of failed trials.
-fn find_program(program: &str) -> Result<(), String> {
+pub fn find_program(program: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let runnable = |p: &std::path::Path| {
         p.metadata()

@@ -75,6 +75,7 @@ pub fn run(
         // SAFETY: the parent is single-threaded here (no progress bar or other thread yet).
         match unsafe { fork() }? {
             ForkResult::Child => {
+                crate::output::out_dir::close_in_child();
                 // Close the other slots' ends, or they would never see end-of-file.
                 drop(slots);
                 drop(cmd_w);

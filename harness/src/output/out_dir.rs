@@ -5,12 +5,34 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-/// An exclusive `flock` on the OUT folder itself, held until dropped (and by the slot processes,
-/// which inherit it, until they die): a second run, resume or merge into OUT is refused.
+/// An exclusive `flock` on the OUT folder itself, held until dropped or the process dies: a second
+/// run, resume or merge into OUT is refused. Forked slots close their copy of the descriptor
+/// ([`close_in_child`]), so a SIGKILLed parent's lock goes with it, not with its last slot.
 pub struct OutLock {
-    _dir: File,
+    dir: File,
+}
+
+/// The descriptor of the lock this process holds, or -1.
+static LOCK_FD: AtomicI32 = AtomicI32::new(-1);
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        let _ =
+            LOCK_FD.compare_exchange(self.dir.as_raw_fd(), -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// In a child just forked from the process holding the lock: closes the child's copy (the lock
+/// itself stays with the parent).
+pub fn close_in_child() {
+    let fd = LOCK_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: closing this process's copy of a descriptor nothing else in the child uses.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Why OUT could not be locked.
@@ -25,7 +47,8 @@ pub fn lock(out: &Path) -> Result<OutLock, LockError> {
     // SAFETY: flock on a descriptor this function owns.
     let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
-        return Ok(OutLock { _dir: dir });
+        LOCK_FD.store(dir.as_raw_fd(), Ordering::SeqCst);
+        return Ok(OutLock { dir });
     }
     let e = io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::EWOULDBLOCK) {

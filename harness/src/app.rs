@@ -326,10 +326,8 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {
         return usage_error("the kill window ends after --trial-timeout; raise --trial-timeout");
     }
-    opts.profiles[0].name = exec.profile_name();
-    opts.spec.profiles = opts.profiles.clone();
-    opts.spec.exec = Some(exec.clone());
-    opts.exec = Some(exec);
+    opts.spec.profiles[0].name = exec.profile_name();
+    opts.spec.exec = Some(exec);
     run_validated(opts)
 }
 
@@ -347,10 +345,8 @@ fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
-    opts.profiles = profiles;
-    opts.spec.profiles = opts.profiles.clone();
-    opts.spec.scenario = Some(args.name.clone());
-    opts.scenario = Some(args.name);
+    opts.spec.profiles = profiles;
+    opts.spec.scenario = Some(args.name);
     run_validated(opts)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod exit_code;
 pub mod faults;

@@ -15,6 +15,7 @@ pub mod faults;
 pub mod lab;
 pub mod options;
 pub mod output;
+pub mod run;
 pub mod trial;
 pub mod verify;
 pub mod writers;

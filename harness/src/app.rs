@@ -25,6 +25,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             let _ = e.print();
             return exit_code::CLEAN;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let command: Vec<String> = args
+                .iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .take_while(|a| !a.starts_with('-'))
+                .collect();
+            return usage_error(&format!(
+                "`torture {}` needs a subcommand; see torture {} --help",
+                command.join(" "),
+                command.join(" ")
+            ));
+        }
         Err(e) => return usage_error(&one_line(&e.render().to_string())),
     };
     match cli.command {
@@ -216,20 +229,45 @@ fn replay(failure: &std::path::Path) -> i32 {
 
 /// A clap error as one line: its message and tip, without the usage block.
 fn one_line(rendered: &str) -> String {
-    rendered
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+    let mut out = String::new();
+    let mut in_usage = false;
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") {
+            in_usage = true;
+        }
+        if line.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if in_usage || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out + "; see torture --help"
+}
+
+/// `msg` with control characters escaped, so a message that quotes what the user typed (a path
+/// with a newline in it) stays one line.
+pub fn printable(msg: &str) -> String {
+    msg.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
         })
-        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("; ")
-        + "; see torture --help"
+        .collect()
 }
 
 fn usage_error(msg: &str) -> i32 {
-    eprintln!("torture: {msg}");
+    eprintln!("torture: {}", printable(msg));
     exit_code::USAGE
 }
 

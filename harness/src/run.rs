@@ -38,7 +38,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     let (_lock, mut csv) = match opened {
         Ok(x) => x,
         Err((code, msg)) => {
-            eprintln!("torture: {msg}");
+            eprintln!("torture: {}", crate::app::printable(&msg));
             return code;
         }
     };

@@ -283,31 +283,52 @@ fn fault_never_fired(kill_point: &str) -> Option<String> {
 type Opened = (out_dir::OutLock, TrialsCsv);
 type Refused = (i32, String);
 
-/// A new run: OUT, its lock, `run.json`, the CSV header. If any of it fails, what was made goes.
+/// A new run: OUT, its lock, `run.json`, the CSV header. If any of it fails, what this run made
+/// goes; a folder another run holds or filled meanwhile is left alone.
 fn start_fresh(opts: &RunOptions) -> Result<Opened, Refused> {
     let out = &opts.out_dir;
-    let existed = out.exists();
+    let refuse = |e: std::io::Error| refused_out(out, &e, "choose another --out");
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(refuse)?;
+    }
+    let created = match std::fs::create_dir(out) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(refuse(e)),
+    };
+    let lock = match out_dir::lock(out) {
+        Ok(l) => l,
+        Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
+        Err(out_dir::LockError::Io(e)) => return Err(refuse(e)),
+    };
+    // Checked before the run started; checked again under the lock, against a run that raced us.
+    if std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
+        return Err((
+            exit_code::USAGE,
+            format!(
+                "--out {} already holds results; give a new folder",
+                out.display()
+            ),
+        ));
+    }
     let made = (|| {
-        std::fs::create_dir_all(out)?;
-        let lock = out_dir::lock(out).map_err(|e| match e {
-            out_dir::LockError::InUse => std::io::Error::other(out_dir::in_use(out)),
-            out_dir::LockError::Io(e) => e,
-        })?;
         let json = serde_json::to_string_pretty(&opts.spec).map_err(std::io::Error::other)?;
         out_dir::write_whole(&out.join("run.json"), json.as_bytes())?;
-        let csv = TrialsCsv::create(&out.join("trials.csv"))?;
-        Ok::<_, std::io::Error>((lock, csv))
+        TrialsCsv::create(&out.join("trials.csv"))
     })();
-    made.map_err(|e| {
-        if !existed {
-            let _ = std::fs::remove_dir_all(out);
-        } else {
-            for f in ["run.json", "trials.csv"] {
-                let _ = std::fs::remove_file(out.join(f));
+    match made {
+        Ok(csv) => Ok((lock, csv)),
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(out);
+            } else {
+                for f in ["run.json", "trials.csv"] {
+                    let _ = std::fs::remove_file(out.join(f));
+                }
             }
+            Err(refuse(e))
         }
-        refused_out(out, &e, "choose another --out")
-    })
+    }
 }
 
 /// A resumed run: lock OUT (refusing a second writer), cut a torn last row, count what is done.

@@ -278,12 +278,22 @@ fn a_second_writer_on_one_out_is_refused_while_the_first_runs() {
         .spawn()
         .unwrap();
     wait_for_rows(&out, 5);
-    let o = run(&["--resume", out.to_str().unwrap(), "--no-progress"]);
+    // Bounded: a second writer that is not refused would run a million trials.
+    let o = run_bounded(
+        tmp.path(),
+        &[
+            "--resume".into(),
+            out.to_str().unwrap().into(),
+            "--no-progress".into(),
+        ],
+        Duration::from_secs(20),
+    );
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(first.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     );
     let status = first.wait().unwrap();
+    let o = o.expect("the second writer is refused at once, not run");
     let err = one_line_exit(&o, 2);
     assert!(
         err.contains(out.to_str().unwrap()) && err.contains("in use"),

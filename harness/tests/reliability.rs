@@ -881,6 +881,12 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
         "-",
         "--",
         "=",
+        "99999999999999h",
+        "1..18446744073709551615",
+        "all,wal-*",
+        "exec:x",
+        "pool",
+        "1ms..1ms",
     ];
     let subcommands = [
         "",

@@ -10,7 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A small tmpfs, unmounted when dropped: a real full file system, ENOSPC and all.
+/// `program` as root: directly when this process is root, else through `sudo -n` (CI runners).
+fn as_root(program: &str) -> std::process::Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::process::Command::new(program)
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}
+
+/// A small tmpfs (mode 1777, so the tests' own user writes it), unmounted when dropped: a real full file system, ENOSPC and all.
 struct Tmpfs {
     path: PathBuf,
 }
@@ -19,14 +31,20 @@ impl Tmpfs {
     fn new(parent: &Path, name: &str, size: &str) -> Tmpfs {
         let path = parent.join(name);
         std::fs::create_dir_all(&path).unwrap();
-        let o = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        let o = as_root("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=1777"),
+                "tmpfs",
+            ])
             .arg(&path)
             .output()
             .expect("mount(8) is installed");
         assert!(
             o.status.success(),
-            "mounting a {size} tmpfs at {} needs root (CAP_SYS_ADMIN); run the tests as root, as .ci/run does: {}",
+            "mounting a {size} tmpfs at {} needs root (CAP_SYS_ADMIN) or passwordless sudo; run the tests as root or give sudo: {}",
             path.display(),
             text(&o.stderr)
         );
@@ -34,7 +52,7 @@ impl Tmpfs {
     }
 
     fn resize(&self, size: &str) {
-        let o = std::process::Command::new("mount")
+        let o = as_root("mount")
             .args(["-o", &format!("remount,size={size}")])
             .arg(&self.path)
             .output()
@@ -53,10 +71,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        let _ = as_root("umount").arg("-l").arg(&self.path).status();
     }
 }
 

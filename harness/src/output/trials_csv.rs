@@ -48,7 +48,10 @@ impl TrialsCsv {
                 Ok(())
             }
             Err(e) => {
+                // Cut back and put the offset back too: a file opened without O_APPEND would
+                // otherwise write its next row after a hole.
                 let _ = self.file.set_len(self.len);
+                let _ = std::io::Seek::seek(&mut self.file, std::io::SeekFrom::Start(self.len));
                 Err(e)
             }
         }

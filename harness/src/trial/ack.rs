@@ -99,6 +99,12 @@ const BUSY: usize = 2;
 const IO_ERRORS: usize = 3;
 const KILL_DELAY_NS: usize = 4;
 
+/// A process that made the K-th ack and then stopped running (a scenario's parent that sleeps while
+/// its forked child writes) never uses up a CPU-time delay: after this much wall time the kill
+/// point is due anyway. Far above any delay drawn (at most a few hundred µs of CPU time), so a busy
+/// machine does not reach it.
+const KILL_DELAY_WALL_CAP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// An array of `AtomicU64` in an anonymous `MAP_SHARED` mapping: a process and the children it
 /// forks see the same words, a store costs no syscall, and the words outlive a SIGKILLed child.
 pub struct SharedWords {
@@ -186,7 +192,12 @@ impl AckBoard {
     pub fn acknowledge(&self, writer: u32, seq: u64, pipe: std::os::fd::RawFd) {
         if self.record_ack(writer, seq) {
             let delay = self.word(KILL_DELAY_NS).load(Ordering::Acquire);
-            crate::trial::kill_timer::arm(std::time::Duration::from_nanos(delay), pipe, writer);
+            crate::trial::kill_timer::arm(
+                std::time::Duration::from_nanos(delay),
+                pipe,
+                writer,
+                KILL_DELAY_WALL_CAP,
+            );
         }
     }
 

@@ -174,6 +174,9 @@ pub struct Children<'a> {
     writers: u32,
     /// Children expected to report `done` when they finish on their own.
     pub done_reporters: u32,
+    /// Signals the trial itself sends to end a child (SIGKILL; a scenario that shuts down
+    /// gracefully adds SIGTERM): a child ended by one of them is not a lab problem.
+    pub own_signals: Vec<Signal>,
 }
 
 impl<'a> Children<'a> {
@@ -218,7 +221,17 @@ impl<'a> Children<'a> {
             deadline: started + timeout,
             writers,
             done_reporters: writers,
+            own_signals: vec![Signal::SIGKILL],
         })
+    }
+
+    /// Restarts the trial's clock (a kill point at a time since the start, the timeout) now that
+    /// its children have been started: forking several writers takes time the kill point must
+    /// not include.
+    pub fn started_now(&mut self) {
+        let timeout = self.deadline - self.started;
+        self.started = Instant::now();
+        self.deadline = self.started + timeout;
     }
 
     /// Forks a child of this trial; `body` gets the shared memory and the ack pipe. `close` names more
@@ -249,11 +262,27 @@ impl<'a> Children<'a> {
         }
     }
 
-    /// Waits until `cond` holds (true) or `until` passes (false), waking on every report.
-    pub fn wait_until(
+    /// Waits until `cond` holds (true) or `until` passes (false), waking on every report and at
+    /// least every millisecond (conditions may read shared memory that no report announces).
+    pub fn wait_until(&mut self, until: Instant, cond: impl FnMut(&Children<'a>) -> bool) -> bool {
+        self.wait(until, cond, true)
+    }
+
+    /// [`Children::wait_until`] for a condition that only reports on the pipe change: sleeps until
+    /// a report or `until`, so the slot does not preempt its writer every millisecond.
+    pub fn wait_for_report(
+        &mut self,
+        until: Instant,
+        cond: impl FnMut(&Children<'a>) -> bool,
+    ) -> bool {
+        self.wait(until, cond, false)
+    }
+
+    fn wait(
         &mut self,
         until: Instant,
         mut cond: impl FnMut(&Children<'a>) -> bool,
+        poll: bool,
     ) -> bool {
         let until = until.min(self.deadline);
         loop {
@@ -271,12 +300,12 @@ impl<'a> Children<'a> {
             if !self.open {
                 std::thread::sleep((until - now).min(Duration::from_micros(200)));
             } else {
-                // Conditions may read shared memory that no report announces: look at least
-                // every millisecond.
-                wait_readable(
-                    self.ack_read.as_fd(),
-                    (until - now).min(Duration::from_millis(1)),
-                );
+                let wait = if poll {
+                    (until - now).min(Duration::from_millis(1))
+                } else {
+                    until - now
+                };
+                wait_readable(self.ack_read.as_fd(), wait);
             }
         }
     }
@@ -287,10 +316,14 @@ impl<'a> Children<'a> {
         self.wait_until(until, |_| false);
     }
 
-    /// Every acknowledging writer said `done` (finished on its own, before any kill), or every
-    /// holder of the pipe is gone.
+    /// Every acknowledging writer said `done` (finished on its own, before any kill).
     pub fn writers_done(&self) -> bool {
-        self.events.done >= self.done_reporters || !self.open
+        self.events.done >= self.done_reporters
+    }
+
+    /// Every writer said `done`, or (once [`Children::seal`]ed) every holder of the pipe is gone.
+    fn finished(&self) -> bool {
+        self.writers_done() || !self.open
     }
 
     /// Waits for the kill point drawn for this trial. After K acknowledgements the writer that made
@@ -318,9 +351,10 @@ impl<'a> Children<'a> {
         }
     }
 
-    /// Waits until every writer finished its bounded work by itself (false: the timeout came).
+    /// Waits until every writer finished its bounded work by itself, or (once sealed) died
+    /// (false: the timeout came).
     pub fn wait_writers_done(&mut self) -> bool {
-        self.wait_until(self.deadline, |c| c.writers_done())
+        self.wait_for_report(self.deadline, |c| c.finished())
     }
 
     pub fn signal(&self, pid: Pid, sig: Signal) {
@@ -336,14 +370,28 @@ impl<'a> Children<'a> {
         }
     }
 
-    /// Waits up to `until` for `pid` to end; how it ended, or None if it is still running.
+    /// Waits up to `until` for `pid` to end, still reading reports (a child blocked on a full
+    /// pipe must be able to finish); how it ended, or None if it is still running.
     pub fn wait_exit(&mut self, pid: Pid, until: Instant) -> Option<Exit> {
-        let exit = process::wait_until(pid, until);
-        if let Some(e) = exit {
-            self.note_exit(pid, e);
-            self.pids.retain(|&p| p != pid);
+        loop {
+            match process::try_reap(pid) {
+                Ok(Some(e)) => {
+                    self.note_exit(pid, e);
+                    self.pids.retain(|&p| p != pid);
+                    return Some(e);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.pids.retain(|&p| p != pid);
+                    return None;
+                }
+            }
+            let now = Instant::now();
+            if now >= until {
+                return None;
+            }
+            self.pause((until - now).min(Duration::from_micros(100)));
         }
-        exit
     }
 
     /// Reaps every child (after a kill).
@@ -356,7 +404,10 @@ impl<'a> Children<'a> {
     fn note_exit(&mut self, pid: Pid, exit: Exit) {
         let who = format!("child {pid}");
         match exit {
-            Exit::Crashed(_) => self.deaths.extend(exit.problem(&who)),
+            Exit::Stopped(sig) if self.own_signals.contains(&sig) => {}
+            Exit::Stopped(sig) | Exit::Crashed(sig) => {
+                self.deaths.push(format!("{who} died of {sig}"))
+            }
             _ => self.lab.extend(exit.problem(&who)),
         }
     }

@@ -25,18 +25,41 @@ static WRITER: AtomicU32 = AtomicU32::new(0);
 static START_NS: AtomicU64 = AtomicU64::new(0);
 static DELAY_NS: AtomicU64 = AtomicU64::new(0);
 static TIMER: AtomicUsize = AtomicUsize::new(0);
+static WALL_START_NS: AtomicU64 = AtomicU64::new(0);
+static WALL_CAP_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Starts counting `delay` of this process's CPU time; when it is used up, `due <writer>` is
 /// written to `fd` (the trial's ack pipe) and the writer yields the CPU to its slot. Called once,
 /// by the writer whose acknowledgement reached the kill threshold. If the timer cannot be set up,
-/// the kill point is due at once.
-pub fn arm(delay: Duration, fd: RawFd, writer: u32) {
+/// the kill point is due at once. `wall_cap` (zero: none) makes it due once that much wall time has
+/// passed even if the CPU time has not: a scenario's process that acks and then waits (a parent
+/// that sleeps while its forked child writes) would otherwise never use up its delay.
+///
+/// The timer signals the calling thread only, so the other threads of a pool keep their sleeps
+/// (a busy handler's) uninterrupted.
+pub fn arm(delay: Duration, fd: RawFd, writer: u32, wall_cap: Duration) {
     FD.store(fd, Ordering::SeqCst);
     WRITER.store(writer, Ordering::SeqCst);
+    WALL_START_NS.store(wall_ns(), Ordering::SeqCst);
+    WALL_CAP_NS.store(
+        wall_cap.as_nanos().min(u128::from(u64::MAX)) as u64,
+        Ordering::SeqCst,
+    );
     let delay_ns = delay.as_nanos().min(u128::from(u64::MAX)) as u64;
     if delay_ns == 0 || !start_timer(delay_ns) {
         send_due();
     }
+}
+
+/// The monotonic clock, in nanoseconds; async-signal-safe.
+fn wall_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack; async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// CPU time of the whole process, in nanoseconds.
@@ -62,8 +85,9 @@ fn start_timer(delay_ns: u64) -> bool {
             return false;
         }
         let mut ev: libc::sigevent = std::mem::zeroed();
-        ev.sigev_notify = libc::SIGEV_SIGNAL;
+        ev.sigev_notify = libc::SIGEV_THREAD_ID;
         ev.sigev_signo = SIGNAL;
+        ev.sigev_notify_thread_id = libc::gettid();
         let mut timer: libc::timer_t = std::ptr::null_mut();
         if libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut timer) != 0 {
             return false;
@@ -99,8 +123,10 @@ extern "C" fn on_timer(_: libc::c_int) {
     let saved_errno = unsafe { *libc::__errno_location() };
     let used = process_cpu_ns().saturating_sub(START_NS.load(Ordering::SeqCst));
     let delay = DELAY_NS.load(Ordering::SeqCst);
+    let cap = WALL_CAP_NS.load(Ordering::SeqCst);
+    let waited = wall_ns().saturating_sub(WALL_START_NS.load(Ordering::SeqCst));
     // The wall time passed, but the writer may not have run for all of it: wait for the rest.
-    if used >= delay || !set_timer(delay - used) {
+    if used >= delay || (cap > 0 && waited >= cap) || !set_timer(delay - used) {
         send_due();
     }
     // SAFETY: as above.
@@ -181,7 +207,7 @@ mod tests {
     fn the_delay_is_due_once_the_writer_has_used_it() {
         let (msg, waited) = in_child(
             |fd| {
-                arm(Duration::from_millis(5), fd, 37);
+                arm(Duration::from_millis(5), fd, 37, Duration::ZERO);
                 let started = process_cpu_ns();
                 // Burn CPU well past the delay; the handler fires in between.
                 while process_cpu_ns() - started < 200_000_000 {
@@ -199,7 +225,7 @@ mod tests {
         // Sleeping uses no CPU time: 50 ms of wall time must not count as 5 ms of delay.
         let (msg, waited) = in_child(
             |fd| {
-                arm(Duration::from_millis(5), fd, 1);
+                arm(Duration::from_millis(5), fd, 1, Duration::ZERO);
                 std::thread::sleep(Duration::from_secs(2));
             },
             Duration::from_millis(50),
@@ -208,8 +234,27 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_writer_is_due_once_the_wall_cap_has_passed() {
+        let (msg, waited) = in_child(
+            |fd| {
+                arm(Duration::from_millis(5), fd, 3, Duration::from_millis(30));
+                std::thread::sleep(Duration::from_secs(2));
+            },
+            Duration::from_secs(2),
+        );
+        assert_eq!(msg, "due 3\n");
+        assert!(
+            waited >= Duration::from_millis(30) && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
     fn a_zero_delay_is_due_at_once() {
-        let (msg, _) = in_child(|fd| arm(Duration::ZERO, fd, 0), Duration::from_secs(5));
+        let (msg, _) = in_child(
+            |fd| arm(Duration::ZERO, fd, 0, Duration::ZERO),
+            Duration::from_secs(5),
+        );
         assert_eq!(msg, "due 0\n");
     }
 }

@@ -492,6 +492,10 @@ fn run_writers(
             return Err(e);
         }
     }
+    // The pipe reaches end-of-file once every writer died (a writer that killed itself at its
+    // crash point, or failed before saying `done`): the wait ends there, not at the timeout.
+    children.seal();
+    children.started_now();
     match kill_point {
         Some(kp) => match children.wait_kill_point(kp) {
             Landing::Reached => {}

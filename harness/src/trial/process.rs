@@ -23,7 +23,8 @@ pub const PANIC_EXIT: i32 = 101;
 pub enum Exit {
     /// Exited with status 0.
     Clean,
-    /// Ended by a signal the lab sends to end a trial (SIGKILL, SIGTERM).
+    /// Ended by a signal the lab sends to end a trial (SIGKILL, SIGTERM); whether this trial sent
+    /// it is the caller's to say (`Children::own_signals`).
     Stopped(Signal),
     /// The child's body panicked (a lab bug).
     Panicked,
@@ -167,23 +168,19 @@ pub fn reap_all(pids: &[Pid]) -> Vec<(Pid, Exit)> {
         .collect()
 }
 
-/// Polls `pid` until it ends or `until` passes; its ending, or None while it still runs.
-pub fn wait_until(pid: Pid, until: Instant) -> Option<Exit> {
+/// Reaps `pid` if it has ended: `Ok(Some(exit))`, `Ok(None)` while it runs, `Err` if it is not
+/// our child (already reaped).
+pub fn try_reap(pid: Pid) -> Result<Option<Exit>, Errno> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(s) => {
-                if let Some(e) = Exit::of(s) {
-                    return Some(e);
-                }
-            }
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(s) => match Exit::of(s) {
+                Some(e) => return Ok(Some(e)),
+                None => return Ok(None),
+            },
             Err(Errno::EINTR) => continue,
-            Err(_) => return None,
+            Err(e) => return Err(e),
         }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -257,7 +254,16 @@ mod tests {
     /// process of the group is left.
     #[test]
     fn reaping_a_group_waits_for_grandchildren() {
-        let _serial = crate::trial::process::tests::SERIAL.lock();
+        // In a child of its own: a subreaper test process would collect every other test's orphans.
+        let pid = fork_child(&[], || {
+            let ok = std::panic::catch_unwind(group_is_reaped_to_the_last_grandchild).is_ok();
+            i32::from(!ok)
+        })
+        .unwrap();
+        assert_eq!(reap(pid), Some(Exit::Clean));
+    }
+
+    fn group_is_reaped_to_the_last_grandchild() {
         become_subreaper();
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("grandchild-ran");
@@ -276,6 +282,4 @@ mod tests {
         std::thread::sleep(Duration::from_millis(400));
         assert!(!marker.exists(), "the grandchild outlived the kill");
     }
-
-    pub(crate) static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 }

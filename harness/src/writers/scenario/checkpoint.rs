@@ -240,7 +240,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
         (false, _) => "sigkill",
     };
     let mut end = Ending::new(fault);
-    let mut run = match start(ctx, p, crash, Some(kp)) {
+    // A crash placed by operation count needs no kill point, unless a SIGTERM comes first.
+    let armed = (crash.is_none() || p.truncate_at_shutdown).then_some(kp);
+    let mut run = match start(ctx, p, crash, armed) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed(fault, e),
     };
@@ -291,6 +293,7 @@ fn start<'a>(
 ) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
     let mut run = Children::new(ctx.files, 1, kill_point, ctx.opts.trial_timeout)?;
+    run.own_signals.push(nix::sys::signal::Signal::SIGTERM);
     let spec = WriterSpec {
         crash_at: match crash {
             Some(op) => Some(CrashAt {

@@ -169,16 +169,16 @@ fn no_journal<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Children<'a>, Strin
 /// With `closes`, also until the lock-dropping thread has closed that many descriptors: on an idle
 /// machine the writers can reach K acknowledgements before the thread has run at all.
 fn wait_capped(run: &mut Children<'_>, kp: KillPoint, closes: u64) -> String {
-    let KillPoint::AfterAcks { acks, .. } = kp else {
+    // A time, or K = 0 (a delay from the start): the ordinary wait.
+    let KillPoint::AfterAcks { acks: 1.., .. } = kp else {
         return run.wait_kill_point(kp).describe(kp);
     };
     let cap = Instant::now() + STALL_CAP;
     // `due`: K acks, then the kill delay in the CPU time of the writer that made the K-th.
-    let due = |r: &Children<'_>| r.events.due || (acks == 0 && r.board.total() >= acks);
     run.wait_until(cap, |r| {
-        (due(r) && r.tally.get(word::CLOSES) >= closes) || r.writers_done()
+        (r.events.due && r.tally.get(word::CLOSES) >= closes) || r.writers_done()
     });
-    if due(run) {
+    if run.events.due {
         kp.to_string()
     } else if run.writers_done() {
         format!("{kp} (not reached: the writers gave up after 100 failures in a row)")

@@ -102,29 +102,19 @@ pub(crate) struct WriterSpec<'a> {
 /// the pragmas back and reports them. None (after reporting the error) when that failed.
 pub(crate) fn open_writer(env: &Env<'_>, w: &WriterSpec<'_>) -> Option<Connection> {
     let mut tx = env.sender();
-    let opened = match w.crash_at {
-        Some(c) => {
-            let cfg = crate::faults::FaultConfig {
-                crash_at: Some(c),
-                ..Default::default()
-            };
-            if let Err(e) = crate::faults::configure(cfg) {
-                tx.error(w.id, "FAULT_SETUP", &e.to_string());
-                return None;
-            }
-            Connection::open_with_flags_and_vfs(
-                w.db,
-                rusqlite::OpenFlags::default(),
-                crate::faults::VFS_NAME,
-            )
+    if let Some(c) = w.crash_at {
+        let cfg = crate::faults::FaultConfig {
+            crash_at: Some(c),
+            ..Default::default()
+        };
+        if let Err(e) = crate::faults::configure(cfg) {
+            tx.error(w.id, "FAULT_SETUP", &e.to_string());
+            return None;
         }
-        None if w.on_shim => Connection::open_with_flags_and_vfs(
-            w.db,
-            rusqlite::OpenFlags::default(),
-            crate::faults::VFS_NAME,
-        ),
-        None => Connection::open(w.db),
-    };
+    }
+    // Through the lab's engine (SQLCipher gets its key), on the fault shim when asked.
+    let vfs = (w.crash_at.is_some() || w.on_shim).then_some(crate::faults::VFS_NAME);
+    let opened = crate::engine::open(w.db, rusqlite::OpenFlags::default(), vfs);
     let conn = match opened {
         Ok(c) => c,
         Err(e) => {

@@ -139,6 +139,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     let started = (|| -> Result<Children<'_>, String> {
         ctx.fresh_database()?;
         let mut run = Children::new(ctx.files, 1, Some(kp), ctx.opts.trial_timeout)?;
+        run.own_signals.push(nix::sys::signal::Signal::SIGTERM);
         let spec = ctx.writer_spec();
         run.spawn(&[], |env| graceful_writer(env, &spec, wal))?;
         Ok(run)

@@ -16,4 +16,5 @@ pub mod options;
 pub mod output;
 pub mod trial;
 pub mod verify;
+pub mod versions;
 pub mod writers;

@@ -75,6 +75,16 @@ fn peek_flag(args: &[OsString], name: &str) -> Option<String> {
     take_flag(&mut copy, name).ok().flatten()
 }
 
+/// The arguments as the user typed them: in a variant, `torture` for the variant's path and the
+/// `--sqlite=V` it was given (the user's), so a reproduce line re-runs the same version.
+pub fn as_typed(args: &[OsString]) -> Vec<OsString> {
+    let mut a = args.to_vec();
+    if std::env::var_os(VARIANT_ENV).is_some() && !a.is_empty() {
+        a[0] = OsString::from("torture");
+    }
+    a
+}
+
 /// Handles `--sqlite` and `--engine-version`; called first by `main_with_args`.
 pub fn prepare(args: Vec<OsString>) -> Prepared {
     let mut args = args;

@@ -8,13 +8,19 @@ DatabaseManager::GetDefaultDatabase with no default database set"; duckdb issues
     torture exec --engine duckdb --engine-version 1.5.6 --recovered-sql 'SELECT max(n) FROM acked' \
         -- python3 workloads/exec/duckdb_ddl_replay.py {db} --case add-column-default
 
-Transaction 1 creates `acked(n)` and the case's table with a row, and CHECKPOINTs (ack 1); then the
-case's DDL runs and `acked` gets n = 2 (ack 2); automatic checkpoints are off and the program ends
-with os._exit, as if killed right after its last ack. --list prints the cases.
+Transaction 1 creates `acked(n)` and the case's table with a row, and CHECKPOINTs (not acknowledged:
+the lab's calibrated kill window starts at the first ack); then the case's DDL runs and `acked` gets
+n = 2 (ack 2). Automatic checkpoints are off, so the DDL stays in the
+WAL while the program lingers (--linger seconds, default 5: small acknowledged commits every 100 ms)
+before it checkpoints and closes; a kill in that time leaves the DDL to WAL replay. --list prints the
+cases.
 """
 
 import os
 import sys
+import time
+
+STARTED = time.monotonic()
 
 CASES = {
     # ALTER TABLE ADD COLUMN with a DEFAULT expression (duckdb #18259)
@@ -40,12 +46,14 @@ CASES = {
 
 def main(argv):
     db = os.environ.get("TORTURE_DB")
-    case = None
+    case, linger = None, 5.0
     args = list(argv)
     while args:
         a = args.pop(0)
         if a == "--case":
             case = args.pop(0)
+        elif a == "--linger":
+            linger = float(args.pop(0))
         elif a == "--list":
             print("\n".join(CASES))
             return
@@ -63,21 +71,33 @@ def main(argv):
     print(f"sqlite_version duckdb {duckdb.__version__}", flush=True)
     con = duckdb.connect(db)
     con.execute("SET checkpoint_threshold = '1TB'")
-    con.execute("PRAGMA disable_checkpoint_on_shutdown")
     con.execute("BEGIN")
     con.execute("CREATE TABLE acked(n INTEGER)")
     con.execute("CREATE TABLE t(a INTEGER)")
     con.execute("INSERT INTO t VALUES (1), (2), (3)")
     con.execute("INSERT INTO acked VALUES (1)")
     con.execute("COMMIT")
+    # Not acknowledged: the lab anchors its kill window on the first ack, which is the DDL's.
     con.execute("CHECKPOINT")
-    print("ack 1", flush=True)
     for stmt in CASES[case]:
         con.execute(stmt)
     con.execute("INSERT INTO acked VALUES (2)")
     print("ack 2", flush=True)
-    # No close, no checkpoint: the DDL stays in the WAL, as after a kill.
-    os._exit(0)
+    last = 2
+    # Linger like a running application: small commits every 100 ms (each acknowledged) and no
+    # checkpoint, so a kill now leaves the large change in the WAL. Then close cleanly (the
+    # uninterrupted run checkpoints and passes the check).
+    # The lab's calibrated window reaches past the first ack by as long as the first ack took:
+    # linger at least that long (plus a margin), however slow a loaded machine made the start.
+    nxt = last + 1
+    deadline = time.monotonic() + max(linger, 1.5 * (time.monotonic() - STARTED) + 1)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        con.execute("INSERT INTO acked VALUES (?)", [nxt])
+        print(f"ack {nxt}", flush=True)
+        nxt += 1
+    con.execute("CHECKPOINT")
+    con.close()
 
 
 if __name__ == "__main__":

@@ -246,10 +246,6 @@ fn engine_venv(args: &[OsString], version: &str) -> Result<(), i32> {
     let ready = venv.join(".torture-ready");
     if !ready.is_file() {
         let started = std::time::Instant::now();
-        eprintln!(
-            "torture: making {} (pip install {package}=={version}), once",
-            venv.display()
-        );
         let _ = std::fs::remove_dir_all(&venv);
         let made = Command::new("python3")
             .args([OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()])
@@ -306,8 +302,9 @@ fn engine_venv(args: &[OsString], version: &str) -> Result<(), i32> {
         }
         let _ = std::fs::write(&ready, format!("{package}=={version}\n"));
         eprintln!(
-            "torture: {package} {version} installed in {:.0} s",
-            started.elapsed().as_secs_f64()
+            "torture: {package} {version} installed in {:.0} s (once): {}",
+            started.elapsed().as_secs_f64(),
+            venv.display()
         );
     }
     let mut path = OsString::from(venv.join("bin"));

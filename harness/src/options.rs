@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use torture_workloads::{Profile, Workload};
 
-use crate::cli::RunArgs;
+use crate::cli::{CommonArgs, KillArgs, RunArgs};
 use crate::engine::Engine;
 use crate::faults::{OpFilter, PowerLossModel};
 use crate::lab::plan::Partition;
@@ -22,6 +22,51 @@ pub struct UsageError(pub String);
 
 fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
+}
+
+/// A plain run's fault flags that the chosen fault never reads: refused rather than silently
+/// ignored (`--lying-disk` under SIGKILL, `--crash-at` without an op-indexed fault). Only for what
+/// the user typed on a plain run: scenarios place their own power cuts with these settings.
+pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
+    if args.resume.is_some() {
+        return Ok(());
+    }
+    // An unknown fault is reported by validation, with the list of faults.
+    let Some(fault) = Fault::parse(&args.fault) else {
+        return Ok(());
+    };
+    // Settings the chosen fault never reads: refuse them rather than run trials they cannot touch.
+    let power_only = [
+        (args.lying_disk, "--lying-disk"),
+        (args.no_powersafe_overwrite, "--no-powersafe-overwrite"),
+        (args.sector_size != default_sector_size(), "--sector-size"),
+    ];
+    if let Some((_, flag)) = power_only
+        .iter()
+        .find(|(set, _)| *set && fault != Fault::PowerLoss)
+    {
+        return Err(usage(format!(
+                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss or drop {flag}",
+                args.fault
+            )));
+    }
+    let op_only = [
+        (args.crash_at != default_crash_at(), "--crash-at"),
+        (
+            args.fault_commits != default_fault_commits(),
+            "--fault-commits",
+        ),
+    ];
+    if let Some((_, flag)) = op_only
+        .iter()
+        .find(|(set, _)| *set && !fault.is_op_indexed())
+    {
+        return Err(usage(format!(
+                "{flag} places an op-indexed fault and --fault {} counts no operations; add --fault kill-at-op, power-loss, io-error or disk-full, or drop {flag}",
+                args.fault
+            )));
+    }
+    Ok(())
 }
 
 /// What `OUT/run.json` holds: every setting that decides which trials a run makes, so `--resume`
@@ -66,6 +111,9 @@ pub struct RunSpec {
     /// The engine the trials drive (plain SQLite, or SQLCipher with its key).
     #[serde(default)]
     pub engine: Engine,
+    /// Set by `torture merge --partial`: which shards the merged folder lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
 }
 
 fn default_fault() -> String {
@@ -158,14 +206,93 @@ impl FaultOptions {
     }
 }
 
+/// What bounds a run: a number of trials per profile, or a time budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Iterations(u64),
+    Duration(Duration),
+}
+
+impl Mode {
+    pub fn iterations(self) -> Option<u64> {
+        match self {
+            Mode::Iterations(n) => Some(n),
+            Mode::Duration(_) => None,
+        }
+    }
+
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            Mode::Iterations(_) => None,
+            Mode::Duration(d) => Some(d),
+        }
+    }
+
+    /// From `-n` / `--duration` as typed (`None`: not given), with the command's default count.
+    fn from_args(
+        iterations: Option<u64>,
+        duration: Option<&str>,
+        default_iterations: u64,
+    ) -> Result<Mode, UsageError> {
+        match duration {
+            Some(d) => {
+                let d = parse_duration(d).map_err(|e| usage(format!("--duration: {e}")))?;
+                if d.is_zero() {
+                    return Err(usage("--duration 0 runs nothing; give e.g. 90s or 10m"));
+                }
+                Ok(Mode::Duration(d))
+            }
+            None => match iterations.unwrap_or(default_iterations) {
+                0 => Err(usage("--iterations 0 runs nothing; give at least 1")),
+                n => Ok(Mode::Iterations(n)),
+            },
+        }
+    }
+
+    /// From `run.json`.
+    fn from_spec(spec: &RunSpec) -> Result<Mode, UsageError> {
+        match (spec.iterations, spec.duration_secs) {
+            (Some(0), _) => Err(usage("iterations is 0; a run has at least 1 trial per profile")),
+            (Some(n), _) => Ok(Mode::Iterations(n)),
+            (None, Some(d)) if d.is_finite() && d > 0.0 && d < 1e12 => {
+                Ok(Mode::Duration(Duration::from_secs_f64(d)))
+            }
+            (None, _) => Err(usage(
+                "neither iterations nor a positive duration_secs; it must be the file torture wrote",
+            )),
+        }
+    }
+}
+
+/// What differs between the commands that run trials: their defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct Defaults {
+    pub iterations: u64,
+    pub trial_timeout: &'static str,
+}
+
+impl Defaults {
+    pub const RUN: Defaults = Defaults {
+        iterations: 1000,
+        trial_timeout: "10s",
+    };
+    pub const EXEC: Defaults = Defaults {
+        iterations: 100,
+        trial_timeout: "60s",
+    };
+    pub const SCENARIO: Defaults = Defaults {
+        iterations: 200,
+        trial_timeout: "20s",
+    };
+}
+
 /// The options a run executes with.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub profiles: Vec<Profile>,
     pub workload: Workload,
-    /// Trials per profile; `None` when the run is bounded by `duration` instead.
-    pub iterations: Option<u64>,
-    pub duration: Option<Duration>,
+    /// A number of trials per profile, or a time budget.
+    pub mode: Mode,
     pub partition: Option<Partition>,
     pub seed: u64,
     pub jobs: usize,
@@ -179,6 +306,8 @@ pub struct RunOptions {
     /// Exit 1 on any non-intact trial, not only on violations.
     pub fail_on_any: bool,
     pub junit: Option<PathBuf>,
+    /// Failed trials whose evidence is kept (`--max-evidence`).
+    pub max_evidence: u64,
     /// Continue the run already in `out_dir`.
     pub resume: bool,
     /// The command line, as recorded in failure notes.
@@ -193,9 +322,12 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Trials in the whole run (all shards): `iterations` of every profile, interleaved.
+    /// Trials in the whole run (all shards): `iterations` of every profile, interleaved. Validation
+    /// refuses counts whose product overflows.
     pub fn total_trials(&self) -> Option<u64> {
-        self.iterations.map(|n| n * self.profiles.len() as u64)
+        self.mode
+            .iterations()
+            .map(|n| n.saturating_mul(self.profiles.len() as u64))
     }
 
     /// Trials this invocation is meant to run: the whole run, or this shard's block of it.
@@ -215,45 +347,48 @@ impl RunOptions {
         &self.profiles[(index % self.profiles.len() as u64) as usize]
     }
 
+    /// A plain run's options (`torture [OPTIONS]`).
     pub fn validate(args: RunArgs, command_line: String) -> Result<RunOptions, UsageError> {
-        let jobs = match args.jobs {
+        Self::validate_with(args, Defaults::RUN, command_line)
+    }
+
+    /// Options of any command that runs trials, with that command's defaults.
+    pub fn validate_with(
+        args: RunArgs,
+        defaults: Defaults,
+        command_line: String,
+    ) -> Result<RunOptions, UsageError> {
+        let common = &args.common;
+        let jobs = match common.jobs {
             Some(0) => return Err(usage("--jobs 0 runs nothing; give at least 1")),
             Some(j) if j > 256 => return Err(usage("--jobs is at most 256")),
             Some(j) => j,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
-        let work_base = match &args.dir {
+        let work_base = match &common.dir {
             Some(d) => {
                 check_writable_dir(d, "--dir")?;
                 d.clone()
             }
             None => default_work_base(),
         };
-        if let Some(out) = &args.resume {
-            return Self::resume(out, jobs, work_base, &args);
+        if let Some(junit) = &common.junit {
+            check_writable_file(junit, "--junit")?;
         }
-        let profiles = select_profiles(&args.profile, args.profile_file.as_deref())?;
+        if let Some(out) = &args.resume {
+            return Self::resume(out, jobs, work_base, common);
+        }
+        let profiles = select_profiles(args.profile.as_deref(), args.profile_file.as_deref())?;
         let workload = parse_workload(&args.workload)?;
-        let duration = match &args.duration {
-            Some(d) => {
-                let d = parse_duration(d).map_err(|e| usage(format!("--duration: {e}")))?;
-                if d.is_zero() {
-                    return Err(usage("--duration 0 runs nothing; give e.g. 90s or 10m"));
-                }
-                Some(d)
-            }
-            None => None,
-        };
-        let iterations = match duration {
-            Some(_) => None,
-            None if args.iterations == 0 => {
-                return Err(usage("--iterations 0 runs nothing; give at least 1"))
-            }
-            None => Some(args.iterations),
-        };
+        let mode = Mode::from_args(
+            common.iterations,
+            common.duration.as_deref(),
+            defaults.iterations,
+        )?;
+        check_plan_size(mode, profiles.len())?;
         let partition = match &args.partition {
             Some(p) => {
-                if duration.is_some() {
+                if let Mode::Duration(_) = mode {
                     return Err(usage(
                         "--partition needs --iterations (a --duration run has no fixed set of trials to split)",
                     ));
@@ -262,14 +397,21 @@ impl RunOptions {
             }
             None => None,
         };
-        let (kill, trial_timeout) =
-            parse_kill(&args.kill_after, &args.kill_delay, &args.trial_timeout)?;
+        let trial_timeout_text = common
+            .trial_timeout
+            .clone()
+            .unwrap_or_else(|| defaults.trial_timeout.to_string());
+        let KillArgs {
+            kill_after,
+            kill_delay,
+        } = &args.kill;
+        let (kill, trial_timeout) = parse_kill(kill_after, kill_delay, &trial_timeout_text)?;
         if args.max_commits == 0 {
             return Err(usage("--max-commits 0 writes nothing; give at least 1"));
         }
         let engine = Engine::parse(&args.engine, args.key.as_deref()).map_err(usage)?;
-        let seed = args.seed.unwrap_or_else(seed::fresh_master_seed);
-        let out_dir = args
+        let seed = common.seed.unwrap_or_else(seed::fresh_master_seed);
+        let out_dir = common
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("results").join(default_run_name(seed)));
@@ -277,15 +419,15 @@ impl RunOptions {
         let spec = RunSpec {
             profiles: profiles.clone(),
             workload: workload.name().to_string(),
-            iterations,
-            duration_secs: duration.map(|d| d.as_secs_f64()),
+            iterations: mode.iterations(),
+            duration_secs: mode.duration().map(|d| d.as_secs_f64()),
             seed,
-            kill_after: args.kill_after.clone(),
-            kill_delay: args.kill_delay.clone(),
-            trial_timeout: args.trial_timeout.clone(),
+            kill_after: kill_after.clone(),
+            kill_delay: kill_delay.clone(),
+            trial_timeout: trial_timeout_text,
             max_commits: args.max_commits,
             partition,
-            fail_on: args.fail_on.clone(),
+            fail_on: common.fail_on.clone(),
             command_line: command_line.clone(),
             sqlite_version: crate::engine::version(),
             fault: args.fault.clone(),
@@ -298,6 +440,7 @@ impl RunOptions {
             exec: None,
             scenario: None,
             engine,
+            partial: None,
         };
         let faults = FaultOptions::from_spec(&spec, &profiles)?;
         Ok(RunOptions {
@@ -306,8 +449,7 @@ impl RunOptions {
             faults,
             profiles,
             workload,
-            iterations,
-            duration,
+            mode,
             partition,
             seed,
             jobs,
@@ -316,9 +458,10 @@ impl RunOptions {
             kill,
             trial_timeout,
             max_commits: args.max_commits,
-            progress: !args.no_progress,
-            fail_on_any: args.fail_on == "any",
-            junit: args.junit.clone(),
+            progress: !common.no_progress,
+            fail_on_any: common.fail_on == "any",
+            junit: common.junit.clone(),
+            max_evidence: common.max_evidence,
             resume: false,
             command_line,
             spec,
@@ -330,7 +473,7 @@ impl RunOptions {
         out: &Path,
         jobs: usize,
         work_base: PathBuf,
-        args: &RunArgs,
+        args: &CommonArgs,
     ) -> Result<RunOptions, UsageError> {
         let path = out.join("run.json");
         let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -353,7 +496,7 @@ impl RunOptions {
                 out.display()
             )));
         }
-        Self::from_spec(
+        let mut opts = Self::from_spec(
             spec,
             out,
             jobs,
@@ -362,6 +505,9 @@ impl RunOptions {
             args.junit.clone(),
             true,
         )
+        .map_err(|e| usage(format!("--resume {}: {}", out.display(), e.0)))?;
+        opts.max_evidence = args.max_evidence;
+        Ok(opts)
     }
 
     /// Options that re-create the run `spec` describes, writing into `out`.
@@ -379,14 +525,33 @@ impl RunOptions {
             parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
         let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         spec.engine.check_build().map_err(usage)?;
+        // A hand-edited file: every field in range, or one line saying which is not.
+        if spec.profiles.is_empty() {
+            return Err(usage("no profiles; it must be the file torture wrote"));
+        }
+        for p in &spec.profiles {
+            p.validate().map_err(|e| usage(e.to_string()))?;
+        }
+        let mode = Mode::from_spec(&spec)?;
+        check_plan_size(mode, spec.profiles.len())?;
+        if spec.max_commits == 0 {
+            return Err(usage("max_commits is 0; a writer commits at least once"));
+        }
+        if let Some(p) = spec.partition {
+            if p.k == 0 || p.k > p.n {
+                return Err(usage(format!(
+                    "partition {}/{} is not a shard K/N with 1 <= K <= N",
+                    p.k, p.n
+                )));
+            }
+        }
         Ok(RunOptions {
             exec: spec.exec.clone(),
             scenario: spec.scenario.clone(),
             faults,
             profiles: spec.profiles.clone(),
             workload,
-            iterations: spec.iterations,
-            duration: spec.duration_secs.map(Duration::from_secs_f64),
+            mode,
             partition: spec.partition,
             seed: spec.seed,
             jobs,
@@ -398,6 +563,7 @@ impl RunOptions {
             progress: !no_progress,
             fail_on_any: spec.fail_on == "any",
             junit,
+            max_evidence: 100,
             resume,
             command_line: spec.command_line.clone(),
             spec,
@@ -434,21 +600,22 @@ fn parse_kill(
 }
 
 /// Resolves `--profile` names (with `*` globs and `all`) against the built-in and file profiles.
-fn select_profiles(names: &[String], file: Option<&Path>) -> Result<Vec<Profile>, UsageError> {
+/// `names` is `None` when no `--profile` was typed: then `wal-full`, or the file's profiles.
+fn select_profiles(
+    names: Option<&[String]>,
+    file: Option<&Path>,
+) -> Result<Vec<Profile>, UsageError> {
     let mut known = Profile::builtins();
     let mut from_file = Vec::new();
     if let Some(path) = file {
+        // The loader refuses names that shadow a built-in profile or repeat within the file.
         from_file = Profile::load_file(path).map_err(|e| usage(e.to_string()))?;
-        for p in &from_file {
-            known.retain(|k| k.name != p.name);
-        }
         known.extend(from_file.iter().cloned());
     }
-    // With a profile file and no explicit --profile, run the file's profiles.
-    let names: Vec<String> = if file.is_some() && names == ["wal-full"] {
-        from_file.iter().map(|p| p.name.clone()).collect()
-    } else {
-        names.iter().map(|n| n.trim().to_string()).collect()
+    let names: Vec<String> = match names {
+        Some(names) => names.iter().map(|n| n.trim().to_string()).collect(),
+        None if file.is_some() => from_file.iter().map(|p| p.name.clone()).collect(),
+        None => vec!["wal-full".to_string()],
     };
     let mut chosen: Vec<Profile> = Vec::new();
     for name in &names {
@@ -504,6 +671,66 @@ pub fn default_work_base() -> PathBuf {
     } else {
         std::env::temp_dir()
     }
+}
+
+/// Refuses `-n` counts whose trial indices would overflow (`-p all -n 768614336404564651`).
+fn check_plan_size(mode: Mode, profiles: usize) -> Result<(), UsageError> {
+    if let Mode::Iterations(n) = mode {
+        if n.checked_mul(profiles as u64)
+            .is_none_or(|t| t > MAX_TRIALS)
+        {
+            return Err(usage(format!(
+                "--iterations {n} × {profiles} profile(s) is more trials than a run can number (at most {MAX_TRIALS}); give fewer iterations or use --duration"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The most trials one run numbers: far beyond any machine's reach, well inside `u64`.
+const MAX_TRIALS: u64 = 1 << 48;
+
+/// A file the run will write at the end (`--junit`): refuse now if it cannot be, not after the run.
+fn check_writable_file(path: &Path, what: &str) -> Result<(), UsageError> {
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{what} {} is a folder; give a file path",
+            path.display()
+        )));
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| {
+                usage(format!(
+                    "{what} {} is not writable ({e}); choose another path",
+                    path.display()
+                ))
+            });
+    }
+    // The nearest existing ancestor must be a writable folder (the run may create the rest, e.g.
+    // --junit OUT/junit.xml inside a new --out).
+    let mut ancestor = path.parent();
+    while let Some(a) = ancestor {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        if a.exists() {
+            return check_writable_dir(a, what).map_err(|_| {
+                usage(format!(
+                    "{what} {}: {} is not a writable folder; choose another path",
+                    path.display(),
+                    a.display()
+                ))
+            });
+        }
+        ancestor = a.parent();
+    }
+    Ok(())
 }
 
 fn check_writable_dir(dir: &Path, what: &str) -> Result<(), UsageError> {
@@ -597,14 +824,14 @@ mod tests {
 
     #[test]
     fn globs_select_profiles() {
-        let all = select_profiles(&["all".into()], None).unwrap();
+        let all = select_profiles(Some(&["all".into()]), None).unwrap();
         assert_eq!(all.len(), 24);
-        let wal = select_profiles(&["wal-*".into()], None).unwrap();
+        let wal = select_profiles(Some(&["wal-*".into()]), None).unwrap();
         assert!(wal.iter().all(|p| p.name.starts_with("wal-")));
         assert!(wal.len() >= 4);
-        let full = select_profiles(&["*-full".into(), "wal-full".into()], None).unwrap();
+        let full = select_profiles(Some(&["*-full".into(), "wal-full".into()]), None).unwrap();
         assert_eq!(full.len(), 6, "duplicates are dropped");
-        assert!(select_profiles(&["wal-fulll".into()], None).is_err());
+        assert!(select_profiles(Some(&["wal-fulll".into()]), None).is_err());
     }
 
     #[test]

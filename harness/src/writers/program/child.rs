@@ -16,7 +16,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
-use crate::writers::workload::die_with_parent;
+use crate::trial::process::die_with_parent;
 
 /// Everything needed to start the program for one trial (or the calibration run).
 pub(crate) struct Launch<'a> {
@@ -172,7 +172,15 @@ pub(crate) struct Run {
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
 pub(crate) fn argv(command: &[String], shell: bool, db: &Path) -> Vec<String> {
-    let db = db.to_string_lossy();
+    let mut db = db.to_string_lossy().into_owned();
+    // For `sh -c`, a path the shell would read as code (`$(…)`, spaces, quotes) is single-quoted.
+    if shell
+        && !db
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=%".contains(c))
+    {
+        db = format!("'{}'", db.replace('\'', "'\\''"));
+    }
     let words: Vec<String> = command.iter().map(|a| a.replace("{db}", &db)).collect();
     if shell {
         vec!["/bin/sh".into(), "-c".into(), words.join(" ")]
@@ -465,6 +473,9 @@ mod tests {
                 "app /w/slot-0/exec-3/db/trial.db | tee log"
             ]
         );
+        let odd = Path::new("/w/a$(touch x)'b/trial.db");
+        let sh = argv(&["app {db}".to_string()], true, odd);
+        assert_eq!(sh[2], "app '/w/a$(touch x)'\\''b/trial.db'");
     }
 
     #[test]

@@ -63,6 +63,12 @@ fn replace_range(version: &str, out: &Path) -> Output {
             "--jobs",
             "1",
             "--no-progress",
+            // The uninterrupted run lingers as long as its start took: on a loaded machine that
+            // is longer than the default 30 s (cut short, it would leave the WAL to replay).
+            "--calibration-timeout",
+            "180s",
+            "--trial-timeout",
+            "180s",
             "--recovered-sql",
             "SELECT max(seq) FROM t",
             "--verify-sql",

@@ -609,11 +609,7 @@ fn exec_shell_quotes_the_database_path() {
         .args(["--out", out.to_str().unwrap(), "--", "test -n {db}"])
         .output()
         .unwrap();
-    assert!(
-        o.status.code() != Some(2),
-        "{}",
-        text(&o.stderr)
-    );
+    assert!(o.status.code() != Some(2), "{}", text(&o.stderr));
     assert!(
         !tmp.path().join("pwned").exists(),
         "the shell ran what --dir spelled"

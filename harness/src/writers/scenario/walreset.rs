@@ -19,7 +19,7 @@ use rusqlite::Connection;
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{
-    self, code_name, commit_loop, open_writer, record, word, Ctx, Ending, Env, Metrics, Run,
+    self, code_name, commit_loop, open_writer, record, word, Children, Ctx, Ending, Env, Metrics,
     WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
@@ -115,7 +115,7 @@ fn checkpointer(env: &Env<'_>, db: &std::path::Path, id: u32) -> i32 {
 }
 
 /// A process reported damage the application would see: end the trial early.
-fn saw_damage(run: &Run<'_>) -> Option<String> {
+fn saw_damage(run: &Children<'_>) -> Option<String> {
     run.events
         .errors
         .iter()
@@ -166,11 +166,11 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
-fn start<'a>(ctx: &Ctx<'a>, p: &Params, window: Duration) -> Result<Run<'a>, String> {
+fn start<'a>(ctx: &Ctx<'a>, p: &Params, window: Duration) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
     // Its own timeout: the window is longer than the scenario runs' default --trial-timeout.
     let timeout = window + ctx.opts.trial_timeout.max(Duration::from_secs(10));
-    let mut run = Run::new(ctx.files, p.writers, 0, timeout)?;
+    let mut run = Children::new(ctx.files, p.writers, None, timeout)?;
     for w in 0..p.writers {
         let spec = WriterSpec {
             id: w,

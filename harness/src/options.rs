@@ -2,23 +2,24 @@
 //! Everything is checked before the results folder is created, so a refused run writes nothing.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use torture_workloads::{Profile, Workload};
+use torture_workloads::Profile;
 
 use crate::cli::{CommonArgs, KillArgs, RunArgs};
 use crate::engine::Engine;
-use crate::faults::{OpFilter, PowerLossModel};
 use crate::lab::plan::Partition;
 use crate::lab::seed;
-use crate::trial::kill_point::{parse_duration, KillPolicy};
 use crate::verify::verdict::Fault;
-use crate::writers::program::ExecOptions;
 
 /// A usage error: printed as `torture: <message>` and exits with code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+use crate::config::{
+    check_plan_size, default_crash_at, default_fault_commits, default_sector_size, parse_workload,
+};
+pub use crate::config::{Defaults, FaultOptions, Mode, RunConfig, RunSpec, RunSpecFile};
 
 fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
@@ -69,284 +70,33 @@ pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// What `OUT/run.json` holds: every setting that decides which trials a run makes, so `--resume`
-/// continues exactly the same run and a reader knows how the results were produced.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunSpec {
-    pub profiles: Vec<Profile>,
-    pub workload: String,
-    /// Trials per profile; `None` for a `--duration` run.
-    pub iterations: Option<u64>,
-    pub duration_secs: Option<f64>,
-    pub seed: u64,
-    pub kill_after: String,
-    pub kill_delay: String,
-    pub trial_timeout: String,
-    pub max_commits: u64,
-    pub partition: Option<Partition>,
-    pub fail_on: String,
-    pub command_line: String,
-    pub sqlite_version: String,
-    #[serde(default = "default_fault")]
-    pub fault: String,
-    #[serde(default = "default_crash_at")]
-    pub crash_at: String,
-    #[serde(default = "default_fault_commits")]
-    pub fault_commits: u64,
-    #[serde(default = "default_sector_size")]
-    pub sector_size: u32,
-    #[serde(default)]
-    pub lying_disk: bool,
-    #[serde(default)]
-    pub no_powersafe_overwrite: bool,
-    #[serde(default)]
-    pub crash_recovery: bool,
-    /// `torture exec`: the program tortured, with its calibrated kill window.
-    #[serde(default)]
-    pub exec: Option<ExecOptions>,
-    /// `torture scenario run NAME`: the scenario run.
-    #[serde(default)]
-    pub scenario: Option<String>,
-    /// The engine the trials drive (plain SQLite, or SQLCipher with its key).
-    #[serde(default)]
-    pub engine: Engine,
-    /// Set by `torture merge --partial`: which shards the merged folder lacks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partial: Option<String>,
-}
-
-fn default_fault() -> String {
-    "sigkill".into()
-}
-fn default_crash_at() -> String {
-    "any".into()
-}
-fn default_fault_commits() -> u64 {
-    20
-}
-fn default_sector_size() -> u32 {
-    512
-}
-
-/// How op-indexed faults are placed and what a power cut does.
-#[derive(Clone, Debug)]
-pub struct FaultOptions {
-    pub fault: Fault,
-    /// Which operations count.
-    pub filter: OpFilter,
-    /// A fixed operation index; `None` draws it from the trial's seed.
-    pub op: Option<u64>,
-    /// Commits per writer in an op-indexed trial.
-    pub commits: u64,
-    pub model: PowerLossModel,
-    /// Crash the first opener mid-recovery before the oracle recovers.
-    pub crash_recovery: bool,
-}
-
-impl FaultOptions {
-    fn from_spec(spec: &RunSpec, profiles: &[Profile]) -> Result<FaultOptions, UsageError> {
-        let fault = Fault::parse(&spec.fault).ok_or_else(|| {
-            usage(format!(
-                "unknown fault `{}`; choose one of: {}",
-                spec.fault,
-                Fault::ALL.map(|f| f.as_str()).join(", ")
-            ))
-        })?;
-        let (filter_text, op) = match spec.crash_at.rsplit_once(':') {
-            Some((head, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
-                let n: u64 = n
-                    .parse()
-                    .map_err(|_| usage(format!("--crash-at {}: N is too large", spec.crash_at)))?;
-                if n == 0 {
-                    return Err(usage("--crash-at: N counts from 1"));
-                }
-                (head.to_string(), Some(n))
-            }
-            _ => (spec.crash_at.clone(), None),
-        };
-        let filter: OpFilter = filter_text
-            .parse()
-            .map_err(|e: String| usage(format!("--crash-at: {e}")))?;
-        if spec.fault_commits == 0 {
-            return Err(usage("--fault-commits 0 writes nothing; give at least 1"));
-        }
-        if !(512..=65536).contains(&spec.sector_size) || !spec.sector_size.is_power_of_two() {
-            return Err(usage(format!(
-                "--sector-size {} is not a power of two from 512 to 65536",
-                spec.sector_size
-            )));
-        }
-        if fault.is_op_indexed() {
-            if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
-                return Err(usage(format!(
-                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
-                    fault.as_str(), p.name, p.processes, p.connections
-                )));
-            }
-        }
-        Ok(FaultOptions {
-            fault,
-            filter,
-            op,
-            commits: spec.fault_commits,
-            crash_recovery: spec.crash_recovery,
-            model: PowerLossModel {
-                sector_size: spec.sector_size,
-                ignore_fsync: spec.lying_disk,
-                powersafe_overwrite: !spec.no_powersafe_overwrite,
-                ..PowerLossModel::default()
-            },
-        })
-    }
-
-    /// False when the power-loss model breaks an assumption SQLite documents, on request.
-    pub fn hardware_as_documented(&self) -> bool {
-        !self.model.ignore_fsync && self.model.powersafe_overwrite
-    }
-}
-
-/// What bounds a run: a number of trials per profile, or a time budget.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Mode {
-    Iterations(u64),
-    Duration(Duration),
-}
-
-impl Mode {
-    pub fn iterations(self) -> Option<u64> {
-        match self {
-            Mode::Iterations(n) => Some(n),
-            Mode::Duration(_) => None,
-        }
-    }
-
-    pub fn duration(self) -> Option<Duration> {
-        match self {
-            Mode::Iterations(_) => None,
-            Mode::Duration(d) => Some(d),
-        }
-    }
-
-    /// From `-n` / `--duration` as typed (`None`: not given), with the command's default count.
-    fn from_args(
-        iterations: Option<u64>,
-        duration: Option<&str>,
-        default_iterations: u64,
-    ) -> Result<Mode, UsageError> {
-        match duration {
-            Some(d) => {
-                let d = parse_duration(d).map_err(|e| usage(format!("--duration: {e}")))?;
-                if d.is_zero() {
-                    return Err(usage("--duration 0 runs nothing; give e.g. 90s or 10m"));
-                }
-                Ok(Mode::Duration(d))
-            }
-            None => match iterations.unwrap_or(default_iterations) {
-                0 => Err(usage("--iterations 0 runs nothing; give at least 1")),
-                n => Ok(Mode::Iterations(n)),
-            },
-        }
-    }
-
-    /// From `run.json`.
-    fn from_spec(spec: &RunSpec) -> Result<Mode, UsageError> {
-        match (spec.iterations, spec.duration_secs) {
-            (Some(0), _) => Err(usage("iterations is 0; a run has at least 1 trial per profile")),
-            (Some(n), _) => Ok(Mode::Iterations(n)),
-            (None, Some(d)) if d.is_finite() && d > 0.0 && d < 1e12 => {
-                Ok(Mode::Duration(Duration::from_secs_f64(d)))
-            }
-            (None, _) => Err(usage(
-                "neither iterations nor a positive duration_secs; it must be the file torture wrote",
-            )),
-        }
-    }
-}
-
-/// What differs between the commands that run trials: their defaults.
-#[derive(Clone, Copy, Debug)]
-pub struct Defaults {
-    pub iterations: u64,
-    pub trial_timeout: &'static str,
-}
-
-impl Defaults {
-    pub const RUN: Defaults = Defaults {
-        iterations: 1000,
-        trial_timeout: "10s",
-    };
-    pub const EXEC: Defaults = Defaults {
-        iterations: 100,
-        trial_timeout: "60s",
-    };
-    pub const SCENARIO: Defaults = Defaults {
-        iterations: 200,
-        trial_timeout: "20s",
-    };
-}
-
-/// The options a run executes with.
+/// The options a run executes with: the run's settings ([`RunConfig`], what `run.json` holds; its
+/// fields read through `opts.` directly) and how this invocation runs them.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub profiles: Vec<Profile>,
-    pub workload: Workload,
-    /// A number of trials per profile, or a time budget.
-    pub mode: Mode,
-    pub partition: Option<Partition>,
-    pub seed: u64,
+    /// The run's settings.
+    pub spec: RunConfig,
     pub jobs: usize,
     pub out_dir: PathBuf,
     /// The folder under which the run makes its private folder of trial databases.
     pub work_base: PathBuf,
-    pub kill: KillPolicy,
-    pub trial_timeout: Duration,
-    pub max_commits: u64,
     pub progress: bool,
-    /// Exit 1 on any non-intact trial, not only on violations.
-    pub fail_on_any: bool,
     pub junit: Option<PathBuf>,
     /// Failed trials whose evidence is kept (`--max-evidence`).
     pub max_evidence: u64,
     /// Continue the run already in `out_dir`.
     pub resume: bool,
-    /// The command line, as recorded in failure notes.
-    pub command_line: String,
-    pub faults: FaultOptions,
-    /// `torture exec`: trials run this program instead of a workload.
-    pub exec: Option<ExecOptions>,
-    /// `torture scenario run NAME`: trials run this scenario's variants instead of profiles.
-    pub scenario: Option<String>,
-    /// The settings as written to `run.json`.
-    pub spec: RunSpec,
+}
+
+impl std::ops::Deref for RunOptions {
+    type Target = RunConfig;
+
+    fn deref(&self) -> &RunConfig {
+        &self.spec
+    }
 }
 
 impl RunOptions {
-    /// Trials in the whole run (all shards): `iterations` of every profile, interleaved. Validation
-    /// refuses counts whose product overflows.
-    pub fn total_trials(&self) -> Option<u64> {
-        self.mode
-            .iterations()
-            .map(|n| n.saturating_mul(self.profiles.len() as u64))
-    }
-
-    /// Trials this invocation is meant to run: the whole run, or this shard's block of it.
-    pub fn planned_trials(&self) -> Option<u64> {
-        let total = self.total_trials()?;
-        Some(match self.partition {
-            Some(p) => {
-                let r = p.range(total);
-                r.end - r.start
-            }
-            None => total,
-        })
-    }
-
-    /// Which profile trial `index` uses: profiles take turns so machine noise hits them alike.
-    pub fn profile_of(&self, index: u64) -> &Profile {
-        &self.profiles[(index % self.profiles.len() as u64) as usize]
-    }
-
     /// A plain run's options (`torture [OPTIONS]`).
     pub fn validate(args: RunArgs, command_line: String) -> Result<RunOptions, UsageError> {
         Self::validate_with(args, Defaults::RUN, command_line)
@@ -405,7 +155,6 @@ impl RunOptions {
             kill_after,
             kill_delay,
         } = &args.kill;
-        let (kill, trial_timeout) = parse_kill(kill_after, kill_delay, &trial_timeout_text)?;
         if args.max_commits == 0 {
             return Err(usage("--max-commits 0 writes nothing; give at least 1"));
         }
@@ -416,8 +165,8 @@ impl RunOptions {
             .clone()
             .unwrap_or_else(|| PathBuf::from("results").join(default_run_name(seed)));
         check_out_dir(&out_dir)?;
-        let spec = RunSpec {
-            profiles: profiles.clone(),
+        let spec = RunConfig::new(RunSpecFile {
+            profiles,
             workload: workload.name().to_string(),
             iterations: mode.iterations(),
             duration_secs: mode.duration().map(|d| d.as_secs_f64()),
@@ -428,7 +177,7 @@ impl RunOptions {
             max_commits: args.max_commits,
             partition,
             fail_on: common.fail_on.clone(),
-            command_line: command_line.clone(),
+            command_line,
             sqlite_version: crate::engine::version(),
             fault: args.fault.clone(),
             crash_at: args.crash_at.clone(),
@@ -441,30 +190,16 @@ impl RunOptions {
             scenario: None,
             engine,
             partial: None,
-        };
-        let faults = FaultOptions::from_spec(&spec, &profiles)?;
+        })?;
         Ok(RunOptions {
-            exec: spec.exec.clone(),
-            scenario: spec.scenario.clone(),
-            faults,
-            profiles,
-            workload,
-            mode,
-            partition,
-            seed,
+            spec,
             jobs,
             out_dir,
             work_base,
-            kill,
-            trial_timeout,
-            max_commits: args.max_commits,
             progress: !common.no_progress,
-            fail_on_any: common.fail_on == "any",
             junit: common.junit.clone(),
             max_evidence: common.max_evidence,
             resume: false,
-            command_line,
-            spec,
         })
     }
 
@@ -483,7 +218,7 @@ impl RunOptions {
                 path.display()
             ))
         })?;
-        let spec: RunSpec = serde_json::from_str(&text).map_err(|e| {
+        let spec: RunConfig = serde_json::from_str(&text).map_err(|e| {
             usage(format!(
                 "--resume {}: {} is malformed ({e}); it must be the file torture wrote",
                 out.display(),
@@ -512,7 +247,7 @@ impl RunOptions {
 
     /// Options that re-create the run `spec` describes, writing into `out`.
     pub fn from_spec(
-        spec: RunSpec,
+        spec: RunConfig,
         out: &Path,
         jobs: usize,
         work_base: PathBuf,
@@ -520,83 +255,18 @@ impl RunOptions {
         junit: Option<PathBuf>,
         resume: bool,
     ) -> Result<RunOptions, UsageError> {
-        let workload = parse_workload(&spec.workload)?;
-        let (kill, trial_timeout) =
-            parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
-        let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         spec.engine.check_build().map_err(usage)?;
-        // A hand-edited file: every field in range, or one line saying which is not.
-        if spec.profiles.is_empty() {
-            return Err(usage("no profiles; it must be the file torture wrote"));
-        }
-        for p in &spec.profiles {
-            p.validate().map_err(|e| usage(e.to_string()))?;
-        }
-        let mode = Mode::from_spec(&spec)?;
-        check_plan_size(mode, spec.profiles.len())?;
-        if spec.max_commits == 0 {
-            return Err(usage("max_commits is 0; a writer commits at least once"));
-        }
-        if let Some(p) = spec.partition {
-            if p.k == 0 || p.k > p.n {
-                return Err(usage(format!(
-                    "partition {}/{} is not a shard K/N with 1 <= K <= N",
-                    p.k, p.n
-                )));
-            }
-        }
         Ok(RunOptions {
-            exec: spec.exec.clone(),
-            scenario: spec.scenario.clone(),
-            faults,
-            profiles: spec.profiles.clone(),
-            workload,
-            mode,
-            partition: spec.partition,
-            seed: spec.seed,
+            spec,
             jobs,
             out_dir: out.to_path_buf(),
             work_base,
-            kill,
-            trial_timeout,
-            max_commits: spec.max_commits,
             progress: !no_progress,
-            fail_on_any: spec.fail_on == "any",
             junit,
             max_evidence: 100,
             resume,
-            command_line: spec.command_line.clone(),
-            spec,
         })
     }
-}
-
-fn parse_workload(name: &str) -> Result<Workload, UsageError> {
-    Workload::parse(name).ok_or_else(|| {
-        usage(format!(
-            "unknown workload `{name}`; choose one of: {}",
-            Workload::ALL.map(|w| w.name()).join(", ")
-        ))
-    })
-}
-
-fn parse_kill(
-    after: &str,
-    delay: &str,
-    timeout: &str,
-) -> Result<(KillPolicy, Duration), UsageError> {
-    let kill = KillPolicy::parse(after, delay).map_err(usage)?;
-    let trial_timeout =
-        parse_duration(timeout).map_err(|e| usage(format!("--trial-timeout: {e}")))?;
-    if trial_timeout.is_zero() {
-        return Err(usage("--trial-timeout must be more than 0"));
-    }
-    if kill.latest() >= trial_timeout {
-        return Err(usage(format!(
-            "the kill window ends after --trial-timeout {timeout}; raise --trial-timeout or shorten the window"
-        )));
-    }
-    Ok((kill, trial_timeout))
 }
 
 /// Resolves `--profile` names (with `*` globs and `all`) against the built-in and file profiles.
@@ -672,23 +342,6 @@ pub fn default_work_base() -> PathBuf {
         std::env::temp_dir()
     }
 }
-
-/// Refuses `-n` counts whose trial indices would overflow (`-p all -n 768614336404564651`).
-fn check_plan_size(mode: Mode, profiles: usize) -> Result<(), UsageError> {
-    if let Mode::Iterations(n) = mode {
-        if n.checked_mul(profiles as u64)
-            .is_none_or(|t| t > MAX_TRIALS)
-        {
-            return Err(usage(format!(
-                "--iterations {n} × {profiles} profile(s) is more trials than a run can number (at most {MAX_TRIALS}); give fewer iterations or use --duration"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The most trials one run numbers: far beyond any machine's reach, well inside `u64`.
-const MAX_TRIALS: u64 = 1 << 48;
 
 /// A file the run will write at the end (`--junit`): refuse now if it cannot be, not after the run.
 fn check_writable_file(path: &Path, what: &str) -> Result<(), UsageError> {

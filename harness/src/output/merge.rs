@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::options::RunSpec;
+use crate::options::RunSpecFile;
 use crate::output::report;
 use crate::output::{out_dir, Summary, TrialsCsv};
 
@@ -30,12 +30,12 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
             out.display()
         ));
     }
-    let mut specs: Vec<RunSpec> = Vec::new();
+    let mut specs: Vec<RunSpecFile> = Vec::new();
     for shard in shards {
         let path = shard.join("run.json");
         let spec = std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str::<RunSpec>(&t).map_err(|e| e.to_string()))
+            .and_then(|t| serde_json::from_str::<RunSpecFile>(&t).map_err(|e| e.to_string()))
             .map_err(|e| {
                 format!(
                     "merge: cannot read {} ({e}); give the result folders the shards' runs wrote",
@@ -104,8 +104,8 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
 }
 
 /// The first setting in which two shards' runs differ, or `None` when they are shards of one run.
-fn difference(a: &RunSpec, b: &RunSpec) -> Option<String> {
-    let names = |s: &RunSpec| {
+fn difference(a: &RunSpecFile, b: &RunSpecFile) -> Option<String> {
+    let names = |s: &RunSpecFile| {
         s.profiles
             .iter()
             .map(|p| p.name.clone())
@@ -146,7 +146,7 @@ fn difference(a: &RunSpec, b: &RunSpec) -> Option<String> {
             b.engine.name()
         ));
     }
-    let rest = |s: &RunSpec| {
+    let rest = |s: &RunSpecFile| {
         let mut s = s.clone();
         s.partition = None;
         s.command_line.clear();
@@ -159,7 +159,7 @@ fn difference(a: &RunSpec, b: &RunSpec) -> Option<String> {
 /// What the set lacks: shards not given, and trials missing from the given ones.
 fn missing_parts(
     shards: &[PathBuf],
-    specs: &[RunSpec],
+    specs: &[RunSpecFile],
     records: &[crate::trial::outcome::TrialRecord],
 ) -> Result<Vec<String>, String> {
     let mut missing = Vec::new();

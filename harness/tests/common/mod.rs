@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn torture() -> Command {
@@ -124,4 +124,36 @@ pub fn count(
     rows.iter()
         .filter(|r| r["profile"] == profile && r["outcome"] == outcome)
         .count()
+}
+
+pub fn one_line_exit(o: &std::process::Output, code: i32) -> String {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{}{err}", text(&o.stdout));
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+/// Runs the binary with a time limit; `None` when it was still running (a valid run, killed).
+pub fn run_bounded(cwd: &Path, args: &[String], limit: Duration) -> Option<std::process::Output> {
+    let mut child = torture()
+        .current_dir(cwd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::options::RunSpec;
+use crate::options::RunSpecFile;
 use crate::output::trials_csv;
 use crate::trial::outcome::TrialRecord;
 
@@ -92,7 +92,7 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
 }
 
 /// The run settings next to an input (a result folder's `run.json`, or the one beside a trials.csv).
-fn spec_of(input: &Path) -> Option<RunSpec> {
+fn spec_of(input: &Path) -> Option<RunSpecFile> {
     let dir = if input.is_dir() {
         input
     } else {
@@ -106,7 +106,7 @@ fn spec_of(input: &Path) -> Option<RunSpec> {
 /// `--partition` shard, with different master seeds (their trial indices would not collide, so
 /// `load` could not tell). One line, as `merge` says it.
 pub fn check_one_run_per_shard_set(inputs: &[PathBuf]) -> Result<(), String> {
-    let specs: Vec<(&PathBuf, RunSpec)> = inputs
+    let specs: Vec<(&PathBuf, RunSpecFile)> = inputs
         .iter()
         .filter_map(|i| spec_of(i).map(|s| (i, s)))
         .collect();

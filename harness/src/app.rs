@@ -17,7 +17,12 @@ use crate::trial::outcome::Outcome;
 
 /// Runs `torture` with these arguments and returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
-    let command_line = shell_words(&args);
+    // The command line to reproduce a run keeps the version flags (`--sqlite`, `--engine-version`).
+    let command_line = shell_words(&crate::versions::as_typed(&args));
+    let args = match crate::versions::prepare(args) {
+        crate::versions::Prepared::Continue(a) => a,
+        crate::versions::Prepared::Exit(code) => return code,
+    };
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {

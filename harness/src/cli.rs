@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Crash-torture lab for SQLite: fork writers, kill them at seeded points, recover, verify every acknowledged commit, record to CSV.",
     args_conflicts_with_subcommands = true,
-    after_help = "Exit codes: 0 no violation, 1 a violation of SQLite's documented promises, 2 bad usage, 3 lab error (worker-error trials), 130 interrupted."
+    after_help = "Exit codes: 0 no violation, 1 a violation of SQLite's documented promises, 2 bad usage, 3 lab error (worker-error trials), 130 interrupted.\n\nEngine versions (any command): --sqlite VERSION|PATH/sqlite3.c|PATH/libsqlite3.so runs the whole lab on that SQLite (a variant built once from registry packages: README \"Engine versions\"); `exec --engine duckdb|libsql --engine-version V` uses that release of the package in a managed venv."
 )]
 pub struct Cli {
     #[command(subcommand)]

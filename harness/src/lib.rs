@@ -18,4 +18,5 @@ pub mod output;
 pub mod run;
 pub mod trial;
 pub mod verify;
+pub mod versions;
 pub mod writers;

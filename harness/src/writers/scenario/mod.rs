@@ -19,6 +19,7 @@ mod measure;
 mod pool;
 mod recovery;
 mod shutdown;
+mod walreset;
 mod writers;
 
 use std::fmt::Write as _;
@@ -64,6 +65,7 @@ pub(crate) enum Kind {
     Checkpoint(checkpoint::Params),
     Shutdown(shutdown::Params),
     Corruptor(corruptors::Params),
+    WalReset(walreset::Params),
 }
 
 impl Variant {
@@ -103,6 +105,7 @@ pub fn all() -> Vec<Scenario> {
         checkpoint::scenario(),
         shutdown::scenario(),
         corruptors::scenario(),
+        walreset::scenario(),
     ]
 }
 
@@ -186,6 +189,7 @@ pub(crate) fn run_measured(
         Kind::Checkpoint(p) => checkpoint::run(&ctx, p),
         Kind::Shutdown(p) => shutdown::run(&ctx, p),
         Kind::Corruptor(p) => corruptors::run(&ctx, p),
+        Kind::WalReset(p) => walreset::run(&ctx, p),
     }
 }
 
@@ -234,11 +238,11 @@ mod tests {
     #[test]
     fn names_are_unique_and_variants_are_named_for_the_csv() {
         let all = all();
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 9);
         let mut names: Vec<&str> = all.iter().map(|s| s.name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 9);
         for s in &all {
             assert!(!s.variants.is_empty(), "{}", s.name);
             assert!(!s.claim.is_empty() && !s.summary.contains('\n'));
@@ -252,7 +256,7 @@ mod tests {
             }
         }
         let list = list_text();
-        assert_eq!(list.lines().count(), 16, "{list}");
+        assert_eq!(list.lines().count(), 18, "{list}");
         assert!(profiles("pool").unwrap().len() >= 6);
         assert!(profiles("nope").is_none());
         assert!(unknown("nope").contains("pool"));

@@ -18,10 +18,10 @@ use crate::trial::outcome::Outcome;
 /// Runs `torture` with these arguments and returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
     // The command line to reproduce a run keeps the version flags (`--sqlite`, `--engine-version`).
-    let command_line = shell_words(&crate::versions::as_typed(&args));
-    let args = match crate::versions::prepare(args) {
-        crate::versions::Prepared::Continue(a) => a,
-        crate::versions::Prepared::Exit(code) => return code,
+    let command_line = shell_words(&crate::engine::versions::as_typed(&args));
+    let args = match crate::engine::versions::prepare(args) {
+        crate::engine::versions::Prepared::Continue(a) => a,
+        crate::engine::versions::Prepared::Exit(code) => return code,
     };
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,

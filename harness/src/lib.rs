@@ -18,5 +18,4 @@ pub mod output;
 pub mod run;
 pub mod trial;
 pub mod verify;
-pub mod versions;
 pub mod writers;

@@ -4,6 +4,8 @@
 //! The engine is a property of the process: a slot installs it once, before it opens anything, and
 //! every connection a trial opens (template, writers, oracle, recovery) goes through [`open`].
 
+pub mod versions;
+
 use std::path::Path;
 use std::sync::OnceLock;
 

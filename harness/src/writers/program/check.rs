@@ -58,6 +58,9 @@ pub(crate) struct CheckEnv<'a> {
     pub db: &'a Path,
     /// The highest acknowledged commit (0: none).
     pub acked: u64,
+    /// Every acknowledged commit number, per instance (empty: only `acked` is known). With a
+    /// `--recovered-sql` that answers several rows, each of them must be among the rows.
+    pub acks: &'a [Vec<u64>],
     /// For each helper process (the DuckDB check, `--verify-cmd`).
     pub timeout: Duration,
     /// A folder for the helpers' output, outside the database's folder.
@@ -68,11 +71,94 @@ pub(crate) struct CheckEnv<'a> {
 /// What the engine-specific part found, before the user's command and the verdict on durability.
 #[derive(Debug, Default)]
 struct Findings {
-    recovered: Option<u64>,
+    recovered: Option<Recovered>,
     /// The user's invariant, broken: what it said.
     broken: Vec<String>,
     /// Why the database is judged as not made yet (nothing acknowledged, no schema): no failure.
     not_yet: Option<String>,
+}
+
+/// What `--recovered-sql` answered: one row is the highest surviving commit; several rows (or
+/// none) are the set of surviving commit numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recovered {
+    Highest(u64),
+    Set(std::collections::BTreeSet<u64>),
+}
+
+impl Recovered {
+    pub(crate) fn from_rows(rows: Vec<u64>) -> Recovered {
+        match rows[..] {
+            [one] => Recovered::Highest(one),
+            _ => Recovered::Set(rows.into_iter().collect()),
+        }
+    }
+
+    /// The highest surviving commit, for the CSV's `recovered_commits`.
+    pub(crate) fn highest(&self) -> u64 {
+        match self {
+            Recovered::Highest(n) => *n,
+            Recovered::Set(s) => s.last().copied().unwrap_or(0),
+        }
+    }
+
+    /// What is lost of the acknowledged commits, in words, or None.
+    fn lost(&self, acked: u64, acks: &[Vec<u64>]) -> Option<String> {
+        let set = match self {
+            Recovered::Highest(n) => {
+                return (*n < acked)
+                    .then(|| format!("acknowledged up to {acked}, recovered up to {n}"))
+            }
+            Recovered::Set(s) => s,
+        };
+        let fallback = [if acked > 0 { vec![acked] } else { vec![] }];
+        let acks = if acks.iter().all(Vec::is_empty) {
+            &fallback[..]
+        } else {
+            acks
+        };
+        let several = acks.len() > 1;
+        let mut parts = Vec::new();
+        for (i, mine) in acks.iter().enumerate() {
+            let mut acked: Vec<u64> = mine.clone();
+            acked.sort_unstable();
+            acked.dedup();
+            let missing: Vec<u64> = acked.iter().copied().filter(|n| !set.contains(n)).collect();
+            if let Some(first) = missing.first() {
+                parts.push(format!(
+                    "{}{} of {} acknowledged commit(s) missing, first {first}",
+                    if several {
+                        format!("instance {i}: ")
+                    } else {
+                        String::new()
+                    },
+                    missing.len(),
+                    acked.len()
+                ));
+            }
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{} ({} commit(s) survived, the highest {})",
+                parts.join("; "),
+                set.len(),
+                self.highest()
+            )
+        })
+    }
+}
+
+/// The start of the detail of a trial whose `--recovered-sql` answered something that is not a
+/// commit number: the query is wrong, not the database (`after_run` makes it exit 2).
+pub(crate) const BAD_RECOVERED_SQL: &str = "--recovered-sql answered";
+
+fn bad_recovered(what: &str) -> Check {
+    Check::new(
+        Outcome::WorkerError,
+        format!(
+            "{BAD_RECOVERED_SQL} `{what}`, not a commit number; make it answer numbers: one row, the highest surviving commit, or one row per surviving commit"
+        ),
+    )
 }
 
 /// Checks the database after the program died.
@@ -119,13 +205,11 @@ fn decide(env: &CheckEnv<'_>, mut f: Findings) -> Check {
             Err(e) => return Check::new(Outcome::WorkerError, e),
         }
     }
-    let recovered = f.recovered.unwrap_or(0);
-    let lost = (f.recovered.is_some() && recovered < env.acked).then(|| {
-        format!(
-            "acknowledged up to {}, recovered up to {recovered}",
-            env.acked
-        )
-    });
+    let recovered = f.recovered.as_ref().map_or(0, Recovered::highest);
+    let lost = f
+        .recovered
+        .as_ref()
+        .and_then(|r| r.lost(env.acked, env.acks));
     let mut check = match (f.broken.is_empty(), lost) {
         (false, lost) => {
             let mut d = f.broken.join("; ");
@@ -176,7 +260,8 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
             ),
         );
         if let Some(sql) = &env.exec.recovered_sql {
-            c.recovered = recovered_value(&conn, sql).unwrap_or(0);
+            c.recovered =
+                recovered_rows(&conn, sql).map_or(0, |r| Recovered::from_rows(r).highest());
         }
         return Err(c);
     }
@@ -186,8 +271,9 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
         return Ok(f);
     }
     if let Some(sql) = &env.exec.recovered_sql {
-        match recovered_value(&conn, sql) {
-            Ok(n) => f.recovered = Some(n),
+        match recovered_rows(&conn, sql) {
+            Ok(rows) => f.recovered = Some(Recovered::from_rows(rows)),
+            Err(SqlError::NotANumber(t)) => return Err(bad_recovered(&t)),
             Err(SqlError::Sqlite(e)) if sqlite_error::is_corrupt(&e) => {
                 return Err(classify(&e, "--recovered-sql"))
             }
@@ -200,7 +286,7 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
     }
     if let Some(sql) = &env.exec.verify_sql {
         match answers(&conn, sql) {
-            Ok(rows) if is_ok(&rows) => {}
+            Ok(rows) if invariant_holds(&rows) => {}
             Ok(rows) => f
                 .broken
                 .push(format!("--verify-sql answered: {}", rows.join(" | "))),
@@ -246,25 +332,26 @@ impl std::fmt::Display for SqlError {
     }
 }
 
-/// The first column of the first row as a commit number; no row or NULL is 0 (an empty table).
-fn recovered_value(conn: &Connection, sql: &str) -> Result<u64, SqlError> {
+/// The first column of every row as commit numbers; a NULL row (`max()` of an empty table) is 0.
+fn recovered_rows(conn: &Connection, sql: &str) -> Result<Vec<u64>, SqlError> {
     let mut stmt = conn.prepare(sql).map_err(SqlError::Sqlite)?;
     let mut rows = stmt.query([]).map_err(SqlError::Sqlite)?;
-    let Some(row) = rows.next().map_err(SqlError::Sqlite)? else {
-        return Ok(0);
-    };
-    let v = row.get_ref(0).map_err(SqlError::Sqlite)?;
-    match v {
-        ValueRef::Null => Ok(0),
-        ValueRef::Integer(i) => Ok(i.max(0) as u64),
-        ValueRef::Real(r) if r.is_finite() => Ok(r.max(0.0) as u64),
-        other => {
-            let t = text(other);
-            t.trim()
-                .parse()
-                .map_err(|_| SqlError::NotANumber(t.clone()))
-        }
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(SqlError::Sqlite)? {
+        let n = match row.get_ref(0).map_err(SqlError::Sqlite)? {
+            ValueRef::Null => 0,
+            ValueRef::Integer(i) => i.max(0) as u64,
+            ValueRef::Real(r) if r.is_finite() => r.max(0.0) as u64,
+            other => {
+                let t = text(other);
+                t.trim()
+                    .parse()
+                    .map_err(|_| SqlError::NotANumber(t.clone()))?
+            }
+        };
+        out.push(n);
     }
+    Ok(out)
 }
 
 /// The first column of every row, as text.
@@ -291,7 +378,12 @@ fn text(v: ValueRef<'_>) -> String {
     }
 }
 
-/// An invariant holds when its query answers exactly one row, `ok`.
+/// An invariant holds when its query answers exactly one row, `ok`, `1` or `true` (a boolean check).
+pub(crate) fn invariant_holds(rows: &[String]) -> bool {
+    matches!(rows, [one] if ["ok", "1", "true"].iter().any(|w| one.trim().eq_ignore_ascii_case(w)))
+}
+
+/// `PRAGMA integrity_check` passed: exactly one row, `ok`.
 fn is_ok(rows: &[String]) -> bool {
     matches!(rows, [one] if one.trim().eq_ignore_ascii_case("ok"))
 }
@@ -334,9 +426,23 @@ fn failed_sql_stage(
 fn run_verify_cmd(env: &CheckEnv<'_>, cmd: &str) -> Result<Option<String>, String> {
     let argv = argv(&[cmd.to_string()], true, env.db);
     let out = env.scratch.join("verify-cmd.out");
+    // Every acknowledged commit number, one per line, for the command to look for.
+    let acks_file = env.scratch.join("acks.txt");
+    let mut all: Vec<u64> = env.acks.iter().flatten().copied().collect();
+    if all.is_empty() && env.acked > 0 {
+        all.push(env.acked);
+    }
+    all.sort_unstable();
+    all.dedup();
+    let text: String = all.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(&acks_file, text)
+        .map_err(|e| format!("--verify-cmd: writing {}: {e}", acks_file.display()))?;
     let status = run_helper(
         &argv,
-        &[("TORTURE_DB", env.db.as_os_str())],
+        &[
+            ("TORTURE_DB", env.db.as_os_str()),
+            ("TORTURE_ACKS", acks_file.as_os_str()),
+        ],
         &out,
         &out,
         env,

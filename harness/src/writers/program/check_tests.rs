@@ -41,6 +41,7 @@ fn check(exec: &ExecOptions, db: &Path, acked: u64) -> Check {
         exec,
         db,
         acked,
+        acks: &[],
         timeout: Duration::from_secs(20),
         scratch,
         close_fds: &[],

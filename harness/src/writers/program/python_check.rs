@@ -9,6 +9,8 @@ use super::*;
 const DUCKDB_CHECK: &str = r#"
 import json, sys
 out = {}
+def number(v):
+    return v if v is None or isinstance(v, (int, float, str)) else repr(v)
 def done(**kw):
     out.update(kw)
     print(json.dumps(out))
@@ -37,8 +39,7 @@ except Exception as e:
     fail("read", e)
 if rec:
     try:
-        r = con.execute(rec).fetchone()
-        out["recovered"] = None if r is None or r[0] is None else int(r[0])
+        out["recovered"] = [number(r[0]) for r in con.execute(rec).fetchall()]
     except Exception as e:
         fail("recovered", e)
 if ver:
@@ -148,11 +149,7 @@ pub(super) fn verify_duckdb(
         return Ok(f);
     }
     if env.exec.recovered_sql.is_some() && f.broken.is_empty() {
-        f.recovered = Some(
-            json.get("recovered")
-                .and_then(|r| r.as_i64())
-                .map_or(0, |r| r.max(0) as u64),
-        );
+        f.recovered = Some(recovered_json(&json).map_err(|t| bad_recovered(&t))?);
     }
     if env.exec.verify_sql.is_some() && f.broken.is_empty() {
         let rows: Vec<String> = json
@@ -164,7 +161,7 @@ pub(super) fn verify_duckdb(
                     .collect()
             })
             .unwrap_or_default();
-        if !is_ok(&rows) {
+        if !invariant_holds(&rows) {
             f.broken
                 .push(format!("--verify-sql answered: {}", rows.join(" | ")));
         }
@@ -179,6 +176,8 @@ pub(super) fn verify_duckdb(
 const LIBSQL_CHECK: &str = r#"
 import json, os, sys
 out = {}
+def number(v):
+    return v if v is None or isinstance(v, (int, float, str)) else repr(v)
 def done(**kw):
     out.update(kw)
     print(json.dumps(out))
@@ -217,8 +216,7 @@ except Exception as e:
     fail("integrity", e)
 if rec:
     try:
-        r = con.execute(rec).fetchone()
-        out["recovered"] = None if r is None or r[0] is None else r[0]
+        out["recovered"] = [number(r[0]) for r in con.execute(rec).fetchall()]
     except Exception as e:
         fail("recovered", e)
 if ver:
@@ -358,7 +356,7 @@ pub(super) fn verify_libsql(
                 integrity.first().map_or("(no answer)", |s| s.as_str())
             ),
         );
-        c.recovered = recovered_json(&json).unwrap_or(0);
+        c.recovered = recovered_json(&json).map_or(0, |r| r.highest());
         return Err(c);
     }
     if json.get("tables").and_then(|t| t.as_u64()) == Some(0) && env.acked == 0 {
@@ -366,18 +364,11 @@ pub(super) fn verify_libsql(
         return Ok(f);
     }
     if env.exec.recovered_sql.is_some() && f.broken.is_empty() {
-        match recovered_json(&json) {
-            Ok(n) => f.recovered = Some(n),
-            Err(e) => {
-                if failed_sql_stage("recovered", &e.to_string(), false, env, &mut f)? {
-                    return Ok(f);
-                }
-            }
-        }
+        f.recovered = Some(recovered_json(&json).map_err(|t| bad_recovered(&t))?);
     }
     if env.exec.verify_sql.is_some() && f.broken.is_empty() {
         let rows = strings("verify");
-        if !is_ok(&rows) {
+        if !invariant_holds(&rows) {
             f.broken
                 .push(format!("--verify-sql answered: {}", rows.join(" | ")));
         }
@@ -385,21 +376,28 @@ pub(super) fn verify_libsql(
     Ok(f)
 }
 
-/// What `--recovered-sql` answered in a Python check's JSON: a number, NULL (0) or a numeric text.
-fn recovered_json(json: &serde_json::Value) -> Result<u64, String> {
-    match json.get("recovered") {
-        None | Some(serde_json::Value::Null) => Ok(0),
-        Some(serde_json::Value::Number(n)) => Ok(n
-            .as_i64()
-            .map(|i| i.max(0) as u64)
-            .or_else(|| n.as_f64().map(|r| r.max(0.0) as u64))
-            .unwrap_or(0)),
-        Some(serde_json::Value::String(t)) => t
-            .trim()
-            .parse()
-            .map_err(|_| format!("it must answer a number, it answered `{t}`")),
-        Some(other) => Err(format!("it must answer a number, it answered `{other}`")),
-    }
+/// What `--recovered-sql` answered in a Python check's JSON: a list of rows (each a number, NULL
+/// or a numeric text), or one value from an older check. Err: the text that is not a number.
+fn recovered_json(json: &serde_json::Value) -> Result<Recovered, String> {
+    use serde_json::Value;
+    let one = |v: &Value| -> Result<u64, String> {
+        match v {
+            Value::Null => Ok(0),
+            Value::Number(n) => Ok(n
+                .as_i64()
+                .map(|i| i.max(0) as u64)
+                .or_else(|| n.as_f64().map(|r| r.max(0.0) as u64))
+                .unwrap_or(0)),
+            Value::String(t) => t.trim().parse().map_err(|_| t.clone()),
+            other => Err(other.to_string()),
+        }
+    };
+    let rows = match json.get("recovered") {
+        None => vec![0],
+        Some(Value::Array(rows)) => rows.iter().map(one).collect::<Result<Vec<u64>, String>>()?,
+        Some(v) => vec![one(v)?],
+    };
+    Ok(Recovered::from_rows(rows))
 }
 
 /// Whether `python` can import the engine's Python package, checked once before a run so a missing

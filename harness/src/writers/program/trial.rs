@@ -1,14 +1,15 @@
-//! One exec trial, as a slot runs it: a fresh folder and database path, the program started and
-//! SIGKILLed at a time drawn from the trial's seed, the database checked, the row built, and the
-//! evidence saved when the trial is not intact.
+//! One exec trial, as a slot runs it: a fresh folder and database path, the program started (once,
+//! or `--instances` times) and SIGKILLed at the kill point drawn from the trial's seed (a time, or
+//! K acknowledged commits), every process of it reaped, the database checked, the row built, and
+//! the evidence saved when the trial is not intact (or always, with `--keep-evidence`).
+//! The calibration run's own kill is concluded here too ([`conclude`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::check::{self, Check, CheckEnv};
-use super::child::{self, End, Launch, Run, Stop};
+use super::child::{self, End, KillOne, Launch, Run, Stop};
+use super::evidence::{save_evidence, ExecTrialNote, Snapshot};
 use super::{Engine, ExecOptions};
 use crate::lab::seed;
 use crate::options::RunOptions;
@@ -18,26 +19,14 @@ use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::SlotFiles;
 use crate::verify::verdict::{self, Fault};
 
-/// What `OUT/failures/<iteration>/trial.json` holds for an exec trial. `torture replay` does not
-/// re-run exec trials; `reproduce` says how to run the program by hand on the same path and seed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ExecTrialNote {
-    /// Always `exec`: tells this note from the core's.
-    pub kind: String,
-    pub record: TrialRecord,
-    pub master_seed: u64,
-    pub exec: ExecOptions,
-    /// The kill window the trial's time was drawn from, in microseconds.
-    pub kill_window_us: (u64, u64),
-    /// The command as it ran, `{db}` substituted.
-    pub argv: Vec<String>,
-    pub command_line: String,
-    pub reproduce: String,
-}
+/// With `--kill one`: the survivors stop after this many more acks, or after `LINGER`.
+const MORE_ACKS: u64 = 20;
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Runs exec trial `index` of the run and returns its row. `window`: the kill window (given or
 /// calibrated); `files.dir` holds the trial's folder, removed afterwards; `files.close_in_writers`
-/// are closed in the program. Failure evidence is saved under `run.out_dir/failures/<index>/`.
+/// are closed in the program. Evidence is saved under `run.out_dir/failures/<index>/` (a trial
+/// that is not intact) or `run.out_dir/evidence/<index>/` (`--keep-evidence`).
 pub fn run_trial(
     run: &RunOptions,
     exec: &ExecOptions,
@@ -48,58 +37,159 @@ pub fn run_trial(
 ) -> TrialRecord {
     let started = Instant::now();
     let trial_seed = seed::trial_seed(run.seed, index);
-    let kill_at = match (KillPolicy::AfterTime { window })
-        .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM))
-    {
-        KillPoint::AfterTime { after } => after,
-        KillPoint::AfterAcks { .. } => window.0,
+    let mut rng = seed::rng_for(trial_seed, seed::KILL_STREAM);
+    let (stop, kill_point, kill_at) = match exec.kill_acks {
+        Some(commits) => {
+            let point = KillPolicy::AfterAcks {
+                commits,
+                delay: exec.kill_delay,
+            }
+            .draw(&mut rng);
+            let KillPoint::AfterAcks { acks, delay } = point else {
+                unreachable!("an ack policy draws an ack point")
+            };
+            let cap = run.trial_timeout.saturating_sub(Duration::from_secs(1));
+            (
+                Stop::AfterAcks { acks, delay, cap },
+                point.to_string(),
+                delay,
+            )
+        }
+        None => {
+            let at = match (KillPolicy::AfterTime { window }).draw(&mut rng) {
+                KillPoint::AfterTime { after } => after,
+                KillPoint::AfterAcks { .. } => window.0,
+            };
+            let stop = match exec.anchor {
+                Some(anchor) => Stop::Anchored { at, anchor },
+                None => Stop::At(at),
+            };
+            (stop, format!("t={}us", at.as_micros()), at)
+        }
     };
-    let dir = files.dir.join(format!("exec-{index}"));
-    let db_dir = dir.join("db");
-    let db = db_dir.join(exec.db_file_name());
-    let stderr = dir.join("stderr.txt");
-    let launched: Result<Run, String> = fresh_folder(&dir, &db_dir)
+    let kill_one = (exec.kill_one && exec.instances > 1).then(|| {
+        use rand::RngExt;
+        KillOne {
+            victim: rng.random_range(0..exec.instances),
+            more_acks: MORE_ACKS,
+            linger: LINGER,
+        }
+    });
+    let t = Trial {
+        run,
+        exec,
+        index,
+        seed: trial_seed,
+        dir: files.dir.join(format!("exec-{index}")),
+        close_fds: &files.close_in_writers,
+        window,
+        sqlite_version,
+        evidence: None,
+    };
+    let (db, stderr) = (t.db(), t.stderr());
+    let launched: Result<Run, String> = fresh_folder(&t.dir, &t.db_dir())
         .and_then(|()| match &exec.seed_db {
             Some(seed) => copy_seed(seed, &db),
             None => Ok(()),
         })
-        .and_then(|()| {
-            child::run(
-                &Launch {
-                    command: &exec.command,
-                    shell: exec.shell,
-                    db: &db,
-                    seed: trial_seed,
-                    trial: index.to_string(),
-                    stderr: &stderr,
-                    close_fds: &files.close_in_writers,
-                    key: exec.key.as_deref(),
-                },
-                match exec.anchor {
-                    Some(anchor) => Stop::Anchored {
-                        at: kill_at,
-                        anchor,
-                    },
-                    None => Stop::At(kill_at),
-                },
-                None,
-            )
-        });
+        .and_then(|()| child::run(&t.launch_with(&db, &stderr, kill_one), stop, None));
+    let record = conclude(&t, launched, kill_point, kill_at, started);
+    let _ = std::fs::remove_dir_all(&t.dir);
+    record
+}
+
+/// One run of the program to conclude: a trial, or the calibration run.
+pub(crate) struct Trial<'a> {
+    pub run: &'a RunOptions,
+    pub exec: &'a ExecOptions,
+    pub index: u64,
+    pub seed: u64,
+    /// The trial's folder: `db/` (the database), `stderr.txt`, the helpers' scratch files.
+    pub dir: PathBuf,
+    pub close_fds: &'a [std::os::fd::RawFd],
+    pub window: (Duration, Duration),
+    /// The lab's own SQLite, the label of last resort.
+    pub sqlite_version: &'a str,
+    /// Where the evidence goes instead of `failures/<index>` (the calibration's folder).
+    pub evidence: Option<PathBuf>,
+}
+
+impl Trial<'_> {
+    pub(crate) fn db_dir(&self) -> PathBuf {
+        self.dir.join("db")
+    }
+
+    pub(crate) fn db(&self) -> PathBuf {
+        self.db_dir().join(self.exec.db_file_name())
+    }
+
+    pub(crate) fn stderr(&self) -> PathBuf {
+        self.dir.join("stderr.txt")
+    }
+
+    /// How to start the program for this trial; the paths live as long as `self`.
+    pub(crate) fn launch_with<'b>(
+        &'b self,
+        db: &'b Path,
+        stderr: &'b Path,
+        kill_one: Option<KillOne>,
+    ) -> Launch<'b> {
+        Launch {
+            command: &self.exec.command,
+            shell: self.exec.shell,
+            db,
+            seed: self.seed,
+            trial: if self.evidence.is_some() {
+                "calibration".into()
+            } else {
+                self.index.to_string()
+            },
+            stderr,
+            close_fds: self.close_fds,
+            key: self.exec.key.as_deref(),
+            instances: self.exec.instances.max(1),
+            kill_one,
+        }
+    }
+}
+
+/// After the program is gone (every process of it): the operator's action, the check, the row,
+/// and the evidence. `kill_point` is the drawn point in words, `kill_at` its time (or delay).
+pub(crate) fn conclude(
+    t: &Trial<'_>,
+    launched: Result<Run, String>,
+    kill_point: String,
+    kill_at: Duration,
+    started: Instant,
+) -> TrialRecord {
+    let exec = t.exec;
+    let (db_dir, db, stderr) = (t.db_dir(), t.db(), t.stderr());
     let wal_header = header_says_wal(&db, exec.engine == Engine::Libsql);
+    let header_version = header_sqlite_version(&db);
     let mut snapshot = Snapshot::before_check(exec, &db_dir, &db);
-    let acked = launched.as_ref().map_or(0, |r| r.said.max_ack);
+    let said = launched
+        .as_ref()
+        .map(|r| r.said.clone())
+        .unwrap_or_default();
+    let acks: Vec<Vec<u64>> = launched
+        .as_ref()
+        .map(|r| r.instances.iter().map(|(s, _)| s.acks.clone()).collect())
+        .unwrap_or_default();
+    let acked = said.max_ack;
     let operator = match (&launched, exec.after_kill) {
         (Ok(_), Some(a)) => Some(a.apply(exec.engine, &db)),
         _ => None,
     };
     let check = match &launched {
+        Ok(r) if r.lingering.is_some() => Check::new(Outcome::WorkerError, ""),
         Ok(_) => check::verify(&CheckEnv {
             exec,
             db: &db,
             acked,
-            timeout: run.trial_timeout,
-            scratch: &dir,
-            close_fds: &files.close_in_writers,
+            acks: &acks,
+            timeout: t.run.trial_timeout,
+            scratch: &t.dir,
+            close_fds: t.close_fds,
         }),
         Err(_) => Check::new(Outcome::WorkerError, ""),
     };
@@ -107,43 +197,34 @@ pub fn run_trial(
     // The program's own failure only decides the outcome when the database itself is fine.
     let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300);
     let mut problems: Vec<String> = Vec::new();
-    let mut kill_point = format!("t={}us", kill_at.as_micros());
+    let mut kill_point = kill_point;
     match &launched {
         Err(e) => problems.push(e.clone()),
-        Ok(r) => match r.end {
-            End::Killed | End::TimedOut => {
-                // Counted from the program's own first ack: say when the kill really came.
-                match (r.anchored_on, exec.anchor) {
-                    (Some(first), Some(anchor)) => {
-                        kill_point = format!(
-                            "t={}us (first ack at {}us + {}us)",
-                            r.ran_for.as_micros(),
-                            first.as_micros(),
-                            kill_at.saturating_sub(anchor).as_micros()
-                        )
-                    }
-                    (None, Some(anchor)) if kill_at >= anchor => {
-                        kill_point = format!("t={}us (no ack by then)", r.ran_for.as_micros())
-                    }
+        Ok(r) => {
+            if let Some(l) = &r.lingering {
+                problems.push(format!("{l}: the check would race it, so it was not run"));
+            }
+            describe_kill(t.exec, r, kill_at, &mut kill_point);
+            let several = r.instances.len() > 1;
+            for (i, (_, end)) in r.instances.iter().enumerate() {
+                let who = if several {
+                    format!("instance {i}")
+                } else {
+                    "the program".to_string()
+                };
+                match end {
+                    End::Exited(code) if *code != 0 => problems.push(format!(
+                        "{who} exited with status {code} before the kill: {}",
+                        stderr_tail()
+                    )),
+                    End::Signaled(sig) => problems.push(format!(
+                        "{who} died of signal {sig} before the kill: {}",
+                        stderr_tail()
+                    )),
                     _ => {}
                 }
             }
-            End::Exited(0) => kill_point.push_str(" (not reached: the program exited)"),
-            End::Exited(code) => {
-                kill_point.push_str(" (not reached)");
-                problems.push(format!(
-                    "the program exited with status {code} before the kill: {}",
-                    stderr_tail()
-                ));
-            }
-            End::Signaled(sig) => {
-                kill_point.push_str(" (not reached)");
-                problems.push(format!(
-                    "the program died of signal {sig} before the kill: {}",
-                    stderr_tail()
-                ));
-            }
-        },
+        }
     }
     let (outcome, detail) = if check.outcome == Outcome::WorkerError {
         let mut all = problems.clone();
@@ -161,27 +242,29 @@ pub fn run_trial(
             format!("{}; also: {}", check.detail, problems.join("; ")),
         )
     };
-
     let operator_deleted = operator.as_ref().is_some_and(|(_, deleted)| *deleted);
-    let detail = match operator {
+    let mut detail = match operator {
         Some((note, _)) if detail.is_empty() => note,
         Some((note, _)) => format!("{detail}; {note}"),
         None => detail,
     };
-    let said = launched
-        .as_ref()
-        .map(|r| r.said.clone())
-        .unwrap_or_default();
+    if let Some(note) = launched.as_ref().ok().and_then(|r| r.kill_one_note.clone()) {
+        detail = if detail.is_empty() {
+            note
+        } else {
+            format!("{detail}; {note}")
+        };
+    }
     let (journal_mode, fallback) = journal_mode(exec, said.journal_mode.as_deref(), wal_header);
     let synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
     let mut record = TrialRecord {
-        iteration: index,
-        seed: trial_seed,
+        iteration: t.index,
+        seed: t.seed,
         profile: exec.profile_name(),
         journal_mode: journal_mode.clone(),
         synchronous: synchronous.clone(),
         connections: 1,
-        processes: 1,
+        processes: exec.instances.max(1),
         workload: "exec".into(),
         fault: Fault::Sigkill.as_str().into(),
         kill_point,
@@ -200,7 +283,8 @@ pub fn run_trial(
         pragma_fallback: fallback,
         duration_us: 0,
         // The library that matters is the program's: DuckDB's or libSQL's version from the check,
-        // or the SQLite version the program printed; else the lab's own.
+        // the SQLite version the program printed, else the one that last wrote the file (its
+        // header); the lab's own only when there is no file.
         sqlite_version: match exec.engine {
             Engine::Duckdb => check
                 .engine_version
@@ -214,33 +298,92 @@ pub fn run_trial(
             Engine::Sqlite => said
                 .sqlite_version
                 .clone()
-                .unwrap_or_else(|| sqlite_version.to_string()),
+                .or(header_version)
+                .unwrap_or_else(|| format!("{} (the lab's; no file)", t.sqlite_version)),
         },
     };
     record.duration_us = started.elapsed().as_micros() as u64;
-    if outcome != Outcome::Intact {
+    let keep = outcome != Outcome::Intact || exec.keep_evidence || t.evidence.is_some();
+    if keep {
+        let folder = match &t.evidence {
+            Some(f) => f.clone(),
+            None if outcome == Outcome::Intact => {
+                t.run.out_dir.join("evidence").join(t.index.to_string())
+            }
+            None => t.run.out_dir.join("failures").join(t.index.to_string()),
+        };
         let note = ExecTrialNote {
             kind: "exec".into(),
             record: record.clone(),
-            master_seed: run.seed,
+            master_seed: t.run.seed,
             exec: exec.clone(),
-            kill_window_us: (window.0.as_micros() as u64, window.1.as_micros() as u64),
+            kill_window_us: (t.window.0.as_micros() as u64, t.window.1.as_micros() as u64),
             argv: launched
                 .as_ref()
                 .map(|r| r.argv.clone())
                 .unwrap_or_else(|_| child::argv(&exec.command, exec.shell, &db)),
-            command_line: run.command_line.clone(),
+            command_line: t.run.command_line.clone(),
             reproduce: String::new(),
+            acks,
         };
-        let out = launched.as_ref().map_or(&[][..], |r| &r.stdout_tail[..]);
-        if let Err(e) = save_evidence(run, note, &mut snapshot, &db_dir, &stderr, out, kill_at) {
+        let tails = launched
+            .as_ref()
+            .map(|r| r.stdout_tails.clone())
+            .unwrap_or_default();
+        if let Err(e) = save_evidence(
+            &folder,
+            note,
+            &mut snapshot,
+            &db_dir,
+            &stderr,
+            &tails,
+            kill_at,
+        ) {
             record
                 .detail
                 .push_str(&format!("; evidence not saved: {e}"));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     record
+}
+
+/// The `kill_point` column: what the kill was drawn as, and what happened.
+fn describe_kill(exec: &ExecOptions, r: &Run, kill_at: Duration, kill_point: &mut String) {
+    match r.end {
+        End::Killed | End::TimedOut => {
+            if exec.kill_acks.is_some() {
+                match r.kth_ack_at {
+                    Some(k) => kill_point.push_str(&format!(
+                        " (ack K at {}us, killed at {}us)",
+                        k.as_micros(),
+                        r.ran_for.as_micros()
+                    )),
+                    None => kill_point.push_str(&format!(
+                        " (K acks never came: killed at the cap, {}us)",
+                        r.ran_for.as_micros()
+                    )),
+                }
+                return;
+            }
+            // Counted from the program's own first ack: say when the kill really came.
+            match (r.anchored_on, exec.anchor) {
+                (Some(first), Some(anchor)) => {
+                    *kill_point = format!(
+                        "t={}us (first ack at {}us + {}us)",
+                        r.ran_for.as_micros(),
+                        first.as_micros(),
+                        kill_at.saturating_sub(anchor).as_micros()
+                    )
+                }
+                (None, Some(anchor)) if kill_at >= anchor => {
+                    *kill_point = format!("t={}us (no ack by then)", r.ran_for.as_micros())
+                }
+                _ => {}
+            }
+        }
+        End::Exited(0) => kill_point.push_str(" (not reached: the program exited)"),
+        End::Exited(_) | End::Signaled(_) => kill_point.push_str(" (not reached)"),
+    }
 }
 
 /// The journal mode the verdict uses, and what the `pragma_fallback` column says about it. The
@@ -277,7 +420,20 @@ fn header_says_wal(db: &Path, encrypted: bool) -> bool {
         && h[19] == 2
 }
 
-fn fresh_folder(dir: &Path, db_dir: &Path) -> Result<(), String> {
+/// The SQLite library that last wrote the file: the header's version number at offset 96
+/// (`3045001` → `3.45.1`), when the file has SQLite's header.
+pub(crate) fn header_sqlite_version(db: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut h = [0u8; 100];
+    std::fs::File::open(db).ok()?.read_exact(&mut h).ok()?;
+    if h[..16] != *b"SQLite format 3\0" {
+        return None;
+    }
+    let v = u32::from_be_bytes([h[96], h[97], h[98], h[99]]);
+    (v >= 3_000_000).then(|| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000))
+}
+
+pub(crate) fn fresh_folder(dir: &Path, db_dir: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(db_dir).map_err(|e| format!("creating {}: {e}", db_dir.display()))
 }
@@ -295,110 +451,6 @@ pub(crate) fn copy_seed(seed: &Path, db: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The database folder as the program left it. SQLite's check changes only `-shm` and a hot
-/// journal with its database, so only those are read before it, and the rest only for a failed
-/// trial (as `evidence::Snapshot` does for the core). DuckDB's reopen replays and checkpoints its
-/// WAL, and a `--verify-cmd` may do anything: then everything is read before the check.
-struct Snapshot {
-    files: Vec<(String, Vec<u8>)>,
-}
-
-impl Snapshot {
-    fn before_check(exec: &ExecOptions, db_dir: &Path, db: &Path) -> Snapshot {
-        let mut s = Snapshot { files: Vec::new() };
-        // The libSQL check is a Python program: it checkpoints the WAL when it closes; an operator
-        // action deletes files the evidence must keep.
-        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() || exec.after_kill.is_some() {
-            s.complete(db_dir);
-            return s;
-        }
-        let hot = std::fs::metadata(with_suffix(db, "-journal")).is_ok_and(|m| m.len() > 0);
-        let mut wanted = vec![with_suffix(db, "-shm")];
-        if hot {
-            wanted.push(db.to_path_buf());
-            wanted.push(with_suffix(db, "-journal"));
-        }
-        for p in wanted {
-            s.add(&p);
-        }
-        s
-    }
-
-    fn add(&mut self, path: &Path) {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if self.files.iter().any(|(n, _)| *n == name) {
-            return;
-        }
-        if let Ok(bytes) = std::fs::read(path) {
-            self.files.push((name, bytes));
-        }
-    }
-
-    /// Adds every file of the folder not read yet.
-    fn complete(&mut self, db_dir: &Path) {
-        let Ok(entries) = std::fs::read_dir(db_dir) else {
-            return;
-        };
-        let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        paths.sort();
-        for p in paths {
-            self.add(&p);
-        }
-    }
-}
-
-fn save_evidence(
-    run: &RunOptions,
-    mut note: ExecTrialNote,
-    snapshot: &mut Snapshot,
-    db_dir: &Path,
-    stderr: &Path,
-    stdout_tail: &[u8],
-    kill_at: Duration,
-) -> std::io::Result<PathBuf> {
-    let dir = run
-        .out_dir
-        .join("failures")
-        .join(note.record.iteration.to_string());
-    std::fs::create_dir_all(&dir)?;
-    snapshot.complete(db_dir);
-    for (name, bytes) in &snapshot.files {
-        std::fs::write(dir.join(name), bytes)?;
-    }
-    if stderr.is_file() {
-        std::fs::copy(stderr, dir.join("stderr.txt"))?;
-    }
-    std::fs::write(dir.join("stdout-tail.txt"), stdout_tail)?;
-    // Kill timing depends on the machine, so a trial cannot be replayed exactly: say how to run the
-    // same program with the same seed and kill it at the same time, and where the files are.
-    let scratch = Path::new("/tmp/torture-exec-replay.db");
-    let argv = child::argv(&note.exec.command, note.exec.shell, scratch).join(" ");
-    let key = note
-        .exec
-        .key
-        .as_deref()
-        .map(|k| format!("TORTURE_KEY='{}' ", k.replace('\'', r"'\''")))
-        .unwrap_or_default();
-    note.reproduce = format!(
-        "inspect {files} (the files as the program left them); to run it again: {key}TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
-        files = dir.display(),
-        db = scratch.display(),
-        seed = note.record.seed,
-        secs = kill_at.as_secs_f64(),
-        line = run.command_line,
-    );
-    let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("trial.json"), json)?;
-    Ok(dir)
-}
-
 #[cfg(test)]
 #[path = "trial_tests.rs"]
-mod tests;
+pub(crate) mod tests;

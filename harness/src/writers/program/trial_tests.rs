@@ -19,9 +19,8 @@ struct Lab {
     work: PathBuf,
 }
 
-fn lab(seed: u64) -> Lab {
-    let tmp = tempfile::tempdir_in(crate::options::default_work_base()).unwrap();
-    let out = tmp.path().join("out");
+/// Run options for tests: seed `seed`, results in `out`.
+pub(crate) fn test_run(seed: u64, out: &Path) -> RunOptions {
     let cli = crate::cli::Cli::try_parse_from([
         "torture",
         "--seed",
@@ -32,7 +31,12 @@ fn lab(seed: u64) -> Lab {
         "60s",
     ])
     .unwrap();
-    let run = RunOptions::validate(cli.run, "torture exec (test)".into()).unwrap();
+    RunOptions::validate(cli.run, "torture exec (test)".into()).unwrap()
+}
+
+fn lab(seed: u64) -> Lab {
+    let tmp = tempfile::tempdir_in(crate::options::default_work_base()).unwrap();
+    let run = test_run(seed, &tmp.path().join("out"));
     let dir = tmp.path().join("slot-0");
     std::fs::create_dir_all(&dir).unwrap();
     let files = SlotFiles {
@@ -60,7 +64,7 @@ impl Lab {
 
     /// The options with a calibrated (and anchored) kill window, as the run saves them.
     fn calibrated(&self, exec: ExecOptions) -> (ExecOptions, (Duration, Duration)) {
-        let c = calibrate_report(&exec, &self.work, Duration::from_secs(60)).unwrap();
+        let c = calibrate_report(&exec, &self.work, Duration::from_secs(60), &self.run).unwrap();
         eprintln!("{}: {c}", exec.profile_name());
         (exec.with_calibration(&c), c.window)
     }
@@ -315,12 +319,16 @@ fn kills_follow_a_start_up_slower_than_calibrated() {
         return;
     }
     let lab = lab(19);
-    let (fast, window) =
-        lab.calibrated(python_writer(&["--start-delay", "0.1", "--commits", "600"]));
+    let (fast, window) = lab.calibrated(python_writer(&[
+        "--start-delay",
+        "0.1",
+        "--commits",
+        "3000",
+    ]));
     // The same program on a busy day: it sleeps past the end of the calibrated window before
     // it even opens the database, so kills counted from its start alone all land in start-up.
     let delay = format!("{:.3}", window.1.as_secs_f64() + 0.2);
-    let mut slow = python_writer(&["--start-delay", &delay, "--commits", "600"]);
+    let mut slow = python_writer(&["--start-delay", &delay, "--commits", "3000"]);
     slow.kill_window = fast.kill_window;
     slow.anchor = fast.anchor;
     let records = lab.trials(&slow, window, 5);
@@ -531,6 +539,7 @@ shutil.copy(sys.argv[1] + '.src.wal', sys.argv[1] + '.wal')",
         exec: &exec,
         db: &db,
         acked: 50,
+        acks: &[],
         timeout: Duration::from_secs(30),
         scratch: &lab.work,
         close_fds: &[],
@@ -624,6 +633,7 @@ fn libsql_check(exec: &ExecOptions, db: &Path, acked: u64, scratch: &Path) -> Ch
         exec,
         db,
         acked,
+        acks: &[],
         timeout: Duration::from_secs(30),
         scratch,
         close_fds: &[],

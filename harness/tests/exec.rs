@@ -139,65 +139,65 @@ fn replay(folder: &Path) -> Output {
 }
 
 /// Item 1. A program that never exits by itself is stopped at the end of calibration; that kill is
-/// a crash like any trial's. A `journal_mode=OFF` writer used to be refused there ("the
-/// uninterrupted run already fails the check", exit 2, no trial); now the run goes on, and the
-/// damage is caught — by the trials, and by the calibration's own kill when it lands in a
-/// transaction (recorded in OUT/calibration, judged like a trial).
+/// a crash like any trial's. A `journal_mode=OFF` server holding a transaction open used to be
+/// refused there ("the uninterrupted run already fails the check", exit 2, no trial); now the
+/// calibration's finding is recorded (OUT/calibration, judged like a trial: expected under OFF)
+/// and the trials run. Negative control: the same program in WAL mode, nothing found anywhere.
 #[test]
 fn item1_a_never_exiting_journal_mode_off_writer_is_caught_not_refused() {
     require_python();
     let tmp = tempfile::tempdir().unwrap();
-    let mut damaged = 0;
-    for seed in ["1", "2", "3"] {
-        let out = tmp.path().join(format!("off-{seed}"));
-        let o = exec_prog(
-            &[
-                "-n",
-                "6",
-                "--seed",
-                seed,
-                "--recovered-sql",
-                "SELECT max(seq) FROM t",
-            ],
-            &out,
-            &py(&[
-                "--forever",
-                "--journal-mode",
-                "off",
-                "--synchronous",
-                "off",
-                "--transfers",
-                "30",
-                "--cache-size",
-                "8",
-            ]),
-        );
-        assert_ne!(o.status.code(), Some(2), "refused: {}", say(&o));
-        assert!(matches!(o.status.code(), Some(0 | 1)), "{}", say(&o));
-        let rows = rows(&out);
-        assert_eq!(rows.len(), 6, "{}", say(&o));
-        for r in &rows {
-            assert_eq!(r["journal_mode"], "off");
-            if r["outcome"] != "intact" {
-                assert_eq!(r["verdict"], "expected", "{r:?}");
-                damaged += 1;
-            }
-        }
-        let cal = out.join("calibration");
-        if cal.exists() {
-            assert!(cal.join("trial.json").is_file());
-            assert!(
-                text(&o.stdout).contains("calibration: the lab's kill"),
-                "{}",
-                say(&o)
-            );
-            damaged += 1;
-        }
-    }
-    assert!(
-        damaged >= 2,
-        "journal_mode=off with big transactions must show damage"
+    let vsql = verify_sql();
+    let opts = [
+        "-n",
+        "4",
+        "--calibration-timeout",
+        "3s",
+        "--recovered-sql",
+        "SELECT max(seq) FROM t",
+        "--verify-sql",
+        &vsql,
+    ];
+    let hang = |mode: &str| {
+        py(&[
+            "--commits",
+            "300",
+            "--hang",
+            "--journal-mode",
+            mode,
+            "--synchronous",
+            "off",
+            "--cache-size",
+            "8",
+        ])
+    };
+    let out = tmp.path().join("off");
+    let o = exec_prog(&opts, &out, &hang("off"));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "caught, judged expected: {}",
+        say(&o)
     );
+    assert_eq!(rows(&out).len(), 4, "the trials ran: {}", say(&o));
+    let note: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("calibration/trial.json")).expect("the finding is kept"),
+    )
+    .unwrap();
+    let outcome = note["record"]["outcome"].as_str().unwrap();
+    assert!(["atomicity", "corrupt"].contains(&outcome), "{note}");
+    assert_eq!(note["record"]["verdict"], "expected", "{note}");
+    assert!(out.join("calibration/trial.db").is_file());
+    assert!(
+        text(&o.stdout).contains("calibration: the lab's kill"),
+        "{}",
+        say(&o)
+    );
+    let wal = tmp.path().join("wal");
+    let o = exec_prog(&opts, &wal, &hang("wal"));
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(!wal.join("calibration").exists(), "{}", say(&o));
+    assert!(rows(&wal).iter().all(|r| r["outcome"] == "intact"));
 }
 
 /// Item 1, the other half: a program that exits by itself and leaves a database that fails the
@@ -260,15 +260,25 @@ fn item2_a_lost_commit_that_is_not_the_newest_is_caught_by_the_set_check() {
         &py(&["--drop-every", "7"]),
     );
     assert_eq!(o.status.code(), Some(1), "{}", say(&o));
-    for r in rows(&bad) {
+    let rows_bad = rows(&bad);
+    let late: Vec<&Row> = rows_bad
+        .iter()
+        .filter(|r| num(r, "acked_commits") >= 7)
+        .collect();
+    assert!(late.len() >= 3, "{rows_bad:?}");
+    for r in &rows_bad {
+        if num(r, "acked_commits") < 7 {
+            assert_eq!(r["outcome"], "intact", "{r:?}");
+            continue;
+        }
         assert_eq!(r["outcome"], "lost-commit", "{r:?}");
         assert_eq!(r["verdict"], "violation");
         // The newest commit is there: only the set check sees the loss.
         assert!(
-            num(&r, "recovered_commits") >= num(&r, "acked_commits") - 1,
+            num(r, "recovered_commits") + 1 >= num(r, "acked_commits"),
             "{r:?}"
         );
-        let missing = num(&r, "acked_commits") / 7;
+        let missing = num(r, "acked_commits") / 7;
         assert!(
             r["detail"].contains(&format!("{missing} of "))
                 && r["detail"].contains("missing, first 7"),
@@ -300,8 +310,12 @@ raise SystemExit(1 if missing or not acks else 0)""#;
     );
     assert_eq!(o.status.code(), Some(1), "{}", say(&o));
     for r in rows(&viacmd) {
-        assert_eq!(r["outcome"], "atomicity", "{r:?}");
-        assert!(r["detail"].contains("missing [7]"), "{r:?}");
+        if num(&r, "acked_commits") < 7 {
+            assert_eq!(r["outcome"], "intact", "{r:?}");
+        } else {
+            assert_eq!(r["outcome"], "atomicity", "{r:?}");
+            assert!(r["detail"].contains("missing [7]"), "{r:?}");
+        }
     }
 }
 
@@ -665,11 +679,7 @@ fn item10_a_boolean_invariant_passes_like_ok() {
         ("true", "SELECT 'true'"),
     ] {
         let out = tmp.path().join(name);
-        let o = exec_prog(
-            &["-n", "3", "--kill-after", "10..30", "--verify-sql", sql],
-            &out,
-            &py(&[]),
-        );
+        let o = exec_prog(&["-n", "3", "--verify-sql", sql], &out, &py(&[]));
         assert_eq!(o.status.code(), Some(0), "{name}: {}", say(&o));
         assert!(rows(&out).iter().all(|r| r["outcome"] == "intact"));
     }

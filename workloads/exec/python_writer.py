@@ -32,6 +32,10 @@ TORTURE_JOURNAL_MODE, TORTURE_SYNCHRONOUS and TORTURE_KEY):
   --forever            never stop by itself (a server): --commits is ignored
   --pace S             sleep S seconds after each commit (a slow program)
   --quiet              print only `ack N` (no journal_mode / synchronous / sqlite_version lines)
+  --hang               after the last commit, open one more transaction, write a lot in it (with
+                       --cache-size 8 it spills to the file) and wait forever without committing:
+                       a server holding a long transaction; with --journal-mode off, any kill
+                       from then on leaves half of it in the file
 
 With several instances on one database (torture exec --instances N), instance I (TORTURE_INSTANCE)
 numbers its commits from I * 1000000000 + 1, so every instance's seq is its own.
@@ -84,7 +88,7 @@ def main(argv):
         "driver": "sqlite3",
         "key": os.environ.get("TORTURE_KEY", ""),
     }
-    lie = forever = quiet = False
+    lie = forever = quiet = hang = False
     drop_every = 0
     pace = 0.0
     args = list(argv)
@@ -96,6 +100,8 @@ def main(argv):
             forever = True
         elif a == "--quiet":
             quiet = True
+        elif a == "--hang":
+            hang = True
         elif a == "--drop-every":
             drop_every = int(args.pop(0))
         elif a == "--pace":
@@ -170,6 +176,18 @@ def main(argv):
             print(f"ack {seq}", flush=True)
         if pace:
             time.sleep(pace)
+    if hang:
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(
+            "INSERT INTO item(seq, payload) VALUES (?, ?)",
+            [(seq, rng.randbytes(2000)) for _ in range(300)],
+        )
+        for _ in range(300):
+            src, dst = rng.randint(1, 1000), rng.randint(1, 1000)
+            con.execute("UPDATE account SET balance = balance - 7 WHERE id = ?", (src,))
+            con.execute("UPDATE account SET balance = balance + 7 WHERE id = ?", (dst,))
+        while True:
+            time.sleep(3600)
     con.close()
 
 

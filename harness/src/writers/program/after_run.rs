@@ -96,9 +96,9 @@ pub(crate) fn judge_run(
     };
     if !rows.is_empty() && !rows.iter().any(wrote) && code == exit_code::CLEAN {
         let what = if exec.recovered_sql.is_some() {
-            "acknowledged a commit (no `ack N` line on stdout after a COMMIT)"
+            "acknowledge a commit (no `ack N` line on stdout after a COMMIT)"
         } else {
-            "created its database and a table"
+            "create its database and a table"
         };
         lines.push(format!(
             "NOTHING TESTED: in none of the {} trials did the program {what}, so \"intact\" means nothing here; run it by hand (`TORTURE_DB=/tmp/x.db {}`) and check that it writes and prints `ack N` after each commit, or kill later with --kill-after",

@@ -255,8 +255,9 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
         let mut c = Check::new(
             Outcome::Corrupt,
             format!(
-                "integrity_check: {} error(s); first: {first}",
-                problems.len()
+                "integrity_check: {} error(s); first: {}",
+                problems.len(),
+                flat(first, 300)
             ),
         );
         if let Some(sql) = &env.exec.recovered_sql {
@@ -519,6 +520,17 @@ fn run_helper(
             }
             Err(e) => return Err(format!("waiting for `{}`: {e}", argv[0])),
         }
+    }
+}
+
+/// The first `max` characters of a message, on one line (integrity_check's first error spans
+/// several).
+pub(crate) fn flat(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max).collect::<String>())
     }
 }
 

@@ -353,7 +353,9 @@ pub(super) fn verify_libsql(
             format!(
                 "integrity_check: {} error(s); first: {}",
                 integrity.len(),
-                integrity.first().map_or("(no answer)", |s| s.as_str())
+                integrity
+                    .first()
+                    .map_or("(no answer)".into(), |s| flat(s, 300))
             ),
         );
         c.recovered = recovered_json(&json).map_or(0, |r| r.highest());

@@ -303,7 +303,8 @@ pub(crate) fn conclude(
         },
     };
     record.duration_us = started.elapsed().as_micros() as u64;
-    let keep = outcome != Outcome::Intact || exec.keep_evidence || t.evidence.is_some();
+    // The calibration's files only when its check found something; a trial's with --keep-evidence.
+    let keep = outcome != Outcome::Intact || (exec.keep_evidence && t.evidence.is_none());
     if keep {
         let folder = match &t.evidence {
             Some(f) => f.clone(),

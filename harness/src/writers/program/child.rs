@@ -853,7 +853,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let db = d.path().join("trial.db");
         let err = d.path().join("stderr.txt");
-        for round in 0..20 {
+        for round in 0..10 {
             let cmd: Vec<String> = [
                 "/bin/sh",
                 "-c",
@@ -864,7 +864,7 @@ mod tests {
             .collect();
             let run = run(
                 &launch(&cmd, &db, &err),
-                Stop::At(Duration::from_millis(30)),
+                Stop::At(Duration::from_millis(300)),
                 None,
             )
             .unwrap();

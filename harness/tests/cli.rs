@@ -721,7 +721,10 @@ fn junit_has_one_case_per_profile_and_fails_what_the_exit_code_fails() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     let x = std::fs::read_to_string(&xml).unwrap();
-    assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
+    assert!(
+        x.contains("tests=\"2\" skipped=\"0\" failures=\"1\""),
+        "{x}"
+    );
     assert!(x.contains("name=\"memory-off [mixed, sigkill]\""), "{x}");
     assert!(x.contains("type=\"not-intact\""), "{x}");
 }

@@ -4,18 +4,16 @@
 //! the hot journal stays until the rollback is complete.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rusqlite::OpenFlags;
 
 use super::{configure, ops_so_far, CrashAt, FaultConfig, OpFilter, VFS_NAME};
 use crate::trial::evidence::{with_suffix, SIDECARS};
-use crate::writers::workload::{die_with_parent, exit_now};
+use crate::trial::process;
 
 /// Crashes the first opener of `db` at an operation drawn over the operations an uncrashed recovery
 /// of a copy makes. Returns a note for the row's detail.
@@ -51,38 +49,32 @@ fn open_in_child(db: &Path, crash_at: Option<u64>) -> Result<u64, String> {
     let (mut read, write): (std::fs::File, OwnedFd) = nix::unistd::pipe()
         .map(|(r, w)| (std::fs::File::from(r), w))
         .map_err(|e| format!("recovery crash: pipe: {e}"))?;
-    let parent = nix::unistd::getpid();
-    // SAFETY: called from a single-threaded slot holding no SQLite connection.
-    match unsafe { fork() }.map_err(|e| format!("recovery crash: fork: {e}"))? {
-        ForkResult::Child => {
-            drop(read);
-            die_with_parent(parent);
-            let cfg = FaultConfig {
-                crash_at: crash_at.map(|op| CrashAt {
-                    op,
-                    filter: OpFilter::ANY,
-                }),
-                ..FaultConfig::default()
-            };
-            if configure(cfg).is_err() {
-                exit_now(2);
-            }
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE;
-            if let Ok(conn) = crate::engine::open(db, flags, Some(VFS_NAME)) {
-                let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                    r.get::<_, i64>(0)
-                });
-                drop(conn);
-            }
-            let _ = nix::unistd::write(&write, &ops_so_far().to_le_bytes());
-            exit_now(0)
+    // Called from a single-threaded slot holding no SQLite connection.
+    let child = process::fork_child(&[read.as_raw_fd()], || {
+        let cfg = FaultConfig {
+            crash_at: crash_at.map(|op| CrashAt {
+                op,
+                filter: OpFilter::ANY,
+            }),
+            ..FaultConfig::default()
+        };
+        if configure(cfg).is_err() {
+            return 2;
         }
-        ForkResult::Parent { child } => {
-            drop(write);
-            let mut buf = [0u8; 8];
-            let got = read.read_exact(&mut buf).is_ok();
-            let _ = waitpid(child, None);
-            Ok(if got { u64::from_le_bytes(buf) } else { 0 })
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE;
+        if let Ok(conn) = crate::engine::open(db, flags, Some(VFS_NAME)) {
+            let _ = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            drop(conn);
         }
-    }
+        let _ = nix::unistd::write(&write, &ops_so_far().to_le_bytes());
+        0
+    })
+    .map_err(|e| format!("recovery crash: {e}"))?;
+    drop(write);
+    let mut buf = [0u8; 8];
+    let got = read.read_exact(&mut buf).is_ok();
+    let _ = process::reap(child);
+    Ok(if got { u64::from_le_bytes(buf) } else { 0 })
 }

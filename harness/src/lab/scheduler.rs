@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,12 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use crate::lab::slot;
 use crate::options::RunOptions;
 use crate::trial::outcome::TrialRecord;
+use crate::trial::process;
 
 /// Ctrl-C / SIGTERM count since the run started.
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
@@ -65,34 +66,33 @@ pub fn run(
         .prefix("torture-")
         .tempdir_in(&opts.work_base)?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);
-    let parent = nix::unistd::getpid();
     for s in 0..opts.jobs {
         let (cmd_r, cmd_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (res_r, res_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // SAFETY: the parent is single-threaded here (no progress bar or other thread yet).
-        match unsafe { fork() }? {
-            ForkResult::Child => {
-                // Close the other slots' ends, or they would never see end-of-file.
-                drop(slots);
-                drop(cmd_w);
-                drop(res_r);
-                slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w, parent);
-            }
-            ForkResult::Parent { child } => {
-                let _ = nix::unistd::setpgid(child, child);
-                drop(cmd_r);
-                drop(res_w);
-                set_nonblocking(&res_r);
-                slots.push(SlotHandle {
-                    pid: child,
-                    commands: Some(File::from(cmd_w)),
-                    results: res_r,
-                    pending: Vec::new(),
-                    in_flight: 0,
-                    open: true,
-                });
+        // The other slots' ends and this slot's parent ends: the child must not hold them, or the
+        // other slots would never see end-of-file.
+        let mut close: Vec<RawFd> = vec![cmd_w.as_raw_fd(), res_r.as_raw_fd()];
+        for other in &slots {
+            close.push(other.results.as_raw_fd());
+            if let Some(c) = &other.commands {
+                close.push(c.as_raw_fd());
             }
         }
+        // The parent is single-threaded here (no progress bar or other thread yet).
+        let child = process::fork_child(&close, || {
+            slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w)
+        })
+        .map_err(io::Error::other)?;
+        let _ = nix::unistd::setpgid(child, child);
+        set_nonblocking(&res_r);
+        slots.push(SlotHandle {
+            pid: child,
+            commands: Some(File::from(cmd_w)),
+            results: res_r,
+            pending: Vec::new(),
+            in_flight: 0,
+            open: true,
+        });
     }
     install_interrupt_handlers();
 

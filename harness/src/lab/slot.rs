@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use torture_workloads::{Profile, Workload};
 
 use crate::options::RunOptions;
-use crate::trial::ack::AckBoard;
+use crate::trial::process::exit_now;
 use crate::trial::{self, SlotFiles};
-use crate::writers::workload::{die_with_parent, exit_now};
 
 /// The body of slot process `slot`. Never returns.
 pub fn run_slot(
@@ -22,9 +21,7 @@ pub fn run_slot(
     work_dir: &Path,
     commands: OwnedFd,
     results: OwnedFd,
-    parent: nix::unistd::Pid,
 ) -> ! {
-    die_with_parent(parent);
     crate::engine::install(&opts.spec.engine);
     // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
     // at the terminal reaches only the parent, which decides what to do.
@@ -36,14 +33,9 @@ pub fn run_slot(
         exit_now(4);
     }
     let max_writers = opts.profiles.iter().map(|p| p.writers()).max().unwrap_or(1);
-    let Ok(board) = AckBoard::new(max_writers as usize) else {
+    let close = vec![trial::raw(&commands), trial::raw(&results)];
+    let Ok(files) = SlotFiles::new(dir, max_writers, close) else {
         exit_now(4);
-    };
-    let files = SlotFiles {
-        board,
-        db: dir.join("trial.db"),
-        close_in_writers: vec![trial::raw(&commands), trial::raw(&results)],
-        dir,
     };
     let sqlite_version = crate::engine::version();
     let sqlite_version = sqlite_version.as_str();

@@ -3,7 +3,9 @@
 //! `report` over finished runs.
 
 pub mod junit;
+pub mod kills;
 pub mod merge;
+pub mod model;
 pub mod progress;
 pub mod report;
 pub mod stats;

@@ -1,4 +1,5 @@
-//! Per-profile survival statistics: `OUT/summary.csv` and the table printed at the end of a run.
+//! Per-profile survival statistics of a run: `OUT/summary.csv` and the table printed at the end,
+//! both rendered from the run's [`Groups`] (the one statistics model, `output/model.rs`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -6,53 +7,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::output::stats::wilson_95;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
-
-/// Counts for one profile (and workload and fault).
-#[derive(Clone, Debug, Default)]
-pub struct ProfileStats {
-    pub profile: String,
-    pub journal_mode: String,
-    pub synchronous: String,
-    pub workload: String,
-    pub fault: String,
-    pub trials: u64,
-    /// Indexed like [`Outcome::ALL`].
-    pub outcomes: [u64; Outcome::ALL.len()],
-    pub expected: u64,
-    pub violations: u64,
-    pub busy_errors: u64,
-    pub acked_commits: u64,
-    pub duration_us: u64,
-}
-
-impl ProfileStats {
-    pub fn count(&self, o: Outcome) -> u64 {
-        self.outcomes[Outcome::ALL.iter().position(|&x| x == o).unwrap_or(0)]
-    }
-
-    /// Trials that say something about SQLite: all but worker errors.
-    pub fn judged(&self) -> u64 {
-        self.trials - self.count(Outcome::WorkerError)
-    }
-
-    /// (rate, low, high) of intact among judged trials, with the 95% Wilson interval.
-    pub fn survival(&self) -> (f64, f64, f64) {
-        let n = self.judged();
-        let ok = self.count(Outcome::Intact);
-        let (lo, hi) = wilson_95(ok, n);
-        let rate = if n == 0 { 0.0 } else { ok as f64 / n as f64 };
-        (rate, lo, hi)
-    }
-}
+use crate::output::model::{Groups, Tally};
+use crate::trial::outcome::{Outcome, TrialRecord};
 
 /// One row of `summary.csv`.
 #[derive(Serialize)]
 struct SummaryRow<'a> {
     profile: &'a str,
-    journal_mode: &'a str,
-    synchronous: &'a str,
+    journal_mode: String,
+    synchronous: String,
     workload: &'a str,
     fault: &'a str,
     trials: u64,
@@ -73,11 +36,40 @@ struct SummaryRow<'a> {
     mean_trial_us: u64,
 }
 
-/// Statistics of a whole run, per profile, in the order profiles first appeared.
+impl<'a> SummaryRow<'a> {
+    fn new(t: &'a Tally) -> SummaryRow<'a> {
+        let survival = t.survival();
+        SummaryRow {
+            profile: &t.profile,
+            journal_mode: t.journal_mode(),
+            synchronous: t.synchronous(),
+            workload: &t.workload,
+            fault: &t.fault,
+            trials: t.trials,
+            intact: t.count(Outcome::Intact),
+            lost_commit: t.count(Outcome::LostCommit),
+            atomicity: t.count(Outcome::Atomicity),
+            corrupt: t.count(Outcome::Corrupt),
+            open_failed: t.count(Outcome::OpenFailed),
+            wrong_key: t.count(Outcome::WrongKey),
+            worker_error: t.count(Outcome::WorkerError),
+            expected: t.expected,
+            violations: t.violations,
+            survival_rate: format!("{:.6}", survival.rate),
+            survival_low95: format!("{:.6}", survival.low95),
+            survival_high95: format!("{:.6}", survival.high95),
+            busy_errors: t.busy_errors,
+            mean_acked_commits: format!("{:.1}", t.mean_acked_commits()),
+            mean_trial_us: t.mean_trial_us(),
+        }
+    }
+}
+
+/// Statistics of a whole run, per profile (× workload × fault), in the order profiles were asked
+/// for: the run's [`Groups`], added to as trials finish.
 #[derive(Debug, Default)]
 pub struct Summary {
-    pub profiles: Vec<ProfileStats>,
-    order: Vec<String>,
+    groups: Groups,
 }
 
 impl Summary {
@@ -85,98 +77,36 @@ impl Summary {
     /// trials finish in.
     pub fn with_profile_order(names: impl IntoIterator<Item = String>) -> Summary {
         Summary {
-            profiles: Vec::new(),
-            order: names.into_iter().collect(),
+            groups: Groups::with_profile_order(names),
         }
     }
 
     pub fn add(&mut self, r: &TrialRecord) {
-        let idx =
-            match self.profiles.iter().position(|p| {
-                p.profile == r.profile && p.workload == r.workload && p.fault == r.fault
-            }) {
-                Some(i) => i,
-                None => {
-                    self.profiles.push(ProfileStats {
-                        profile: r.profile.clone(),
-                        journal_mode: r.journal_mode.clone(),
-                        synchronous: r.synchronous.clone(),
-                        workload: r.workload.clone(),
-                        fault: r.fault.clone(),
-                        ..ProfileStats::default()
-                    });
-                    let rank = |name: &str| self.order.iter().position(|o| o == name);
-                    // Keep rows in the requested order; unknown names go last, in arrival order.
-                    let new_rank = rank(&r.profile).unwrap_or(usize::MAX);
-                    let at = self
-                        .profiles
-                        .iter()
-                        .position(|p| rank(&p.profile).unwrap_or(usize::MAX) > new_rank)
-                        .unwrap_or(self.profiles.len() - 1);
-                    let row = self.profiles.pop().expect("just pushed");
-                    self.profiles.insert(at, row);
-                    at
-                }
-            };
-        let p = &mut self.profiles[idx];
-        p.trials += 1;
-        p.outcomes[Outcome::ALL
-            .iter()
-            .position(|&o| o == r.outcome)
-            .unwrap_or(0)] += 1;
-        match r.verdict {
-            Verdict::Expected => p.expected += 1,
-            Verdict::Violation => p.violations += 1,
-            Verdict::Ok | Verdict::LabError => {}
-        }
-        p.busy_errors += r.busy_errors;
-        p.acked_commits += r.acked_commits;
-        p.duration_us += r.duration_us;
+        self.groups.add(r);
+    }
+
+    /// The groups, one per row.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     pub fn trials(&self) -> u64 {
-        self.profiles.iter().map(|p| p.trials).sum()
+        self.groups.trials()
     }
 
     pub fn violations(&self) -> u64 {
-        self.profiles.iter().map(|p| p.violations).sum()
+        self.groups.violations()
     }
 
     pub fn count(&self, o: Outcome) -> u64 {
-        self.profiles.iter().map(|p| p.count(o)).sum()
+        self.groups.count(o)
     }
 
     pub fn write_csv(&self, path: &Path) -> io::Result<()> {
         let tmp = path.with_extension("csv.tmp");
         let mut w = csv::Writer::from_path(&tmp)?;
-        for p in &self.profiles {
-            let (rate, lo, hi) = p.survival();
-            w.serialize(SummaryRow {
-                profile: &p.profile,
-                journal_mode: &p.journal_mode,
-                synchronous: &p.synchronous,
-                workload: &p.workload,
-                fault: &p.fault,
-                trials: p.trials,
-                intact: p.count(Outcome::Intact),
-                lost_commit: p.count(Outcome::LostCommit),
-                atomicity: p.count(Outcome::Atomicity),
-                corrupt: p.count(Outcome::Corrupt),
-                open_failed: p.count(Outcome::OpenFailed),
-                wrong_key: p.count(Outcome::WrongKey),
-                worker_error: p.count(Outcome::WorkerError),
-                expected: p.expected,
-                violations: p.violations,
-                survival_rate: format!("{rate:.6}"),
-                survival_low95: format!("{lo:.6}"),
-                survival_high95: format!("{hi:.6}"),
-                busy_errors: p.busy_errors,
-                mean_acked_commits: format!(
-                    "{:.1}",
-                    p.acked_commits as f64 / p.trials.max(1) as f64
-                ),
-                mean_trial_us: p.duration_us / p.trials.max(1),
-            })?;
+        for t in self.groups.tallies() {
+            w.serialize(SummaryRow::new(t))?;
         }
         w.flush()?;
         drop(w);
@@ -201,8 +131,8 @@ impl Summary {
             "survival",
             "95% interval"
         );
-        for p in &self.profiles {
-            let (rate, lo, hi) = p.survival();
+        for p in self.groups.tallies() {
+            let s = p.survival();
             let verdict = if p.violations > 0 {
                 format!("VIOLATION x{}", p.violations)
             } else if p.expected > 0 {
@@ -223,15 +153,16 @@ impl Summary {
                 p.count(Outcome::Corrupt),
                 p.count(Outcome::OpenFailed),
                 p.count(Outcome::WorkerError),
-                rate * 100.0,
-                lo * 100.0,
-                hi * 100.0,
+                s.rate * 100.0,
+                s.low95 * 100.0,
+                s.high95 * 100.0,
                 verdict
             );
         }
         // SQLCipher only: its own outcome, kept out of the table every plain run prints.
         for p in self
-            .profiles
+            .groups
+            .tallies()
             .iter()
             .filter(|p| p.count(Outcome::WrongKey) > 0)
         {
@@ -256,6 +187,7 @@ fn truncate(s: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trial::outcome::Verdict;
 
     fn rec(profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {
         TrialRecord::for_test(profile, outcome, verdict)
@@ -268,10 +200,10 @@ mod tests {
         s.add(&rec("off-full", Outcome::Corrupt, Verdict::Expected));
         s.add(&rec("off-full", Outcome::WorkerError, Verdict::LabError));
         s.add(&rec("wal-full", Outcome::LostCommit, Verdict::Violation));
-        assert_eq!(s.profiles.len(), 2);
-        let off = &s.profiles[0];
+        assert_eq!(s.groups().tallies().len(), 2);
+        let off = &s.groups().tallies()[0];
         assert_eq!((off.trials, off.judged(), off.expected), (3, 2, 1));
-        assert_eq!(off.survival().0, 0.5);
+        assert_eq!(off.survival().rate, 0.5);
         assert_eq!(s.violations(), 1);
         let table = s.render_table();
         assert!(table.contains("VIOLATION x1"), "{table}");
@@ -284,9 +216,10 @@ mod tests {
         for name in ["c", "x", "a", "b", "c"] {
             s.add(&rec(name, Outcome::Intact, Verdict::Ok));
         }
-        let names: Vec<_> = s.profiles.iter().map(|p| p.profile.as_str()).collect();
+        let rows = s.groups().tallies();
+        let names: Vec<_> = rows.iter().map(|p| p.profile.as_str()).collect();
         assert_eq!(names, ["a", "b", "c", "x"]);
-        assert_eq!(s.profiles[2].trials, 2);
+        assert_eq!(rows[2].trials, 2);
     }
 
     #[test]

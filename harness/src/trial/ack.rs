@@ -92,11 +92,12 @@ impl<'a> AckSender<'a> {
 }
 
 /// Words before the per-writer slots: total acks, kill threshold, busy count, spare.
-const HEADER_WORDS: usize = 4;
+const HEADER_WORDS: usize = 5;
 const TOTAL: usize = 0;
 const WAKE_AT: usize = 1;
 const BUSY: usize = 2;
 const IO_ERRORS: usize = 3;
+const KILL_DELAY_NS: usize = 4;
 
 /// An array of `AtomicU64` in an anonymous `MAP_SHARED` mapping: a process and the children it
 /// forks see the same words, a store costs no syscall, and the words outlive a SIGKILLed child.
@@ -147,25 +148,46 @@ impl Drop for SharedWords {
 /// `seq`, the total of acknowledgements, and the busy-error count.
 pub struct AckBoard {
     words: SharedWords,
+    max_writers: usize,
 }
 
 impl AckBoard {
     pub fn new(max_writers: usize) -> std::io::Result<AckBoard> {
         Ok(AckBoard {
             words: SharedWords::new(HEADER_WORDS + max_writers)?,
+            max_writers,
         })
+    }
+
+    /// How many writers the board has room for.
+    pub fn capacity(&self) -> usize {
+        self.max_writers
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
         self.words.word(i)
     }
 
-    /// Clears the board for a trial of `writers` writers whose kill waits for `wake_at` acks.
-    pub fn reset(&self, writers: usize, wake_at: u64) {
-        for i in 0..HEADER_WORDS + writers {
+    /// Clears the board for a trial of `writers` writers whose kill waits for `wake_at` acks, then
+    /// `kill_delay` of the CPU time of the process that made the `wake_at`-th ack.
+    pub fn reset(&self, writers: usize, wake_at: u64, kill_delay: std::time::Duration) {
+        for i in 0..HEADER_WORDS + writers.min(self.max_writers) {
             self.word(i).store(0, Ordering::Relaxed);
         }
+        let delay_ns = kill_delay.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.word(KILL_DELAY_NS).store(delay_ns, Ordering::Release);
         self.word(WAKE_AT).store(wake_at, Ordering::Release);
+    }
+
+    /// Acknowledges commit `seq` of `writer` (after COMMIT returned). The ack that reaches the kill
+    /// threshold starts counting the kill delay in this process's CPU time; when it is used up,
+    /// `due` goes to the slot on `pipe` (see `kill_timer`). One path for every writer of every
+    /// trial: the built-in workload and the scenarios' writers alike.
+    pub fn acknowledge(&self, writer: u32, seq: u64, pipe: std::os::fd::RawFd) {
+        if self.record_ack(writer, seq) {
+            let delay = self.word(KILL_DELAY_NS).load(Ordering::Acquire);
+            crate::trial::kill_timer::arm(std::time::Duration::from_nanos(delay), pipe, writer);
+        }
     }
 
     /// Called by a writer after COMMIT returned. True when this ack reached the kill threshold.
@@ -362,7 +384,7 @@ mod tests {
     #[test]
     fn the_board_counts_acks_across_a_fork() {
         let board = AckBoard::new(4).unwrap();
-        board.reset(4, 3);
+        board.reset(4, 3, std::time::Duration::ZERO);
         assert!(!board.record_ack(0, 1));
         // SAFETY: the child only touches the shared board and exits at once.
         match unsafe { nix::unistd::fork() }.unwrap() {
@@ -381,7 +403,7 @@ mod tests {
         ev.absorb(&board, 4);
         assert_eq!(ev.acked, BTreeMap::from([(0, 1), (2, 8)]));
         assert_eq!((ev.acks_total, ev.busy), (3, 1));
-        board.reset(4, 1);
+        board.reset(4, 1, std::time::Duration::ZERO);
         assert_eq!(board.total(), 0);
         assert_eq!(board.acked(2), 0);
     }

@@ -2,21 +2,17 @@
 //! reap them, snapshot the files, recover and verify, and build the CSV row.
 
 pub mod ack;
+pub mod children;
 pub mod evidence;
 pub mod kill_point;
 pub mod kill_timer;
 pub mod outcome;
+pub mod process;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::time::TimeSpec;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use rand::RngExt;
 use torture_workloads::Profile;
 
@@ -29,6 +25,7 @@ use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle;
 use crate::verify::verdict::{self, Fault};
 use crate::writers::workload::{self, WriterPlan};
+use children::{Children, Landing};
 use evidence::Snapshot;
 
 /// The files a slot reuses trial after trial.
@@ -39,9 +36,29 @@ pub struct SlotFiles {
     pub close_in_writers: Vec<RawFd>,
     /// Shared memory the writers acknowledge commits on.
     pub board: AckBoard,
+    /// Shared counters a scenario's children keep (checkpoints done, failures by code, …).
+    pub tally: children::Tally,
 }
 
 impl SlotFiles {
+    /// A slot's files in `dir`: the trial database's path, an ack board with room for
+    /// `max_writers` writers (64 at least: scenarios start more acknowledging children than their
+    /// variant's profile names), and the shared tally. `close_in_writers`: the slot's descriptors
+    /// its children must not inherit.
+    pub fn new(
+        dir: PathBuf,
+        max_writers: u32,
+        close_in_writers: Vec<RawFd>,
+    ) -> std::io::Result<SlotFiles> {
+        Ok(SlotFiles {
+            db: dir.join("trial.db"),
+            dir,
+            close_in_writers,
+            board: AckBoard::new(max_writers.max(64) as usize)?,
+            tally: children::Tally::new()?,
+        })
+    }
+
     /// The power-loss trial's operation log, when the last trial wrote one.
     pub fn op_log(&self) -> Option<PathBuf> {
         let p = self.dir.join("ops.log");
@@ -103,10 +120,7 @@ pub fn run_trial(
                 Ok(())
             } else {
                 fresh_copy(t, files)?;
-                let mut plan = writer_plan(opts, profile, files, trial_seed, None, None);
-                if let KillPoint::AfterAcks { delay, .. } = kill_point {
-                    plan.kill_delay = delay;
-                }
+                let plan = writer_plan(opts, profile, files, trial_seed, None, None);
                 run_writers(
                     &plan,
                     opts,
@@ -292,7 +306,6 @@ fn writer_plan<'a>(
         carry_on_errors,
         op_filter: opts.faults.filter,
         report_ack_ops: opts.faults.fault == Fault::PowerLoss,
-        kill_delay: Duration::ZERO,
     }
 }
 
@@ -510,124 +523,32 @@ fn run_writers(
         Stop::At(k) => Some(k),
         Stop::WhenDone => None,
     };
-    let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .map_err(|e| format!("pipe: {e}"))?;
-    // The writers block on a full pipe rather than lose an acknowledgement.
-    set_blocking(&ack_write);
-    files.board.reset(
-        profile.writers() as usize,
-        match kill_point {
-            Some(KillPoint::AfterAcks { acks, .. }) => acks,
-            _ => 0,
-        },
-    );
-    let mut pids = Vec::with_capacity(profile.processes as usize);
-    let slot_pid = nix::unistd::getpid();
+    let mut children = Children::new(files, profile.writers(), kill_point, opts.trial_timeout)?;
     for p in 0..profile.processes {
-        // SAFETY: the slot is single-threaded and holds no SQLite connection at this point.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                drop(ack_read);
-                for &fd in &files.close_in_writers {
-                    // SAFETY: these descriptors belong to the slot, which this child no longer is.
-                    unsafe { libc::close(fd) };
-                }
-                workload::run_writer_process(plan, p, ack_write, slot_pid);
-            }
-            Ok(ForkResult::Parent { child }) => pids.push(child),
-            Err(e) => {
-                kill_all(&pids);
-                reap_all(&pids, ending);
-                return Err(format!("fork: {e}"));
+        if let Err(e) = children.spawn(&[], |env| workload::run_writer_process(plan, p, env.ack)) {
+            children.stop_all();
+            return Err(e);
+        }
+    }
+    match kill_point {
+        Some(kp) => match children.wait_kill_point(kp) {
+            Landing::Reached => {}
+            Landing::WritersFinished => ending.completed = true,
+            Landing::TimedOut => ending.timed_out = true,
+        },
+        None => {
+            if children.wait_writers_done() {
+                ending.completed = true;
+            } else {
+                ending.timed_out = true;
             }
         }
     }
-    drop(ack_write);
-
-    let started = Instant::now();
-    let timeout_at = started + opts.trial_timeout;
-    let mut kill_at = match kill_point {
-        Some(KillPoint::AfterTime { after }) => Some(started + after),
-        Some(KillPoint::AfterAcks { acks: 0, delay }) => Some(started + delay),
-        _ => None,
-    };
-    let mut open = true;
-    loop {
-        let now = Instant::now();
-        if kill_at.is_some_and(|t| now >= t) {
-            break;
-        }
-        if now >= timeout_at {
-            ending.timed_out = true;
-            break;
-        }
-        if !open || (kill_point.is_none() && events.done >= profile.writers()) {
-            ending.completed = true;
-            break;
-        }
-        let until = kill_at.unwrap_or(timeout_at).min(timeout_at);
-        wait_readable(ack_read.as_fd(), until - now);
-        open = events.read_from(ack_read.as_fd());
-        // The writer that made the threshold ack counted the delay in its own CPU time.
-        if kill_at.is_none() && events.due {
-            kill_at = Some(Instant::now());
-        }
-    }
-    kill_all(&pids);
-    reap_all(&pids, ending);
-    // Every writer is dead, so every write end is closed: read to the end of the pipe.
-    while events.read_from(ack_read.as_fd()) {}
-    events.absorb(&files.board, profile.writers());
+    children.stop_all();
+    ending.abnormal.append(&mut children.lab);
+    ending.abnormal.append(&mut children.deaths);
+    *events = std::mem::take(&mut children.events);
     Ok(())
-}
-
-fn set_blocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg};
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
-    }
-}
-
-/// Waits until the pipe is readable or `wait` has passed, with microsecond resolution.
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    let ts = TimeSpec::from_duration(wait);
-    let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
-}
-
-fn kill_all(pids: &[Pid]) {
-    for &pid in pids {
-        // ESRCH: already gone, which is fine.
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-}
-
-fn reap_all(pids: &[Pid], ending: &mut Ending) {
-    for &pid in pids {
-        loop {
-            match waitpid(pid, None) {
-                Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _)) | Ok(WaitStatus::Exited(_, 0)) => {
-                    break
-                }
-                Ok(WaitStatus::Exited(_, code)) => {
-                    ending
-                        .abnormal
-                        .push(format!("writer pid {pid} exited with status {code}"));
-                    break;
-                }
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    ending
-                        .abnormal
-                        .push(format!("writer pid {pid} died of {sig}"));
-                    break;
-                }
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
-    }
 }
 
 /// Raw descriptor of an owned fd, for `SlotFiles::close_in_writers`.

@@ -44,6 +44,14 @@ pub fn describe(e: &rusqlite::Error) -> String {
     format!("{}: {}", code_name(e), e)
 }
 
+/// The primary result code of an error (0..31); rusqlite's own errors count as SQLITE_ERROR.
+pub fn primary(e: &rusqlite::Error) -> usize {
+    match e {
+        rusqlite::Error::SqliteFailure(err, _) => (err.extended_code & 0x1f) as usize,
+        _ => 1,
+    }
+}
+
 pub fn primary_name(code: i32) -> &'static str {
     match code & 0xff {
         ffi::SQLITE_OK => "SQLITE_OK",

@@ -2,16 +2,17 @@
 //! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
 //! commit to its slot only after COMMIT returned.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 use std::path::Path;
 
-use nix::sys::signal::Signal;
 use rusqlite::OpenFlags;
 use torture_workloads::{Profile, Workload};
 
 use crate::faults::{self, FaultConfig, OpFilter};
 use crate::lab::seed;
 use crate::trial::ack::{AckBoard, AckSender};
+use crate::trial::process::exit_now;
 use crate::verify::sqlite_error;
 
 /// Everything a writer process needs, fixed before the fork.
@@ -33,35 +34,25 @@ pub struct WriterPlan<'a> {
     pub op_filter: OpFilter,
     /// Report the operation count at each acknowledgement (power loss cuts the log afterwards).
     pub report_ack_ops: bool,
-    /// After the ack that reaches the board's kill threshold, how much CPU time the writer process
-    /// uses before the kill point is due.
-    pub kill_delay: std::time::Duration,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
 /// and exits the process. Never returns: a forked child must not unwind into its parent's code.
-pub fn run_writer_process(
-    plan: &WriterPlan<'_>,
-    process_index: u32,
-    ack: OwnedFd,
-    slot: nix::unistd::Pid,
-) -> ! {
-    die_with_parent(slot);
+pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: BorrowedFd<'_>) -> ! {
     if let Some(cfg) = &plan.fault {
         if let Err(e) = faults::configure(cfg.clone()) {
-            AckSender::new(ack.as_fd()).error(0, "FAULT_SETUP", &e.to_string());
+            AckSender::new(ack).error(0, "FAULT_SETUP", &e.to_string());
             exit_now(0);
         }
     }
     let conns = plan.profile.connections;
     let first = process_index * conns;
     if conns == 1 {
-        run_connection(plan, first, ack.as_fd());
+        run_connection(plan, first, ack);
     } else {
         std::thread::scope(|s| {
             for t in 0..conns {
-                let fd = ack.as_fd();
-                s.spawn(move || run_connection(plan, first + t, fd));
+                s.spawn(move || run_connection(plan, first + t, ack));
             }
         });
     }
@@ -107,11 +98,7 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
             .run_transaction(&mut conn, writer, seq, &mut rng)
         {
             Ok(()) => {
-                if plan.board.record_ack(writer, seq) {
-                    // This ack is the kill threshold: count the kill delay in this process's CPU
-                    // time, then tell the slot the kill point is due.
-                    crate::trial::kill_timer::arm(plan.kill_delay, fd.as_raw_fd(), writer);
-                }
+                plan.board.acknowledge(writer, seq, fd.as_raw_fd());
                 if plan.report_ack_ops {
                     tx.ack_op(writer, seq, faults::ops_so_far());
                 }
@@ -139,20 +126,4 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
         tx.ops(writer, faults::ops_matching_so_far(plan.op_filter));
     }
     tx.done(writer);
-}
-
-/// Asks the kernel to SIGKILL this process when its parent dies, so no child outlives the harness.
-/// `parent` is the forking process's pid, taken before the fork: if the parent died between the fork
-/// and the request, the child has already been re-parented and must go at once.
-pub fn die_with_parent(parent: nix::unistd::Pid) {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if nix::unistd::getppid() != parent {
-        exit_now(1);
-    }
-}
-
-/// Ends a forked child at once: no destructors, no atexit handlers, no buffered output of the parent.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and takes no pointers.
-    unsafe { libc::_exit(code) }
 }

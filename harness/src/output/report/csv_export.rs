@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use super::model::{GroupStats, Rate, Report};
 use super::Exporter;
+use crate::output::model::{GroupStats, Report};
+use crate::output::stats::Rate;
 
 /// One row per (profile, workload, fault) group.
 #[derive(Clone, Copy, Debug, Default)]

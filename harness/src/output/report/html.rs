@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use super::model::{GroupStats, KillAxis, KillHistogram, OutcomeRate, Report};
 use super::text::{self, escape_xml as esc};
 use super::Exporter;
+use crate::output::kills::{KillAxis, KillHistogram};
+use crate::output::model::{GroupStats, OutcomeRate, Report};
 use crate::trial::outcome::Outcome;
 
 /// A single offline HTML page with charts.

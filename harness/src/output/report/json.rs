@@ -1,7 +1,7 @@
 //! JSON: the whole [`Report`] as serde sees it, for scripts and dashboards.
 
-use super::model::Report;
 use super::Exporter;
+use crate::output::model::Report;
 
 /// The report as pretty-printed JSON.
 #[derive(Clone, Copy, Debug, Default)]

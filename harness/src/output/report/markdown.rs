@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::model::Report;
 use super::text;
 use super::Exporter;
+use crate::output::model::Report;
 
 /// GitHub Markdown tables.
 #[derive(Clone, Copy, Debug, Default)]

@@ -1,35 +1,31 @@
 //! `torture report`: reads result folders and prints per-profile statistics and pairwise comparisons in several formats.
 //!
 //! [`load`] reads one or more result folders (or `trials.csv` files) and merges them;
-//! [`Report::build`] groups the trials by (profile, workload, fault), puts a 95% Wilson interval
-//! on every rate and compares the damage rates of profiles with Fisher's exact test; an
-//! [`Exporter`] per [`Format`] turns the one [`Report`] into text, so every format shows the same
-//! numbers.
+//! [`Report::build`] (in `output/model.rs`, the statistics model `summary.csv` and JUnit use too)
+//! groups the trials by (profile, workload, fault), puts a 95% Wilson interval on every rate and
+//! compares the damage rates of profiles with Fisher's exact test; an [`Exporter`] per [`Format`]
+//! turns the one [`Report`] into text, so every format shows the same numbers.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 mod csv_export;
-mod fisher;
 mod html;
 mod json;
 mod load;
 mod markdown;
-mod model;
 mod table;
 mod text;
 
+pub use crate::output::kills::{parse_kill_point, KillAt, KillAxis, KillBin, KillHistogram};
+pub use crate::output::model::{Comparison, GroupStats, OutcomeRate, Report, ALPHA};
+pub use crate::output::stats::{fisher_exact_two_sided, Rate};
 pub use csv_export::Csv;
-pub use fisher::fisher_exact_two_sided;
 pub use html::Html;
 pub use json::Json;
 pub use load::{load, ReportError, Source};
 pub use markdown::Markdown;
-pub use model::{
-    parse_kill_point, Comparison, GroupStats, KillAt, KillAxis, KillBin, KillHistogram,
-    OutcomeRate, Rate, Report, ALPHA,
-};
 pub use table::Table;
 
 use crate::trial::outcome::TrialRecord;
@@ -216,19 +212,35 @@ pub(crate) mod tests {
         records
     }
 
-    /// Compares `actual` with the committed snapshot `snapshots/<name>`. A missing snapshot is
-    /// written (review and commit it); `UPDATE_SNAPSHOTS=1` rewrites them all after an intended
-    /// change. Any other difference fails.
+    /// Compares `actual` with the committed snapshot `snapshots/<name>`. `UPDATE_SNAPSHOTS=1`
+    /// (re)writes them all after an intended change (review and commit them); without it a
+    /// missing snapshot fails like any other difference, so a lost file cannot pass silently.
     fn check_snapshot(name: &str, actual: &str) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/output/report/snapshots")
-            .join(name);
-        if !path.exists() || std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        check_snapshot_in(&snapshot_dir(), name, actual, updating());
+    }
+
+    fn snapshot_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/output/report/snapshots")
+    }
+
+    /// `UPDATE_SNAPSHOTS=1` (any value but empty or `0`).
+    fn updating() -> bool {
+        std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| !v.is_empty() && v != "0")
+    }
+
+    fn check_snapshot_in(dir: &Path, name: &str, actual: &str, update: bool) {
+        let path = dir.join(name);
+        if update {
+            std::fs::create_dir_all(dir).unwrap();
             std::fs::write(&path, actual).unwrap();
             return;
         }
-        let expected = std::fs::read_to_string(&path).unwrap();
+        let Ok(expected) = std::fs::read_to_string(&path) else {
+            panic!(
+                "snapshot {} is missing; to create it: UPDATE_SNAPSHOTS=1 cargo test -p torture --lib report, then review and commit it",
+                path.display()
+            );
+        };
         if expected != actual {
             let line = expected
                 .lines()
@@ -250,13 +262,37 @@ pub(crate) mod tests {
     fn snapshots_of_every_format() {
         let records = fixture();
         for format in Format::ALL {
-            let ext = match format {
-                Format::Table => "txt",
-                Format::Markdown => "md",
-                f => f.as_str(),
-            };
-            check_snapshot(&format!("report.{ext}"), &render(&records, format));
+            check_snapshot(&snapshot_name(format), &render(&records, format));
         }
+    }
+
+    #[test]
+    fn a_missing_snapshot_fails_unless_updating() {
+        let d = tempfile::tempdir().unwrap();
+        let missing =
+            std::panic::catch_unwind(|| check_snapshot_in(d.path(), "x.txt", "x\n", false));
+        assert!(missing.is_err(), "a missing snapshot must fail");
+        assert!(!d.path().join("x.txt").exists(), "and must not be written");
+        check_snapshot_in(d.path(), "x.txt", "x\n", true);
+        check_snapshot_in(d.path(), "x.txt", "x\n", false);
+        let changed =
+            std::panic::catch_unwind(|| check_snapshot_in(d.path(), "x.txt", "y\n", false));
+        assert!(changed.is_err(), "a different output must fail");
+        for format in Format::ALL {
+            assert!(
+                snapshot_dir().join(snapshot_name(format)).is_file(),
+                "{format} has a committed snapshot"
+            );
+        }
+    }
+
+    fn snapshot_name(format: Format) -> String {
+        let ext = match format {
+            Format::Table => "txt",
+            Format::Markdown => "md",
+            f => f.as_str(),
+        };
+        format!("report.{ext}")
     }
 
     #[test]

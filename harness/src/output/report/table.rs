@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::model::{GroupStats, Report};
 use super::text::{self, Align, TextTable};
 use super::Exporter;
+use crate::output::model::{GroupStats, Report};
 use crate::trial::outcome::Outcome;
 
 /// Aligned plain text for a terminal.

@@ -1,7 +1,8 @@
 //! Number and sentence formatting shared by the exporters, so a rate reads the same in a terminal,
 //! in Markdown and in HTML.
 
-use super::model::{Comparison, Rate, Report};
+use crate::output::model::{Comparison, Report};
+use crate::output::stats::Rate;
 
 /// `10000` -> `10,000`.
 pub fn thousands(n: u64) -> String {

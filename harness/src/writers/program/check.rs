@@ -14,7 +14,6 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -494,8 +493,7 @@ fn run_helper(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::trial::process::spawn_program(&mut cmd)
         .map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
     let group = Pid::from_raw(child.id() as i32);
     let deadline = Instant::now() + env.timeout;
@@ -503,11 +501,13 @@ fn run_helper(
     loop {
         match child.try_wait() {
             Ok(Some(s)) => {
-                let _ = killpg(group, Signal::SIGKILL);
+                // Whatever it left in its group must not touch the files after it.
+                crate::trial::process::kill_group(group);
+                crate::trial::process::reap_group(group, Instant::now() + Duration::from_secs(5));
                 return Ok(s);
             }
             Ok(None) if Instant::now() >= deadline => {
-                let _ = killpg(group, Signal::SIGKILL);
+                crate::trial::process::kill_group(group);
                 let _ = child.wait();
                 return Err(format!(
                     "`{}` did not finish within {:?}",

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{killpg, Signal};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
-use crate::writers::workload::die_with_parent;
+use crate::trial::process;
 
 /// Everything needed to start the program for one trial (or the calibration run).
 pub(crate) struct Launch<'a> {
@@ -249,18 +248,16 @@ pub(crate) fn argv(command: &[String], shell: bool, db: &Path) -> Vec<String> {
     }
 }
 
-/// A command whose child asks to die with the lab, leads its own process group (so one `killpg`
-/// reaches everything it started that stayed in the group) and drops the lab's descriptors.
+/// A command that drops the lab's descriptors; start it with [`process::spawn_program`], which
+/// makes it lead its own process group (so one kill reaches everything it started that stayed in
+/// the group) and die with the lab.
 pub(crate) fn guarded(argv: &[String], close_fds: &[RawFd]) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).process_group(0);
-    let lab = nix::unistd::getpid();
+    cmd.args(&argv[1..]).stdin(Stdio::null());
     let fds = close_fds.to_vec();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, _exit, close); it allocates nothing.
+    // SAFETY: the closure runs between fork and exec and only calls close; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            die_with_parent(lab);
             for &fd in &fds {
                 libc::close(fd);
             }
@@ -286,7 +283,7 @@ impl Proc {
         if self.status.is_none() {
             self.killed = true;
         }
-        kill_group(self.group);
+        process::kill_group(self.group);
     }
 }
 
@@ -297,7 +294,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     let argv = argv(launch.command, launch.shell, launch.db);
     // Grandchildren whose parent dies (the sqlite3 shell of a killed pipeline) come back to us, so
     // the lab can wait for them before it looks at the files.
-    become_subreaper();
+    process::become_subreaper();
     let started = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for i in 0..launch.instances.max(1) {
@@ -478,9 +475,8 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
         Some(key) => cmd.env("TORTURE_KEY", key),
         None => cmd.env_remove("TORTURE_KEY"),
     };
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
+    let mut child =
+        process::spawn_program(&mut cmd).map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
     let group = Pid::from_raw(child.id() as i32);
     let out = child.stdout.take();
     if let Some(o) = &out {
@@ -512,7 +508,7 @@ fn finish_all(procs: &mut [Proc]) -> Option<String> {
                 }
             });
         }
-        if !reap_group(p.group, Instant::now() + REAP_PATIENCE) {
+        if !process::reap_group(p.group, Instant::now() + REAP_PATIENCE) {
             left.push(p.group.to_string());
         }
     }
@@ -554,42 +550,6 @@ fn enough(said: &Said, writes: Option<(Duration, Duration)>) -> bool {
     match (said.first_ack, said.last_ack) {
         (Some(a), Some(b)) => said.ack_lines >= ENOUGH_ACKS && long(a, b),
         _ => writes.is_some_and(|(a, b)| long(a, b)),
-    }
-}
-
-/// This process becomes the reaper of its orphaned descendants.
-fn become_subreaper() {
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-}
-
-fn kill_group(group: Pid) {
-    // ESRCH: the group is already empty, which is fine.
-    let _ = killpg(group, Signal::SIGKILL);
-}
-
-/// After a kill of `group`: reaps what of it is ours and waits until none of it is left (signal 0
-/// says ESRCH). False if a process still lived at `until`.
-fn reap_group(group: Pid, until: Instant) -> bool {
-    use nix::errno::Errno;
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let whole = Pid::from_raw(-group.as_raw());
-    loop {
-        loop {
-            match waitpid(whole, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => break,
-                Ok(_) | Err(Errno::EINTR) => continue,
-                Err(_) => break,
-            }
-        }
-        match killpg(group, None) {
-            Err(Errno::ESRCH) => return true,
-            _ if Instant::now() >= until => return false,
-            _ => {
-                kill_group(group);
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
     }
 }
 
@@ -677,6 +637,7 @@ fn stamp(f: &Path) -> Option<(u64, SystemTime)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::killpg;
 
     #[test]
     fn acks_are_the_highest_n_of_complete_lines_only() {

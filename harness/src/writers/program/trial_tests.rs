@@ -6,7 +6,6 @@ use std::sync::OnceLock;
 use clap::Parser;
 
 use super::*;
-use crate::trial::ack::AckBoard;
 use crate::writers::program::calibrate_report;
 use crate::writers::program::AfterKill;
 
@@ -39,12 +38,7 @@ fn lab(seed: u64) -> Lab {
     let run = test_run(seed, &tmp.path().join("out"));
     let dir = tmp.path().join("slot-0");
     std::fs::create_dir_all(&dir).unwrap();
-    let files = SlotFiles {
-        db: dir.join("trial.db"),
-        dir,
-        close_in_writers: Vec::new(),
-        board: AckBoard::new(1).unwrap(),
-    };
+    let files = SlotFiles::new(dir, 1, Vec::new()).unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     Lab {

@@ -12,7 +12,7 @@ use rand::RngExt;
 use rusqlite::{ffi, Connection};
 use torture_workloads::{JournalMode, Synchronous};
 
-use super::engine::{self, code_name, record, word, Ctx, Ending, Env, Metrics, Run};
+use super::engine::{self, code_name, record, word, Children, Ctx, Ending, Env, Metrics};
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::trial::evidence::{with_suffix, Snapshot};
 use crate::trial::outcome::{Outcome, TrialRecord};
@@ -177,9 +177,14 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
-fn start<'a>(ctx: &Ctx<'a>, at: u64, method: Method, backup: &Path) -> Result<Run<'a>, String> {
+fn start<'a>(
+    ctx: &Ctx<'a>,
+    at: u64,
+    method: Method,
+    backup: &Path,
+) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 1, 0, ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 1, None, ctx.opts.trial_timeout)?;
     let spec = ctx.writer_spec();
     run.spawn(&[], |env| {
         engine::writer_process(env, &spec, 1, &engine::never);

@@ -13,12 +13,13 @@ use rusqlite::{ffi, Connection};
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{
-    self, commit_loop, file_size, open_writer, record, word, Ctx, Ending, Env, Metrics, Run, Tally,
-    WriterSpec,
+    self, commit_loop, file_size, open_writer, record, word, Children, Ctx, Ending, Env, Metrics,
+    Tally, WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::faults::{CrashAt, OpFilter};
 use crate::trial::evidence::with_suffix;
+use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::TrialRecord;
 
 pub(crate) struct Params {
@@ -239,7 +240,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
         (false, _) => "sigkill",
     };
     let mut end = Ending::new(fault);
-    let mut run = match start(ctx, p, crash, engine::wake_at(kp)) {
+    let mut run = match start(ctx, p, crash, Some(kp)) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed(fault, e),
     };
@@ -247,7 +248,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     if let Some(n) = crash {
         end.kill_point = format!("op={n} write:db");
         if p.truncate_at_shutdown {
-            let at = run.wait_kill_point(kp);
+            let at = run.wait_kill_point(kp).describe(kp);
             end.kill_point = format!("SIGTERM at {at}, then op={n} write:db");
             run.signal(run.pids[0], Signal::SIGTERM);
         }
@@ -262,7 +263,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
         }
         end.measure("crashed_inside_checkpoint", u64::from(crashed && !clean));
     } else {
-        end.kill_point = run.wait_kill_point(kp);
+        end.kill_point = run.wait_kill_point(kp).describe(kp);
         end.measure("killed_inside_checkpoint", run.tally.get(word::IN_CKPT));
     }
     run.stop_all();
@@ -286,10 +287,10 @@ fn start<'a>(
     ctx: &Ctx<'a>,
     p: &'a Params,
     crash: Option<u64>,
-    wake_at: u64,
-) -> Result<Run<'a>, String> {
+    kill_point: Option<KillPoint>,
+) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 1, wake_at, ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 1, kill_point, ctx.opts.trial_timeout)?;
     let spec = WriterSpec {
         crash_at: match crash {
             Some(op) => Some(CrashAt {

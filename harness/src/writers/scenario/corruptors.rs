@@ -9,8 +9,8 @@ use rusqlite::Connection;
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{
-    self, ack, code_name, commit_loop, failed_codes, fork_child, never, open_writer, record, word,
-    Ctx, Ending, Env, Metrics, Run, WriterSpec,
+    self, code_name, commit_loop, failed_codes, fork_child, never, open_writer, record, word,
+    Children, Ctx, Ending, Env, Metrics, WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::trial::evidence::with_suffix;
@@ -157,10 +157,10 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
-fn no_journal<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Run<'a>, String> {
+fn no_journal<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Children<'a>, String> {
     let kp = ctx.kill_point();
-    let mut run = engine::start_writers(ctx, 1, 1, engine::wake_at(kp))?;
-    end.kill_point = run.wait_kill_point(kp);
+    let mut run = engine::start_writers(ctx, 1, 1, Some(kp))?;
+    end.kill_point = run.wait_kill_point(kp).describe(kp);
     run.stop_all();
     Ok(run)
 }
@@ -168,16 +168,17 @@ fn no_journal<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Run<'a>, String> {
 /// Waits for an acknowledgement kill point, but no longer than [`STALL_CAP`].
 /// With `closes`, also until the lock-dropping thread has closed that many descriptors: on an idle
 /// machine the writers can reach K acknowledgements before the thread has run at all.
-fn wait_capped(run: &mut Run<'_>, kp: KillPoint, closes: u64) -> String {
-    let KillPoint::AfterAcks { acks, delay } = kp else {
-        return run.wait_kill_point(kp);
+fn wait_capped(run: &mut Children<'_>, kp: KillPoint, closes: u64) -> String {
+    let KillPoint::AfterAcks { acks, .. } = kp else {
+        return run.wait_kill_point(kp).describe(kp);
     };
     let cap = Instant::now() + STALL_CAP;
+    // `due`: K acks, then the kill delay in the CPU time of the writer that made the K-th.
+    let due = |r: &Children<'_>| r.events.due || (acks == 0 && r.board.total() >= acks);
     run.wait_until(cap, |r| {
-        (r.board.total() >= acks && r.tally.get(word::CLOSES) >= closes) || r.writers_done()
+        (due(r) && r.tally.get(word::CLOSES) >= closes) || r.writers_done()
     });
-    if run.board.total() >= acks {
-        run.pause(delay);
+    if due(run) {
         kp.to_string()
     } else if run.writers_done() {
         format!("{kp} (not reached: the writers gave up after 100 failures in a row)")
@@ -197,7 +198,7 @@ fn commit_open_transaction(env: &Env<'_>, conn: &Connection, writer: u32, seq: u
         .and_then(|_| conn.execute_batch("COMMIT"));
     match done {
         Ok(()) => {
-            ack(env, writer, seq);
+            env.ack(writer, seq);
             seq + 1
         }
         Err(e) => {
@@ -209,9 +210,13 @@ fn commit_open_transaction(env: &Env<'_>, conn: &Connection, writer: u32, seq: u
     }
 }
 
-fn fork_carried<'a>(ctx: &Ctx<'a>, kp: KillPoint, end: &mut Ending) -> Result<Run<'a>, String> {
+fn fork_carried<'a>(
+    ctx: &Ctx<'a>,
+    kp: KillPoint,
+    end: &mut Ending,
+) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 2, engine::wake_at(kp), ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 2, Some(kp), ctx.opts.trial_timeout)?;
     // Only the child reports `done`: the parent idles once it has made its few commits.
     run.done_reporters = 1;
     let spec = ctx.writer_spec();
@@ -293,9 +298,13 @@ fn fork_carried<'a>(ctx: &Ctx<'a>, kp: KillPoint, end: &mut Ending) -> Result<Ru
     Ok(run)
 }
 
-fn lock_dropped<'a>(ctx: &Ctx<'a>, kp: KillPoint, end: &mut Ending) -> Result<Run<'a>, String> {
+fn lock_dropped<'a>(
+    ctx: &Ctx<'a>,
+    kp: KillPoint,
+    end: &mut Ending,
+) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 2, engine::wake_at(kp), ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 2, Some(kp), ctx.opts.trial_timeout)?;
     let spec = ctx.writer_spec();
     let wal = ctx.variant.profile.journal_mode == JournalMode::Wal;
     let db = ctx.db().to_path_buf();
@@ -341,17 +350,17 @@ fn lock_dropped<'a>(ctx: &Ctx<'a>, kp: KillPoint, end: &mut Ending) -> Result<Ru
     Ok(run)
 }
 
-fn unlink_recreate<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Run<'a>, String> {
+fn unlink_recreate<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Children<'a>, String> {
     let kp = ctx.kill_point();
     let template = ctx.template()?;
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 2, engine::wake_at(kp), ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 2, Some(kp), ctx.opts.trial_timeout)?;
     let spec = ctx.writer_spec();
     run.spawn(&[], |env| {
         engine::writer_process(env, &spec, 1, &never);
         0
     })?;
-    end.kill_point = run.wait_kill_point(kp);
+    end.kill_point = run.wait_kill_point(kp).describe(kp);
     let db = ctx.db();
     let at_unlink = run.board.acked(0);
     for suffix in crate::trial::evidence::SIDECARS {

@@ -1,27 +1,17 @@
-//! The machinery every scenario shares: shared-memory counters, forking children that never unwind
-//! into the slot, waiting for acknowledgements, killing and reaping, writer loops, and turning what a
-//! trial saw into the core's CSV row (verdict, evidence).
+//! What every scenario shares beyond the trial's processes (`trial::children`): writer loops on
+//! plain connections, the scenario's context (variant, seed, starting database), and what a
+//! scenario's trial found (`Ending`), handed to the one row builder.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::time::TimeSpec;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use rusqlite::Connection;
 use torture_workloads::{Profile, Workload};
 
 use crate::faults::CrashAt;
 use crate::lab::seed;
 use crate::options::RunOptions;
-use crate::trial::ack::{AckBoard, AckSender, SharedWords, TrialEvents};
 use crate::trial::evidence::{self, Snapshot};
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
@@ -29,107 +19,15 @@ use crate::trial::SlotFiles;
 use crate::verify::oracle::Verification;
 use crate::verify::sqlite_error;
 use crate::verify::verdict::{self, Fault};
-use crate::writers::workload::{die_with_parent, exit_now};
 
 use super::Variant;
 
 /// Named numbers a trial measured, beyond its row: summed over trials for the README tables.
 pub(crate) type Metrics = BTreeMap<String, u64>;
 
-/// Exit status of a child whose body panicked (caught, so it never unwinds into the slot's code).
-const PANIC_EXIT: i32 = 101;
-
-/// Words of a [`Tally`]. Scenarios use the named slots below; the first 64 count failed
-/// transactions by primary result code.
-pub(crate) mod word {
-    /// `FAIL + primary code`: transactions (or steps) that failed with that code.
-    pub const FAIL: usize = 0;
-    /// Initialisation phases of the WAL-init scenario: `PHASE + phase * 32 + primary code`.
-    pub const PHASE: usize = 64;
-    /// 1 while a child is inside a checkpoint.
-    pub const IN_CKPT: usize = 202;
-    /// Checkpoints completed.
-    pub const CKPTS: usize = 203;
-    /// Checkpoints that could not finish: PASSIVE answered busy (a writer or reader was in the way),
-    /// or an error.
-    pub const CKPT_INCOMPLETE: usize = 204;
-    /// Children that shut down cleanly (checkpoint and close done).
-    pub const CLEAN: usize = 205;
-    /// A `PRAGMA journal_mode=WAL` that answered another mode without an error.
-    pub const FALLBACK: usize = 206;
-    /// Pid of a grandchild the slot must kill too.
-    pub const AUX_PID: usize = 207;
-    /// Set once the fork-carried connection has been forked.
-    pub const FORKED: usize = 208;
-    /// Backups: done flag, and the acknowledged `seq` of writer 0 when the backup started / ended.
-    pub const BACKUP_DONE: usize = 209;
-    pub const BACKUP_ACK_START: usize = 210;
-    pub const BACKUP_ACK_END: usize = 211;
-    /// Backup duration in microseconds.
-    pub const BACKUP_US: usize = 212;
-    /// Backup retries on busy.
-    pub const BACKUP_RETRIES: usize = 213;
-    /// Lock-dropping closes made by the corruptor thread.
-    pub const CLOSES: usize = 214;
-    /// Requests (WAL-init scenario) that went through every phase.
-    pub const REQUESTS_OK: usize = 215;
-    /// Workers waiting at the start line (WAL-init scenario).
-    pub const AT_START: usize = 216;
-    pub const LEN: usize = 256;
-}
-
-/// Counters in memory shared between the slot and every child it forks (like [`AckBoard`]): they
-/// survive a child's SIGKILL, and a store costs no syscall.
-pub(crate) struct Tally {
-    words: SharedWords,
-}
-
-impl Tally {
-    pub fn new() -> std::io::Result<Tally> {
-        Ok(Tally {
-            words: SharedWords::new(word::LEN)?,
-        })
-    }
-
-    fn word(&self, i: usize) -> &AtomicU64 {
-        self.words.word(i)
-    }
-
-    pub fn add(&self, i: usize, n: u64) {
-        self.word(i).fetch_add(n, Ordering::AcqRel);
-    }
-
-    pub fn get(&self, i: usize) -> u64 {
-        self.word(i).load(Ordering::Acquire)
-    }
-
-    pub fn set(&self, i: usize, v: u64) {
-        self.word(i).store(v, Ordering::Release);
-    }
-
-    /// Counts a failure by its primary result code.
-    pub fn fail(&self, e: &rusqlite::Error) {
-        self.add(word::FAIL + primary(e), 1);
-    }
-
-    /// `SQLITE_BUSY=12 SQLITE_IOERR=1` for every code counted from `base`, or `""`.
-    pub fn codes(&self, base: usize) -> Vec<(&'static str, u64)> {
-        (0..32)
-            .filter_map(|c| {
-                let n = self.get(base + c);
-                (n > 0).then(|| (sqlite_error::primary_name(c as i32), n))
-            })
-            .collect()
-    }
-}
-
-/// The primary result code of an error (0..31); rusqlite's own errors count as SQLITE_ERROR.
-pub(crate) fn primary(e: &rusqlite::Error) -> usize {
-    match e {
-        rusqlite::Error::SqliteFailure(err, _) => (err.extended_code & 0x1f) as usize,
-        _ => 1,
-    }
-}
+pub(crate) use crate::trial::children::{word, Children, Env, Tally};
+pub(crate) use crate::trial::process::fork_child;
+pub(crate) use crate::verify::sqlite_error::primary;
 
 /// The extended result code's name where it tells more than the primary one (`SQLITE_BUSY_RECOVERY`,
 /// `SQLITE_IOERR_SHMSIZE`), else the primary name; `RUST_*` for errors rusqlite raised itself.
@@ -177,342 +75,6 @@ pub(crate) fn code_name(e: &rusqlite::Error) -> String {
         }
     };
     name.to_string()
-}
-
-/// What a forked child gets: the acknowledgement pipe and the shared memory of its trial.
-pub(crate) struct Env<'a> {
-    pub ack: BorrowedFd<'a>,
-    pub board: &'a AckBoard,
-    pub tally: &'a Tally,
-}
-
-impl Env<'_> {
-    pub fn sender(&self) -> AckSender<'_> {
-        AckSender::new(self.ack)
-    }
-}
-
-/// Forks a child that runs `body` and exits with its code, never unwinding back into the caller:
-/// the child asks to die with `parent` (the forking process) and closes `close` first.
-///
-/// # Safety contract
-/// The caller is single-threaded (a slot, or a writer child that has not started threads) and holds
-/// no SQLite connection it expects the child not to use.
-pub(crate) fn fork_child(close: &[RawFd], body: impl FnOnce() -> i32) -> Result<Pid, String> {
-    let parent = nix::unistd::getpid();
-    // SAFETY: see the contract above; the child only runs `body` and `_exit`s.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            die_with_parent(parent);
-            for &fd in close {
-                // SAFETY: descriptors of the forking process that this child must not hold.
-                unsafe { libc::close(fd) };
-            }
-            let code = std::panic::catch_unwind(AssertUnwindSafe(body)).unwrap_or(PANIC_EXIT);
-            exit_now(code)
-        }
-        Ok(ForkResult::Parent { child }) => Ok(child),
-        Err(e) => Err(format!("fork: {e}")),
-    }
-}
-
-/// One trial's children, as the slot sees them: the ack board and tally they share, the pipe they
-/// report on, their pids, and what went wrong with them.
-pub(crate) struct Run<'a> {
-    files: &'a SlotFiles,
-    pub board: AckBoard,
-    pub tally: Tally,
-    pub events: TrialEvents,
-    ack_read: OwnedFd,
-    ack_write: Option<OwnedFd>,
-    open: bool,
-    pub pids: Vec<Pid>,
-    /// Problems of the lab (a child panicked, exited with an error status, …).
-    pub lab: Vec<String>,
-    /// Children that died of a signal nobody sent (SIGSEGV, SIGBUS): a lab problem, unless the
-    /// scenario provokes them (a corruptor truncating shared memory under a writer).
-    pub deaths: Vec<String>,
-    pub timed_out: bool,
-    pub started: Instant,
-    pub deadline: Instant,
-    writers: u32,
-    /// Children expected to report `done` when they finish on their own.
-    pub done_reporters: u32,
-}
-
-impl<'a> Run<'a> {
-    /// A trial of `writers` acknowledging writers; the writer whose ack brings the total to `wake_at`
-    /// wakes the slot.
-    pub fn new(
-        files: &'a SlotFiles,
-        writers: u32,
-        wake_at: u64,
-        timeout: Duration,
-    ) -> Result<Run<'a>, String> {
-        let board = AckBoard::new(writers.max(1) as usize).map_err(|e| format!("mmap: {e}"))?;
-        board.reset(writers.max(1) as usize, wake_at);
-        let tally = Tally::new().map_err(|e| format!("mmap: {e}"))?;
-        let (ack_read, ack_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .map_err(|e| format!("pipe: {e}"))?;
-        // Writers block on a full pipe rather than lose a message.
-        set_blocking(&ack_write);
-        let started = Instant::now();
-        Ok(Run {
-            files,
-            board,
-            tally,
-            events: TrialEvents::default(),
-            ack_read,
-            ack_write: Some(ack_write),
-            open: true,
-            pids: Vec::new(),
-            lab: Vec::new(),
-            deaths: Vec::new(),
-            timed_out: false,
-            started,
-            deadline: started + timeout,
-            writers,
-            done_reporters: writers,
-        })
-    }
-
-    /// Forks a child of this trial; `body` gets the shared memory and the ack pipe. `close` names more
-    /// of the slot's descriptors the child must not hold.
-    pub fn spawn(
-        &mut self,
-        close: &[RawFd],
-        body: impl FnOnce(&Env<'_>) -> i32,
-    ) -> Result<Pid, String> {
-        let ack_write = self.ack_write.as_ref().ok_or("the trial stopped forking")?;
-        let mut to_close: Vec<RawFd> = self.files.close_in_writers.clone();
-        to_close.push(self.ack_read.as_raw_fd());
-        to_close.extend_from_slice(close);
-        let env = Env {
-            ack: ack_write.as_fd(),
-            board: &self.board,
-            tally: &self.tally,
-        };
-        let pid = fork_child(&to_close, || body(&env))?;
-        self.pids.push(pid);
-        Ok(pid)
-    }
-
-    /// Reads what the children reported so far.
-    pub fn pump(&mut self) {
-        if self.open {
-            self.open = self.events.read_from(self.ack_read.as_fd());
-        }
-    }
-
-    /// Waits until `cond` holds (true) or `until` passes (false), waking on every report.
-    pub fn wait_until(&mut self, until: Instant, mut cond: impl FnMut(&Run<'a>) -> bool) -> bool {
-        let until = until.min(self.deadline);
-        loop {
-            self.pump();
-            if cond(self) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= until {
-                if now >= self.deadline {
-                    self.timed_out = true;
-                }
-                return false;
-            }
-            if !self.open {
-                std::thread::sleep((until - now).min(Duration::from_micros(200)));
-            } else {
-                wait_readable(
-                    self.ack_read.as_fd(),
-                    (until - now).min(Duration::from_millis(1)),
-                );
-            }
-        }
-    }
-
-    /// Sleeps for `d` exactly (to the microsecond the kernel gives), still reading reports.
-    pub fn pause(&mut self, d: Duration) {
-        let until = Instant::now() + d;
-        self.wait_until(until, |_| false);
-    }
-
-    /// Every acknowledging writer said `done` (finished on its own, before any kill).
-    pub fn writers_done(&self) -> bool {
-        self.events.done >= self.done_reporters
-    }
-
-    /// Waits for the kill point drawn for this trial; says where it landed, for the CSV.
-    pub fn wait_kill_point(&mut self, kp: KillPoint) -> String {
-        match kp {
-            KillPoint::AfterAcks { acks, delay } => {
-                let reached = self.wait_until(self.deadline, |r| {
-                    r.events.reached || r.board.total() >= acks || r.writers_done()
-                });
-                if !reached {
-                    return format!("{kp} (not reached: timeout)");
-                }
-                if self.board.total() < acks {
-                    return format!("{kp} (not reached: writers finished)");
-                }
-                self.pause(delay);
-                kp.to_string()
-            }
-            KillPoint::AfterTime { after } => {
-                let at = self.started + after;
-                if self.wait_until(at, |r| r.writers_done()) {
-                    format!("{kp} (not reached: writers finished)")
-                } else if self.timed_out {
-                    format!("{kp} (not reached: timeout)")
-                } else {
-                    kp.to_string()
-                }
-            }
-        }
-    }
-
-    pub fn signal(&self, pid: Pid, sig: Signal) {
-        // ESRCH: already gone, which is fine.
-        let _ = kill(pid, sig);
-    }
-
-    pub fn kill_all(&self) {
-        for &pid in &self.pids {
-            self.signal(pid, Signal::SIGKILL);
-        }
-        let aux = self.tally.get(word::AUX_PID);
-        if aux > 0 {
-            self.signal(Pid::from_raw(aux as i32), Signal::SIGKILL);
-        }
-    }
-
-    /// Waits up to `until` for `pid` to end; its status, or None if it is still running.
-    pub fn wait_exit(&mut self, pid: Pid, until: Instant) -> Option<WaitStatus> {
-        loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(s) => {
-                    self.note_status(pid, s);
-                    self.pids.retain(|&p| p != pid);
-                    return Some(s);
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => {
-                    self.pids.retain(|&p| p != pid);
-                    return None;
-                }
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            self.pause(Duration::from_micros(100));
-        }
-    }
-
-    /// Reaps every child (after a kill).
-    pub fn reap_all(&mut self) {
-        for pid in std::mem::take(&mut self.pids) {
-            loop {
-                match waitpid(pid, None) {
-                    Ok(WaitStatus::StillAlive) | Ok(WaitStatus::Stopped(..)) => continue,
-                    Ok(s) => {
-                        self.note_status(pid, s);
-                        break;
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-
-    fn note_status(&mut self, pid: Pid, s: WaitStatus) {
-        match s {
-            WaitStatus::Exited(_, 0)
-            | WaitStatus::Signaled(_, Signal::SIGKILL, _)
-            | WaitStatus::Signaled(_, Signal::SIGTERM, _) => {}
-            WaitStatus::Exited(_, PANIC_EXIT) => self.lab.push(format!("child {pid} panicked")),
-            WaitStatus::Exited(_, code) => self
-                .lab
-                .push(format!("child {pid} exited with status {code}")),
-            WaitStatus::Signaled(_, sig, _) => {
-                self.deaths.push(format!("child {pid} died of {sig}"))
-            }
-            _ => {}
-        }
-    }
-
-    /// Kills and reaps every child, waits until every holder of the ack pipe is gone (grandchildren
-    /// included: their end closes when they die), and takes the acknowledgements.
-    pub fn stop_all(&mut self) {
-        self.kill_all();
-        self.reap_all();
-        self.finish();
-    }
-
-    /// Drops the slot's end of the ack pipe: from now on the pipe reaches end-of-file when every child
-    /// has died, which `wait_until(.., |r| r.all_gone())` waits for.
-    pub fn seal(&mut self) {
-        self.ack_write = None;
-    }
-
-    /// Every child (and grandchild) holding the ack pipe has died; only after [`Run::seal`].
-    pub fn all_gone(&self) -> bool {
-        !self.open
-    }
-
-    /// Stops forking, reads the pipe to its end, and takes the acknowledgements from the board.
-    pub fn finish(&mut self) {
-        self.ack_write = None;
-        let until = Instant::now() + Duration::from_secs(3);
-        while self.open {
-            self.pump();
-            if !self.open {
-                break;
-            }
-            if Instant::now() >= until {
-                self.lab
-                    .push("a child outlived the trial (the ack pipe stayed open)".into());
-                break;
-            }
-            wait_readable(self.ack_read.as_fd(), Duration::from_millis(5));
-        }
-        self.events.absorb(&self.board, self.writers);
-    }
-
-    /// SQLite errors the children reported (findings), and other errors (lab problems).
-    pub fn reported_errors(&self) -> (Vec<String>, Vec<String>) {
-        let mut sqlite = Vec::new();
-        let mut lab = Vec::new();
-        for (w, code, text) in &self.events.errors {
-            let who = if *w == super::backup::BACKUP_ID {
-                "backup".to_string()
-            } else {
-                format!("writer {w}")
-            };
-            let line = format!("{who}: {code}: {text}");
-            if code.starts_with("SQLITE_") {
-                sqlite.push(line);
-            } else {
-                lab.push(line);
-            }
-        }
-        (sqlite, lab)
-    }
-}
-
-fn set_blocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg};
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
-    }
-}
-
-/// Waits until the pipe is readable or `wait` has passed, with microsecond resolution.
-fn wait_readable(fd: BorrowedFd<'_>, wait: Duration) {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    let ts = TimeSpec::from_duration(wait);
-    let _ = nix::poll::ppoll(&mut fds, Some(ts), None);
 }
 
 /// One acknowledging writer's settings (a connection of a writer process).
@@ -608,7 +170,7 @@ pub(crate) fn commit_loop(
     while seq <= w.max_commits && !stop() {
         match w.workload.run_transaction(conn, w.id, seq, &mut rng) {
             Ok(()) => {
-                ack(env, w.id, seq);
+                env.ack(w.id, seq);
                 if w.report_ack_ops {
                     // Read after COMMIT returned: every operation of this commit is counted.
                     tx.ack_op(w.id, seq, crate::faults::ops_so_far());
@@ -643,13 +205,6 @@ pub(crate) fn commit_loop(
     seq
 }
 
-/// Acknowledges commit `seq` of `writer`; wakes the slot if it reached the kill threshold.
-pub(crate) fn ack(env: &Env<'_>, writer: u32, seq: u64) {
-    if env.board.record_ack(writer, seq) {
-        env.sender().reached(writer);
-    }
-}
-
 /// A writer process: `threads` connections (writers `first..first+threads`), each committing until
 /// killed or `stop()`. Returns when every connection has finished.
 pub(crate) fn writer_process(
@@ -678,19 +233,18 @@ pub(crate) fn writer_process(
 }
 
 /// Copies the starting database and forks `processes` writer processes of `threads` connections each
-/// (writers `p * threads + t`), committing until killed. The writer whose ack makes the total
-/// `wake_at` wakes the slot.
+/// (writers `p * threads + t`), committing until killed; `kill_point` arms the ack board.
 pub(crate) fn start_writers<'a>(
     ctx: &Ctx<'a>,
     processes: u32,
     threads: u32,
-    wake_at: u64,
-) -> Result<Run<'a>, String> {
+    kill_point: Option<KillPoint>,
+) -> Result<Children<'a>, String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(
+    let mut run = Children::new(
         ctx.files,
         processes * threads,
-        wake_at,
+        kill_point,
         ctx.opts.trial_timeout,
     )?;
     for p in 0..processes {
@@ -707,14 +261,6 @@ pub(crate) fn start_writers<'a>(
         }
     }
     Ok(run)
-}
-
-/// The kill point's acknowledgement threshold (0 for a time-based kill point).
-pub(crate) fn wake_at(kp: KillPoint) -> u64 {
-    match kp {
-        KillPoint::AfterAcks { acks, .. } => acks,
-        KillPoint::AfterTime { .. } => 0,
-    }
 }
 
 /// Never stop: the writer runs until it is killed.
@@ -883,12 +429,12 @@ impl Ending {
 /// trial that is not intact. Also returns the metrics, with the outcome counted.
 pub(crate) fn record(
     ctx: &Ctx<'_>,
-    run: Option<&Run<'_>>,
+    run: Option<&Children<'_>>,
     mut end: Ending,
 ) -> (TrialRecord, Metrics) {
     let profile = &ctx.variant.profile;
     let (sqlite_errors, mut lab) = match run {
-        Some(r) => r.reported_errors(),
+        Some(r) => reported_errors(r),
         None => (Vec::new(), Vec::new()),
     };
     if let Some(r) = run {
@@ -1017,6 +563,26 @@ pub(crate) fn record(
     (rec, end.metrics)
 }
 
+/// SQLite errors the children reported (findings), and other errors (lab problems).
+fn reported_errors(run: &Children<'_>) -> (Vec<String>, Vec<String>) {
+    let mut sqlite = Vec::new();
+    let mut lab = Vec::new();
+    for (w, code, text) in &run.events.errors {
+        let who = if *w == super::backup::BACKUP_ID {
+            "backup".to_string()
+        } else {
+            format!("writer {w}")
+        };
+        let line = format!("{who}: {code}: {text}");
+        if code.starts_with("SQLITE_") {
+            sqlite.push(line);
+        } else {
+            lab.push(line);
+        }
+    }
+    (sqlite, lab)
+}
+
 /// The size of `path` in bytes, 0 if it does not exist.
 pub(crate) fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -1052,7 +618,7 @@ pub(crate) fn draw_acks(
 }
 
 /// Words for `detail`: `failed_txns SQLITE_BUSY=12 SQLITE_IOERR=1`, or nothing.
-pub(crate) fn failed_codes(run: &Run<'_>, end: &mut Ending, label: &str) {
+pub(crate) fn failed_codes(run: &Children<'_>, end: &mut Ending, label: &str) {
     let codes = run.tally.codes(word::FAIL);
     for (name, n) in &codes {
         end.measure(&format!("{label}:{name}"), *n);
@@ -1117,12 +683,7 @@ pub(crate) mod testing {
         let opts = RunOptions::validate(cli.run, args.join(" ")).unwrap();
         let slot = dir.path().join("slot");
         std::fs::create_dir_all(&slot).unwrap();
-        let files = SlotFiles {
-            board: AckBoard::new(1).unwrap(),
-            db: slot.join("trial.db"),
-            close_in_writers: Vec::new(),
-            dir: slot,
-        };
+        let files = SlotFiles::new(slot, 1, Vec::new()).unwrap();
         Lab {
             opts,
             files,

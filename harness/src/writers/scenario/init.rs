@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use super::engine::{
-    ack, code_name, header_says_wal, primary, record, word, Ctx, Ending, Env, Metrics, Run,
+    code_name, header_says_wal, primary, record, word, Children, Ctx, Ending, Env, Metrics,
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::trial::outcome::TrialRecord;
@@ -190,7 +190,7 @@ fn request(
     }
     match torture_workloads::Workload::Inserts.run_transaction(&mut conn, writer, seq, rng) {
         Ok(()) => {
-            ack(env, writer, seq);
+            env.ack(writer, seq);
             env.tally.add(word::REQUESTS_OK, 1);
         }
         Err(e) => {
@@ -237,13 +237,13 @@ fn worker(env: &Env<'_>, db: &Path, p: &Params, go: BorrowedFd<'_>, first: u32, 
 pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     let mut end = Ending::new("none");
     let workers = p.processes * p.threads;
-    let started = (|| -> Result<Run<'_>, String> {
+    let started = (|| -> Result<Children<'_>, String> {
         if p.init_once {
             ctx.fresh_database()?;
         } else {
             ctx.clear();
         }
-        let mut run = Run::new(ctx.files, workers, 0, ctx.opts.trial_timeout)?;
+        let mut run = Children::new(ctx.files, workers, None, ctx.opts.trial_timeout)?;
         let (go_r, go_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let db = ctx.db();

@@ -89,12 +89,7 @@ fn run_scenario(scenario: &str, indices: &[u64], jobs: u64, seed: u64, dir: &Pat
             let mut opts = lab.opts.clone();
             opts.out_dir = out;
             std::fs::create_dir_all(&slot).unwrap();
-            let files = SlotFiles {
-                board: crate::trial::ack::AckBoard::new(1).unwrap(),
-                db: slot.join("trial.db"),
-                close_in_writers: Vec::new(),
-                dir: slot,
-            };
+            let files = SlotFiles::new(slot, 1, Vec::new()).unwrap();
             let mut f = std::fs::File::create(&part).unwrap();
             for &index in indices.iter().skip(j as usize).step_by(jobs as usize) {
                 let (record, metrics) =

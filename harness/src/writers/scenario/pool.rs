@@ -100,12 +100,12 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
         return run_power_loss(ctx, p);
     }
     let kp = ctx.kill_point();
-    let mut run = match engine::start_writers(ctx, 1, p.pool, engine::wake_at(kp)) {
+    let mut run = match engine::start_writers(ctx, 1, p.pool, Some(kp)) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed("sigkill", e),
     };
     let mut end = Ending::new("sigkill");
-    end.kill_point = run.wait_kill_point(kp);
+    end.kill_point = run.wait_kill_point(kp).describe(kp);
     run.stop_all();
     failed_codes(&run, &mut end, "failed_txns");
     end.verification = end.verify(ctx.db(), ctx.workload, &run.events.acked);
@@ -121,7 +121,7 @@ fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     if let Err(e) = ctx.fresh_database() {
         return ctx.setup_failed(FAULT, e);
     }
-    let mut run = match engine::Run::new(ctx.files, p.pool, 0, ctx.opts.trial_timeout) {
+    let mut run = match engine::Children::new(ctx.files, p.pool, None, ctx.opts.trial_timeout) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed(FAULT, e),
     };

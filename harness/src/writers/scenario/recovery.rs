@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
-use super::engine::{self, file_size, hot_journal, record, Ctx, Ending, Metrics, Run, WriterSpec};
+use super::engine::{
+    self, file_size, hot_journal, record, Children, Ctx, Ending, Metrics, WriterSpec,
+};
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::faults::{CrashAt, OpFilter};
 use crate::trial::evidence::with_suffix;
@@ -132,8 +134,8 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     let run = match p.crash_before_db_write {
         None => {
             let kp = ctx.kill_point();
-            engine::start_writers(ctx, 1, 1, engine::wake_at(kp)).map(|mut run| {
-                end.kill_point = run.wait_kill_point(kp);
+            engine::start_writers(ctx, 1, 1, Some(kp)).map(|mut run| {
+                end.kill_point = run.wait_kill_point(kp).describe(kp);
                 run.stop_all();
                 run
             })
@@ -202,9 +204,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
 
 /// One writer that SIGKILLs itself just before its `n`-th write to the database file. Returns the
 /// run, and whether the crash point was reached (else the slot SIGKILLed it after two seconds).
-fn crash_at_op<'a>(ctx: &Ctx<'a>, n: u64) -> Result<(Run<'a>, bool), String> {
+fn crash_at_op<'a>(ctx: &Ctx<'a>, n: u64) -> Result<(Children<'a>, bool), String> {
     ctx.fresh_database()?;
-    let mut run = Run::new(ctx.files, 1, 0, ctx.opts.trial_timeout)?;
+    let mut run = Children::new(ctx.files, 1, None, ctx.opts.trial_timeout)?;
     let spec = WriterSpec {
         crash_at: Some(CrashAt {
             op: n,

@@ -10,7 +10,7 @@ use rand::RngExt;
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{
-    self, commit_loop, file_size, open_writer, record, word, Ctx, Ending, Env, Metrics, Run,
+    commit_loop, file_size, open_writer, record, word, Children, Ctx, Ending, Env, Metrics,
     WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
@@ -136,9 +136,9 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     let kp = ctx.kill_point();
     let wal = ctx.variant.profile.journal_mode == JournalMode::Wal;
     let mut end = Ending::new(fault);
-    let started = (|| -> Result<Run<'_>, String> {
+    let started = (|| -> Result<Children<'_>, String> {
         ctx.fresh_database()?;
-        let mut run = Run::new(ctx.files, 1, engine::wake_at(kp), ctx.opts.trial_timeout)?;
+        let mut run = Children::new(ctx.files, 1, Some(kp), ctx.opts.trial_timeout)?;
         let spec = ctx.writer_spec();
         run.spawn(&[], |env| graceful_writer(env, &spec, wal))?;
         Ok(run)
@@ -147,7 +147,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed(fault, e),
     };
-    end.kill_point = run.wait_kill_point(kp);
+    end.kill_point = run.wait_kill_point(kp).describe(kp);
     let pid = run.pids[0];
     let mut escalated = false;
     match p.how {

@@ -65,12 +65,12 @@ pub(crate) fn scenario() -> Scenario {
 
 pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     let kp = ctx.kill_point();
-    let mut run = match engine::start_writers(ctx, p.processes, 1, engine::wake_at(kp)) {
+    let mut run = match engine::start_writers(ctx, p.processes, 1, Some(kp)) {
         Ok(r) => r,
         Err(e) => return ctx.setup_failed("sigkill", e),
     };
     let mut end = Ending::new("sigkill");
-    end.kill_point = run.wait_kill_point(kp);
+    end.kill_point = run.wait_kill_point(kp).describe(kp);
     if p.kill_one {
         let victim = run.pids[0];
         run.signal(victim, nix::sys::signal::Signal::SIGKILL);

@@ -143,7 +143,6 @@ pub fn calibrate_report(
         dir: work_dir.join("exec-calibration"),
         close_fds: &[],
         window: (Duration::ZERO, Duration::ZERO),
-        sqlite_version: "?",
         evidence: Some(evidence.clone()),
     };
     let (db, stderr) = (t.db(), t.stderr());

@@ -33,7 +33,8 @@ pub fn run_trial(
     window: (Duration, Duration),
     index: u64,
     files: &SlotFiles,
-    sqlite_version: &str,
+    // The lab's own SQLite is no label for the program's files: unused since the header says it.
+    _sqlite_version: &str,
 ) -> TrialRecord {
     let started = Instant::now();
     let trial_seed = seed::trial_seed(run.seed, index);
@@ -83,7 +84,6 @@ pub fn run_trial(
         dir: files.dir.join(format!("exec-{index}")),
         close_fds: &files.close_in_writers,
         window,
-        sqlite_version,
         evidence: None,
     };
     let (db, stderr) = (t.db(), t.stderr());
@@ -108,8 +108,6 @@ pub(crate) struct Trial<'a> {
     pub dir: PathBuf,
     pub close_fds: &'a [std::os::fd::RawFd],
     pub window: (Duration, Duration),
-    /// The lab's own SQLite, the label of last resort.
-    pub sqlite_version: &'a str,
     /// Where the evidence goes instead of `failures/<index>` (the calibration's folder).
     pub evidence: Option<PathBuf>,
 }
@@ -299,7 +297,7 @@ pub(crate) fn conclude(
                 .sqlite_version
                 .clone()
                 .or(header_version)
-                .unwrap_or_else(|| format!("{} (the lab's; no file)", t.sqlite_version)),
+                .unwrap_or_else(|| "?".into()),
         },
     };
     record.duration_us = started.elapsed().as_micros() as u64;

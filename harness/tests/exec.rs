@@ -257,7 +257,7 @@ fn item2_a_lost_commit_that_is_not_the_newest_is_caught_by_the_set_check() {
     let o = exec_prog(
         &[&set[..], &["-n", "6", "--seed", "5"]].concat(),
         &bad,
-        &py(&["--drop-every", "7"]),
+        &py(&["--forever", "--drop-every", "7"]),
     );
     assert_eq!(o.status.code(), Some(1), "{}", say(&o));
     let rows_bad = rows(&bad);
@@ -306,7 +306,7 @@ raise SystemExit(1 if missing or not acks else 0)""#;
             cmd,
         ],
         &viacmd,
-        &py(&["--drop-every", "7"]),
+        &py(&["--forever", "--drop-every", "7"]),
     );
     assert_eq!(o.status.code(), Some(1), "{}", say(&o));
     for r in rows(&viacmd) {

@@ -353,7 +353,7 @@ fn describe_kill(exec: &ExecOptions, r: &Run, kill_at: Duration, kill_point: &mu
             if exec.kill_acks.is_some() {
                 match r.kth_ack_at {
                     Some(k) => kill_point.push_str(&format!(
-                        " (ack K at {}us, killed at {}us)",
+                        " (ack K at {}us; killed at {}us)",
                         k.as_micros(),
                         r.ran_for.as_micros()
                     )),

@@ -122,7 +122,17 @@ def main(argv):
 
     time.sleep(float(opts["start-delay"]))
     con, version = connect(db, opts["driver"], opts["key"])
-    mode = con.execute(f"PRAGMA journal_mode={opts['journal-mode']}").fetchone()[0]
+    # Several instances opening a new database at once: the switch to WAL can answer "database is
+    # locked" at once, without the busy timeout (seed 003's concurrent WAL initialisation): retry.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            mode = con.execute(f"PRAGMA journal_mode={opts['journal-mode']}").fetchone()[0]
+            break
+        except Exception as e:  # sqlite3.OperationalError, libsql's ValueError
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     con.execute(f"PRAGMA synchronous={opts['synchronous']}")
     sync = con.execute("PRAGMA synchronous").fetchone()[0]
     if opts["cache-size"] is not None:

@@ -528,7 +528,7 @@ const REAP_PATIENCE: Duration = Duration::from_secs(10);
 fn kill_time(stop: Stop, said: &Said, kth_ack_at: Option<Duration>) -> Duration {
     match stop {
         Stop::At(t) => t,
-        Stop::Calibrate { timeout, run_for } => run_for.map_or(timeout, |r| r.min(timeout)),
+        Stop::Calibrate { timeout, run_for } => run_for.unwrap_or(timeout),
         Stop::AfterAcks { delay, cap, .. } => kth_ack_at.map_or(cap, |k| (k + delay).min(cap)),
         Stop::Anchored { at, anchor } if at < anchor => at,
         Stop::Anchored { at, anchor } => match said.first_ack {

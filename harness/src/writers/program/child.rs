@@ -104,6 +104,22 @@ pub(crate) struct Said {
 }
 
 impl Said {
+    /// The counts and times of several instances' acks, without copying the acks themselves (the
+    /// loop that waits for the kill asks for it after every line).
+    pub fn summary<'a>(all: impl Iterator<Item = &'a Said>) -> Said {
+        let mut m = Said::default();
+        for s in all {
+            m.max_ack = m.max_ack.max(s.max_ack);
+            m.ack_lines += s.ack_lines;
+            m.first_ack = match (m.first_ack, s.first_ack) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            m.last_ack = m.last_ack.max(s.last_ack);
+        }
+        m
+    }
+
     /// What several instances said, as one: every ack, the earliest first and latest last ack, the
     /// first instance's labels that said any.
     pub fn merged(all: &[Said]) -> Said {
@@ -316,12 +332,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     let mut kill_one_note = None;
     loop {
         let now = Instant::now();
-        let said = Said::merged(
-            &procs
-                .iter()
-                .map(|p| p.parser.said.clone())
-                .collect::<Vec<_>>(),
-        );
+        let said = Said::summary(procs.iter().map(|p| &p.parser.said));
         if let Stop::AfterAcks { acks, .. } = stop {
             if kth_ack_at.is_none() && said.ack_lines >= acks {
                 kth_ack_at = Some(started.elapsed());

@@ -217,13 +217,13 @@ fn journal_mode_off_with_big_transactions_breaks_as_documented() {
         "--commits",
         "300",
         "--transfers",
-        "30",
+        "60",
         "--cache-size",
         "8",
     ]);
     let (exec, window) = lab.calibrated(exec);
     let t = Instant::now();
-    let records = lab.trials(&exec, window, 16);
+    let records = lab.trials(&exec, window, 20);
     report("python_writer.py off", &records, t.elapsed().as_secs_f64());
     let damaged: Vec<_> = records.iter().filter(|r| r.outcome.is_damage()).collect();
     assert!(damaged.len() >= 3, "{:?}", counts(&records));

@@ -160,8 +160,12 @@ fn item1_a_never_exiting_journal_mode_off_writer_is_caught_not_refused() {
     ];
     let hang = |mode: &str| {
         py(&[
+            // Writing for about half a second (long next to the start-up, so the trials land in
+            // it), fewer than the 100 acks after which calibration stops: it goes on into --hang.
             "--commits",
-            "300",
+            "90",
+            "--pace",
+            "0.006",
             "--hang",
             "--journal-mode",
             mode,

@@ -237,12 +237,7 @@ fn item1_a_program_that_exits_failing_the_check_is_refused_with_its_files_kept()
 fn item2_a_lost_commit_that_is_not_the_newest_is_caught_by_the_set_check() {
     require_python();
     let tmp = tempfile::tempdir().unwrap();
-    let set = [
-        "--recovered-sql",
-        "SELECT seq FROM t",
-        "--kill-after",
-        "20..60",
-    ];
+    let set = ["--recovered-sql", "SELECT seq FROM t"];
     let good = tmp.path().join("good");
     let o = exec_prog(
         &[&set[..], &["-n", "6", "--seed", "5"]].concat(),
@@ -299,16 +294,7 @@ print(len(acks), 'acked; missing', missing[:1])
 raise SystemExit(1 if missing or not acks else 0)""#;
     let viacmd = tmp.path().join("cmd");
     let o = exec_prog(
-        &[
-            "-n",
-            "4",
-            "--seed",
-            "6",
-            "--kill-after",
-            "20..60",
-            "--verify-cmd",
-            cmd,
-        ],
+        &["-n", "4", "--seed", "6", "--verify-cmd", cmd],
         &viacmd,
         &py(&["--forever", "--drop-every", "7"]),
     );
@@ -384,34 +370,21 @@ fn item4_labels_come_from_the_program_and_an_unknown_mode_is_said() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("quiet");
     let o = exec_prog(
-        &[
-            "-n",
-            "4",
-            "--kill-after",
-            "10..40",
-            "--recovered-sql",
-            "SELECT max(seq) FROM t",
-        ],
+        &["-n", "4", "--recovered-sql", "SELECT max(seq) FROM t"],
         &out,
         &py(&["--quiet"]),
     );
     assert_eq!(o.status.code(), Some(0), "{}", say(&o));
-    for r in rows(&out) {
+    let rows_quiet = rows(&out);
+    assert!(rows_quiet.iter().any(|r| num(r, "acked_commits") > 0));
+    // A trial killed before the file had its header has no version to read: `?`, never the lab's.
+    for r in rows_quiet.iter().filter(|r| num(r, "acked_commits") > 0) {
         assert_eq!(r["sqlite_version"], pyver, "{r:?}");
         assert_eq!(r["journal_mode"], "wal", "{r:?}");
     }
     let off = tmp.path().join("off");
     let o = exec_prog(
-        &[
-            "-n",
-            "12",
-            "--seed",
-            "4",
-            "--kill-after",
-            "5..60",
-            "--kill-delay",
-            "0us..3ms",
-        ],
+        &["-n", "12", "--seed", "4"],
         &off,
         &py(&[
             "--quiet",
@@ -689,19 +662,12 @@ fn item10_a_boolean_invariant_passes_like_ok() {
     }
     let out = tmp.path().join("zero");
     let o = exec_prog(
-        &[
-            "-n",
-            "2",
-            "--kill-after",
-            "10..30",
-            "--verify-sql",
-            "SELECT 0",
-        ],
+        &["-n", "2", "--verify-sql", "SELECT 0"],
         &out,
-        &py(&[]),
+        &py(&["--forever"]),
     );
     assert_eq!(o.status.code(), Some(1), "{}", say(&o));
-    for r in rows(&out) {
+    for r in rows(&out).iter().filter(|r| num(r, "acked_commits") > 0) {
         assert_eq!(r["outcome"], "atomicity");
         assert!(r["detail"].contains("--verify-sql answered: 0"), "{r:?}");
     }

@@ -1,6 +1,5 @@
-//! The commands: parse, validate, run, export, and map the result to an exit code.
+//! The commands: parse, validate, and dispatch (a run itself is `run.rs`); usage errors as one line.
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -9,13 +8,10 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
-use crate::lab::plan;
 use crate::lab::scheduler;
-use crate::options::RunOptions;
+use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
-use crate::output::progress::Progress;
 use crate::output::report;
-use crate::output::{junit, trials_csv, Summary, TrialsCsv};
 use crate::trial::evidence::TrialNote;
 use crate::trial::outcome::Outcome;
 
@@ -24,15 +20,25 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     let command_line = shell_words(&args);
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit_code::USAGE
-            } else {
-                exit_code::CLEAN
-            };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version: not an error.
             let _ = e.print();
-            return code;
+            return exit_code::CLEAN;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let command: Vec<String> = args
+                .iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .take_while(|a| !a.starts_with('-'))
+                .collect();
+            return usage_error(&format!(
+                "`torture {}` needs a subcommand; see torture {} --help",
+                command.join(" "),
+                command.join(" ")
+            ));
+        }
+        Err(e) => return usage_error(&one_line(&e.render().to_string())),
     };
     match cli.command {
         Some(Command::Profiles { profile_file }) => list_profiles(profile_file),
@@ -44,9 +50,16 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         }
         Some(Command::Report { results, format }) => report(&results, &format),
         Some(Command::Replay { failure }) => replay(&failure),
-        Some(Command::Merge { out, shards }) => match merge::merge(&out, &shards) {
-            Ok(n) => {
-                println!("merged {n} trials into {}", out.display());
+        Some(Command::Merge {
+            out,
+            shards,
+            partial,
+        }) => match merge::merge(&out, &shards, partial) {
+            Ok(m) => {
+                println!("merged {} trials into {}", m.trials, out.display());
+                if let Some(missing) = m.partial {
+                    println!("partial: {missing}");
+                }
                 exit_code::CLEAN
             }
             Err(e) => usage_error(&e),
@@ -82,8 +95,14 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
+    if let Err(e) = report::check_one_run_per_shard_set(results) {
+        return usage_error(&e);
+    }
     match report::report(results, format) {
         Ok(text) => {
+            for note in report::partial_notes(results) {
+                eprintln!("torture: note: {note}");
+            }
             print!("{text}");
             exit_code::CLEAN
         }
@@ -118,10 +137,12 @@ fn replay(failure: &std::path::Path) -> i32 {
             note.record.profile, note.master_seed
         ));
     }
-    let out = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
-        Ok(d) => d.keep(),
+    let scratch = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
+        Ok(d) => d,
         Err(e) => return usage_error(&format!("replay: cannot make a folder: {e}")),
     };
+    let _ = scheduler::claim(scratch.path());
+    let out = scratch.path().to_path_buf();
     let opts = match RunOptions::from_spec(
         note.run.clone(),
         &out,
@@ -132,9 +153,22 @@ fn replay(failure: &std::path::Path) -> i32 {
         false,
     ) {
         Ok(o) => o,
-        Err(e) => return usage_error(&format!("replay: {}", e.0)),
+        Err(e) => {
+            return usage_error(&format!(
+                "replay: {}: {}; give a trial.json as torture wrote it",
+                note_path.display(),
+                e.0
+            ))
+        }
     };
     let index = note.record.iteration;
+    if opts.total_trials().is_some_and(|t| index >= t) {
+        return usage_error(&format!(
+            "replay: {}: iteration {index} is not a trial of that run (it has {} trials); give a trial.json as torture wrote it",
+            note_path.display(),
+            opts.total_trials().unwrap_or_default()
+        ));
+    }
     let mut got = None;
     if let Err(e) = scheduler::run(&opts, std::iter::once(index), None, &mut |r| {
         got = Some(r);
@@ -179,18 +213,60 @@ fn replay(failure: &std::path::Path) -> i32 {
     } else if !exact {
         println!("  note: a parent's SIGKILL lands with scheduler jitter, so this fault replays the kill point, not the exact instant");
     }
-    println!("  replay's files: {}", out.display());
     if same {
+        // Nothing to look at: the replay's folder goes (a different outcome keeps it).
         println!("same outcome");
         exit_code::CLEAN
     } else {
+        let kept = scratch.keep();
+        let _ = std::fs::remove_file(kept.join("owner"));
+        println!("  replay's files: {}", kept.display());
         println!("DIFFERENT outcome");
         exit_code::VIOLATION
     }
 }
 
+/// A clap error as one line: its message and tip, without the usage block.
+fn one_line(rendered: &str) -> String {
+    let mut out = String::new();
+    let mut in_usage = false;
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") {
+            in_usage = true;
+        }
+        if line.is_empty() {
+            in_usage = false;
+            continue;
+        }
+        if in_usage || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out + "; see torture --help"
+}
+
+/// `msg` with control characters escaped, so a message that quotes what the user typed (a path
+/// with a newline in it) stays one line.
+pub fn printable(msg: &str) -> String {
+    msg.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn usage_error(msg: &str) -> i32 {
-    eprintln!("torture: {msg}");
+    eprintln!("torture: {}", printable(msg));
     exit_code::USAGE
 }
 
@@ -255,22 +331,17 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     }
     if let Err(e) = exec
         .validate()
+        .and_then(|()| match (exec.shell, exec.command.first()) {
+            (false, Some(program)) => crate::writers::program::find_program(program),
+            _ => Ok(()),
+        })
         .and_then(|()| crate::writers::program::python_ready(&exec))
     {
         return usage_error(&e);
     }
     let mut run_args = default_run_args();
-    run_args.iterations = args.iterations;
-    run_args.duration = args.duration.clone();
-    run_args.junit = args.junit.clone();
-    run_args.seed = args.seed;
-    run_args.jobs = args.jobs;
-    run_args.out = args.out.clone();
-    run_args.dir = args.dir.clone();
-    run_args.trial_timeout = args.trial_timeout.clone();
-    run_args.fail_on = args.fail_on.clone();
-    run_args.no_progress = args.no_progress;
-    let mut opts = match RunOptions::validate(run_args, command_line) {
+    run_args.common = args.common.clone();
+    let mut opts = match RunOptions::validate_with(run_args, Defaults::EXEC, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
@@ -286,6 +357,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Ok(d) => d,
             Err(e) => return usage_error(&format!("cannot make a calibration folder: {e}")),
         };
+        let _ = scheduler::claim(scratch.path());
         match crate::writers::program::calibrate_report(&exec, scratch.path(), timeout, &opts) {
             Ok(c) => {
                 eprintln!("torture: calibrated: {c}");
@@ -300,12 +372,10 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {
         return usage_error("the kill window ends after --trial-timeout; raise --trial-timeout");
     }
-    opts.profiles[0].name = exec.profile_name();
-    opts.spec.profiles = opts.profiles.clone();
-    opts.spec.exec = Some(exec.clone());
-    opts.exec = Some(exec);
+    opts.spec.profiles[0].name = exec.profile_name();
+    opts.spec.exec = Some(exec);
     let out_dir = opts.out_dir.clone();
-    let code = run_validated(opts);
+    let code = crate::run::run_validated(opts);
     crate::writers::program::after_run(&out_dir, code)
 }
 
@@ -317,26 +387,15 @@ fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 
     };
     let mut run_args = default_run_args();
     run_args.workload = args.workload.clone();
-    run_args.iterations = args.iterations;
-    run_args.junit = args.junit.clone();
-    run_args.seed = args.seed;
-    run_args.jobs = args.jobs;
-    run_args.out = args.out.clone();
-    run_args.dir = args.dir.clone();
-    run_args.kill_after = args.kill_after.clone();
-    run_args.kill_delay = args.kill_delay.clone();
-    run_args.trial_timeout = args.trial_timeout.clone();
-    run_args.fail_on = args.fail_on.clone();
-    run_args.no_progress = args.no_progress;
-    let mut opts = match RunOptions::validate(run_args, command_line) {
+    run_args.kill = args.kill.clone();
+    run_args.common = args.common.clone();
+    let mut opts = match RunOptions::validate_with(run_args, Defaults::SCENARIO, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
-    opts.profiles = profiles;
-    opts.spec.profiles = opts.profiles.clone();
-    opts.spec.scenario = Some(args.name.clone());
-    opts.scenario = Some(args.name);
-    run_validated(opts)
+    opts.spec.profiles = profiles;
+    opts.spec.scenario = Some(args.name);
+    crate::run::run_validated(opts)
 }
 
 /// A plain run's arguments with every default, for the subcommands that build on a run.
@@ -347,174 +406,14 @@ fn default_run_args() -> RunArgs {
 }
 
 fn run(args: RunArgs, command_line: String) -> i32 {
+    if let Err(e) = crate::options::check_fault_flags(&args) {
+        return usage_error(&e.0);
+    }
     let opts = match RunOptions::validate(args, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
-    run_validated(opts)
-}
-
-fn run_validated(opts: RunOptions) -> i32 {
-    let trials_path = opts.out_dir.join("trials.csv");
-    let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
-    let mut done = BTreeSet::new();
-    let opened = if opts.resume {
-        // Rows already written count as done; the summary starts from them.
-        match TrialsCsv::open_append(&trials_path).and_then(|csv| {
-            let rows = trials_csv::read(&trials_path).map_err(std::io::Error::other)?;
-            Ok((csv, rows))
-        }) {
-            Ok((csv, rows)) => {
-                for r in &rows {
-                    if done.insert(r.iteration) {
-                        summary.add(r);
-                    }
-                }
-                Ok(csv)
-            }
-            Err(e) => Err(e),
-        }
-    } else {
-        std::fs::create_dir_all(&opts.out_dir)
-            .and_then(|()| write_run_spec(&opts))
-            .and_then(|()| TrialsCsv::create(&trials_path))
-    };
-    let mut csv = match opened {
-        Ok(c) => c,
-        Err(e) => {
-            return usage_error(&format!(
-                "cannot write results in {}: {e}; choose another --out",
-                opts.out_dir.display()
-            ))
-        }
-    };
-    let already = done.len() as u64;
-    let planned = opts.planned_trials();
-    let to_run = planned.map(|p| p.saturating_sub(already));
-    eprintln!(
-        "torture: {} ({} profile(s), workload {}, {} jobs, seed {}{}{})",
-        match (to_run, opts.duration) {
-            (Some(n), _) => format!("{n} trials"),
-            (None, Some(d)) => format!("trials for {}s", d.as_secs()),
-            (None, None) => "trials".to_string(),
-        },
-        opts.profiles.len(),
-        if opts.exec.is_some() {
-            "exec".to_string()
-        } else if let Some(s) = &opts.scenario {
-            format!("scenario {s}")
-        } else {
-            opts.workload.name().to_string()
-        },
-        opts.jobs,
-        opts.seed,
-        opts.partition
-            .map(|p| format!(", shard {}/{}", p.k, p.n))
-            .unwrap_or_default(),
-        if already > 0 {
-            format!(", resuming after {already} finished trials")
-        } else {
-            String::new()
-        }
-    );
-    let deadline = opts.duration.map(|d| std::time::Instant::now() + d);
-    let indices = plan::indices(opts.total_trials(), opts.partition, done);
-    // The bar is made after the slots are forked (inside the first record), never before.
-    let mut progress: Option<Progress> = None;
-    let show_progress = opts.progress;
-    let result = scheduler::run(&opts, indices, deadline, &mut |record| {
-        csv.append(&record)?;
-        summary.add(&record);
-        progress
-            .get_or_insert_with(|| Progress::new(to_run, show_progress))
-            .update(&summary);
-        Ok(())
-    });
-    if let Some(p) = &progress {
-        p.finish();
-    }
-    let summary_path = opts.out_dir.join("summary.csv");
-    let summary_written = summary.write_csv(&summary_path);
-    let junit_written = opts
-        .junit
-        .as_ref()
-        .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
-    print!("{}", summary.render_table());
-    let end = match result {
-        Ok(end) => end,
-        Err(e) => {
-            eprintln!("torture: the run stopped: {e}");
-            return exit_code::LAB_ERROR;
-        }
-    };
-    let ran = summary.trials() - already;
-    let rate = ran as f64 / end.elapsed.as_secs_f64().max(1e-9);
-    // A slow program runs a trial in seconds: never print "0 trials/s".
-    let rate = match rate {
-        r if r >= 10.0 => format!("{r:.0} trials/s"),
-        r if r >= 1.0 => format!("{r:.1} trials/s"),
-        r if r > 0.0 => format!("{:.1} s/trial", 1.0 / r),
-        _ => "no trials".to_string(),
-    };
-    println!(
-        "\n{ran} trials in {:.1}s ({rate}), seed {}",
-        end.elapsed.as_secs_f64(),
-        opts.seed
-    );
-    println!(
-        "reproduce: {}",
-        reproduce_command(&opts.command_line, opts.seed)
-    );
-    println!("results:   {}", trials_path.display());
-    if let Err(e) = summary_written {
-        eprintln!("torture: could not write {}: {e}", summary_path.display());
-    }
-    match junit_written {
-        Some(Ok(path)) => println!("junit:     {}", path.display()),
-        Some(Err(e)) => eprintln!("torture: could not write the JUnit report: {e}"),
-        None => {}
-    }
-    let failures = opts.out_dir.join("failures");
-    if failures.is_dir() {
-        println!("evidence:  {}", failures.display());
-    }
-    let not_intact: u64 = Outcome::ALL
-        .iter()
-        .filter(|o| o.is_damage())
-        .map(|&o| summary.count(o))
-        .sum();
-    if opts.fail_on_any && not_intact > 0 {
-        println!("FAILED (--fail-on any): {not_intact} trial(s) were not intact");
-        exit_code::VIOLATION
-    } else if summary.violations() > 0 {
-        println!(
-            "VIOLATION: {} trial(s) broke a promise SQLite documents for their profile; see the evidence folder",
-            summary.violations()
-        );
-        exit_code::VIOLATION
-    } else if end.interrupted {
-        println!(
-            "interrupted: {} trials finished; continue with: torture --resume {}",
-            summary.trials(),
-            opts.out_dir.display()
-        );
-        exit_code::INTERRUPTED
-    } else if summary.count(Outcome::WorkerError) > 0 || end.lost_trials > 0 {
-        println!(
-            "lab error: {} worker-error trial(s), {} trial(s) lost with their slot",
-            summary.count(Outcome::WorkerError),
-            end.lost_trials
-        );
-        exit_code::LAB_ERROR
-    } else {
-        exit_code::CLEAN
-    }
-}
-
-/// Writes `OUT/run.json`: the settings `--resume` and readers of the results need.
-fn write_run_spec(opts: &RunOptions) -> std::io::Result<()> {
-    let json = serde_json::to_string_pretty(&opts.spec).map_err(std::io::Error::other)?;
-    std::fs::write(opts.out_dir.join("run.json"), json)
+    crate::run::run_validated(opts)
 }
 
 /// The command line as one string, quoting words that need it.
@@ -533,34 +432,4 @@ fn shell_words(args: &[OsString]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The command line with the run's actual seed, placed before a `--` (exec's program comes after it).
-fn reproduce_command(command_line: &str, seed: u64) -> String {
-    let stripped = strip_seed(command_line);
-    match stripped.split_once(" -- ") {
-        Some((head, program)) => format!("{head} --seed {seed} -- {program}"),
-        None => format!("{stripped} --seed {seed}"),
-    }
-}
-
-/// The command line without its `--seed` (the caller adds the run's actual seed).
-fn strip_seed(command_line: &str) -> String {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for w in command_line.split(' ') {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if w == "--seed" || w == "-s" {
-            skip = true;
-            continue;
-        }
-        if w.starts_with("--seed=") {
-            continue;
-        }
-        out.push(w);
-    }
-    out.join(" ")
 }

@@ -62,14 +62,18 @@ pub enum Command {
         /// The shards' result folders.
         #[arg(required = true)]
         shards: Vec<PathBuf>,
+        /// Merge an incomplete set of shards anyway; run.json and the report say it is partial.
+        #[arg(long)]
+        partial: bool,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Profiles to torture, comma-separated; `*` globs (`wal-*`, `*-full`) and `all` work.
-    #[arg(short, long, value_delimiter = ',', default_value = "wal-full")]
-    pub profile: Vec<String>,
+    /// Default: `wal-full`, or with --profile-file and no --profile, the file's profiles.
+    #[arg(short, long, value_delimiter = ',')]
+    pub profile: Option<Vec<String>>,
 
     /// A TOML file of custom profiles (`[[profile]]` tables); they join the built-in ones.
     #[arg(long)]
@@ -78,15 +82,6 @@ pub struct RunArgs {
     /// Workload each writer runs: inserts, bank or mixed.
     #[arg(short, long, default_value = "inserts")]
     pub workload: String,
-
-    /// Trials per profile.
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    pub iterations: u64,
-
-    /// Run for this long instead of a number of iterations (e.g. `90s`, `10m`, `2h`); profiles still
-    /// take turns, so their counts differ by at most one.
-    #[arg(long, conflicts_with = "iterations")]
-    pub duration: Option<String>,
 
     /// Run only shard K of N (`--partition 2/4`): a contiguous block of the trial indices. The N shards
     /// of one seed together are exactly the unsharded run; `torture merge` joins their folders.
@@ -103,50 +98,12 @@ pub struct RunArgs {
     ])]
     pub resume: Option<PathBuf>,
 
-    /// Also write a JUnit XML report here: one test case per profile × workload × fault.
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-
-    /// Master seed; every trial's seed derives from it and the trial's index. Random if omitted.
-    #[arg(short, long)]
-    pub seed: Option<u64>,
-
-    /// Trials run in parallel (default: the number of cores).
-    #[arg(short, long)]
-    pub jobs: Option<usize>,
-
-    /// Results folder (default: a new folder under ./results).
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-
-    /// Where trial databases live (default: a private folder on /dev/shm when there is one, else the
-    /// system temp dir). Point it at a real file system to test that file system.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-
-    /// Kill point: after K acknowledged commits, K drawn from `LOW..HIGH` (e.g. `1..20`), or at a time
-    /// drawn from a window since the fork (e.g. `2ms..30ms`).
-    #[arg(long, default_value = "1..20")]
-    pub kill_after: String,
-
-    /// With a commit window: an extra delay drawn from this window before the kill, counted in the
-    /// writer's own CPU time, so kills land anywhere inside the next few transactions (one takes
-    /// 30-150us on tmpfs), not just after an ack, however loaded the machine is.
-    #[arg(long, default_value = "0us..300us")]
-    pub kill_delay: String,
-
-    /// Kill a trial that has not reached its kill point after this long, and say so in the CSV.
-    #[arg(long, default_value = "10s")]
-    pub trial_timeout: String,
+    #[command(flatten)]
+    pub kill: KillArgs,
 
     /// Commits after which a writer stops by itself (the trial then ends without a kill).
     #[arg(long, default_value_t = 100_000)]
     pub max_commits: u64,
-
-    /// What makes the run exit 1: `violation` (only outcomes SQLite's documentation rules out for the
-    /// profile) or `any` (any trial that is not intact, as a team testing its own profile wants).
-    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
-    pub fail_on: String,
 
     /// The fault: `sigkill` (the parent kills the writers at a seeded point), `kill-at-op` (a writer
     /// kills itself just before its N-th I/O operation; exact and replayable), `power-loss` (a power
@@ -194,44 +151,99 @@ pub struct RunArgs {
     #[arg(long)]
     pub key: Option<String>,
 
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The default of `--kill-delay`, for `run` and `scenario run` alike.
+pub const DEFAULT_KILL_DELAY: &str = "0us..300us";
+
+/// Where `run` and `scenario run` kill (exec has its own `--kill-after`: a time since the start).
+#[derive(Clone, Debug, Args)]
+pub struct KillArgs {
+    /// Kill point: after K acknowledged commits, K drawn from `LOW..HIGH` (e.g. `1..20`), or at a time
+    /// drawn from a window since the fork (e.g. `2ms..30ms`).
+    #[arg(long, default_value = "1..20")]
+    pub kill_after: String,
+
+    /// With a commit window: an extra delay drawn from this window before the kill, counted in the
+    /// writer's own CPU time, so kills land anywhere inside the next few transactions (one takes
+    /// 30-150us on tmpfs), not just after an ack, however loaded the machine is.
+    #[arg(long, default_value = DEFAULT_KILL_DELAY)]
+    pub kill_delay: String,
+}
+
+/// The flags `run`, `exec` and `scenario run` share. Counts and times whose default differs by
+/// command are `None` here; `options.rs` fills in each command's default.
+#[derive(Clone, Debug, Default, Args)]
+pub struct CommonArgs {
+    /// Trials per profile (default 1000; exec 100; scenario run 200 per variant).
+    #[arg(short = 'n', long, allow_negative_numbers = true, value_parser = parse_count)]
+    pub iterations: Option<u64>,
+
+    /// Run for this long instead of a number of iterations (e.g. `90s`, `10m`, `2h`); profiles still
+    /// take turns, so their counts differ by at most one.
+    #[arg(long, conflicts_with = "iterations")]
+    pub duration: Option<String>,
+
+    /// Master seed; every trial's seed derives from it and the trial's index. Random if omitted.
+    #[arg(short, long)]
+    pub seed: Option<u64>,
+
+    /// Results folder (default: a new folder under ./results).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+
+    /// Trials run in parallel (default: the number of cores).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+
+    /// Where trial databases live (default: a private folder on /dev/shm when there is one, else the
+    /// system temp dir). Point it at a real file system to test that file system.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// Kill a trial that has not reached its kill point after this long, and say so in the CSV
+    /// (default 10s; exec 60s; scenario run 20s).
+    #[arg(long)]
+    pub trial_timeout: Option<String>,
+
+    /// What makes the run exit 1: `violation` (only outcomes SQLite's documentation rules out for the
+    /// profile) or `any` (any trial that is not intact, as a team testing its own profile wants).
+    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
+    pub fail_on: String,
+
+    /// Also write a JUnit XML report here: one test case per profile × workload × fault.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+
+    /// Keep the evidence (files, notes) of at most this many failed trials; their rows are always
+    /// written. 0 keeps none.
+    #[arg(long, default_value_t = 100)]
+    pub max_evidence: u64,
+
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
 }
 
+/// A count of trials: a whole number, said so in one line when it is not (clap would call `-5` an
+/// unexpected argument).
+fn parse_count(s: &str) -> Result<u64, String> {
+    s.trim().parse::<u64>().map_err(|_| {
+        format!("`{s}` is not a count of trials; give a whole number of at least 1, e.g. -n 100")
+    })
+}
+
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Trials.
-    #[arg(short = 'n', long, default_value_t = 100)]
-    pub iterations: u64,
-    /// Run for this long instead (e.g. 10m).
-    #[arg(long, conflicts_with = "iterations")]
-    pub duration: Option<String>,
-    #[arg(short, long)]
-    pub seed: Option<u64>,
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-    #[arg(short, long)]
-    pub jobs: Option<usize>,
-    /// Where the trials' folders live (default /dev/shm).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
     /// Kill window since the program's start (e.g. 200ms..3s); default: calibrated from an
     /// uninterrupted run's acknowledgements.
     #[arg(long)]
     pub kill_after: Option<String>,
-    /// Give up on a trial (kill it, say so) after this long.
-    #[arg(long, default_value = "60s")]
-    pub trial_timeout: String,
     /// How long the calibration run may take.
     #[arg(long, default_value = "30s")]
     pub calibration_timeout: String,
-    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
-    pub fail_on: String,
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-    #[arg(long)]
-    pub no_progress: bool,
     /// Run COMMAND through /bin/sh -c.
     #[arg(long)]
     pub shell: bool,
@@ -281,6 +293,8 @@ pub struct ExecArgs {
     /// Calibrate on this long a run (or until the program exits) instead of until it showed enough.
     #[arg(long)]
     pub calibrate_for: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -298,33 +312,13 @@ pub enum ScenarioAction {
 pub struct ScenarioRunArgs {
     /// The scenario (`torture scenario list`).
     pub name: String,
-    /// Trials per variant.
-    #[arg(short = 'n', long, default_value_t = 200)]
-    pub iterations: u64,
-    #[arg(short, long)]
-    pub seed: Option<u64>,
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-    #[arg(short, long)]
-    pub jobs: Option<usize>,
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
     /// Workload of the scenario's writers (wal-init always uses inserts).
     #[arg(short, long, default_value = "inserts")]
     pub workload: String,
-    /// Kill point where the scenario kills at random (see `torture --help`).
-    #[arg(long, default_value = "1..20")]
-    pub kill_after: String,
-    #[arg(long, default_value = "0us..100us")]
-    pub kill_delay: String,
-    #[arg(long, default_value = "20s")]
-    pub trial_timeout: String,
-    #[arg(long, default_value = "violation", value_parser = ["violation", "any"])]
-    pub fail_on: String,
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub kill: KillArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[cfg(test)]

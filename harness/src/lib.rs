@@ -8,12 +8,14 @@
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod exit_code;
 pub mod faults;
 pub mod lab;
 pub mod options;
 pub mod output;
+pub mod run;
 pub mod trial;
 pub mod verify;
 pub mod writers;

@@ -2,258 +2,143 @@
 //! Everything is checked before the results folder is created, so a refused run writes nothing.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use torture_workloads::{Profile, Workload};
+use torture_workloads::Profile;
 
-use crate::cli::RunArgs;
+use crate::cli::{CommonArgs, KillArgs, RunArgs};
 use crate::engine::Engine;
-use crate::faults::{OpFilter, PowerLossModel};
 use crate::lab::plan::Partition;
 use crate::lab::seed;
-use crate::trial::kill_point::{parse_duration, KillPolicy};
 use crate::verify::verdict::Fault;
-use crate::writers::program::ExecOptions;
 
 /// A usage error: printed as `torture: <message>` and exits with code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+use crate::config::{
+    check_plan_size, default_crash_at, default_fault_commits, default_sector_size, parse_workload,
+};
+pub use crate::config::{Defaults, FaultOptions, Mode, RunConfig, RunSpec, RunSpecFile};
+
 fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
-/// What `OUT/run.json` holds: every setting that decides which trials a run makes, so `--resume`
-/// continues exactly the same run and a reader knows how the results were produced.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunSpec {
-    pub profiles: Vec<Profile>,
-    pub workload: String,
-    /// Trials per profile; `None` for a `--duration` run.
-    pub iterations: Option<u64>,
-    pub duration_secs: Option<f64>,
-    pub seed: u64,
-    pub kill_after: String,
-    pub kill_delay: String,
-    pub trial_timeout: String,
-    pub max_commits: u64,
-    pub partition: Option<Partition>,
-    pub fail_on: String,
-    pub command_line: String,
-    pub sqlite_version: String,
-    #[serde(default = "default_fault")]
-    pub fault: String,
-    #[serde(default = "default_crash_at")]
-    pub crash_at: String,
-    #[serde(default = "default_fault_commits")]
-    pub fault_commits: u64,
-    #[serde(default = "default_sector_size")]
-    pub sector_size: u32,
-    #[serde(default)]
-    pub lying_disk: bool,
-    #[serde(default)]
-    pub no_powersafe_overwrite: bool,
-    #[serde(default)]
-    pub crash_recovery: bool,
-    /// `torture exec`: the program tortured, with its calibrated kill window.
-    #[serde(default)]
-    pub exec: Option<ExecOptions>,
-    /// `torture scenario run NAME`: the scenario run.
-    #[serde(default)]
-    pub scenario: Option<String>,
-    /// The engine the trials drive (plain SQLite, or SQLCipher with its key).
-    #[serde(default)]
-    pub engine: Engine,
-}
-
-fn default_fault() -> String {
-    "sigkill".into()
-}
-fn default_crash_at() -> String {
-    "any".into()
-}
-fn default_fault_commits() -> u64 {
-    20
-}
-fn default_sector_size() -> u32 {
-    512
-}
-
-/// How op-indexed faults are placed and what a power cut does.
-#[derive(Clone, Debug)]
-pub struct FaultOptions {
-    pub fault: Fault,
-    /// Which operations count.
-    pub filter: OpFilter,
-    /// A fixed operation index; `None` draws it from the trial's seed.
-    pub op: Option<u64>,
-    /// Commits per writer in an op-indexed trial.
-    pub commits: u64,
-    pub model: PowerLossModel,
-    /// Crash the first opener mid-recovery before the oracle recovers.
-    pub crash_recovery: bool,
-}
-
-impl FaultOptions {
-    fn from_spec(spec: &RunSpec, profiles: &[Profile]) -> Result<FaultOptions, UsageError> {
-        let fault = Fault::parse(&spec.fault).ok_or_else(|| {
-            usage(format!(
-                "unknown fault `{}`; choose one of: {}",
-                spec.fault,
-                Fault::ALL.map(|f| f.as_str()).join(", ")
-            ))
-        })?;
-        let (filter_text, op) = match spec.crash_at.rsplit_once(':') {
-            Some((head, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
-                let n: u64 = n
-                    .parse()
-                    .map_err(|_| usage(format!("--crash-at {}: N is too large", spec.crash_at)))?;
-                if n == 0 {
-                    return Err(usage("--crash-at: N counts from 1"));
-                }
-                (head.to_string(), Some(n))
-            }
-            _ => (spec.crash_at.clone(), None),
-        };
-        let filter: OpFilter = filter_text
-            .parse()
-            .map_err(|e: String| usage(format!("--crash-at: {e}")))?;
-        if spec.fault_commits == 0 {
-            return Err(usage("--fault-commits 0 writes nothing; give at least 1"));
-        }
-        if !(512..=65536).contains(&spec.sector_size) || !spec.sector_size.is_power_of_two() {
-            return Err(usage(format!(
-                "--sector-size {} is not a power of two from 512 to 65536",
-                spec.sector_size
+/// A plain run's fault flags that the chosen fault never reads: refused rather than silently
+/// ignored (`--lying-disk` under SIGKILL, `--crash-at` without an op-indexed fault). Only for what
+/// the user typed on a plain run: scenarios place their own power cuts with these settings.
+pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
+    if args.resume.is_some() {
+        return Ok(());
+    }
+    // An unknown fault is reported by validation, with the list of faults.
+    let Some(fault) = Fault::parse(&args.fault) else {
+        return Ok(());
+    };
+    // Settings the chosen fault never reads: refuse them rather than run trials they cannot touch.
+    let power_only = [
+        (args.lying_disk, "--lying-disk"),
+        (args.no_powersafe_overwrite, "--no-powersafe-overwrite"),
+        (args.sector_size != default_sector_size(), "--sector-size"),
+    ];
+    if let Some((_, flag)) = power_only
+        .iter()
+        .find(|(set, _)| *set && fault != Fault::PowerLoss)
+    {
+        return Err(usage(format!(
+                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss or drop {flag}",
+                args.fault
             )));
-        }
-        if fault.is_op_indexed() {
-            if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
-                return Err(usage(format!(
-                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
-                    fault.as_str(), p.name, p.processes, p.connections
-                )));
-            }
-        }
-        Ok(FaultOptions {
-            fault,
-            filter,
-            op,
-            commits: spec.fault_commits,
-            crash_recovery: spec.crash_recovery,
-            model: PowerLossModel {
-                sector_size: spec.sector_size,
-                ignore_fsync: spec.lying_disk,
-                powersafe_overwrite: !spec.no_powersafe_overwrite,
-                ..PowerLossModel::default()
-            },
-        })
     }
-
-    /// False when the power-loss model breaks an assumption SQLite documents, on request.
-    pub fn hardware_as_documented(&self) -> bool {
-        !self.model.ignore_fsync && self.model.powersafe_overwrite
+    let op_only = [
+        (args.crash_at != default_crash_at(), "--crash-at"),
+        (
+            args.fault_commits != default_fault_commits(),
+            "--fault-commits",
+        ),
+    ];
+    if let Some((_, flag)) = op_only
+        .iter()
+        .find(|(set, _)| *set && !fault.is_op_indexed())
+    {
+        return Err(usage(format!(
+                "{flag} places an op-indexed fault and --fault {} counts no operations; add --fault kill-at-op, power-loss, io-error or disk-full, or drop {flag}",
+                args.fault
+            )));
     }
+    Ok(())
 }
 
-/// The options a run executes with.
+/// The options a run executes with: the run's settings ([`RunConfig`], what `run.json` holds; its
+/// fields read through `opts.` directly) and how this invocation runs them.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub profiles: Vec<Profile>,
-    pub workload: Workload,
-    /// Trials per profile; `None` when the run is bounded by `duration` instead.
-    pub iterations: Option<u64>,
-    pub duration: Option<Duration>,
-    pub partition: Option<Partition>,
-    pub seed: u64,
+    /// The run's settings.
+    pub spec: RunConfig,
     pub jobs: usize,
     pub out_dir: PathBuf,
     /// The folder under which the run makes its private folder of trial databases.
     pub work_base: PathBuf,
-    pub kill: KillPolicy,
-    pub trial_timeout: Duration,
-    pub max_commits: u64,
     pub progress: bool,
-    /// Exit 1 on any non-intact trial, not only on violations.
-    pub fail_on_any: bool,
     pub junit: Option<PathBuf>,
+    /// Failed trials whose evidence is kept (`--max-evidence`).
+    pub max_evidence: u64,
     /// Continue the run already in `out_dir`.
     pub resume: bool,
-    /// The command line, as recorded in failure notes.
-    pub command_line: String,
-    pub faults: FaultOptions,
-    /// `torture exec`: trials run this program instead of a workload.
-    pub exec: Option<ExecOptions>,
-    /// `torture scenario run NAME`: trials run this scenario's variants instead of profiles.
-    pub scenario: Option<String>,
-    /// The settings as written to `run.json`.
-    pub spec: RunSpec,
+}
+
+impl std::ops::Deref for RunOptions {
+    type Target = RunConfig;
+
+    fn deref(&self) -> &RunConfig {
+        &self.spec
+    }
 }
 
 impl RunOptions {
-    /// Trials in the whole run (all shards): `iterations` of every profile, interleaved.
-    pub fn total_trials(&self) -> Option<u64> {
-        self.iterations.map(|n| n * self.profiles.len() as u64)
-    }
-
-    /// Trials this invocation is meant to run: the whole run, or this shard's block of it.
-    pub fn planned_trials(&self) -> Option<u64> {
-        let total = self.total_trials()?;
-        Some(match self.partition {
-            Some(p) => {
-                let r = p.range(total);
-                r.end - r.start
-            }
-            None => total,
-        })
-    }
-
-    /// Which profile trial `index` uses: profiles take turns so machine noise hits them alike.
-    pub fn profile_of(&self, index: u64) -> &Profile {
-        &self.profiles[(index % self.profiles.len() as u64) as usize]
-    }
-
+    /// A plain run's options (`torture [OPTIONS]`).
     pub fn validate(args: RunArgs, command_line: String) -> Result<RunOptions, UsageError> {
-        let jobs = match args.jobs {
+        Self::validate_with(args, Defaults::RUN, command_line)
+    }
+
+    /// Options of any command that runs trials, with that command's defaults.
+    pub fn validate_with(
+        args: RunArgs,
+        defaults: Defaults,
+        command_line: String,
+    ) -> Result<RunOptions, UsageError> {
+        let common = &args.common;
+        let jobs = match common.jobs {
             Some(0) => return Err(usage("--jobs 0 runs nothing; give at least 1")),
             Some(j) if j > 256 => return Err(usage("--jobs is at most 256")),
             Some(j) => j,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
-        let work_base = match &args.dir {
+        let work_base = match &common.dir {
             Some(d) => {
                 check_writable_dir(d, "--dir")?;
                 d.clone()
             }
             None => default_work_base(),
         };
-        if let Some(out) = &args.resume {
-            return Self::resume(out, jobs, work_base, &args);
+        if let Some(junit) = &common.junit {
+            check_writable_file(junit, "--junit")?;
         }
-        let profiles = select_profiles(&args.profile, args.profile_file.as_deref())?;
+        if let Some(out) = &args.resume {
+            return Self::resume(out, jobs, work_base, common);
+        }
+        let profiles = select_profiles(args.profile.as_deref(), args.profile_file.as_deref())?;
         let workload = parse_workload(&args.workload)?;
-        let duration = match &args.duration {
-            Some(d) => {
-                let d = parse_duration(d).map_err(|e| usage(format!("--duration: {e}")))?;
-                if d.is_zero() {
-                    return Err(usage("--duration 0 runs nothing; give e.g. 90s or 10m"));
-                }
-                Some(d)
-            }
-            None => None,
-        };
-        let iterations = match duration {
-            Some(_) => None,
-            None if args.iterations == 0 => {
-                return Err(usage("--iterations 0 runs nothing; give at least 1"))
-            }
-            None => Some(args.iterations),
-        };
+        let mode = Mode::from_args(
+            common.iterations,
+            common.duration.as_deref(),
+            defaults.iterations,
+        )?;
+        check_plan_size(mode, profiles.len())?;
         let partition = match &args.partition {
             Some(p) => {
-                if duration.is_some() {
+                if let Mode::Duration(_) = mode {
                     return Err(usage(
                         "--partition needs --iterations (a --duration run has no fixed set of trials to split)",
                     ));
@@ -262,31 +147,37 @@ impl RunOptions {
             }
             None => None,
         };
-        let (kill, trial_timeout) =
-            parse_kill(&args.kill_after, &args.kill_delay, &args.trial_timeout)?;
+        let trial_timeout_text = common
+            .trial_timeout
+            .clone()
+            .unwrap_or_else(|| defaults.trial_timeout.to_string());
+        let KillArgs {
+            kill_after,
+            kill_delay,
+        } = &args.kill;
         if args.max_commits == 0 {
             return Err(usage("--max-commits 0 writes nothing; give at least 1"));
         }
         let engine = Engine::parse(&args.engine, args.key.as_deref()).map_err(usage)?;
-        let seed = args.seed.unwrap_or_else(seed::fresh_master_seed);
-        let out_dir = args
+        let seed = common.seed.unwrap_or_else(seed::fresh_master_seed);
+        let out_dir = common
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("results").join(default_run_name(seed)));
         check_out_dir(&out_dir)?;
-        let spec = RunSpec {
-            profiles: profiles.clone(),
+        let spec = RunConfig::new(RunSpecFile {
+            profiles,
             workload: workload.name().to_string(),
-            iterations,
-            duration_secs: duration.map(|d| d.as_secs_f64()),
+            iterations: mode.iterations(),
+            duration_secs: mode.duration().map(|d| d.as_secs_f64()),
             seed,
-            kill_after: args.kill_after.clone(),
-            kill_delay: args.kill_delay.clone(),
-            trial_timeout: args.trial_timeout.clone(),
+            kill_after: kill_after.clone(),
+            kill_delay: kill_delay.clone(),
+            trial_timeout: trial_timeout_text,
             max_commits: args.max_commits,
             partition,
-            fail_on: args.fail_on.clone(),
-            command_line: command_line.clone(),
+            fail_on: common.fail_on.clone(),
+            command_line,
             sqlite_version: crate::engine::version(),
             fault: args.fault.clone(),
             crash_at: args.crash_at.clone(),
@@ -298,30 +189,17 @@ impl RunOptions {
             exec: None,
             scenario: None,
             engine,
-        };
-        let faults = FaultOptions::from_spec(&spec, &profiles)?;
+            partial: None,
+        })?;
         Ok(RunOptions {
-            exec: spec.exec.clone(),
-            scenario: spec.scenario.clone(),
-            faults,
-            profiles,
-            workload,
-            iterations,
-            duration,
-            partition,
-            seed,
+            spec,
             jobs,
             out_dir,
             work_base,
-            kill,
-            trial_timeout,
-            max_commits: args.max_commits,
-            progress: !args.no_progress,
-            fail_on_any: args.fail_on == "any",
-            junit: args.junit.clone(),
+            progress: !common.no_progress,
+            junit: common.junit.clone(),
+            max_evidence: common.max_evidence,
             resume: false,
-            command_line,
-            spec,
         })
     }
 
@@ -330,7 +208,7 @@ impl RunOptions {
         out: &Path,
         jobs: usize,
         work_base: PathBuf,
-        args: &RunArgs,
+        args: &CommonArgs,
     ) -> Result<RunOptions, UsageError> {
         let path = out.join("run.json");
         let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -340,7 +218,7 @@ impl RunOptions {
                 path.display()
             ))
         })?;
-        let spec: RunSpec = serde_json::from_str(&text).map_err(|e| {
+        let spec: RunConfig = serde_json::from_str(&text).map_err(|e| {
             usage(format!(
                 "--resume {}: {} is malformed ({e}); it must be the file torture wrote",
                 out.display(),
@@ -353,7 +231,7 @@ impl RunOptions {
                 out.display()
             )));
         }
-        Self::from_spec(
+        let mut opts = Self::from_spec(
             spec,
             out,
             jobs,
@@ -362,11 +240,14 @@ impl RunOptions {
             args.junit.clone(),
             true,
         )
+        .map_err(|e| usage(format!("--resume {}: {}", out.display(), e.0)))?;
+        opts.max_evidence = args.max_evidence;
+        Ok(opts)
     }
 
     /// Options that re-create the run `spec` describes, writing into `out`.
     pub fn from_spec(
-        spec: RunSpec,
+        spec: RunConfig,
         out: &Path,
         jobs: usize,
         work_base: PathBuf,
@@ -374,81 +255,37 @@ impl RunOptions {
         junit: Option<PathBuf>,
         resume: bool,
     ) -> Result<RunOptions, UsageError> {
-        let workload = parse_workload(&spec.workload)?;
-        let (kill, trial_timeout) =
-            parse_kill(&spec.kill_after, &spec.kill_delay, &spec.trial_timeout)?;
-        let faults = FaultOptions::from_spec(&spec, &spec.profiles)?;
         spec.engine.check_build().map_err(usage)?;
         Ok(RunOptions {
-            exec: spec.exec.clone(),
-            scenario: spec.scenario.clone(),
-            faults,
-            profiles: spec.profiles.clone(),
-            workload,
-            iterations: spec.iterations,
-            duration: spec.duration_secs.map(Duration::from_secs_f64),
-            partition: spec.partition,
-            seed: spec.seed,
+            spec,
             jobs,
             out_dir: out.to_path_buf(),
             work_base,
-            kill,
-            trial_timeout,
-            max_commits: spec.max_commits,
             progress: !no_progress,
-            fail_on_any: spec.fail_on == "any",
             junit,
+            max_evidence: 100,
             resume,
-            command_line: spec.command_line.clone(),
-            spec,
         })
     }
 }
 
-fn parse_workload(name: &str) -> Result<Workload, UsageError> {
-    Workload::parse(name).ok_or_else(|| {
-        usage(format!(
-            "unknown workload `{name}`; choose one of: {}",
-            Workload::ALL.map(|w| w.name()).join(", ")
-        ))
-    })
-}
-
-fn parse_kill(
-    after: &str,
-    delay: &str,
-    timeout: &str,
-) -> Result<(KillPolicy, Duration), UsageError> {
-    let kill = KillPolicy::parse(after, delay).map_err(usage)?;
-    let trial_timeout =
-        parse_duration(timeout).map_err(|e| usage(format!("--trial-timeout: {e}")))?;
-    if trial_timeout.is_zero() {
-        return Err(usage("--trial-timeout must be more than 0"));
-    }
-    if kill.latest() >= trial_timeout {
-        return Err(usage(format!(
-            "the kill window ends after --trial-timeout {timeout}; raise --trial-timeout or shorten the window"
-        )));
-    }
-    Ok((kill, trial_timeout))
-}
-
 /// Resolves `--profile` names (with `*` globs and `all`) against the built-in and file profiles.
-fn select_profiles(names: &[String], file: Option<&Path>) -> Result<Vec<Profile>, UsageError> {
+/// `names` is `None` when no `--profile` was typed: then `wal-full`, or the file's profiles.
+fn select_profiles(
+    names: Option<&[String]>,
+    file: Option<&Path>,
+) -> Result<Vec<Profile>, UsageError> {
     let mut known = Profile::builtins();
     let mut from_file = Vec::new();
     if let Some(path) = file {
+        // The loader refuses names that shadow a built-in profile or repeat within the file.
         from_file = Profile::load_file(path).map_err(|e| usage(e.to_string()))?;
-        for p in &from_file {
-            known.retain(|k| k.name != p.name);
-        }
         known.extend(from_file.iter().cloned());
     }
-    // With a profile file and no explicit --profile, run the file's profiles.
-    let names: Vec<String> = if file.is_some() && names == ["wal-full"] {
-        from_file.iter().map(|p| p.name.clone()).collect()
-    } else {
-        names.iter().map(|n| n.trim().to_string()).collect()
+    let names: Vec<String> = match names {
+        Some(names) => names.iter().map(|n| n.trim().to_string()).collect(),
+        None if file.is_some() => from_file.iter().map(|p| p.name.clone()).collect(),
+        None => vec!["wal-full".to_string()],
     };
     let mut chosen: Vec<Profile> = Vec::new();
     for name in &names {
@@ -504,6 +341,49 @@ pub fn default_work_base() -> PathBuf {
     } else {
         std::env::temp_dir()
     }
+}
+
+/// A file the run will write at the end (`--junit`): refuse now if it cannot be, not after the run.
+fn check_writable_file(path: &Path, what: &str) -> Result<(), UsageError> {
+    if path.is_dir() {
+        return Err(usage(format!(
+            "{what} {} is a folder; give a file path",
+            path.display()
+        )));
+    }
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| {
+                usage(format!(
+                    "{what} {} is not writable ({e}); choose another path",
+                    path.display()
+                ))
+            });
+    }
+    // The nearest existing ancestor must be a writable folder (the run may create the rest, e.g.
+    // --junit OUT/junit.xml inside a new --out).
+    let mut ancestor = path.parent();
+    while let Some(a) = ancestor {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        if a.exists() {
+            return check_writable_dir(a, what).map_err(|_| {
+                usage(format!(
+                    "{what} {}: {} is not a writable folder; choose another path",
+                    path.display(),
+                    a.display()
+                ))
+            });
+        }
+        ancestor = a.parent();
+    }
+    Ok(())
 }
 
 fn check_writable_dir(dir: &Path, what: &str) -> Result<(), UsageError> {
@@ -597,14 +477,14 @@ mod tests {
 
     #[test]
     fn globs_select_profiles() {
-        let all = select_profiles(&["all".into()], None).unwrap();
+        let all = select_profiles(Some(&["all".into()]), None).unwrap();
         assert_eq!(all.len(), 24);
-        let wal = select_profiles(&["wal-*".into()], None).unwrap();
+        let wal = select_profiles(Some(&["wal-*".into()]), None).unwrap();
         assert!(wal.iter().all(|p| p.name.starts_with("wal-")));
         assert!(wal.len() >= 4);
-        let full = select_profiles(&["*-full".into(), "wal-full".into()], None).unwrap();
+        let full = select_profiles(Some(&["*-full".into(), "wal-full".into()]), None).unwrap();
         assert_eq!(full.len(), 6, "duplicates are dropped");
-        assert!(select_profiles(&["wal-fulll".into()], None).is_err());
+        assert!(select_profiles(Some(&["wal-fulll".into()]), None).is_err());
     }
 
     #[test]

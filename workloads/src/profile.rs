@@ -173,6 +173,41 @@ pub enum ProfileError {
     Invalid { name: String, message: String },
 }
 
+/// The longest profile name: it is a CSV column and a folder name in reports.
+pub const MAX_NAME: usize = 64;
+
+/// A name short enough to quote in a one-line message.
+fn shortened(name: &str) -> String {
+    if name.len() <= MAX_NAME {
+        name.to_string()
+    } else {
+        let mut end = 40;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &name[..end])
+    }
+}
+
+/// A TOML error as one line that names the line and the key: `line 3, key \`connections\`: invalid
+/// type: string "four", expected u32`.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text[..start].rsplit('\n').next().unwrap_or("").to_string()
+        + text[start..].split('\n').next().unwrap_or("");
+    match line.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() && !key.contains('[') => {
+            format!("line {line_no}, key `{}`: {message}", shortened(key.trim()))
+        }
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 impl Profile {
     fn with_modes(journal_mode: JournalMode, synchronous: Synchronous) -> Profile {
         Profile {
@@ -248,7 +283,7 @@ impl Profile {
     pub fn parse_toml(text: &str) -> Result<Vec<Profile>, ProfileError> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| ProfileError::Malformed {
             path: String::new(),
-            message: e.message().to_string(),
+            message: toml_message(text, &e),
         })?;
         let mut out: Vec<Profile> = Vec::new();
         for spec in file.profile {
@@ -281,6 +316,19 @@ impl Profile {
                 mmap_size: spec.mmap_size.unwrap_or(base.mmap_size),
             };
             p.validate()?;
+            let clash = if Profile::builtin(&p.name).is_some() {
+                Some("is the name of a built-in profile; give yours another name (`base = \"NAME\"` starts from a built-in)")
+            } else if out.iter().any(|q| q.name == p.name) {
+                Some("is defined twice in the file; give each profile its own name")
+            } else {
+                None
+            };
+            if let Some(message) = clash {
+                return Err(ProfileError::Invalid {
+                    name: p.name,
+                    message: message.into(),
+                });
+            }
             out.push(p);
         }
         if out.is_empty() {
@@ -295,9 +343,15 @@ impl Profile {
     /// Checks the values SQLite would otherwise reject or silently ignore.
     pub fn validate(&self) -> Result<(), ProfileError> {
         let invalid = |message: String| ProfileError::Invalid {
-            name: self.name.clone(),
+            name: shortened(&self.name),
             message,
         };
+        if self.name.len() > MAX_NAME {
+            return Err(invalid(format!(
+                "the name is {} bytes long; give at most {MAX_NAME}",
+                self.name.len()
+            )));
+        }
         if self.name.is_empty()
             || !self
                 .name

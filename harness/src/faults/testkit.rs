@@ -3,13 +3,11 @@
 //! small commit workload that acknowledges each commit, and the check a slot would run afterwards.
 
 use std::io::Write;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
 use rusqlite::{params, Connection, OpenFlags};
 
 use super::config::{CrashAt, FaultConfig};
@@ -103,22 +101,17 @@ impl Workload<'_> {
 pub fn in_child(body: impl Fn() -> i32) -> WaitStatus {
     const HANG_SECS: u32 = 10;
     for attempt in 0..3 {
-        // SAFETY: the child runs `body` and leaves with _exit, never returning into the test.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                // SAFETY: alarm and _exit take no pointers.
-                unsafe { libc::alarm(HANG_SECS) };
-                let code = std::panic::catch_unwind(AssertUnwindSafe(&body)).unwrap_or(101);
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => {
-                let status = waitpid(child, None).expect("waitpid");
-                if matches!(status, WaitStatus::Signaled(_, Signal::SIGALRM, _)) && attempt < 2 {
-                    continue;
-                }
-                return status;
-            }
+        let child = crate::trial::process::fork_child(&[], || {
+            // SAFETY: alarm takes no pointers.
+            unsafe { libc::alarm(HANG_SECS) };
+            body()
+        })
+        .expect("fork");
+        let status = waitpid(child, None).expect("waitpid");
+        if matches!(status, WaitStatus::Signaled(_, Signal::SIGALRM, _)) && attempt < 2 {
+            continue;
         }
+        return status;
     }
     unreachable!("the loop returns on its last attempt")
 }

@@ -5,3 +5,4 @@ pub mod plan;
 pub mod scheduler;
 pub mod seed;
 pub mod slot;
+pub mod space;

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -62,9 +63,11 @@ pub fn run(
     on_record: &mut dyn FnMut(TrialRecord) -> io::Result<()>,
 ) -> io::Result<RunEnd> {
     let started = Instant::now();
+    sweep_orphans(&opts.work_base);
     let work_dir = tempfile::Builder::new()
         .prefix("torture-")
         .tempdir_in(&opts.work_base)?;
+    claim(work_dir.path())?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);
     for s in 0..opts.jobs {
         let (cmd_r, cmd_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -80,6 +83,7 @@ pub fn run(
         }
         // The parent is single-threaded here (no progress bar or other thread yet).
         let child = process::fork_child(&close, || {
+            crate::output::out_dir::close_in_child();
             slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w)
         })
         .map_err(io::Error::other)?;
@@ -178,6 +182,53 @@ pub fn run(
     }
 }
 
+/// The file in a scratch folder that names the process owning it.
+const OWNER: &str = "owner";
+
+/// Marks `dir` (a `torture-*` scratch folder) as this process's: its pid and start time, so a later
+/// run can tell a folder whose owner died (SIGKILL leaves it behind) from a live run's, even when
+/// the pid has been reused.
+pub fn claim(dir: &Path) -> io::Result<()> {
+    let me = std::process::id();
+    let start = start_time(me).unwrap_or_default();
+    std::fs::write(dir.join(OWNER), format!("{me} {start}\n"))
+}
+
+/// Removes the `torture-*` scratch folders under `base` whose owner process is gone. Folders without
+/// an owner file (older versions, or made by something else) are left alone.
+pub fn sweep_orphans(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("torture-") {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(e.path().join(OWNER)) else {
+            continue;
+        };
+        let mut words = owner.split_whitespace();
+        let (Some(Ok(pid)), Some(Ok(start))) = (
+            words.next().map(str::parse::<u32>),
+            words.next().map(str::parse::<u64>),
+        ) else {
+            continue;
+        };
+        if start_time(pid) != Some(start) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22), or `None` when no
+/// such process exists.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Sends up to `n` more trial indices to a slot; closes its command pipe when there are none left.
 fn feed(
     slot: &mut SlotHandle,
@@ -265,5 +316,29 @@ fn restore_default_handlers() {
     unsafe {
         let _ = signal::sigaction(Signal::SIGINT, &action);
         let _ = signal::sigaction(Signal::SIGTERM, &action);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_folders_whose_owner_is_gone_are_swept() {
+        let base = tempfile::tempdir().unwrap();
+        let mine = base.path().join("torture-live");
+        let dead = base.path().join("torture-dead");
+        let reused = base.path().join("torture-reused");
+        let foreign = base.path().join("torture-foreign");
+        for d in [&mine, &dead, &reused, &foreign] {
+            std::fs::create_dir(d).unwrap();
+        }
+        claim(&mine).unwrap();
+        std::fs::write(dead.join(OWNER), "4194304999 1\n").unwrap();
+        // This process's pid, another start time: the pid was reused.
+        std::fs::write(reused.join(OWNER), format!("{} 1\n", std::process::id())).unwrap();
+        sweep_orphans(base.path());
+        assert!(mine.is_dir() && foreign.is_dir());
+        assert!(!dead.exists() && !reused.exists());
     }
 }

@@ -6,6 +6,7 @@ pub mod junit;
 pub mod kills;
 pub mod merge;
 pub mod model;
+pub mod out_dir;
 pub mod progress;
 pub mod report;
 pub mod stats;

@@ -20,13 +20,19 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(10));
         let template = if total.is_some() {
-            "{bar:30.cyan/blue} {pos}/{len} {per_sec:>10} eta {eta:>4}  {msg}"
+            "{bar:30.cyan/blue} {pos}/{len} {rate:>9} eta {eta:>4}  {msg}"
         } else {
-            "{spinner} {pos} trials {per_sec:>10} elapsed {elapsed}  {msg}"
+            "{spinner} {pos} trials {rate:>9} elapsed {elapsed}  {msg}"
         };
         bar.set_style(
             ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&rate_text(state.per_sec()));
+                    },
+                )
                 .progress_chars("=> "),
         );
         Progress { bar: Some(bar) }
@@ -53,5 +59,29 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Trials per second as a person reads it: `318/s`, `2.5/s` (indicatif's own `{per_sec}` printed
+/// `317.5896807101/s`).
+pub fn rate_text(per_sec: f64) -> String {
+    if !per_sec.is_finite() || per_sec <= 0.0 {
+        "-/s".to_string()
+    } else if per_sec < 10.0 {
+        format!("{per_sec:.1}/s")
+    } else {
+        format!("{per_sec:.0}/s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_text;
+
+    #[test]
+    fn the_rate_is_rounded() {
+        assert_eq!(rate_text(317.589_680_710_1), "318/s");
+        assert_eq!(rate_text(2.54), "2.5/s");
+        assert_eq!(rate_text(f64::NAN), "-/s");
     }
 }

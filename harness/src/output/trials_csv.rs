@@ -1,27 +1,57 @@
 //! `OUT/trials.csv`: one row per trial, written and flushed the moment the trial ends, "because we
 //! would risk losing them if a later one fails" (hyperfine). Each row reaches the file in one write,
-//! so killing the parent never leaves half a row.
+//! so killing the parent never leaves half a row; a write that fails part-way (a full disk) is cut
+//! back off, so the file always ends with a whole row.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::trial::outcome::TrialRecord;
 
 pub struct TrialsCsv {
-    writer: csv::Writer<File>,
+    file: File,
+    /// The file's length: where the last whole row ends.
+    len: u64,
+    row: Vec<u8>,
 }
 
 impl TrialsCsv {
     /// Creates the file (it must not exist) and writes the header.
     pub fn create(path: &Path) -> io::Result<TrialsCsv> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        let mut writer = csv::WriterBuilder::new()
+        let mut csv = TrialsCsv {
+            file,
+            len: 0,
+            row: Vec::new(),
+        };
+        csv.write_header()?;
+        Ok(csv)
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        let mut w = csv::WriterBuilder::new()
             .has_headers(false)
-            .from_writer(file);
-        writer.write_record(header())?;
-        writer.flush()?;
-        Ok(TrialsCsv { writer })
+            .from_writer(Vec::new());
+        w.write_record(header())?;
+        self.row = w
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.write_row()
+    }
+
+    /// One `write` of the whole row; if it fails part-way, the file is cut back to its last whole row.
+    fn write_row(&mut self) -> io::Result<()> {
+        match self.file.write_all(&self.row) {
+            Ok(()) => {
+                self.len += self.row.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
     }
 
     /// Opens an existing file to add rows to (resuming a run). A row the previous parent was killed
@@ -33,19 +63,29 @@ impl TrialsCsv {
         file.set_len(whole as u64)?;
         drop(file);
         let file = OpenOptions::new().append(true).open(path)?;
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(file);
+        let mut csv = TrialsCsv {
+            file,
+            len: whole as u64,
+            row: Vec::new(),
+        };
         if whole == 0 {
-            writer.write_record(header())?;
-            writer.flush()?;
+            csv.write_header()?;
         }
-        Ok(TrialsCsv { writer })
+        Ok(csv)
     }
 
+    /// Appends one row in one write: on disk whole when this returns `Ok`, absent when it errs.
     pub fn append(&mut self, record: &TrialRecord) -> io::Result<()> {
-        self.writer.serialize(record)?;
-        self.writer.flush()
+        let mut buf = std::mem::take(&mut self.row);
+        buf.clear();
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(buf);
+        w.serialize(record)?;
+        self.row = w
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.write_row()
     }
 }
 

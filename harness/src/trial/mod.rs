@@ -8,6 +8,7 @@ pub mod kill_point;
 pub mod kill_timer;
 pub mod outcome;
 pub mod process;
+pub mod record;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,11 @@ use crate::trial::ack::{AckBoard, TrialEvents};
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle;
-use crate::verify::verdict::{self, Fault};
+use crate::verify::verdict::Fault;
 use crate::writers::workload::{self, WriterPlan};
 use children::{Children, Landing};
 use evidence::Snapshot;
+use record::{Found, Judged, Pragmas, Trial};
 
 /// The files a slot reuses trial after trial.
 pub struct SlotFiles {
@@ -152,28 +154,12 @@ pub fn run_trial(
         Err(_) => oracle::Verification::not_run(),
     };
 
-    let requested = profile.journal_mode.as_str();
-    let (journal_mode, synchronous, fallback) = match &events.in_force {
-        Some(f) => {
-            let mut fb = profile.fallbacks(f).join("; ");
-            if !events.disagreeing_writers.is_empty() {
-                fb.push_str(&format!(
-                    "{}writers {:?} reported other pragmas",
-                    if fb.is_empty() { "" } else { "; " },
-                    events.disagreeing_writers
-                ));
-            }
-            (f.journal_mode.clone(), f.synchronous.clone(), fb)
-        }
-        None => (
-            requested.to_string(),
-            profile.synchronous.as_str().to_string(),
-            "unknown: killed before any writer read its pragmas back".to_string(),
-        ),
-    };
-
-    let synchronous_judged = synchronous.clone();
-    // A worker error only decides the outcome when the database itself is fine.
+    let pragmas = Pragmas::read_back(
+        profile,
+        events.in_force.as_ref(),
+        &events.disagreeing_writers,
+        "unknown: killed before any writer read its pragmas back",
+    );
     let mut lab_problems: Vec<String> = Vec::new();
     if let Err(e) = &setup {
         lab_problems.push(e.clone());
@@ -182,17 +168,13 @@ pub fn run_trial(
         lab_problems.push(format!("writer {w}: {code}: {text}"));
     }
     lab_problems.extend(ending.abnormal.iter().cloned());
-    let (outcome, mut detail) = if (verification.outcome == Outcome::Intact || setup.is_err())
-        && !lab_problems.is_empty()
-    {
-        (Outcome::WorkerError, lab_problems.join("; "))
-    } else {
-        let mut d = verification.detail.clone();
-        if !lab_problems.is_empty() {
-            d.push_str(&format!("; also: {}", lab_problems.join("; ")));
-        }
-        (verification.outcome, d)
-    };
+    let outcome = record::outcome_of(verification.outcome, &lab_problems);
+    let mut detail = record::detail_with_lab(
+        verification.outcome,
+        outcome,
+        &verification.detail,
+        &lab_problems,
+    );
     if ending.timed_out {
         detail = format!("trial timeout before the kill point; {detail}")
             .trim_end_matches("; ")
@@ -201,13 +183,12 @@ pub fn run_trial(
     let kill_point_text = if fault.is_op_indexed() {
         fault_note.point.clone()
     } else if ending.completed {
-        format!("{kill_point} (not reached: writers finished)")
+        Landing::WritersFinished.describe(kill_point)
     } else if ending.timed_out {
-        format!("{kill_point} (not reached: timeout)")
+        Landing::TimedOut.describe(kill_point)
     } else {
         kill_point.to_string()
     };
-
     if !fault_note.detail.is_empty() {
         detail = if detail.is_empty() {
             fault_note.detail.clone()
@@ -215,34 +196,32 @@ pub fn run_trial(
             format!("{detail}; {}", fault_note.detail)
         };
     }
-    let mut record = TrialRecord {
+    let judged = Judged {
+        fault,
+        hardware_as_documented: opts.faults.hardware_as_documented(),
+        expected_damage: false,
+    };
+    let trial = Trial {
         iteration: index,
         seed: trial_seed,
-        profile: profile.name.clone(),
-        journal_mode: journal_mode.clone(),
-        synchronous,
+        profile: &profile.name,
         connections: profile.connections,
         processes: profile.processes,
-        workload: opts.workload.name().to_string(),
-        fault: fault.as_str().to_string(),
+        workload: opts.workload.name(),
+        fault: fault.as_str(),
+        sqlite_version,
+        started,
+    };
+    let mut record = trial.row(Found {
+        outcome,
+        verdict: record::verdict_of(outcome, &pragmas, judged),
+        pragmas,
         kill_point: kill_point_text,
         acked_commits: events.acks_total,
         recovered_commits: verification.recovered_commits,
-        outcome,
-        verdict: verdict::judge(
-            outcome,
-            &journal_mode,
-            &synchronous_judged,
-            fault,
-            opts.faults.hardware_as_documented(),
-        ),
-        detail,
         busy_errors: events.busy,
-        pragma_fallback: fallback,
-        duration_us: 0,
-        sqlite_version: sqlite_version.to_string(),
-    };
-    record.duration_us = started.elapsed().as_micros() as u64;
+        detail,
+    });
     if outcome != Outcome::Intact {
         if let Err(e) = evidence::save(
             &opts.out_dir.join("failures"),
@@ -371,13 +350,6 @@ fn run_op_fault(
                 filter: f.filter,
             })
         }
-        Fault::PowerLoss => {
-            cfg.crash_at = Some(CrashAt {
-                op,
-                filter: f.filter,
-            });
-            cfg.log_path = Some(log.clone());
-        }
         Fault::IoError | Fault::DiskFull => {
             cfg.io_error = Some(IoErrorAt {
                 op,
@@ -390,7 +362,8 @@ fn run_op_fault(
                 filter: f.filter,
             })
         }
-        Fault::Sigkill => {}
+        // Power loss returned above; SIGKILL is not op-indexed.
+        Fault::PowerLoss | Fault::Sigkill => {}
     }
     let io_error = cfg.io_error;
     let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
@@ -402,23 +375,12 @@ fn run_op_fault(
     if op > total {
         note.point.push_str(" (not reached)");
     }
-    match f.fault {
-        Fault::PowerLoss => {
-            let records =
-                crate::faults::read_log(&log).map_err(|e| format!("reading the op log: {e}"))?;
-            let report = crate::faults::simulate_power_loss(&records, u64::MAX, &f.model, &mut rng)
-                .map_err(|e| format!("simulating the power cut: {e}"))?;
-            note.detail = format!("power cut: {}", report.detail());
-        }
-        Fault::IoError | Fault::DiskFull => {
-            let persistent = io_error.is_some_and(|e| e.persistent);
-            note.detail = format!(
-                "{} injected I/O error(s) ({}), the writer carried on",
-                events.io_errors,
-                if persistent { "from then on" } else { "once" }
-            );
-        }
-        _ => {}
+    if let Some(e) = io_error {
+        note.detail = format!(
+            "{} injected I/O error(s) ({}), the writer carried on",
+            events.io_errors,
+            if e.persistent { "from then on" } else { "once" }
+        );
     }
     Ok(note)
 }

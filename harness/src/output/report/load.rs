@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::options::RunSpecFile;
 use crate::output::trials_csv;
 use crate::trial::outcome::TrialRecord;
 
@@ -88,6 +89,51 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
         }
     }
     Ok(by_iteration.into_values().map(|(r, _)| r).collect())
+}
+
+/// The run settings next to an input (a result folder's `run.json`, or the one beside a trials.csv).
+fn spec_of(input: &Path) -> Option<RunSpecFile> {
+    let dir = if input.is_dir() {
+        input
+    } else {
+        input.parent()?
+    };
+    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Refuses to pool shards of different runs: two inputs of one workload and fault, at least one a
+/// `--partition` shard, with different master seeds (their trial indices would not collide, so
+/// `load` could not tell). One line, as `merge` says it.
+pub fn check_one_run_per_shard_set(inputs: &[PathBuf]) -> Result<(), String> {
+    let specs: Vec<(&PathBuf, RunSpecFile)> = inputs
+        .iter()
+        .filter_map(|i| spec_of(i).map(|s| (i, s)))
+        .collect();
+    for (i, (a, sa)) in specs.iter().enumerate() {
+        for (b, sb) in &specs[i + 1..] {
+            let shards = sa.partition.is_some() || sb.partition.is_some();
+            if shards && sa.workload == sb.workload && sa.fault == sb.fault && sa.seed != sb.seed {
+                return Err(format!(
+                    "{} and {} are shards of different runs (seed {} vs {}); report the shards of one run together, or merge each run first",
+                    a.display(),
+                    b.display(),
+                    sa.seed,
+                    sb.seed
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One note per input that `merge --partial` made, saying what it lacks.
+pub fn partial_notes(inputs: &[PathBuf]) -> Vec<String> {
+    inputs
+        .iter()
+        .filter_map(|i| spec_of(i).and_then(|s| s.partial).map(|p| (i, p)))
+        .map(|(i, p)| format!("{} is {p}", i.display()))
+        .collect()
 }
 
 fn trials_path(input: &Path) -> Result<PathBuf, ReportError> {

@@ -24,7 +24,7 @@ pub use crate::output::stats::{fisher_exact_two_sided, Rate};
 pub use csv_export::Csv;
 pub use html::Html;
 pub use json::Json;
-pub use load::{load, ReportError, Source};
+pub use load::{check_one_run_per_shard_set, load, partial_notes, ReportError, Source};
 pub use markdown::Markdown;
 pub use table::Table;
 

@@ -255,7 +255,15 @@ pub(crate) struct Run {
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
 pub(crate) fn argv(command: &[String], shell: bool, db: &Path) -> Vec<String> {
-    let db = db.to_string_lossy();
+    let mut db = db.to_string_lossy().into_owned();
+    // For `sh -c`, a path the shell would read as code (`$(…)`, spaces, quotes) is single-quoted.
+    if shell
+        && !db
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=%".contains(c))
+    {
+        db = format!("'{}'", db.replace('\'', "'\\''"));
+    }
     let words: Vec<String> = command.iter().map(|a| a.replace("{db}", &db)).collect();
     if shell {
         vec!["/bin/sh".into(), "-c".into(), words.join(" ")]

@@ -56,6 +56,9 @@ fn db_is_substituted_in_every_argument_and_shell_mode_joins_them() {
             "app /w/slot-0/exec-3/db/trial.db | tee log"
         ]
     );
+    let odd = Path::new("/w/a$(touch x)'b/trial.db");
+    let sh = argv(&["app {db}".to_string()], true, odd);
+    assert_eq!(sh[2], "app '/w/a$(touch x)'\\''b/trial.db'");
 }
 
 fn kt(stop: Stop, first_ack: Option<Duration>) -> Duration {

@@ -1,6 +1,6 @@
 //! Scenario `corruptors` (howtocorrupt.html): the known ways to corrupt a database, reproduced as
 //! positive controls. Damage here is `expected`; the point is that the oracle catches it, in a share
-//! of trials the README reports per control.
+//! of trials docs/findings.md reports per control.
 
 use std::time::{Duration, Instant};
 
@@ -399,7 +399,7 @@ mod tests {
     fn every_positive_control_is_caught() {
         let _g = serial();
         let lab = lab(&[]);
-        // Trial counts make a miss unlikely (below 1e-4) at the catch rates the README measured.
+        // Trial counts make a miss unlikely (below 1e-4) at the catch rates docs/findings.md records.
         for (variant, n, min) in [
             ("fork-wal", 4, 4),
             ("fork-delete", 8, 1),

@@ -14,15 +14,16 @@ use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::evidence::{self, Snapshot};
 use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
 use crate::trial::SlotFiles;
 use crate::verify::oracle::Verification;
 use crate::verify::sqlite_error;
-use crate::verify::verdict::{self, Fault};
+use crate::verify::verdict::Fault;
 
 use super::Variant;
 
-/// Named numbers a trial measured, beyond its row: summed over trials for the README tables.
+/// Named numbers a trial measured, beyond its row: summed over trials for docs/findings.md's tables.
 pub(crate) type Metrics = BTreeMap<String, u64>;
 
 pub(crate) use crate::trial::children::{word, Children, Env, Tally};
@@ -311,6 +312,21 @@ impl Ctx<'_> {
         }
     }
 
+    /// This trial's identity columns, with `fault` as the `fault` column.
+    pub fn trial<'f>(&'f self, fault: &'f str) -> Trial<'f> {
+        Trial {
+            iteration: self.index,
+            seed: self.seed,
+            profile: &self.variant.profile.name,
+            connections: self.variant.profile.connections,
+            processes: self.variant.profile.processes,
+            workload: self.workload.name(),
+            fault,
+            sqlite_version: self.sqlite_version,
+            started: self.started,
+        }
+    }
+
     /// The row of a trial whose setup failed before any child ran.
     pub fn setup_failed(&self, fault: &'static str, e: String) -> (TrialRecord, Metrics) {
         let mut end = Ending::new(fault);
@@ -454,50 +470,33 @@ pub(crate) fn record(
     if let Some(e) = &end.setup_error {
         lab.insert(0, e.clone());
     }
-    let in_force = run.and_then(|r| r.events.in_force.clone());
-    let (journal_mode, synchronous, fallback) = match &in_force {
-        Some(f) => {
-            let mut fb = profile.fallbacks(f).join("; ");
-            if let Some(r) = run {
-                if !r.events.disagreeing_writers.is_empty() {
-                    fb.push_str(&format!(
-                        "{}writers {:?} reported other pragmas",
-                        if fb.is_empty() { "" } else { "; " },
-                        r.events.disagreeing_writers
-                    ));
-                }
-            }
-            (f.journal_mode.clone(), f.synchronous.clone(), fb)
-        }
-        None => (
-            profile.journal_mode.as_str().to_string(),
-            profile.synchronous.as_str().to_string(),
-            "unknown: no writer read its pragmas back".to_string(),
+    let pragmas = match run {
+        Some(r) => Pragmas::read_back(
+            profile,
+            r.events.in_force.as_ref(),
+            &r.events.disagreeing_writers,
+            "unknown: no writer read its pragmas back",
+        ),
+        None => Pragmas::read_back(
+            profile,
+            None,
+            &[],
+            "unknown: no writer read its pragmas back",
         ),
     };
     let v = end.verification.clone();
-    let setup_failed = end.setup_error.is_some();
-    let outcome = if (v.outcome == Outcome::Intact || setup_failed) && !lab.is_empty() {
-        Outcome::WorkerError
-    } else {
-        v.outcome
+    let outcome = record::outcome_of(v.outcome, &lab);
+    // Most scenarios are a process crash (SIGKILL, or a shutdown cut short): "durable across
+    // application crashes regardless of the synchronous setting or journal mode", except OFF and
+    // MEMORY, which the core table already treats as expected. A power cut follows the
+    // synchronous matrix instead (the pool's `-power` variants: the run's power-loss model).
+    let judged = Judged {
+        fault: end.judged_as,
+        hardware_as_documented: end.judged_as != Fault::PowerLoss
+            || ctx.opts.faults.hardware_as_documented(),
+        expected_damage: end.expected_damage,
     };
-    let verdict = match outcome {
-        Outcome::Intact => Verdict::Ok,
-        Outcome::WorkerError => Verdict::LabError,
-        _ if end.expected_damage => Verdict::Expected,
-        // Most scenarios are a process crash (SIGKILL, or a shutdown cut short): "durable across
-        // application crashes regardless of the synchronous setting or journal mode", except OFF and
-        // MEMORY, which the core table already treats as expected. A power cut follows the
-        // synchronous matrix instead (the pool's `-power` variants: the run's power-loss model).
-        o => verdict::judge(
-            o,
-            &journal_mode,
-            &synchronous,
-            end.judged_as,
-            end.judged_as != Fault::PowerLoss || ctx.opts.faults.hardware_as_documented(),
-        ),
-    };
+    let verdict = record::verdict_of(outcome, &pragmas, judged);
     let mut parts = vec![ctx.variant.params.clone()];
     parts.extend(end.measures.iter().cloned());
     if !sqlite_errors.is_empty() {
@@ -513,28 +512,16 @@ pub(crate) fn record(
         Some(r) => (r.events.acks_total, r.events.busy),
         None => (0, 0),
     };
-    let mut rec = TrialRecord {
-        iteration: ctx.index,
-        seed: ctx.seed,
-        profile: profile.name.clone(),
-        journal_mode,
-        synchronous,
-        connections: profile.connections,
-        processes: profile.processes,
-        workload: ctx.workload.name().to_string(),
-        fault: end.fault.to_string(),
+    let mut rec = ctx.trial(end.fault).row(Found {
+        outcome,
+        verdict,
+        pragmas,
         kill_point: end.kill_point.clone(),
         acked_commits: acked,
         recovered_commits: v.recovered_commits,
-        outcome,
-        verdict,
-        detail: parts.join("; "),
         busy_errors: busy,
-        pragma_fallback: fallback,
-        duration_us: 0,
-        sqlite_version: ctx.sqlite_version.to_string(),
-    };
-    rec.duration_us = ctx.started.elapsed().as_micros() as u64;
+        detail: parts.join("; "),
+    });
     if outcome != Outcome::Intact {
         if let Some((mut snapshot, db)) = end.evidence.take() {
             match evidence::save(

@@ -1,4 +1,4 @@
-//! The measurement behind the README's scenario tables: an ignored test that runs every variant of
+//! The measurement behind the scenario tables of docs/findings.md: an ignored test that runs every variant of
 //! the chosen scenarios a few hundred times through `run_measured`, in forked worker processes (one
 //! per job, like slots), writes `trials.csv` and `summary.csv` per scenario with the core exporters,
 //! and prints a Markdown table per scenario with counts, 95% Wilson intervals and the scenario's own
@@ -33,7 +33,7 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 #[test]
-#[ignore = "a measurement of several minutes; run it by name for the README"]
+#[ignore = "a measurement of several minutes; run it by name for docs/findings.md"]
 fn measure_scenarios() {
     let names = env_or("TORTURE_SCENARIOS", "all");
     let n: u64 = env_or("TORTURE_N", "200").parse().unwrap();

@@ -149,7 +149,7 @@ pub fn run_trial(
     run_measured(opts, scenario, index, files, sqlite_version).0
 }
 
-/// [`run_trial`], also returning the trial's measurements (for the README's tables).
+/// [`run_trial`], also returning the trial's measurements (for docs/findings.md's tables).
 pub(crate) fn run_measured(
     opts: &RunOptions,
     scenario: &str,
@@ -195,27 +195,29 @@ fn unknown_row(
     index: u64,
     sqlite_version: &str,
 ) -> (TrialRecord, Metrics) {
-    let record = TrialRecord {
+    let profile = format!("{scenario}/?");
+    let trial = crate::trial::record::Trial {
         iteration: index,
         seed: crate::lab::seed::trial_seed(opts.seed, index),
-        profile: format!("{scenario}/?"),
-        journal_mode: String::new(),
-        synchronous: String::new(),
+        profile: &profile,
         connections: 0,
         processes: 0,
-        workload: opts.workload.name().to_string(),
-        fault: String::new(),
+        workload: opts.workload.name(),
+        fault: "",
+        sqlite_version,
+        started: std::time::Instant::now(),
+    };
+    let mut record = trial.row(crate::trial::record::Found {
+        outcome: crate::trial::outcome::Outcome::WorkerError,
+        verdict: crate::trial::outcome::Verdict::LabError,
+        pragmas: Default::default(),
         kill_point: String::new(),
         acked_commits: 0,
         recovered_commits: 0,
-        outcome: crate::trial::outcome::Outcome::WorkerError,
-        verdict: crate::trial::outcome::Verdict::LabError,
-        detail: unknown(scenario),
         busy_errors: 0,
-        pragma_fallback: String::new(),
-        duration_us: 0,
-        sqlite_version: sqlite_version.to_string(),
-    };
+        detail: unknown(scenario),
+    });
+    record.duration_us = 0;
     (record, Metrics::new())
 }
 

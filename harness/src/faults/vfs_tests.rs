@@ -1,0 +1,309 @@
+//! Tests of `vfs.rs`, kept beside it (the module itself is long enough).
+
+use super::*;
+use crate::faults::config::{CrashAt, IoErrorAt};
+use crate::faults::log::{read_log, LogEvent};
+use crate::faults::testkit::{self, killed, Trial, Workload};
+use nix::sys::wait::WaitStatus;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+fn open_shim(path: &Path) -> Connection {
+    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())
+        .expect("open through the shim");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn
+}
+
+/// Several connections (one per thread) commit through the shim; the result is checked with
+/// plain SQLite.
+/// The caller holds the serial lock (it reads the counters afterwards).
+fn commits_from_several_connections(journal_mode: &str) {
+    configure(FaultConfig::default()).unwrap();
+    let dir = testkit::scratch_dir();
+    let db = dir.path().join("multi.db");
+    let first = open_shim(&db);
+    let mode: String = first
+        .query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mode, journal_mode);
+    // mmap exercises xFetch/xUnfetch through the shim.
+    first
+        .execute_batch(
+            "PRAGMA mmap_size=1048576;
+             CREATE TABLE t(writer INTEGER, seq INTEGER, PRIMARY KEY (writer, seq));",
+        )
+        .unwrap();
+    std::thread::scope(|s| {
+        for writer in 0..3 {
+            let db = &db;
+            s.spawn(move || {
+                let conn = open_shim(db);
+                for seq in 0..20 {
+                    conn.execute("INSERT INTO t(writer, seq) VALUES (?1, ?2)", [writer, seq])
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let n: i64 = first
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 60);
+    drop(first);
+    let check = testkit::check_rows(&db);
+    assert_eq!(check, ("ok".to_string(), 60));
+}
+
+#[test]
+fn wal_mode_through_the_shim_really_is_wal() {
+    let _serial = testkit::serial();
+    commits_from_several_connections("wal");
+    // The WAL was written and synced through the shim (synchronous defaults to FULL).
+    assert!(ops_matching_so_far("write:wal".parse().unwrap()) > 0);
+    assert!(ops_matching_so_far("sync:wal".parse().unwrap()) > 0);
+}
+
+#[test]
+fn delete_mode_commits_through_the_shim_from_several_connections() {
+    let _serial = testkit::serial();
+    commits_from_several_connections("delete");
+    assert!(ops_matching_so_far("delete:journal".parse().unwrap()) >= 60);
+    assert!(ops_matching_so_far("write:db".parse().unwrap()) >= 60);
+    assert!(ops_matching_so_far("sync:journal".parse().unwrap()) > 0);
+}
+
+/// The pool's power-loss trial rests on this: with several threads, the log is one total order
+/// that matches what the files saw. Undoing every logged operation, newest first, from the files
+/// the threads left must give back the starting database byte for byte; a pre-image logged out
+/// of order with its write (or a write missing from the log) would leave different bytes.
+#[test]
+fn a_log_written_by_several_threads_undoes_exactly_to_the_starting_files() {
+    let _serial = testkit::serial();
+    for journal_mode in ["delete", "wal"] {
+        let dir = testkit::scratch_dir();
+        let db = dir.path().join("pool.db");
+        testkit::make_db(&db, journal_mode);
+        let start = std::fs::read(&db).unwrap();
+        let log_path = dir.path().join("ops.log");
+        configure(FaultConfig {
+            log_path: Some(log_path.clone()),
+            ..FaultConfig::default()
+        })
+        .unwrap();
+        std::thread::scope(|s| {
+            for writer in 0..4i64 {
+                let db = &db;
+                s.spawn(move || {
+                    let conn = open_shim(db);
+                    for i in 0..15 {
+                        conn.execute(
+                            "INSERT INTO t(id, pad) VALUES (?1, zeroblob(700))",
+                            [writer * 100 + i],
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        configure(FaultConfig::default()).unwrap();
+        assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 60));
+        let log = read_log(&log_path).unwrap();
+        assert!(log.len() > 60, "{journal_mode}: {} ops", log.len());
+        assert!(log.iter().enumerate().all(|(i, r)| r.op == i as u64 + 1));
+        let mut rng = crate::lab::seed::rng_for(1, 1);
+        let model = crate::faults::PowerLossModel::default();
+        crate::faults::simulate_power_loss(&log, 1, &model, &mut rng).unwrap();
+        assert!(std::fs::read(&db).unwrap() == start, "{journal_mode}");
+        for sidecar in ["-journal", "-wal"] {
+            let p = crate::trial::evidence::with_suffix(&db, sidecar);
+            assert!(!p.exists(), "{journal_mode}: {sidecar} came back");
+        }
+    }
+}
+
+#[test]
+fn register_is_idempotent() {
+    assert_eq!(register(), Ok(VFS_NAME));
+    assert_eq!(register(), Ok(VFS_NAME));
+}
+
+const WAL_WORKLOAD: Workload<'static> = Workload {
+    journal_mode: "wal",
+    synchronous: "full",
+    commits: 12,
+    pad: 300,
+};
+
+#[test]
+fn a_crash_point_kills_the_writer_just_before_that_op_and_repeats_byte_for_byte() {
+    let _serial = testkit::serial();
+    let dir = testkit::scratch_dir();
+    let template = dir.path().join("template.db");
+    testkit::make_db(&template, "wal");
+    let total = testkit::measure_ops(&template, &WAL_WORKLOAD);
+    assert!(
+        total > 30,
+        "a dozen WAL commits make dozens of ops: {total}"
+    );
+
+    for n in [1, total / 2, total] {
+        let trial = Trial::new(&template);
+        let crash = CrashAt {
+            op: n,
+            filter: OpFilter::ANY,
+        };
+        assert!(killed(trial.run(&WAL_WORKLOAD, Some(crash))), "op {n}");
+        // Every op before the crash point was logged (and performed), the crash point was not.
+        let log = read_log(&trial.log).unwrap();
+        assert_eq!(log.len() as u64, n - 1, "op {n}");
+        assert!(log.iter().enumerate().all(|(i, r)| r.op == i as u64 + 1));
+    }
+
+    // The same crash point twice: the same files, byte for byte.
+    let crash = Some(CrashAt {
+        op: total / 2,
+        filter: OpFilter::ANY,
+    });
+    let (a, b) = (Trial::new(&template), Trial::new(&template));
+    assert!(killed(a.run(&WAL_WORKLOAD, crash)));
+    assert!(killed(b.run(&WAL_WORKLOAD, crash)));
+    assert!(a.files().iter().any(|(suffix, _)| suffix == "-wal"));
+    assert_eq!(a.files(), b.files());
+    assert_eq!(a.acked(), b.acked());
+
+    // Past the last op, nothing happens: the writer finishes.
+    let past = Trial::new(&template);
+    let status = past.run(
+        &WAL_WORKLOAD,
+        Some(CrashAt {
+            op: total + 1,
+            filter: OpFilter::ANY,
+        }),
+    );
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    assert_eq!(past.acked(), WAL_WORKLOAD.commits);
+}
+
+#[test]
+fn a_crash_filter_counts_only_the_ops_it_names() {
+    let _serial = testkit::serial();
+    let dir = testkit::scratch_dir();
+    let template = dir.path().join("template.db");
+    testkit::make_db(&template, "wal");
+    let trial = Trial::new(&template);
+    let crash = CrashAt {
+        op: 3,
+        filter: "sync:wal".parse().unwrap(),
+    };
+    assert!(killed(trial.run(&WAL_WORKLOAD, Some(crash))));
+    let log = read_log(&trial.log).unwrap();
+    let wal_syncs = log
+        .iter()
+        .filter(|r| r.file == FileKind::Wal && matches!(r.event, LogEvent::Sync { .. }))
+        .count();
+    assert_eq!(wal_syncs, 2);
+    // Under WAL+FULL a commit syncs the WAL once, and the commit that writes a new WAL header
+    // syncs it once more before its frames: the second commit died before its sync.
+    assert_eq!(trial.acked(), 1);
+    // The first sync of the WAL handle also synced the directory (the WAL was created).
+    let first_sync = log
+        .iter()
+        .find_map(|r| match r.event {
+            LogEvent::Sync { dir_sync, .. } if r.file == FileKind::Wal => Some(dir_sync),
+            _ => None,
+        })
+        .unwrap();
+    assert!(first_sync);
+}
+
+#[test]
+fn sigkill_at_any_op_leaves_wal_and_delete_databases_intact() {
+    let _serial = testkit::serial();
+    for journal_mode in ["wal", "delete"] {
+        let workload = Workload {
+            journal_mode,
+            synchronous: "normal",
+            commits: 8,
+            pad: 700,
+        };
+        let dir = testkit::scratch_dir();
+        let template = dir.path().join("template.db");
+        testkit::make_db(&template, journal_mode);
+        let total = testkit::measure_ops(&template, &workload);
+        for n in (1..=total).step_by(3) {
+            let trial = Trial::new(&template);
+            let crash = CrashAt {
+                op: n,
+                filter: OpFilter::ANY,
+            };
+            assert!(killed(trial.run(&workload, Some(crash))));
+            let acked = trial.acked();
+            let check = testkit::check(&trial.db, acked);
+            assert!(check.intact(), "{journal_mode} op {n}: {check:?}");
+            assert_eq!(check.present, acked, "{journal_mode} op {n}");
+        }
+    }
+}
+
+#[test]
+fn an_injected_disk_full_reaches_the_caller_as_sqlite_full() {
+    let _serial = testkit::serial();
+    let dir = testkit::scratch_dir();
+    let db = dir.path().join("full.db");
+    testkit::make_db(&db, "wal");
+    configure(FaultConfig {
+        io_error: Some(IoErrorAt {
+            op: 1,
+            code: IoErrorCode::Full,
+            persistent: false,
+            filter: "write".parse().unwrap(),
+        }),
+        ..FaultConfig::default()
+    })
+    .unwrap();
+    let conn = open_shim(&db);
+    let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
+    let err = insert(1).unwrap_err();
+    assert_eq!(err.sqlite_error_code(), Some(ErrorCode::DiskFull), "{err}");
+    // Only that one write failed: the next transaction goes through.
+    insert(2).unwrap();
+    drop(conn);
+    assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 1));
+    configure(FaultConfig::default()).unwrap();
+}
+
+#[test]
+fn a_persistent_io_error_fails_every_later_matching_op() {
+    let _serial = testkit::serial();
+    let dir = testkit::scratch_dir();
+    let db = dir.path().join("ioerr.db");
+    testkit::make_db(&db, "delete");
+    configure(FaultConfig {
+        io_error: Some(IoErrorAt {
+            op: 2,
+            code: IoErrorCode::IoErr,
+            persistent: true,
+            filter: "write:journal".parse().unwrap(),
+        }),
+        ..FaultConfig::default()
+    })
+    .unwrap();
+    let conn = open_shim(&db);
+    let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
+    // A DELETE-mode commit writes the journal header, then page number, page and checksum
+    // per page: the first commit already meets the second journal write, and so does every
+    // later one.
+    for id in 1..=4 {
+        let err = insert(id).unwrap_err();
+        assert!(
+            matches!(&err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == ffi::SQLITE_IOERR_WRITE),
+            "{err:?}"
+        );
+    }
+    drop(conn);
+    configure(FaultConfig::default()).unwrap();
+    assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 0));
+}

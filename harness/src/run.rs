@@ -1,0 +1,424 @@
+//! Running a validated run: open (or resume) OUT under its lock, hand trial indices to the
+//! scheduler, record each finished trial (a full disk stops the run as the lab's error, evidence is
+//! checked and capped), then the summary, JUnit and the exit code.
+
+use std::collections::BTreeSet;
+
+use crate::exit_code;
+use crate::lab::{plan, scheduler, space};
+use crate::options::RunOptions;
+use crate::output::out_dir;
+use crate::output::progress::Progress;
+use crate::output::{junit, trials_csv, Summary, TrialsCsv};
+use crate::trial::outcome::Outcome;
+
+/// Runs `opts` and returns the exit code.
+pub fn run_validated(opts: RunOptions) -> i32 {
+    let trials_path = opts.out_dir.join("trials.csv");
+    let failures_dir = opts.out_dir.join("failures");
+    let resume_hint = format!("torture --resume {}", opts.out_dir.display());
+    // The scratch disk must have room before anything is written.
+    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
+        eprintln!(
+            "torture: the lab's scratch disk is full: --dir {} has {} free, the lab needs at least {}; free space or point --dir at a larger file system",
+            opts.work_base.display(),
+            space::human(free),
+            space::human(space::START_SPACE)
+        );
+        return exit_code::LAB_ERROR;
+    }
+    let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
+    let mut done = BTreeSet::new();
+    let mut failures: u64 = 0;
+    let opened = if opts.resume {
+        open_to_resume(&opts, &mut done, &mut summary, &mut failures)
+    } else {
+        start_fresh(&opts)
+    };
+    let (_lock, mut csv) = match opened {
+        Ok(x) => x,
+        Err((code, msg)) => {
+            eprintln!("torture: {}", crate::app::printable(&msg));
+            return code;
+        }
+    };
+    // Evidence already kept: the folders of finished trials. A folder without a row belongs to a
+    // trial that runs again, so it goes.
+    let mut kept: u64 = 0;
+    for e in std::fs::read_dir(&failures_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        match e.file_name().to_string_lossy().parse::<u64>() {
+            Ok(i) if done.contains(&i) => kept += 1,
+            _ => {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let already = done.len() as u64;
+    let planned = opts.planned_trials();
+    let to_run = planned.map(|p| p.saturating_sub(already));
+    let used = if opts.resume {
+        out_dir::elapsed(&opts.out_dir)
+    } else {
+        std::time::Duration::ZERO
+    };
+    let budget = opts.mode.duration().map(|d| d.saturating_sub(used));
+    eprintln!(
+        "torture: {} ({} profile(s), workload {}, {} jobs, seed {}{}{})",
+        match (to_run, budget) {
+            (Some(n), _) => format!("{n} trials"),
+            (None, Some(d)) if !used.is_zero() => {
+                format!("trials for the {:.0}s left", d.as_secs_f64())
+            }
+            (None, Some(d)) => format!("trials for {}s", d.as_secs()),
+            (None, None) => "trials".to_string(),
+        },
+        opts.profiles.len(),
+        if opts.exec.is_some() {
+            "exec".to_string()
+        } else if let Some(s) = &opts.scenario {
+            format!("scenario {s}")
+        } else {
+            opts.workload.name().to_string()
+        },
+        opts.jobs,
+        opts.seed,
+        opts.partition
+            .map(|p| format!(", shard {}/{}", p.k, p.n))
+            .unwrap_or_default(),
+        if already > 0 {
+            format!(", resuming after {already} finished trials")
+        } else {
+            String::new()
+        }
+    );
+    let started = std::time::Instant::now();
+    let deadline = budget.map(|d| started + d);
+    let indices = plan::indices(opts.total_trials(), opts.partition, done);
+    // The bar is made after the slots are forked (inside the first record), never before.
+    let mut progress: Option<Progress> = None;
+    let show_progress = opts.progress;
+    let mut stop: Option<String> = None;
+    let mut never_fired: Vec<String> = Vec::new();
+    let mut last_saved = started;
+    let result = scheduler::run(&opts, indices, deadline, &mut |record| {
+        let evidence = failures_dir.join(record.iteration.to_string());
+        let halt = |stop: &mut Option<String>, msg: String| {
+            let _ = std::fs::remove_dir_all(&evidence);
+            *stop = Some(msg);
+            Err(std::io::Error::other("stopped"))
+        };
+        // A full scratch disk decides nothing about SQLite: stop, and the trial runs again on resume.
+        if let Some(reason) = space::scratch_full(&record, opts.faults.fault, &opts.work_base) {
+            return halt(&mut stop, reason);
+        }
+        if record.outcome != Outcome::Intact {
+            // Its evidence is complete before its row is written, or the trial runs again.
+            let note = std::fs::read_to_string(evidence.join("trial.json")).unwrap_or_default();
+            if evidence.is_dir() && serde_json::from_str::<serde_json::Value>(&note).is_err()
+                || record.detail.contains("evidence not saved")
+            {
+                let free = space::free_bytes(&opts.out_dir).map_or("?".into(), space::human);
+                return halt(
+                    &mut stop,
+                    format!(
+                        "cannot save the evidence of trial {} in {} ({free} free): {}",
+                        record.iteration,
+                        evidence.display(),
+                        record
+                            .detail
+                            .rsplit("evidence not saved: ")
+                            .next()
+                            .unwrap_or("")
+                    ),
+                );
+            }
+            failures += 1;
+            if evidence.is_dir() {
+                if kept < opts.max_evidence {
+                    kept += 1;
+                } else {
+                    let _ = std::fs::remove_dir_all(&evidence);
+                }
+            }
+        }
+        if let Some(n) = fault_never_fired(&record.kill_point) {
+            never_fired.push(n);
+        }
+        if let Err(e) = csv.append(&record) {
+            return halt(
+                &mut stop,
+                format!(
+                    "cannot write {} ({e}; {} free)",
+                    trials_path.display(),
+                    space::free_bytes(&opts.out_dir).map_or("?".into(), space::human)
+                ),
+            );
+        }
+        summary.add(&record);
+        progress
+            .get_or_insert_with(|| Progress::new(to_run, show_progress))
+            .update(&summary);
+        if budget.is_some() && last_saved.elapsed().as_millis() >= 500 {
+            last_saved = std::time::Instant::now();
+            out_dir::save_elapsed(&opts.out_dir, used + started.elapsed());
+        }
+        Ok(())
+    });
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    if budget.is_some() {
+        out_dir::save_elapsed(&opts.out_dir, used + started.elapsed());
+    }
+    let summary_path = opts.out_dir.join("summary.csv");
+    let summary_written = summary.write_csv(&summary_path);
+    if summary_written.is_err() {
+        let _ = std::fs::remove_file(summary_path.with_extension("csv.tmp"));
+    }
+    let junit_written = opts
+        .junit
+        .as_ref()
+        .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
+    print!("{}", summary.render_table());
+    if let Err(e) = &summary_written {
+        eprintln!(
+            "torture: could not write {}: {e}; free space, then rewrite it with: {resume_hint}",
+            summary_path.display()
+        );
+    }
+    let end = match (result, stop) {
+        (_, Some(reason)) => {
+            eprintln!("torture: {reason}; free space, then continue with: {resume_hint}");
+            return exit_code::LAB_ERROR;
+        }
+        (Ok(end), None) => end,
+        (Err(e), None) => {
+            let free = space::free_bytes(&opts.work_base).map_or("?".into(), space::human);
+            eprintln!(
+                "torture: the run stopped: {e} (--dir {} has {free} free); continue with: {resume_hint}",
+                opts.work_base.display()
+            );
+            return exit_code::LAB_ERROR;
+        }
+    };
+    let ran = summary.trials() - already;
+    let rate = ran as f64 / end.elapsed.as_secs_f64().max(1e-9);
+    // A slow program runs a trial in seconds: never print "0 trials/s".
+    let rate = match rate {
+        r if r >= 10.0 => format!("{r:.0} trials/s"),
+        r if r >= 1.0 => format!("{r:.1} trials/s"),
+        r if r > 0.0 => format!("{:.1} s/trial", 1.0 / r),
+        _ => "no trials".to_string(),
+    };
+    println!(
+        "\n{ran} trials in {:.1}s ({rate}), seed {}",
+        end.elapsed.as_secs_f64(),
+        opts.seed
+    );
+    println!(
+        "reproduce: {}",
+        reproduce_command(&opts.command_line, opts.seed)
+    );
+    println!("results:   {}", trials_path.display());
+    match junit_written {
+        Some(Ok(path)) => println!("junit:     {}", path.display()),
+        Some(Err(e)) => eprintln!("torture: could not write the JUnit report: {e}"),
+        None => {}
+    }
+    if failures > 0 {
+        println!(
+            "evidence:  {} ({kept} of {failures} failures kept{})",
+            failures_dir.display(),
+            if kept < failures {
+                format!(", --max-evidence {}", opts.max_evidence)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(first) = never_fired.first() {
+        println!(
+            "note: the fault never fired in {} trial(s): {first} (--crash-at asks for an operation the workload never reaches)",
+            never_fired.len()
+        );
+    }
+    let not_intact: u64 = Outcome::ALL
+        .iter()
+        .filter(|o| o.is_damage())
+        .map(|&o| summary.count(o))
+        .sum();
+    if opts.fail_on_any && not_intact > 0 {
+        println!("FAILED (--fail-on any): {not_intact} trial(s) were not intact");
+        exit_code::VIOLATION
+    } else if summary.violations() > 0 {
+        println!(
+            "VIOLATION: {} trial(s) broke a promise SQLite documents for their profile; see the evidence folder",
+            summary.violations()
+        );
+        exit_code::VIOLATION
+    } else if end.interrupted {
+        println!(
+            "interrupted: {} trials finished; continue with: {resume_hint}",
+            summary.trials(),
+        );
+        exit_code::INTERRUPTED
+    } else if summary.count(Outcome::WorkerError) > 0 || end.lost_trials > 0 {
+        println!(
+            "lab error: {} worker-error trial(s), {} trial(s) lost with their slot",
+            summary.count(Outcome::WorkerError),
+            end.lost_trials
+        );
+        exit_code::LAB_ERROR
+    } else {
+        exit_code::CLEAN
+    }
+}
+
+/// An op-indexed trial whose fault never fired: `op=N/T` with N beyond the T operations made.
+fn fault_never_fired(kill_point: &str) -> Option<String> {
+    let rest = kill_point.strip_prefix("op=")?;
+    let (n, rest) = rest.split_once('/')?;
+    let t: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let (n, t): (u64, u64) = (n.parse().ok()?, t.parse().ok()?);
+    (n > t).then(|| format!("operation {n} of {t}"))
+}
+
+type Opened = (out_dir::OutLock, TrialsCsv);
+type Refused = (i32, String);
+
+/// A new run: OUT, its lock, `run.json`, the CSV header. If any of it fails, what this run made
+/// goes; a folder another run holds or filled meanwhile is left alone.
+fn start_fresh(opts: &RunOptions) -> Result<Opened, Refused> {
+    let out = &opts.out_dir;
+    let refuse = |e: std::io::Error| refused_out(out, &e, "choose another --out");
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(refuse)?;
+    }
+    let created = match std::fs::create_dir(out) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(refuse(e)),
+    };
+    let lock = match out_dir::lock(out) {
+        Ok(l) => l,
+        Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
+        Err(out_dir::LockError::Io(e)) => return Err(refuse(e)),
+    };
+    // Checked before the run started; checked again under the lock, against a run that raced us.
+    if std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
+        return Err((
+            exit_code::USAGE,
+            format!(
+                "--out {} already holds results; give a new folder",
+                out.display()
+            ),
+        ));
+    }
+    let made = (|| {
+        let json = serde_json::to_string_pretty(&opts.spec).map_err(std::io::Error::other)?;
+        out_dir::write_whole(&out.join("run.json"), json.as_bytes())?;
+        TrialsCsv::create(&out.join("trials.csv"))
+    })();
+    match made {
+        Ok(csv) => Ok((lock, csv)),
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(out);
+            } else {
+                for f in ["run.json", "trials.csv"] {
+                    let _ = std::fs::remove_file(out.join(f));
+                }
+            }
+            Err(refuse(e))
+        }
+    }
+}
+
+/// A resumed run: lock OUT (refusing a second writer), cut a torn last row, count what is done.
+fn open_to_resume(
+    opts: &RunOptions,
+    done: &mut BTreeSet<u64>,
+    summary: &mut Summary,
+    failures: &mut u64,
+) -> Result<Opened, Refused> {
+    let out = &opts.out_dir;
+    let lock = match out_dir::lock(out) {
+        Ok(l) => l,
+        Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
+        Err(out_dir::LockError::Io(e)) => return Err(refused_out(out, &e, "check the folder")),
+    };
+    let trials_path = out.join("trials.csv");
+    let csv = TrialsCsv::open_append(&trials_path)
+        .map_err(|e| refused_out(out, &e, "check the folder"))?;
+    let rows = trials_csv::read(&trials_path).map_err(|e| {
+        (
+            exit_code::USAGE,
+            format!(
+                "--resume: {} is unreadable ({e}); it must be the file torture wrote",
+                trials_path.display()
+            ),
+        )
+    })?;
+    for r in &rows {
+        if done.insert(r.iteration) {
+            summary.add(r);
+            if r.outcome != Outcome::Intact {
+                *failures += 1;
+            }
+        }
+    }
+    Ok((lock, csv))
+}
+
+/// A results folder that cannot be written: a full disk is the lab's (exit 3), the rest usage.
+fn refused_out(out: &std::path::Path, e: &std::io::Error, fix: &str) -> Refused {
+    if space::is_no_space(e) {
+        let free = space::free_bytes(out.parent().unwrap_or(out)).map_or("?".into(), space::human);
+        (
+            exit_code::LAB_ERROR,
+            format!(
+                "cannot write results in {}: {e} ({free} free); free space or {fix}",
+                out.display()
+            ),
+        )
+    } else {
+        (
+            exit_code::USAGE,
+            format!("cannot write results in {}: {e}; {fix}", out.display()),
+        )
+    }
+}
+
+/// The command line with the run's actual seed, placed before a `--` (exec's program comes after it).
+fn reproduce_command(command_line: &str, seed: u64) -> String {
+    let stripped = strip_seed(command_line);
+    match stripped.split_once(" -- ") {
+        Some((head, program)) => format!("{head} --seed {seed} -- {program}"),
+        None => format!("{stripped} --seed {seed}"),
+    }
+}
+
+/// The command line without its `--seed` (the caller adds the run's actual seed).
+fn strip_seed(command_line: &str) -> String {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for w in command_line.split(' ') {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if w == "--seed" || w == "-s" {
+            skip = true;
+            continue;
+        }
+        if w.starts_with("--seed=") {
+            continue;
+        }
+        out.push(w);
+    }
+    out.join(" ")
+}

@@ -1,0 +1,331 @@
+//! End-to-end: the life of a run — Ctrl-C, a killed parent, shards, resume, duration, JUnit, the nightly.
+
+mod common;
+
+#[allow(unused_imports)]
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn ctrl_c_finishes_the_trials_in_flight_and_prints_the_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "int");
+    let marker = format!("TORTURE_TEST_MARKER=sigint-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let child = torture()
+        .env(k, v)
+        .args([
+            "--profile",
+            "wal-normal",
+            "--iterations",
+            "1000000",
+            "--seed",
+            "1",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&out, 20);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("interrupted:"), "{stdout}");
+    assert!(
+        stdout.contains("wal-normal"),
+        "the summary table is printed"
+    );
+    let rows = rows(&out);
+    assert!(rows.len() >= 20);
+    assert!(rows.iter().all(|r| r["outcome"] == "intact"));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let trials: usize = summary
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(5)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        trials,
+        rows.len(),
+        "the summary counts exactly the rows written"
+    );
+    assert_no_orphans(&marker);
+}
+
+#[test]
+fn killing_the_parent_leaves_no_orphans_and_no_half_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "kill");
+    let marker = format!("TORTURE_TEST_MARKER=sigkill-{}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let mut child = torture()
+        .env(k, v)
+        .args([
+            "--profile",
+            "wal-full-4proc",
+            "--iterations",
+            "1000000",
+            "--seed",
+            "2",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&out, 10);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_orphans(&marker);
+    // Every row on disk is whole.
+    let text = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    assert!(text.ends_with('\n'), "the last row is complete");
+    let rows = rows(&out);
+    assert!(rows.len() >= 10);
+}
+
+#[test]
+fn shards_of_a_run_are_exactly_the_unsharded_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = |out: &Path| -> Vec<(u64, String, String, String)> {
+        let mut v: Vec<_> = rows(out)
+            .into_iter()
+            .map(|r| {
+                (
+                    r["iteration"].parse().unwrap(),
+                    r["seed"].clone(),
+                    r["profile"].clone(),
+                    r["kill_point"].clone(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let common = [
+        "--profile",
+        "wal-full,delete-full,off-full",
+        "--iterations",
+        "7",
+        "--seed",
+        "77",
+    ];
+    let whole = out_dir(&tmp, "whole");
+    let o = torture()
+        .args(common)
+        .args(["--out", whole.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut union = Vec::new();
+    for k in 1..=3 {
+        let shard = out_dir(&tmp, &format!("shard{k}"));
+        let o = torture()
+            .args(common)
+            .args([
+                "--partition",
+                &format!("{k}/3"),
+                "--out",
+                shard.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let rows = key(&shard);
+        assert!(!rows.is_empty());
+        union.extend(rows);
+    }
+    union.sort();
+    assert_eq!(
+        union,
+        key(&whole),
+        "the shards together are the whole run, trial for trial"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_without_losing_or_repeating_a_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "resume");
+    let mut child = torture()
+        .args([
+            "--profile",
+            "wal-normal,delete-full",
+            "--iterations",
+            "400",
+            "--seed",
+            "8",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&out, 30);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = rows(&out).len();
+    assert!(before < 800, "killed mid-way ({before} rows)");
+    let o = run(&["--resume", out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("resuming after"),
+        "{}",
+        text(&o.stderr)
+    );
+    let mut seen: Vec<u64> = rows(&out)
+        .iter()
+        .map(|r| r["iteration"].parse().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..800).collect::<Vec<u64>>(),
+        "every trial exactly once"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let total: u64 = summary
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(5).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        total, 800,
+        "the summary covers the resumed and the earlier trials"
+    );
+    // A finished run resumes to nothing more.
+    let o = run(&["--resume", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(rows(&out).len(), 800);
+}
+
+#[test]
+fn a_duration_budget_bounds_the_run_and_profiles_stay_even() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "dur");
+    let started = Instant::now();
+    let o = run(&[
+        "--profile",
+        "wal-full,delete-full",
+        "--duration",
+        "1500ms",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let rows = rows(&out);
+    assert!(rows.len() > 10);
+    let wal = rows.iter().filter(|r| r["profile"] == "wal-full").count() as i64;
+    let del = rows.len() as i64 - wal;
+    assert!((wal - del).abs() <= 4, "{wal} vs {del}");
+}
+
+#[test]
+fn junit_has_one_case_per_profile_and_fails_what_the_exit_code_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "junit");
+    let xml = tmp.path().join("junit.xml");
+    let o = run(&[
+        "--profile",
+        "wal-full,memory-off",
+        "--workload",
+        "mixed",
+        "--iterations",
+        "200",
+        "--seed",
+        "5",
+        "--fail-on",
+        "any",
+        "--junit",
+        xml.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let x = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        x.contains("tests=\"2\" skipped=\"0\" failures=\"1\""),
+        "{x}"
+    );
+    assert!(x.contains("name=\"memory-off [mixed, sigkill]\""), "{x}");
+    assert!(x.contains("type=\"not-intact\""), "{x}");
+}
+
+#[test]
+fn the_nightly_script_runs_end_to_end_on_a_small_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("nightly");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nightly");
+    let o = Command::new("bash")
+        .arg(&script)
+        .env("BIN", env!("CARGO_BIN_EXE_torture"))
+        .env("NIGHTLY_ITERATIONS", "3")
+        .env("NIGHTLY_WORKLOADS", "inserts bank")
+        .env("NIGHTLY_OUT", &out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    for f in [
+        "report.md",
+        "report.html",
+        "inserts/junit.xml",
+        "bank/trials.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("wal-full") && md.contains("bank"), "{md}");
+}
+
+#[test]
+fn the_nightly_workflow_is_valid_yaml_that_runs_the_script_in_shards() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/nightly.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let wf = &docs[0];
+    let jobs = &wf["jobs"];
+    assert_eq!(
+        jobs["shard"]["strategy"]["matrix"]["shard"]
+            .as_vec()
+            .unwrap()
+            .len(),
+        4
+    );
+    let steps = jobs["shard"]["steps"].as_vec().unwrap();
+    assert!(steps
+        .iter()
+        .any(|s| s["run"].as_str() == Some("scripts/nightly")));
+    assert!(steps.iter().any(|s| s["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("actions/upload-artifact"))));
+    let merge = jobs["report"]["steps"].as_vec().unwrap();
+    assert!(merge.iter().any(|s| s["run"]
+        .as_str()
+        .is_some_and(|r| r.contains("torture merge"))));
+    assert!(!wf["on"]["schedule"].is_badvalue());
+}

@@ -1,0 +1,482 @@
+//! The harness under bad input (issue 15): runs that would silently do less than asked, one line
+//! and a documented exit code for every mistake, and a bounded fuzz test over the command line and
+//! profile files. Each test names the item it covers.
+
+mod common;
+
+#[allow(unused_imports)]
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Item 2.
+#[test]
+fn junit_to_an_unwritable_path_is_refused_before_the_first_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = out_dir(&tmp, "out");
+    for junit in [file.join("junit.xml"), tmp.path().to_path_buf()] {
+        let o = run(&[
+            "-n",
+            "3",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = one_line_exit(&o, 2);
+        assert!(err.contains("--junit"), "{err}");
+        assert!(!out.exists(), "nothing was run");
+    }
+}
+
+/// Item 3.
+#[test]
+fn exec_with_a_missing_program_is_bad_usage_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "out");
+    for program in ["/nonexistent/writer", "no-such-program-torture-15"] {
+        let o = run(&[
+            "exec",
+            "-n",
+            "2",
+            "--kill-after",
+            "10ms..20ms",
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            program,
+            "{db}",
+        ]);
+        let err = one_line_exit(&o, 2);
+        assert!(err.contains(program), "{err}");
+        assert!(!out.exists(), "nothing written for {program}");
+    }
+}
+
+/// Item 9.
+#[test]
+fn a_count_the_plan_cannot_hold_is_refused() {
+    let o = run(&["-p", "all", "-n", "768614336404564651", "--no-progress"]);
+    let err = one_line_exit(&o, 2);
+    assert!(err.contains("--iterations"), "{err}");
+}
+
+/// Item 10.
+#[test]
+fn custom_profiles_cannot_shadow_built_ins_or_each_other_and_explicit_profiles_are_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shadow = tmp.path().join("shadow.toml");
+    std::fs::write(
+        &shadow,
+        "[[profile]]\nname = \"wal-full\"\nbase = \"delete-full\"\n",
+    )
+    .unwrap();
+    let twice = tmp.path().join("twice.toml");
+    std::fs::write(
+        &twice,
+        "[[profile]]\nname = \"mine\"\n\n[[profile]]\nname = \"mine\"\nsynchronous = \"off\"\n",
+    )
+    .unwrap();
+    for (f, expect) in [(&shadow, "wal-full"), (&twice, "mine")] {
+        let o = run(&["-n", "2", "--profile-file", f.to_str().unwrap()]);
+        let err = one_line_exit(&o, 2);
+        assert!(err.contains(expect), "{err}");
+        let o = run(&["profiles", "--profile-file", f.to_str().unwrap()]);
+        one_line_exit(&o, 2);
+    }
+    let good = tmp.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[profile]]\nname = \"mine\"\nbase = \"delete-full\"\n",
+    )
+    .unwrap();
+    let out = out_dir(&tmp, "explicit");
+    let o = run(&[
+        "-p",
+        "wal-full",
+        "--profile-file",
+        good.to_str().unwrap(),
+        "-n",
+        "2",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let profiles: std::collections::BTreeSet<String> =
+        rows(&out).iter().map(|r| r["profile"].clone()).collect();
+    assert_eq!(profiles, ["wal-full".to_string()].into());
+}
+
+/// Item 11.
+#[test]
+fn faults_that_cannot_fire_are_refused_or_reported() {
+    for args in [
+        vec!["--lying-disk"],
+        vec!["--no-powersafe-overwrite"],
+        vec!["--crash-at", "write:db:3"],
+        vec!["--fault", "kill-at-op", "--lying-disk"],
+    ] {
+        let mut a = vec!["-n", "2", "--no-progress"];
+        a.extend(args.iter());
+        let o = run(&a);
+        let err = one_line_exit(&o, 2);
+        let flag = args.iter().rev().find(|a| a.starts_with("--")).unwrap();
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "beyond");
+    let o = run(&[
+        "--fault",
+        "power-loss",
+        "-p",
+        "wal-full",
+        "--crash-at",
+        "write:db:100000",
+        "-n",
+        "3",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("never fired"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+/// Item 12.
+#[test]
+fn exec_shell_quotes_the_database_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a$(touch pwned)b");
+    std::fs::create_dir(&dir).unwrap();
+    let out = out_dir(&tmp, "out");
+    let o = torture()
+        .current_dir(tmp.path())
+        .args(["exec", "-n", "1", "--kill-after", "10ms..20ms", "--shell"])
+        .args(["--no-progress", "--dir", dir.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--", "test -n {db}"])
+        .output()
+        .unwrap();
+    assert!(o.status.code() != Some(2), "{}", text(&o.stderr));
+    assert!(
+        !tmp.path().join("pwned").exists(),
+        "the shell ran what --dir spelled"
+    );
+}
+
+/// Item 13: the smaller ones.
+#[test]
+fn names_types_and_negative_counts_get_one_line_that_names_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = tmp.path().join("long.toml");
+    std::fs::write(
+        &long,
+        format!("[[profile]]\nname = \"{}\"\n", "x".repeat(100_000)),
+    )
+    .unwrap();
+    let o = run(&["profiles", "--profile-file", long.to_str().unwrap()]);
+    let err = one_line_exit(&o, 2);
+    assert!(err.len() < 400 && err.contains("name"), "{err}");
+
+    let typed = tmp.path().join("typed.toml");
+    std::fs::write(
+        &typed,
+        "[[profile]]\nname = \"x\"\nconnections = \"four\"\n",
+    )
+    .unwrap();
+    let o = run(&["profiles", "--profile-file", typed.to_str().unwrap()]);
+    let err = one_line_exit(&o, 2);
+    assert!(
+        err.contains("connections") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let o = run(&["-n", "-5"]);
+    let err = one_line_exit(&o, 2);
+    assert!(
+        err.contains("-5") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+}
+
+/// Item 13: replay refuses a hand-edited trial.json whose fields are out of range.
+#[test]
+fn replay_refuses_out_of_range_fields_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "src");
+    let o = run(&[
+        "-p",
+        "off-off",
+        "-n",
+        "40",
+        "--seed",
+        "2",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let failure = std::fs::read_dir(out.join("failures"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let note = std::fs::read_to_string(failure.join("trial.json")).unwrap();
+    let edits: Vec<(&str, String)> = vec![
+        ("profiles", {
+            let start = note.find("\"profiles\": [").unwrap();
+            let run = &note[start..];
+            let end = start + run.find("\n    ],").unwrap() + "\n    ]".len();
+            format!("{}\"profiles\": []{}", &note[..start], &note[end..])
+        }),
+        (
+            "iteration",
+            note.replacen("\"iteration\": ", "\"iteration\": 9999999", 1),
+        ),
+        (
+            "iterations",
+            note.replace("\"iterations\": 40", "\"iterations\": 0"),
+        ),
+    ];
+    for (what, edited) in edits {
+        assert_ne!(edited, note, "{what}: the edit applies");
+        std::fs::write(failure.join("trial.json"), &edited).unwrap();
+        let o = torture().arg("replay").arg(&failure).output().unwrap();
+        one_line_exit(&o, 2);
+    }
+}
+
+fn check_one_invocation(what: &str, o: &std::process::Output) {
+    let err = text(&o.stderr);
+    let code = o.status.code();
+    assert!(
+        matches!(code, Some(0..=3)),
+        "{what}: exit {code:?} (signal {:?}): {err}",
+        std::os::unix::process::ExitStatusExt::signal(&o.status)
+    );
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    if code == Some(2) {
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{what}: one line on a usage error: {err}"
+        );
+    }
+}
+
+/// Acceptance: random argument vectors and random profile files, for a bounded time (~20 s): never
+/// a panic, always exit 0/1/2/3, one line on a usage error. The seed is printed, and
+/// `TORTURE_FUZZ_SEED` replays a failure.
+#[test]
+fn fuzz_the_command_line_and_profile_files_never_panic() {
+    use rand::{Rng, RngExt, SeedableRng};
+    let seed: u64 = std::env::var("TORTURE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("fuzz seed {seed} (TORTURE_FUZZ_SEED={seed} replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = [
+        "-p",
+        "--profile",
+        "--profile-file",
+        "-w",
+        "-n",
+        "--iterations",
+        "--duration",
+        "--partition",
+        "--resume",
+        "--junit",
+        "-s",
+        "-j",
+        "-o",
+        "--dir",
+        "--kill-after",
+        "--kill-delay",
+        "--trial-timeout",
+        "--max-commits",
+        "--fail-on",
+        "--fault",
+        "--crash-at",
+        "--fault-commits",
+        "--sector-size",
+        "--lying-disk",
+        "--no-powersafe-overwrite",
+        "--crash-recovery",
+        "--engine",
+        "--key",
+        "--no-progress",
+        "--max-evidence",
+        "--",
+    ];
+    let values = [
+        "",
+        "0",
+        "1",
+        "-5",
+        "3",
+        "18446744073709551615",
+        "99999999999999999999",
+        "wal-full",
+        "all",
+        "*",
+        "wal-*",
+        "nope",
+        "inserts",
+        "bank",
+        "x",
+        "1..20",
+        "20..1",
+        "2ms..30ms",
+        "0us..300us",
+        "10s",
+        "0s",
+        "1/2",
+        "0/0",
+        "3/2",
+        "power-loss",
+        "sigkill",
+        "kill-at-op",
+        "io-error",
+        "disk-full",
+        "write:db:3",
+        "any",
+        "sync:wal",
+        "512",
+        "1000",
+        "violation",
+        "any",
+        "sqlcipher",
+        "/nonexistent",
+        "/dev/null",
+        ".",
+        "..",
+        "\u{1F4A5}",
+        "a b",
+        "'$(x)'",
+        "-",
+        "--",
+        "=",
+        "99999999999999h",
+        "1..18446744073709551615",
+        "all,wal-*",
+        "exec:x",
+        "pool",
+        "1ms..1ms",
+    ];
+    let subcommands = [
+        "",
+        "profiles",
+        "workloads",
+        "report",
+        "merge",
+        "replay",
+        "exec",
+        "scenario",
+        "scenario run",
+        "scenario list",
+        "help",
+    ];
+    let started = Instant::now();
+    let mut runs = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        let mut args: Vec<String> = Vec::new();
+        let sub = subcommands[rng.random_range(0..subcommands.len())];
+        args.extend(sub.split_whitespace().map(String::from));
+        for _ in 0..rng.random_range(0..6) {
+            match rng.random_range(0..4) {
+                0 => args.push(values[rng.random_range(0..values.len())].to_string()),
+                1 => {
+                    let mut bytes = vec![0u8; rng.random_range(0..12)];
+                    rng.fill_bytes(&mut bytes);
+                    args.push(String::from_utf8_lossy(&bytes).replace('\0', ""));
+                }
+                _ => {
+                    args.push(flags[rng.random_range(0..flags.len())].to_string());
+                    args.push(values[rng.random_range(0..values.len())].to_string());
+                }
+            }
+        }
+        // Keep accidental real runs short; they still count (bounded by the time limit).
+        if sub.is_empty() && rng.random_bool(0.5) {
+            args.extend(["-n".into(), "2".into(), "-j".into(), "1".into()]);
+        }
+        if let Some(o) = run_bounded(tmp.path(), &args, Duration::from_secs(4)) {
+            check_one_invocation(&format!("{args:?}"), &o);
+        }
+        runs += 1;
+    }
+    // Profile files: random TOML over the real keys, values of every type, some garbage.
+    let keys = [
+        "name",
+        "base",
+        "journal_mode",
+        "synchronous",
+        "connections",
+        "processes",
+        "busy_timeout_ms",
+        "wal_autocheckpoint",
+        "cache_size",
+        "page_size",
+        "locking_mode",
+        "mmap_size",
+        "bogus",
+    ];
+    let toml_values = [
+        "\"wal\"",
+        "\"x\"",
+        "\"wal-full\"",
+        "1",
+        "0",
+        "-1",
+        "4096",
+        "1000",
+        "65536",
+        "99999999999999999999",
+        "true",
+        "[]",
+        "{}",
+        "1.5",
+        "\"\"",
+        "\"exclusive\"",
+        "\"delete-full\"",
+        "\"off\"",
+    ];
+    let file = tmp.path().join("fuzz.toml");
+    while started.elapsed() < Duration::from_secs(20) {
+        let mut t = String::new();
+        for _ in 0..rng.random_range(0..4) {
+            t.push_str(if rng.random_bool(0.9) {
+                "[[profile]]\n"
+            } else {
+                "[profile]\n"
+            });
+            for _ in 0..rng.random_range(0..6) {
+                let k = keys[rng.random_range(0..keys.len())];
+                let v = toml_values[rng.random_range(0..toml_values.len())];
+                t.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        if rng.random_bool(0.1) {
+            let cut = rng.random_range(0..=t.len());
+            t.truncate(t.floor_char_boundary(cut));
+        }
+        std::fs::write(&file, &t).unwrap();
+        let args: Vec<String> = vec![
+            "profiles".into(),
+            "--profile-file".into(),
+            file.to_str().unwrap().into(),
+        ];
+        let o = run_bounded(tmp.path(), &args, Duration::from_secs(4)).expect("profiles is quick");
+        check_one_invocation(&t, &o);
+        runs += 1;
+    }
+    assert!(runs > 20, "only {runs} invocations in 20 s");
+}

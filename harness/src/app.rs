@@ -345,6 +345,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
+    let mut calibration_held = None;
     if exec.kill_window.is_none() {
         let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
@@ -364,6 +365,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 if let Some(line) = c.finding_line() {
                     eprintln!("torture: {line}");
                 }
+                calibration_held = c.held.clone();
                 exec = exec.with_calibration(&c);
             }
             Err(e) => return usage_error(&e),
@@ -376,7 +378,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     opts.spec.exec = Some(exec);
     let out_dir = opts.out_dir.clone();
     let code = crate::run::run_validated(opts);
-    crate::writers::program::after_run(&out_dir, code)
+    crate::writers::program::after_run(&out_dir, calibration_held.as_deref(), code)
 }
 
 /// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary

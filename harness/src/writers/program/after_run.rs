@@ -24,7 +24,16 @@ const NOT_CREATED: [&str; 2] = [
 ///   nothing, and the fix is the user's — the program or how it is run — not the lab's (3) nor
 ///   SQLite's (1);
 /// - 1 when the calibration run's own kill found a violation and the trials did not.
-pub fn after_run(out_dir: &Path, code: i32) -> i32 {
+pub fn after_run(out_dir: &Path, calibration_held: Option<&Path>, code: i32) -> i32 {
+    if let Some(held) = calibration_held {
+        if let Err(e) = super::calibrate::move_dir(held, &out_dir.join("calibration")) {
+            eprintln!(
+                "torture: could not move the calibration's files from {} to {}: {e}",
+                held.display(),
+                out_dir.join("calibration").display()
+            );
+        }
+    }
     let Ok(rows) = crate::output::trials_csv::read(&out_dir.join("trials.csv")) else {
         return code;
     };

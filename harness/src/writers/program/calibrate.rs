@@ -34,8 +34,10 @@ pub struct Calibration {
     /// was a crash like any trial's, and `finding` is what the check found.
     pub exited: bool,
     pub finding: Option<TrialRecord>,
-    /// Where the calibration's files are kept when its check did not find the database intact.
+    /// Where the calibration's files are kept when its check did not find the database intact
+    /// (`OUT/calibration`), and where they wait until the run made OUT (`after_run` moves them).
     pub evidence: PathBuf,
+    pub held: Option<PathBuf>,
 }
 
 impl Calibration {
@@ -133,8 +135,17 @@ pub fn calibrate_report(
     run: &RunOptions,
 ) -> Result<Calibration, String> {
     let started = Instant::now();
+    // The run refuses an --out that is not empty when it starts, so the calibration's files wait
+    // in the work folder and move to OUT/calibration after the run (`after_run`); when the run is
+    // refused here, they move there at once.
     let evidence = run.out_dir.join("calibration");
-    let _ = std::fs::remove_dir_all(&evidence);
+    let held = run.work_base.join(format!(
+        "torture-calibration-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
     let t = Trial {
         run,
         exec: opts,
@@ -143,7 +154,7 @@ pub fn calibrate_report(
         dir: work_dir.join("exec-calibration"),
         close_fds: &[],
         window: (Duration::ZERO, Duration::ZERO),
-        evidence: Some(evidence.clone()),
+        evidence: Some(held.clone()),
     };
     let (db, stderr) = (t.db(), t.stderr());
     fresh_folder(&t.dir, &t.db_dir())?;
@@ -210,6 +221,12 @@ pub fn calibrate_report(
         ));
     }
     if exited && record.outcome != Outcome::Intact {
+        if let Err(e) = move_dir(&held, &evidence) {
+            return Err(format!(
+                "keeping the calibration's files in {}: {e}",
+                evidence.display()
+            ));
+        }
         return Err(format!(
             "the uninterrupted run of `{argv}` exited by itself and already fails the check ({}: {}); fix the program, --recovered-sql, --verify-sql or --verify-cmd (its files are in {})",
             record.outcome,
@@ -226,9 +243,27 @@ pub fn calibrate_report(
         writes,
         ran_for,
         exited,
+        held: held.is_dir().then_some(held),
         finding: (!exited).then_some(record),
         evidence,
     })
+}
+
+/// Moves folder `from` to `to` (a copy and a removal when they are on different file systems).
+pub(crate) fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)?.flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    std::fs::remove_dir_all(from)
 }
 
 /// The kill window over a span of activity from `first` to `last`.

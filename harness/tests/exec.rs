@@ -410,7 +410,8 @@ fn item4_labels_come_from_the_program_and_an_unknown_mode_is_said() {
 }
 
 /// Item 5. A program that never wrote — it exits at once, or prints garbage — must not look like
-/// 100% survival: exit 2 (the fix is the user's: the program or how it is run) and say so.
+/// 100% survival: say so and exit 3 (the run vouches for nothing, as when the program fails by
+/// itself; 2 stays "refused before anything ran, one line").
 #[test]
 fn item5_a_program_that_never_wrote_does_not_pass() {
     let tmp = tempfile::tempdir().unwrap();
@@ -420,7 +421,7 @@ fn item5_a_program_that_never_wrote_does_not_pass() {
         &out,
         &["/bin/sh".into(), "-c".into(), "echo starting".into()],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", say(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
     assert!(text(&o.stdout).contains("NOTHING TESTED"), "{}", say(&o));
     let out = tmp.path().join("garbage");
     let o = exec_prog(
@@ -439,7 +440,7 @@ fn item5_a_program_that_never_wrote_does_not_pass() {
             "while :; do echo garbage; sleep 0.01; done".into(),
         ],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", say(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
     assert!(text(&o.stdout).contains("NOTHING TESTED"), "{}", say(&o));
 }
 

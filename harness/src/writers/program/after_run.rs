@@ -19,10 +19,11 @@ const NOT_CREATED: [&str; 2] = [
 
 /// Prints what the run's own evidence says beyond the summary and returns the exit code: `code`
 /// (what the summary decided), or
-/// - 2 when `--recovered-sql` answered something that is not a commit number (bad input), or when
-///   no trial saw the program write anything (no `ack N` line, or no database): such a run tested
-///   nothing, and the fix is the user's — the program or how it is run — not the lab's (3) nor
-///   SQLite's (1);
+/// - 2 when `--recovered-sql` answered something that is not a commit number (bad input);
+/// - 3 when no trial saw the program write anything (no `ack N` line, or no database): such a run
+///   tested nothing and vouches for nothing, like a program that fails by itself (`worker-error`,
+///   also 3); never 0, never SQLite's 1, and not 2, which says "refused before anything ran, one
+///   line";
 /// - 1 when the calibration run's own kill found a violation and the trials did not.
 pub fn after_run(out_dir: &Path, calibration_held: Option<&Path>, code: i32) -> i32 {
     if let Some(held) = calibration_held {
@@ -114,7 +115,7 @@ pub(crate) fn judge_run(
             rows.len(),
             exec.command.join(" ")
         ));
-        code = exit_code::USAGE;
+        code = exit_code::LAB_ERROR;
     }
     (lines, code)
 }

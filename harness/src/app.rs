@@ -121,9 +121,8 @@ fn replay(failure: &std::path::Path) -> i32 {
     if std::fs::read_to_string(&note_path)
         .is_ok_and(|t| t.contains("\"kind\": \"exec\"") || t.contains("\"kind\":\"exec\""))
     {
-        return usage_error(
-            "replay: exec-mode trials cannot be replayed (a program's timing is its own); re-run with torture exec --seed",
-        );
+        // A program's timing is its own: an exec trial is re-checked on its saved files instead.
+        return crate::writers::program::recheck(failure);
     }
     let note: TrialNote = match std::fs::read_to_string(&note_path)
         .map_err(|e| e.to_string())
@@ -312,15 +311,27 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         }
     };
     if let Some(window) = &args.kill_after {
-        match crate::trial::kill_point::KillPolicy::parse(window, "0") {
+        match crate::trial::kill_point::KillPolicy::parse(window, &args.kill_delay) {
             Ok(crate::trial::kill_point::KillPolicy::AfterTime { window }) => {
                 exec.kill_window = Some(window)
             }
-            _ => {
-                return usage_error(&format!(
-                    "--kill-after {window}: exec mode kills at a time since the program's start; write it like 200ms..3s"
-                ))
+            Ok(crate::trial::kill_point::KillPolicy::AfterAcks { commits, delay }) => {
+                exec.kill_acks = Some(commits);
+                exec.kill_delay = delay;
+                exec.kill_window = Some((std::time::Duration::ZERO, delay.1));
             }
+            Err(e) => {
+                return usage_error(&format!("{e}; write it like 1..20 (commits) or 200ms..3s"))
+            }
+        }
+    }
+    exec.instances = args.instances;
+    exec.kill_one = args.kill == "one";
+    exec.keep_evidence = args.keep_evidence;
+    if let Some(d) = &args.calibrate_for {
+        match crate::trial::kill_point::parse_duration(d) {
+            Ok(d) => exec.calibrate_for = Some(d),
+            Err(e) => return usage_error(&format!("--calibrate-for: {e}")),
         }
     }
     if let Err(e) = exec
@@ -339,6 +350,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
+    let mut calibration_held = None;
     if exec.kill_window.is_none() {
         let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
@@ -352,9 +364,13 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Err(e) => return usage_error(&format!("cannot make a calibration folder: {e}")),
         };
         let _ = scheduler::claim(scratch.path());
-        match crate::writers::program::calibrate_report(&exec, scratch.path(), timeout) {
+        match crate::writers::program::calibrate_report(&exec, scratch.path(), timeout, &opts) {
             Ok(c) => {
                 eprintln!("torture: calibrated: {c}");
+                if let Some(line) = c.finding_line() {
+                    eprintln!("torture: {line}");
+                }
+                calibration_held = c.held.clone();
                 exec = exec.with_calibration(&c);
             }
             Err(e) => return usage_error(&e),
@@ -365,7 +381,9 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     }
     opts.spec.profiles[0].name = exec.profile_name();
     opts.spec.exec = Some(exec);
-    crate::run::run_validated(opts)
+    let out_dir = opts.out_dir.clone();
+    let code = crate::run::run_validated(opts);
+    crate::writers::program::after_run(&out_dir, calibration_held.as_deref(), code)
 }
 
 /// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary

@@ -278,6 +278,21 @@ pub struct ExecArgs {
     /// Python interpreter for the DuckDB or libSQL check.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// With --kill-after K1..K2 (commits): a delay drawn from this window after the K-th ack.
+    #[arg(long, default_value = "0us..300us")]
+    pub kill_delay: String,
+    /// Start N copies of the program on the one database (TORTURE_INSTANCE=0..N-1).
+    #[arg(long, default_value_t = 1)]
+    pub instances: u32,
+    /// With --instances: kill all of them at the kill point, or one (the others go on a while).
+    #[arg(long, default_value = "all", value_parser = ["all", "one"])]
+    pub kill: String,
+    /// Save every trial's files in OUT/evidence/<i> (failures still go to OUT/failures/<i>).
+    #[arg(long)]
+    pub keep_evidence: bool,
+    /// Calibrate on this long a run (or until the program exits) instead of until it showed enough.
+    #[arg(long)]
+    pub calibrate_for: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// The program and its arguments.

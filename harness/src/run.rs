@@ -207,8 +207,15 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     };
     let ran = summary.trials() - already;
     let rate = ran as f64 / end.elapsed.as_secs_f64().max(1e-9);
+    // A slow program runs a trial in seconds: never print "0 trials/s".
+    let rate = match rate {
+        r if r >= 10.0 => format!("{r:.0} trials/s"),
+        r if r >= 1.0 => format!("{r:.1} trials/s"),
+        r if r > 0.0 => format!("{:.1} s/trial", 1.0 / r),
+        _ => "no trials".to_string(),
+    };
     println!(
-        "\n{ran} trials in {:.1}s ({rate:.0} trials/s), seed {}",
+        "\n{ran} trials in {:.1}s ({rate}), seed {}",
         end.elapsed.as_secs_f64(),
         opts.seed
     );

@@ -26,6 +26,19 @@ TORTURE_JOURNAL_MODE, TORTURE_SYNCHRONOUS and TORTURE_KEY):
                        pages of a transaction before its COMMIT
   --start-delay S      sleep S seconds before opening the database, like a server that boots first
   --lie                acknowledge commit N *before* making it: a buggy program, the lab's positive control
+  --drop-every K       every K-th transaction is rolled back and acknowledged all the same (a program
+                       that swallows a failed COMMIT): lost commits that are not the newest, the
+                       positive control of a --recovered-sql that answers every surviving seq
+  --forever            never stop by itself (a server): --commits is ignored
+  --pace S             sleep S seconds after each commit (a slow program)
+  --quiet              print only `ack N` (no journal_mode / synchronous / sqlite_version lines)
+  --hang               after the last commit, open one more transaction, write a lot in it (with
+                       --cache-size 8 it spills to the file) and wait forever without committing:
+                       a server holding a long transaction; with --journal-mode off, any kill
+                       from then on leaves half of it in the file
+
+With several instances on one database (torture exec --instances N), instance I (TORTURE_INSTANCE)
+numbers its commits from I * 1000000000 + 1, so every instance's seq is its own.
   --driver D           sqlite3 (default) or libsql (`pip install libsql`: Turso's fork, SQLite 3.45.1)
   --key K              libsql only: encrypt the database with K (libSQL's encryption_key)
 """
@@ -75,12 +88,24 @@ def main(argv):
         "driver": "sqlite3",
         "key": os.environ.get("TORTURE_KEY", ""),
     }
-    lie = False
+    lie = forever = quiet = hang = False
+    drop_every = 0
+    pace = 0.0
     args = list(argv)
     while args:
         a = args.pop(0)
         if a == "--lie":
             lie = True
+        elif a == "--forever":
+            forever = True
+        elif a == "--quiet":
+            quiet = True
+        elif a == "--hang":
+            hang = True
+        elif a == "--drop-every":
+            drop_every = int(args.pop(0))
+        elif a == "--pace":
+            pace = float(args.pop(0))
         elif a.startswith("--") and a[2:] in opts:
             opts[a[2:]] = args.pop(0)
         elif not a.startswith("--"):
@@ -97,17 +122,30 @@ def main(argv):
 
     time.sleep(float(opts["start-delay"]))
     con, version = connect(db, opts["driver"], opts["key"])
-    mode = con.execute(f"PRAGMA journal_mode={opts['journal-mode']}").fetchone()[0]
+    # Several instances opening a new database at once: the switch to WAL can answer "database is
+    # locked" at once, without the busy timeout (seed 003's concurrent WAL initialisation): retry.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            mode = con.execute(f"PRAGMA journal_mode={opts['journal-mode']}").fetchone()[0]
+            break
+        except Exception as e:  # sqlite3.OperationalError, libsql's ValueError
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     con.execute(f"PRAGMA synchronous={opts['synchronous']}")
     sync = con.execute("PRAGMA synchronous").fetchone()[0]
     if opts["cache-size"] is not None:
         con.execute(f"PRAGMA cache_size={int(opts['cache-size'])}")
-    print(f"sqlite_version {version}", flush=True)
-    print(f"journal_mode {mode}", flush=True)
-    print(f"synchronous {['off', 'normal', 'full', 'extra'][sync]}", flush=True)
+    if not quiet:
+        print(f"sqlite_version {version}", flush=True)
+        print(f"journal_mode {mode}", flush=True)
+        print(f"synchronous {['off', 'normal', 'full', 'extra'][sync]}", flush=True)
+    # BEGIN IMMEDIATE: with several instances, a deferred transaction that read first could not
+    # take the write lock later (SQLITE_BUSY without waiting).
     con.executescript(
         """
-        BEGIN;
+        BEGIN IMMEDIATE;
         CREATE TABLE IF NOT EXISTS t(seq INTEGER PRIMARY KEY, rows INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS item(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB);
         CREATE INDEX IF NOT EXISTS item_seq ON item(seq);
@@ -121,12 +159,18 @@ def main(argv):
         """
     )
     # A database the lab seeded (--seed-db) already holds commits: carry on after them.
-    start = con.execute("SELECT coalesce(max(seq), 0) FROM t").fetchone()[0] + 1
-    for seq in range(start, start + commits):
+    base = int(os.environ.get("TORTURE_INSTANCE") or 0) * 1_000_000_000
+    start = con.execute(
+        "SELECT coalesce(max(seq), ?) FROM t WHERE seq BETWEEN ? AND ?",
+        (base, base, base + 999_999_999),
+    ).fetchone()[0] + 1
+    seq = start - 1
+    while forever or seq < start + commits - 1:
+        seq += 1
         n = rng.randint(*rows)
         if lie:
             print(f"ack {seq}", flush=True)
-        con.execute("BEGIN")
+        con.execute("BEGIN IMMEDIATE")
         con.executemany(
             "INSERT INTO item(seq, payload) VALUES (?, ?)",
             [(seq, rng.randbytes(rng.randint(*payload))) for _ in range(n)],
@@ -137,9 +181,23 @@ def main(argv):
             src, dst, amount = rng.randint(1, 1000), rng.randint(1, 1000), rng.randint(1, 50)
             con.execute("UPDATE account SET balance = balance - ? WHERE id = ?", (amount, src))
             con.execute("UPDATE account SET balance = balance + ? WHERE id = ?", (amount, dst))
-        con.execute("COMMIT")
+        con.execute("ROLLBACK" if drop_every and seq % drop_every == 0 else "COMMIT")
         if not lie:
             print(f"ack {seq}", flush=True)
+        if pace:
+            time.sleep(pace)
+    if hang:
+        con.execute("BEGIN IMMEDIATE")
+        con.executemany(
+            "INSERT INTO item(seq, payload) VALUES (?, ?)",
+            [(seq, rng.randbytes(2000)) for _ in range(300)],
+        )
+        for _ in range(300):
+            src, dst = rng.randint(1, 1000), rng.randint(1, 1000)
+            con.execute("UPDATE account SET balance = balance - 7 WHERE id = ?", (src,))
+            con.execute("UPDATE account SET balance = balance + 7 WHERE id = ?", (dst,))
+        while True:
+            time.sleep(3600)
     con.close()
 
 

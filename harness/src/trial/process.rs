@@ -245,7 +245,13 @@ mod tests {
     fn a_forked_child_exits_with_its_body_code_and_a_panic_is_caught() {
         let pid = fork_child(&[], || 7).unwrap();
         assert_eq!(reap(pid), Some(Exit::Failed(7)));
-        let pid = fork_child(&[], || panic!("in the child")).unwrap();
+        // The test binary is multi-threaded: a panic message printed in the child could wait forever
+        // for a stderr lock another thread held at the fork. The child panics silently.
+        let pid = fork_child(&[], || {
+            std::panic::set_hook(Box::new(|_| {}));
+            panic!("in the child")
+        })
+        .unwrap();
         assert_eq!(reap(pid), Some(Exit::Panicked));
     }
 
@@ -256,6 +262,7 @@ mod tests {
     fn reaping_a_group_waits_for_grandchildren() {
         // In a child of its own: a subreaper test process would collect every other test's orphans.
         let pid = fork_child(&[], || {
+            std::panic::set_hook(Box::new(|_| {}));
             let ok = std::panic::catch_unwind(group_is_reaped_to_the_last_grandchild).is_ok();
             i32::from(!ok)
         })

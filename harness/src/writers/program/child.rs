@@ -2,7 +2,6 @@
 //! read its `ack N` lines as they come, SIGKILL the whole group at the kill time (or wait for it to
 //! end, when calibrating), and reap it.
 
-use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -12,11 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{killpg, Signal};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
-use crate::trial::process::die_with_parent;
+use crate::trial::process;
 
 /// Everything needed to start the program for one trial (or the calibration run).
 pub(crate) struct Launch<'a> {
@@ -27,12 +25,28 @@ pub(crate) struct Launch<'a> {
     /// `TORTURE_SEED` and `TORTURE_TRIAL`, so a program can vary what it writes per trial.
     pub seed: u64,
     pub trial: String,
-    /// Where the program's stderr goes.
+    /// Where the program's stderr goes (every instance appends to it).
     pub stderr: &'a Path,
     /// Descriptors of the lab the program must not inherit (the slot's pipes to the parent).
     pub close_fds: &'a [RawFd],
     /// `--key`: the program gets it as `TORTURE_KEY`.
     pub key: Option<&'a str>,
+    /// `--instances`: copies of the program started together on the one database, each in its own
+    /// process group, told its number (0..N) in `TORTURE_INSTANCE`, with its own stdout.
+    pub instances: u32,
+    /// `--kill one`: at the kill time only this instance is killed; the others go on (see
+    /// [`KillOne`]) and are killed after.
+    pub kill_one: Option<KillOne>,
+}
+
+/// `--kill one`: which instance dies first, and how long the others may go on after it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KillOne {
+    pub victim: u32,
+    /// The survivors are killed once they acknowledged this many more commits…
+    pub more_acks: u64,
+    /// …or this long after the victim's kill, whichever comes first.
+    pub linger: Duration,
 }
 
 /// When the lab stops the program.
@@ -45,8 +59,19 @@ pub(crate) enum Stop {
     /// program with no ack by `at` + max(3 × `anchor`, 1 s) — a start-up four times slower than
     /// calibrated — is killed then.
     Anchored { at: Duration, anchor: Duration },
-    /// Let it run to its end; SIGKILL it after `timeout` (calibration).
-    Exit { timeout: Duration },
+    /// SIGKILL `delay` after the `acks`-th `ack N` line arrived (over every instance), as the core
+    /// kills after K acknowledged commits; a program that never gets there is killed at `cap`.
+    AfterAcks {
+        acks: u64,
+        delay: Duration,
+        cap: Duration,
+    },
+    /// Calibration: let it run until it exits, or `run_for` has passed when given; else until it
+    /// has shown enough ([`enough`]) or `timeout` — then SIGKILL it.
+    Calibrate {
+        timeout: Duration,
+        run_for: Option<Duration>,
+    },
 }
 
 /// How the program's life ended.
@@ -58,7 +83,7 @@ pub(crate) enum End {
     Exited(i32),
     /// It died of a signal that was not ours.
     Signaled(i32),
-    /// `Stop::Exit` ran out of time and the lab killed it.
+    /// `Stop::Calibrate` had seen enough (or ran out of time) and the lab killed it.
     TimedOut,
 }
 
@@ -68,12 +93,58 @@ pub(crate) struct Said {
     /// The highest N of an `ack N` line (0 when none).
     pub max_ack: u64,
     pub ack_lines: u64,
+    /// Every acknowledged N, in the order the lines came.
+    pub acks: Vec<u64>,
     /// Since the start: when the first and the last `ack` line arrived.
     pub first_ack: Option<Duration>,
     pub last_ack: Option<Duration>,
     pub journal_mode: Option<String>,
     pub synchronous: Option<String>,
     pub sqlite_version: Option<String>,
+}
+
+impl Said {
+    /// The counts and times of several instances' acks, without copying the acks themselves (the
+    /// loop that waits for the kill asks for it after every line).
+    pub fn summary<'a>(all: impl Iterator<Item = &'a Said>) -> Said {
+        let mut m = Said::default();
+        for s in all {
+            m.max_ack = m.max_ack.max(s.max_ack);
+            m.ack_lines += s.ack_lines;
+            m.first_ack = match (m.first_ack, s.first_ack) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            m.last_ack = m.last_ack.max(s.last_ack);
+        }
+        m
+    }
+
+    /// What several instances said, as one: every ack, the earliest first and latest last ack, the
+    /// first instance's labels that said any.
+    pub fn merged(all: &[Said]) -> Said {
+        let mut m = Said::default();
+        for s in all {
+            m.max_ack = m.max_ack.max(s.max_ack);
+            m.ack_lines += s.ack_lines;
+            m.acks.extend_from_slice(&s.acks);
+            m.first_ack = match (m.first_ack, s.first_ack) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            m.last_ack = m.last_ack.max(s.last_ack);
+            if m.journal_mode.is_none() {
+                m.journal_mode.clone_from(&s.journal_mode);
+            }
+            if m.synchronous.is_none() {
+                m.synchronous.clone_from(&s.synchronous);
+            }
+            if m.sqlite_version.is_none() {
+                m.sqlite_version.clone_from(&s.sqlite_version);
+            }
+        }
+        m
+    }
 }
 
 /// Splits the program's stdout into lines and keeps what the protocol says, plus a short tail of
@@ -135,6 +206,7 @@ impl LineParser {
             "ack" => {
                 if let Ok(n) = value.parse::<u64>() {
                     self.said.max_ack = self.said.max_ack.max(n);
+                    self.said.acks.push(n);
                     self.said.ack_lines += 1;
                     self.said.first_ack.get_or_insert(at);
                     self.said.last_ack = Some(at);
@@ -157,17 +229,28 @@ impl LineParser {
 /// One finished run of the program.
 #[derive(Debug)]
 pub(crate) struct Run {
+    /// What every instance said, as one.
     pub said: Said,
+    /// Each instance: what it said and how it ended (one entry without `--instances`).
+    pub instances: Vec<(Said, End)>,
+    /// How the run ended: a failure of any instance first, then the lab's kill, then a clean exit.
     pub end: End,
     /// From the start to the kill or the exit.
     pub ran_for: Duration,
     /// The command as executed, after `{db}` was substituted.
     pub argv: Vec<String>,
-    pub stdout_tail: Vec<u8>,
+    /// The last few KiB each instance printed.
+    pub stdout_tails: Vec<Vec<u8>>,
     /// When the database files were first and last seen to change (only when watched).
     pub writes: Option<(Duration, Duration)>,
     /// `Stop::Anchored` past the anchor: the program's own first ack the kill was counted from.
     pub anchored_on: Option<Duration>,
+    /// `Stop::AfterAcks`: when the K-th ack arrived (None: never, killed at the cap or exited).
+    pub kth_ack_at: Option<Duration>,
+    /// `--kill one`: what the survivors did after the victim's kill.
+    pub kill_one_note: Option<String>,
+    /// A process of the run still alive after the reaping gave up (uninterruptible sleep).
+    pub lingering: Option<String>,
 }
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
@@ -189,18 +272,16 @@ pub(crate) fn argv(command: &[String], shell: bool, db: &Path) -> Vec<String> {
     }
 }
 
-/// A command whose child asks to die with the lab, leads its own process group (so one `killpg`
-/// reaches everything it started that stayed in the group) and drops the lab's descriptors.
+/// A command that drops the lab's descriptors; start it with [`process::spawn_program`], which
+/// makes it lead its own process group (so one kill reaches everything it started that stayed in
+/// the group) and die with the lab.
 pub(crate) fn guarded(argv: &[String], close_fds: &[RawFd]) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).process_group(0);
-    let lab = nix::unistd::getpid();
+    cmd.args(&argv[1..]).stdin(Stdio::null());
     let fds = close_fds.to_vec();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (prctl, getppid, _exit, close); it allocates nothing.
+    // SAFETY: the closure runs between fork and exec and only calls close; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            die_with_parent(lab);
             for &fd in &fds {
                 libc::close(fd);
             }
@@ -210,136 +291,284 @@ pub(crate) fn guarded(argv: &[String], close_fds: &[RawFd]) -> Command {
     cmd
 }
 
-/// Starts the program, follows it until `stop`, kills its process group and reaps it. `watch`: a
-/// database whose files to watch for changes (calibration of programs that print no acks).
+/// One started instance.
+struct Proc {
+    child: Child,
+    group: Pid,
+    out: Option<ChildStdout>,
+    parser: LineParser,
+    status: Option<ExitStatus>,
+    /// The lab SIGKILLed its group while it still ran.
+    killed: bool,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            self.killed = true;
+        }
+        process::kill_group(self.group);
+    }
+}
+
+/// Starts the program (every instance), follows it until `stop`, kills every process group and
+/// waits until no process of them is left. `watch`: a database whose files to watch for changes
+/// (calibration of programs that print no acks).
 pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Result<Run, String> {
     let argv = argv(launch.command, launch.shell, launch.db);
-    let stderr = File::create(launch.stderr)
+    // Grandchildren whose parent dies (the sqlite3 shell of a killed pipeline) come back to us, so
+    // the lab can wait for them before it looks at the files.
+    process::become_subreaper();
+    let started = Instant::now();
+    let mut procs: Vec<Proc> = Vec::new();
+    for i in 0..launch.instances.max(1) {
+        match spawn(launch, &argv, i) {
+            Ok(p) => procs.push(p),
+            Err(e) => {
+                for p in &mut procs {
+                    p.kill();
+                }
+                finish_all(&mut procs);
+                return Err(e);
+            }
+        }
+    }
+    let mut watcher = watch.map(Watcher::new);
+    let mut kth_ack_at = None;
+    // `--kill one`: after the victim's kill, the survivors' deadline and the acks they stood at.
+    let mut lingering: Option<(Instant, u64)> = None;
+    let mut kill_one_note = None;
+    loop {
+        let now = Instant::now();
+        let said = Said::summary(procs.iter().map(|p| &p.parser.said));
+        if let Stop::AfterAcks { acks, .. } = stop {
+            if kth_ack_at.is_none() && said.ack_lines >= acks {
+                kth_ack_at = Some(started.elapsed());
+            }
+        }
+        let deadline = match lingering {
+            Some((until, _)) => until,
+            None => started + kill_time(stop, &said, kth_ack_at),
+        };
+        let enough = lingering.is_none()
+            && matches!(stop, Stop::Calibrate { run_for: None, .. })
+            && enough(&said, watcher.as_ref().and_then(Watcher::span));
+        let survivors_done = lingering.is_some_and(|(_, at)| {
+            launch
+                .kill_one
+                .is_some_and(|k| said.ack_lines >= at + k.more_acks)
+        });
+        if now >= deadline || enough || survivors_done {
+            match (lingering, launch.kill_one) {
+                (None, Some(k)) if procs.len() > 1 => {
+                    let v = (k.victim as usize).min(procs.len() - 1);
+                    procs[v].kill();
+                    lingering = Some((Instant::now() + k.linger, said.ack_lines));
+                    continue;
+                }
+                (Some((_, at)), Some(k)) => {
+                    kill_one_note = Some(format!(
+                        "instance {} killed first; the others then acknowledged {} more commit(s){}",
+                        k.victim,
+                        said.ack_lines - at,
+                        if survivors_done { "" } else { " before the lab stopped them" }
+                    ));
+                    break;
+                }
+                _ => break,
+            }
+        }
+        // Wake at least every 20 ms: a program may exit while a process it started still holds
+        // the pipe, and then no hang-up arrives.
+        let wait = (deadline.saturating_duration_since(now)).min(Duration::from_millis(20));
+        wait_readable(&procs, wait);
+        let at = started.elapsed();
+        for p in &mut procs {
+            if let Some(o) = &mut p.out {
+                if !drain(o, &mut p.parser, at) {
+                    p.out = None;
+                }
+            }
+        }
+        if let Some(w) = &mut watcher {
+            w.look(started.elapsed());
+        }
+        for p in &mut procs {
+            if p.status.is_none() {
+                match p.child.try_wait() {
+                    Ok(Some(status)) => p.status = Some(status),
+                    Ok(None) => {}
+                    Err(e) => {
+                        for p in &mut procs {
+                            p.kill();
+                        }
+                        finish_all(&mut procs);
+                        return Err(format!("waiting for the program: {e}"));
+                    }
+                }
+            }
+        }
+        if procs.iter().all(|p| p.status.is_some()) {
+            break;
+        }
+    }
+    let ran_for = started.elapsed();
+    // Always sweep every group: after the program's own exit, whatever it left running in the
+    // group must not write while the lab checks the database.
+    for p in &mut procs {
+        p.kill();
+    }
+    let leftover = finish_all(&mut procs);
+    if let Some(w) = &mut watcher {
+        w.look(ran_for);
+    }
+    let mut instances = Vec::new();
+    let mut tails = Vec::new();
+    for p in &mut procs {
+        // The pipe keeps what the program wrote before it died: those acks were printed after
+        // their commits returned, so they count. A process that left the group may still hold the
+        // pipe open, so read what is there without waiting for an end of file.
+        if let Some(o) = &mut p.out {
+            drain(o, &mut p.parser, ran_for);
+        }
+        p.parser.finish(ran_for);
+        let status = p.status.expect("every instance was reaped");
+        let ours = p.killed && status.signal() == Some(libc::SIGKILL);
+        let end = match (status.code(), status.signal()) {
+            _ if ours && matches!(stop, Stop::Calibrate { .. }) => End::TimedOut,
+            _ if ours => End::Killed,
+            (Some(code), _) => End::Exited(code),
+            (None, Some(sig)) => End::Signaled(sig),
+            (None, None) => End::Killed,
+        };
+        instances.push((p.parser.said.clone(), end));
+        tails.push(p.parser.tail().to_vec());
+    }
+    let ends: Vec<End> = instances.iter().map(|(_, e)| *e).collect();
+    let end = ends
+        .iter()
+        .find(|e| matches!(e, End::Exited(c) if *c != 0) || matches!(e, End::Signaled(_)))
+        .or_else(|| {
+            ends.iter()
+                .find(|e| matches!(e, End::Killed | End::TimedOut))
+        })
+        .copied()
+        .unwrap_or(End::Exited(0));
+    let said = Said::merged(&instances.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
+    let anchored_on = match stop {
+        Stop::Anchored { at, anchor } if at >= anchor => said.first_ack,
+        _ => None,
+    };
+    Ok(Run {
+        anchored_on,
+        said,
+        instances,
+        end,
+        ran_for,
+        argv,
+        stdout_tails: tails,
+        writes: watcher.and_then(|w| w.span()),
+        kth_ack_at,
+        kill_one_note,
+        lingering: leftover,
+    })
+}
+
+/// Starts instance `i`.
+fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(launch.stderr)
         .map_err(|e| format!("creating {}: {e}", launch.stderr.display()))?;
-    let mut cmd = guarded(&argv, launch.close_fds);
+    let mut cmd = guarded(argv, launch.close_fds);
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
         .env("TORTURE_DB", launch.db)
         .env("TORTURE_SEED", launch.seed.to_string())
-        .env("TORTURE_TRIAL", &launch.trial);
+        .env("TORTURE_TRIAL", &launch.trial)
+        .env("TORTURE_INSTANCE", i.to_string());
     // Only the run's own --key: a TORTURE_KEY inherited from the user's shell would encrypt with
     // a key run.json never recorded.
     match launch.key {
         Some(key) => cmd.env("TORTURE_KEY", key),
         None => cmd.env_remove("TORTURE_KEY"),
     };
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
+    let mut child =
+        process::spawn_program(&mut cmd).map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
     let group = Pid::from_raw(child.id() as i32);
-    let mut out = child.stdout.take();
+    let out = child.stdout.take();
     if let Some(o) = &out {
         set_nonblocking(o);
     }
-    let mut parser = LineParser::default();
-    let mut watcher = watch.map(Watcher::new);
-    let mut exited: Option<ExitStatus> = None;
-    loop {
-        let now = Instant::now();
-        let deadline = started + kill_time(stop, parser.said.first_ack);
-        if now >= deadline {
-            break;
-        }
-        // Wake at least every 20 ms: a program may exit while a process it started still holds
-        // the pipe, and then no hang-up arrives.
-        let wait = (deadline - now).min(Duration::from_millis(20));
-        match &out {
-            Some(o) => wait_readable(o, wait),
-            None => std::thread::sleep(wait),
-        }
-        if let Some(o) = &mut out {
-            if !drain(o, &mut parser, started.elapsed()) {
-                out = None;
-            }
-        }
-        if let Some(w) = &mut watcher {
-            w.look(started.elapsed());
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                exited = Some(status);
-                break;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                kill_group(group);
-                let _ = child.wait();
-                return Err(format!("waiting for the program: {e}"));
-            }
-        }
-    }
-    let ran_for = started.elapsed();
-    // Always sweep the group: after the program's own exit, whatever it left running in the group
-    // must not write while the lab checks the database.
-    kill_group(group);
-    let status = match exited {
-        Some(s) => s,
-        None => reap(&mut child)?,
-    };
-    // The pipe keeps what the program wrote before it died: those acks were printed after their
-    // commits returned, so they count. A process that left the group may still hold the pipe open,
-    // so read what is there without waiting for an end of file.
-    if let Some(o) = &mut out {
-        drain(o, &mut parser, ran_for);
-    }
-    parser.finish(ran_for);
-    if let Some(w) = &mut watcher {
-        w.look(ran_for);
-    }
-    let ours = exited.is_none() && status.signal() == Some(libc::SIGKILL);
-    let end = match (status.code(), status.signal()) {
-        _ if ours && matches!(stop, Stop::Exit { .. }) => End::TimedOut,
-        _ if ours => End::Killed,
-        (Some(code), _) => End::Exited(code),
-        (None, Some(sig)) => End::Signaled(sig),
-        (None, None) => End::Killed,
-    };
-    let anchored_on = match stop {
-        Stop::Anchored { at, anchor } if at >= anchor => parser.said.first_ack,
-        _ => None,
-    };
-    Ok(Run {
-        anchored_on,
-        said: parser.said.clone(),
-        end,
-        ran_for,
-        argv,
-        stdout_tail: parser.tail().to_vec(),
-        writes: watcher.and_then(|w| w.span()),
+    Ok(Proc {
+        child,
+        group,
+        out,
+        parser: LineParser::default(),
+        status: None,
+        killed: false,
     })
 }
 
-/// When to stop, since the start, given the first ack seen so far.
-fn kill_time(stop: Stop, first_ack: Option<Duration>) -> Duration {
+/// Reaps every instance's leader, then waits until no process of their groups is left (the
+/// grandchildren come back to us as their subreaper). Says which group still lived when the lab
+/// gave up.
+fn finish_all(procs: &mut [Proc]) -> Option<String> {
+    let mut left = Vec::new();
+    for p in procs.iter_mut() {
+        if p.status.is_none() {
+            p.status = Some(loop {
+                match p.child.wait() {
+                    Ok(s) => break s,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // Not ours any more: count it as killed.
+                    Err(_) => break ExitStatus::from_raw(libc::SIGKILL),
+                }
+            });
+        }
+        if !process::reap_group(p.group, Instant::now() + REAP_PATIENCE) {
+            left.push(p.group.to_string());
+        }
+    }
+    (!left.is_empty()).then(|| {
+        format!(
+            "process group(s) {} still had a live process {:?} after the kill",
+            left.join(", "),
+            REAP_PATIENCE
+        )
+    })
+}
+
+/// How long the lab waits for the last process of a killed group to be gone.
+const REAP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// When to stop, since the start, given what was said so far.
+fn kill_time(stop: Stop, said: &Said, kth_ack_at: Option<Duration>) -> Duration {
     match stop {
         Stop::At(t) => t,
-        Stop::Exit { timeout } => timeout,
+        Stop::Calibrate { timeout, run_for } => run_for.unwrap_or(timeout),
+        Stop::AfterAcks { delay, cap, .. } => kth_ack_at.map_or(cap, |k| (k + delay).min(cap)),
         Stop::Anchored { at, anchor } if at < anchor => at,
-        Stop::Anchored { at, anchor } => match first_ack {
+        Stop::Anchored { at, anchor } => match said.first_ack {
             Some(first) => first + (at - anchor),
             None => at + (anchor * 3).max(Duration::from_secs(1)),
         },
     }
 }
 
-fn kill_group(group: Pid) {
-    // ESRCH: the group is already empty, which is fine.
-    let _ = killpg(group, Signal::SIGKILL);
-}
+/// Acks seen before a calibration has seen enough, and for how long past the first one: at least
+/// as long as the program took to get there, and a second.
+pub(crate) const ENOUGH_ACKS: u64 = 100;
 
-fn reap(child: &mut Child) -> Result<ExitStatus, String> {
-    loop {
-        match child.wait() {
-            Ok(s) => return Ok(s),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reaping the program: {e}")),
-        }
+/// Whether a calibration run has shown enough of its writing to stop it: `ENOUGH_ACKS` acks over a
+/// span at least as long as its start-up (and a second); for a program that prints no acks, its
+/// database changing over such a span.
+fn enough(said: &Said, writes: Option<(Duration, Duration)>) -> bool {
+    let long = |first: Duration, last: Duration| last - first >= first.max(Duration::from_secs(1));
+    match (said.first_ack, said.last_ack) {
+        (Some(a), Some(b)) => said.ack_lines >= ENOUGH_ACKS && long(a, b),
+        _ => writes.is_some_and(|(a, b)| long(a, b)),
     }
 }
 
@@ -352,8 +581,16 @@ fn set_nonblocking(o: &ChildStdout) {
 
 /// Waits until the pipe is readable or `wait` has passed, with microsecond resolution (the kill time
 /// is drawn in microseconds).
-fn wait_readable(o: &ChildStdout, wait: Duration) {
-    let mut fds = [PollFd::new(o.as_fd(), PollFlags::POLLIN)];
+fn wait_readable(procs: &[Proc], wait: Duration) {
+    let mut fds: Vec<PollFd<'_>> = procs
+        .iter()
+        .filter_map(|p| p.out.as_ref())
+        .map(|o| PollFd::new(o.as_fd(), PollFlags::POLLIN))
+        .collect();
+    if fds.is_empty() {
+        std::thread::sleep(wait);
+        return;
+    }
     let _ = nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None);
 }
 
@@ -417,188 +654,5 @@ fn stamp(f: &Path) -> Option<(u64, SystemTime)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn acks_are_the_highest_n_of_complete_lines_only() {
-        let mut p = LineParser::default();
-        let t = Duration::from_millis(1);
-        p.feed(b"starting up\nack 1\nack 3\r\nack", t);
-        p.feed(b" 2\nack two\nack 4 5\njournal_mode WAL\nack 12", t * 2);
-        assert_eq!(
-            p.said.max_ack, 3,
-            "`ack 12` is not finished while the program lives"
-        );
-        assert_eq!(p.said.ack_lines, 3);
-        assert_eq!(p.said.first_ack, Some(t));
-        assert_eq!(p.said.last_ack, Some(t * 2));
-        assert_eq!(p.said.journal_mode.as_deref(), Some("wal"));
-        p.finish(t * 3);
-        assert_eq!(
-            p.said.max_ack, 12,
-            "killed between `ack 12` and its newline"
-        );
-        let mut p = LineParser::default();
-        p.feed(&vec![b'x'; MAX_LINE * 3], t);
-        p.feed(b"ack 99\nack 7\n", t);
-        assert_eq!(
-            p.said.max_ack, 7,
-            "the end of an overlong line is not a protocol line"
-        );
-    }
-
-    #[test]
-    fn db_is_substituted_in_every_argument_and_shell_mode_joins_them() {
-        let db = Path::new("/w/slot-0/exec-3/db/trial.db");
-        let cmd: Vec<String> = ["./app", "--db={db}", "{db}", "x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            argv(&cmd, false, db),
-            [
-                "./app",
-                "--db=/w/slot-0/exec-3/db/trial.db",
-                "/w/slot-0/exec-3/db/trial.db",
-                "x"
-            ]
-        );
-        let sh = argv(&["app {db} | tee log".to_string()], true, db);
-        assert_eq!(
-            sh,
-            [
-                "/bin/sh",
-                "-c",
-                "app /w/slot-0/exec-3/db/trial.db | tee log"
-            ]
-        );
-        let odd = Path::new("/w/a$(touch x)'b/trial.db");
-        let sh = argv(&["app {db}".to_string()], true, odd);
-        assert_eq!(sh[2], "app '/w/a$(touch x)'\\''b/trial.db'");
-    }
-
-    #[test]
-    fn anchored_kills_follow_the_programs_own_first_ack() {
-        let ms = Duration::from_millis;
-        let stop = Stop::Anchored {
-            at: ms(700),
-            anchor: ms(500),
-        };
-        assert_eq!(kill_time(stop, Some(ms(900))), ms(1100), "a slow start");
-        assert_eq!(kill_time(stop, Some(ms(300))), ms(500), "a fast start");
-        assert_eq!(
-            kill_time(stop, None),
-            ms(2200),
-            "no ack yet: wait three more start-ups"
-        );
-        let early = Stop::Anchored {
-            at: ms(450),
-            anchor: ms(500),
-        };
-        assert_eq!(
-            kill_time(early, Some(ms(100))),
-            ms(450),
-            "the lead-in is a time"
-        );
-    }
-
-    fn launch<'a>(cmd: &'a [String], db: &'a Path, err: &'a Path) -> Launch<'a> {
-        Launch {
-            command: cmd,
-            shell: false,
-            db,
-            seed: 42,
-            trial: "7".into(),
-            stderr: err,
-            close_fds: &[],
-            key: None,
-        }
-    }
-
-    #[test]
-    fn the_program_gets_the_path_as_db_and_as_torture_db() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("trial.db");
-        let err = d.path().join("stderr.txt");
-        let cmd: Vec<String> = [
-            "/bin/sh",
-            "-c",
-            r#"printf '%s\n%s\n%s\n%s\n' "$1" "$2" "$TORTURE_DB" "$TORTURE_SEED" > "$TORTURE_DB.seen"; echo ack 1; echo oops >&2"#,
-            "sh",
-            "{db}",
-            "--db={db}",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let run = run(
-            &launch(&cmd, &db, &err),
-            Stop::Exit {
-                timeout: Duration::from_secs(10),
-            },
-            None,
-        )
-        .unwrap();
-        assert_eq!(run.end, End::Exited(0));
-        assert_eq!(run.said.max_ack, 1);
-        let seen = std::fs::read_to_string(d.path().join("trial.db.seen")).unwrap();
-        let p = db.display();
-        assert_eq!(seen, format!("{p}\n--db={p}\n{p}\n42\n"));
-        assert_eq!(std::fs::read_to_string(&err).unwrap(), "oops\n");
-    }
-
-    #[test]
-    fn the_whole_group_dies_at_the_kill_time_and_acks_in_the_pipe_count() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("trial.db");
-        let err = d.path().join("stderr.txt");
-        // A child of the program in the same group keeps writing acks; it must die too.
-        let cmd: Vec<String> = [
-            "/bin/sh",
-            "-c",
-            "(i=0; while true; do i=$((i+1)); echo ack $i; sleep 0.005; done) & echo $! > \"$TORTURE_DB.pid\"; wait",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let t0 = Instant::now();
-        let run = run(
-            &launch(&cmd, &db, &err),
-            Stop::At(Duration::from_millis(200)),
-            None,
-        )
-        .unwrap();
-        assert!(t0.elapsed() < Duration::from_secs(2));
-        assert_eq!(run.end, End::Killed);
-        assert!(run.said.max_ack >= 3, "{:?}", run.said);
-        let pid: i32 = std::fs::read_to_string(d.path().join("trial.db.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        // The grandchild was in the group: it is dead (a zombie at most, re-parented to init).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let alive = state
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| !s.trim_start().starts_with('Z'));
-        assert!(!alive, "grandchild {pid} still running: {state}");
-    }
-
-    #[test]
-    fn a_program_that_cannot_start_is_an_error_not_a_hang() {
-        let d = tempfile::tempdir().unwrap();
-        let db = d.path().join("trial.db");
-        let err = d.path().join("stderr.txt");
-        let cmd = vec!["/nonexistent/program".to_string()];
-        let e = run(
-            &launch(&cmd, &db, &err),
-            Stop::At(Duration::from_millis(10)),
-            None,
-        )
-        .unwrap_err();
-        assert!(e.contains("cannot start"), "{e}");
-    }
-}
+#[path = "child_tests.rs"]
+mod tests;

@@ -23,9 +23,11 @@
 //! after the kill; `calibrate.rs` derives the default kill window from an uninterrupted run;
 //! `trial.rs` is one trial and its evidence.
 
+mod after_run;
 mod calibrate;
 mod check;
 mod child;
+mod evidence;
 mod trial;
 
 use std::path::{Path, PathBuf};
@@ -33,9 +35,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use after_run::after_run;
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
-pub use trial::{run_trial, ExecTrialNote};
+pub use evidence::{recheck, recheck_folder, ExecTrialNote, Recheck};
+pub use trial::run_trial;
 
 /// The database engine the program writes: decides how the lab checks the database after a kill.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,6 +81,37 @@ impl Engine {
         Self::ALL
             .into_iter()
             .find(|e| e.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Whether `path` starts like a database of this engine: SQLite's magic string (or libSQL's
+    /// encrypted layout), DuckDB's `DUCK` at offset 8. Err: what it is instead.
+    pub fn is_database_file(self, path: &Path) -> Result<(), String> {
+        use std::io::Read;
+        let mut h = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(100).read_to_end(&mut h))
+            .map_err(|e| format!("cannot read it ({e})"))?;
+        if h.is_empty() {
+            // SQLite and libSQL treat an empty file as an empty database.
+            return match self {
+                Engine::Duckdb => Err("an empty file is not a DuckDB database".into()),
+                _ => Ok(()),
+            };
+        }
+        let ok = match self {
+            Engine::Sqlite => h.starts_with(b"SQLite format 3\0"),
+            Engine::Libsql => h.starts_with(b"SQLite format 3\0") || check::encrypted_header(&h),
+            Engine::Duckdb => h.len() >= 12 && &h[8..12] == b"DUCK",
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "not a {} database (its first bytes are not a {} header)",
+                self.as_str(),
+                self.as_str()
+            ))
+        }
     }
 }
 
@@ -214,6 +249,34 @@ pub struct ExecOptions {
     /// judged `expected` (SQLite documents that deleting a hot journal or WAL corrupts).
     #[serde(default)]
     pub after_kill: Option<AfterKill>,
+    /// `--kill-after K1..K2` in commits: kill after K acknowledged commits (the `ack N` lines of
+    /// every instance counted together), K drawn from the window, then `kill_delay`; instead of a
+    /// time. The core's kill point, for programs.
+    #[serde(default)]
+    pub kill_acks: Option<(u64, u64)>,
+    /// `--kill-delay`: with `kill_acks`, a delay drawn from this window after the K-th ack.
+    #[serde(default)]
+    pub kill_delay: (Duration, Duration),
+    /// `--instances N`: copies of the program on the one database, each told its number in
+    /// `TORTURE_INSTANCE`; their acks are kept apart and every instance's are checked.
+    #[serde(default = "one_instance")]
+    pub instances: u32,
+    /// `--kill one`: at the kill point only one instance (drawn from the seed) dies; the others go
+    /// on for a while (up to 20 more acks or a second), then the lab kills them too.
+    #[serde(default)]
+    pub kill_one: bool,
+    /// `--keep-evidence`: save every trial's files, not only a failed one's, so each verdict can be
+    /// re-checked (`torture replay OUT/failures/<i>`; the folder is `OUT/evidence/<i>` then).
+    #[serde(default)]
+    pub keep_evidence: bool,
+    /// `--calibrate-for`: the calibration run lasts this long (or until the program exits), instead
+    /// of stopping once it has seen enough.
+    #[serde(default)]
+    pub calibrate_for: Option<Duration>,
+}
+
+fn one_instance() -> u32 {
+    1
 }
 
 fn default_python() -> String {
@@ -243,6 +306,12 @@ impl ExecOptions {
             python: default_python(),
             key: None,
             after_kill: None,
+            kill_acks: None,
+            kill_delay: (Duration::ZERO, Duration::ZERO),
+            instances: 1,
+            kill_one: false,
+            keep_evidence: false,
+            calibrate_for: None,
         }
     }
 
@@ -260,6 +329,31 @@ impl ExecOptions {
                     "--seed-db {}: not a file; give an existing database to start every trial from",
                     seed.display()
                 ));
+            }
+            if let Err(why) = self.engine.is_database_file(seed) {
+                return Err(format!(
+                    "--seed-db {}: {why}; give a database made by the program (or drop --seed-db)",
+                    seed.display()
+                ));
+            }
+        }
+        if self.instances == 0 {
+            return Err(
+                "--instances 0: give the number of copies of the program to run, 1 or more".into(),
+            );
+        }
+        if self.kill_one && self.instances < 2 {
+            return Err(format!(
+                "--kill one needs other instances to go on: add --instances 2 (or more), or use --kill all (now --instances {})",
+                self.instances
+            ));
+        }
+        if let Some((lo, hi)) = self.kill_acks {
+            if lo > hi || lo == 0 {
+                return Err(
+                    "--kill-after: the commit window is empty or starts at 0; write it like 1..20"
+                        .into(),
+                );
             }
         }
         for (flag, sql) in [

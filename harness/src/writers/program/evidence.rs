@@ -1,0 +1,276 @@
+//! What an exec trial leaves behind and how it is re-checked: the database files as the program
+//! left them, its stderr and stdout tail, and `trial.json` (the row, the options, every acknowledged
+//! commit per instance). `torture replay FOLDER` runs the trial's check again on a copy of those
+//! files ([`recheck`]) and says whether it reaches the verdict the run recorded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::check::{self, CheckEnv};
+use super::child;
+use super::{Engine, ExecOptions};
+use crate::exit_code;
+use crate::trial::evidence::with_suffix;
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::verdict::{self, Fault};
+
+/// What `trial.json` holds for an exec trial (in `OUT/failures/<i>/`, `OUT/evidence/<i>/` or
+/// `OUT/calibration/`). `reproduce` says how to run the program by hand on the same path and seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecTrialNote {
+    /// Always `exec`: tells this note from the core's.
+    pub kind: String,
+    pub record: TrialRecord,
+    pub master_seed: u64,
+    pub exec: ExecOptions,
+    /// The kill window the trial's time was drawn from, in microseconds.
+    pub kill_window_us: (u64, u64),
+    /// The command as it ran, `{db}` substituted.
+    pub argv: Vec<String>,
+    pub command_line: String,
+    pub reproduce: String,
+    /// Every acknowledged commit number, per instance, in the order the lines came.
+    #[serde(default)]
+    pub acks: Vec<Vec<u64>>,
+}
+
+/// The database folder as the program left it. SQLite's check changes only `-shm` and a hot
+/// journal with its database, so only those are read before it, and the rest only for a failed
+/// trial (as `evidence::Snapshot` does for the core). DuckDB's reopen replays and checkpoints its
+/// WAL, and a `--verify-cmd` may do anything: then everything is read before the check.
+pub(crate) struct Snapshot {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Snapshot {
+    pub(crate) fn before_check(exec: &ExecOptions, db_dir: &Path, db: &Path) -> Snapshot {
+        let mut s = Snapshot { files: Vec::new() };
+        // The libSQL check is a Python program: it checkpoints the WAL when it closes; an operator
+        // action deletes files the evidence must keep.
+        if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() || exec.after_kill.is_some() {
+            s.complete(db_dir);
+            return s;
+        }
+        let hot = std::fs::metadata(with_suffix(db, "-journal")).is_ok_and(|m| m.len() > 0);
+        let mut wanted = vec![with_suffix(db, "-shm")];
+        if hot {
+            wanted.push(db.to_path_buf());
+            wanted.push(with_suffix(db, "-journal"));
+        }
+        for p in wanted {
+            s.add(&p);
+        }
+        s
+    }
+
+    fn add(&mut self, path: &Path) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if self.files.iter().any(|(n, _)| *n == name) {
+            return;
+        }
+        if let Ok(bytes) = std::fs::read(path) {
+            self.files.push((name, bytes));
+        }
+    }
+
+    /// Adds every file of the folder not read yet.
+    fn complete(&mut self, db_dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(db_dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        for p in paths {
+            self.add(&p);
+        }
+    }
+}
+
+/// Writes the evidence folder `dir`: the files, stderr, each instance's stdout tail, `trial.json`.
+pub(crate) fn save_evidence(
+    dir: &Path,
+    mut note: ExecTrialNote,
+    snapshot: &mut Snapshot,
+    db_dir: &Path,
+    stderr: &Path,
+    stdout_tails: &[Vec<u8>],
+    kill_at: Duration,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    snapshot.complete(db_dir);
+    for (name, bytes) in &snapshot.files {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    if stderr.is_file() {
+        std::fs::copy(stderr, dir.join("stderr.txt"))?;
+    }
+    for (i, tail) in stdout_tails.iter().enumerate() {
+        let name = match i {
+            0 => "stdout-tail.txt".to_string(),
+            i => format!("stdout-tail-{i}.txt"),
+        };
+        std::fs::write(dir.join(name), tail)?;
+    }
+    // Kill timing depends on the machine, so a trial cannot be replayed exactly: say how to run the
+    // same program with the same seed and kill it at the same time, and where the files are.
+    let scratch = Path::new("/tmp/torture-exec-replay.db");
+    let argv = child::argv(&note.exec.command, note.exec.shell, scratch).join(" ");
+    let key = note
+        .exec
+        .key
+        .as_deref()
+        .map(|k| format!("TORTURE_KEY='{}' ", k.replace('\'', r"'\''")))
+        .unwrap_or_default();
+    note.reproduce = format!(
+        "inspect {files} (the files as the program left them; `torture replay {files}` checks them again); to run it again: {key}TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
+        files = dir.display(),
+        db = scratch.display(),
+        seed = note.record.seed,
+        secs = kill_at.as_secs_f64(),
+        line = note.command_line,
+    );
+    let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("trial.json"), json)
+}
+
+/// Files of an evidence folder that are not the database's.
+const NOT_DB_FILES: [&str; 2] = ["trial.json", "stderr.txt"];
+
+/// What a re-check found, next to what the run recorded.
+#[derive(Debug)]
+pub struct Recheck {
+    pub note: ExecTrialNote,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub recovered: u64,
+    pub detail: String,
+}
+
+impl Recheck {
+    /// The re-check reaches the recorded outcome, verdict and surviving commits. A trial recorded
+    /// as `worker-error` because the program itself failed is compared on its database only.
+    pub fn agrees(&self) -> bool {
+        let r = &self.note.record;
+        let recorded_db_outcome =
+            if r.outcome == Outcome::WorkerError && self.outcome == Outcome::Intact {
+                Outcome::Intact
+            } else {
+                r.outcome
+            };
+        self.outcome == recorded_db_outcome
+            && (r.outcome == Outcome::WorkerError || self.verdict == r.verdict)
+            && self.recovered == r.recovered_commits
+    }
+}
+
+/// Runs the check of the trial saved in `folder` again, on a copy of its files.
+pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
+    let note_path = folder.join("trial.json");
+    let note: ExecTrialNote = std::fs::read_to_string(&note_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "cannot read {} ({e}); give an exec evidence folder (OUT/failures/<i>, OUT/evidence/<i> or OUT/calibration)",
+                note_path.display()
+            )
+        })?;
+    let work = tempfile::Builder::new()
+        .prefix("torture-recheck-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a folder: {e}"))?;
+    let db_dir = work.path().join("db");
+    std::fs::create_dir_all(&db_dir).map_err(|e| e.to_string())?;
+    let db = db_dir.join(note.exec.db_file_name());
+    let entries = std::fs::read_dir(folder).map_err(|e| e.to_string())?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if NOT_DB_FILES.contains(&name.as_str())
+            || name.starts_with("stdout-tail")
+            || !e.path().is_file()
+        {
+            continue;
+        }
+        std::fs::copy(e.path(), db_dir.join(&name)).map_err(|e| format!("copying {name}: {e}"))?;
+    }
+    let exec = &note.exec;
+    let operator = exec.after_kill.map(|a| a.apply(exec.engine, &db));
+    let acked = note.record.acked_commits;
+    let c = check::verify(&CheckEnv {
+        exec,
+        db: &db,
+        acked,
+        acks: &note.acks,
+        timeout: Duration::from_secs(120),
+        scratch: work.path(),
+        close_fds: &[],
+    });
+    let deleted = operator.as_ref().is_some_and(|(_, d)| *d);
+    let verdict = if deleted && c.outcome.is_damage() && c.outcome != Outcome::WrongKey {
+        Verdict::Expected
+    } else {
+        verdict::judge(
+            c.outcome,
+            &note.record.journal_mode,
+            &note.record.synchronous,
+            Fault::Sigkill,
+            true,
+        )
+    };
+    Ok(Recheck {
+        outcome: c.outcome,
+        verdict,
+        recovered: c.recovered,
+        detail: c.detail,
+        note,
+    })
+}
+
+/// `torture replay FOLDER` for an exec trial: re-checks the saved files and prints both verdicts.
+/// Exit 0 when the re-check agrees with the recorded verdict, 1 when it does not (the recorded
+/// verdict is not confirmed: look at it), 2 for a folder that is not exec evidence, 3 when the
+/// check itself could not run (a missing Python package).
+pub fn recheck(folder: &Path) -> i32 {
+    let r = match recheck_folder(folder) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("torture: replay: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let rec = &r.note.record;
+    println!(
+        "trial {} ({}, seed {}): recorded {} ({}, recovered {}) — re-checked {} ({}, recovered {})",
+        rec.iteration,
+        rec.profile,
+        rec.seed,
+        rec.outcome,
+        rec.verdict.as_str(),
+        rec.recovered_commits,
+        r.outcome,
+        r.verdict.as_str(),
+        r.recovered
+    );
+    println!("  recorded:   {}", rec.detail);
+    println!("  re-checked: {}", r.detail);
+    if r.outcome == Outcome::WorkerError && rec.outcome != Outcome::WorkerError {
+        println!("  the re-check could not run: {}", r.detail);
+        return exit_code::LAB_ERROR;
+    }
+    if r.agrees() {
+        println!("  confirmed: the saved files give the recorded verdict");
+        exit_code::CLEAN
+    } else {
+        println!("  NOT CONFIRMED: the saved files give another verdict than the run recorded");
+        exit_code::VIOLATION
+    }
+}

@@ -14,7 +14,7 @@ use super::{Engine, ExecOptions};
 use crate::exit_code;
 use crate::trial::evidence::with_suffix;
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
-use crate::verify::verdict::{self, Fault};
+use crate::trial::record::{self, Judged, Pragmas};
 
 /// What `trial.json` holds for an exec trial (in `OUT/failures/<i>/`, `OUT/evidence/<i>/` or
 /// `OUT/calibration/`). `reproduce` says how to run the program by hand on the same path and seed.
@@ -215,17 +215,17 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
         close_fds: &[],
     });
     let deleted = operator.as_ref().is_some_and(|(_, d)| *d);
-    let verdict = if deleted && c.outcome.is_damage() && c.outcome != Outcome::WrongKey {
-        Verdict::Expected
-    } else {
-        verdict::judge(
-            c.outcome,
-            &note.record.journal_mode,
-            &note.record.synchronous,
-            Fault::Sigkill,
-            true,
-        )
+    // The same verdict call as the run's own row.
+    let pragmas = Pragmas {
+        journal_mode: note.record.journal_mode.clone(),
+        synchronous: note.record.synchronous.clone(),
+        fallback: String::new(),
     };
+    let judged = Judged {
+        expected_damage: deleted,
+        ..Judged::crash()
+    };
+    let verdict = record::verdict_of(c.outcome, &pragmas, judged);
     Ok(Recheck {
         outcome: c.outcome,
         verdict,

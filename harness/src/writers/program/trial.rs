@@ -15,9 +15,10 @@ use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::evidence::with_suffix;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::record::{self, Found, Judged, Pragmas};
 use crate::trial::SlotFiles;
-use crate::verify::verdict::{self, Fault};
+use crate::verify::verdict::Fault;
 
 /// With `--kill one`: the survivors stop after this many more acks, or after `LINGER`.
 const MORE_ACKS: u64 = 20;
@@ -224,22 +225,8 @@ pub(crate) fn conclude(
             }
         }
     }
-    let (outcome, detail) = if check.outcome == Outcome::WorkerError {
-        let mut all = problems.clone();
-        if !check.detail.is_empty() {
-            all.insert(0, check.detail.clone());
-        }
-        (Outcome::WorkerError, all.join("; "))
-    } else if check.outcome == Outcome::Intact && !problems.is_empty() {
-        (Outcome::WorkerError, problems.join("; "))
-    } else if problems.is_empty() {
-        (check.outcome, check.detail.clone())
-    } else {
-        (
-            check.outcome,
-            format!("{}; also: {}", check.detail, problems.join("; ")),
-        )
-    };
+    let outcome = record::outcome_of(check.outcome, &problems);
+    let detail = record::detail_with_lab(check.outcome, outcome, &check.detail, &problems);
     let operator_deleted = operator.as_ref().is_some_and(|(_, deleted)| *deleted);
     let mut detail = match operator {
         Some((note, _)) if detail.is_empty() => note,
@@ -255,52 +242,58 @@ pub(crate) fn conclude(
     }
     let (journal_mode, fallback) = journal_mode(exec, said.journal_mode.as_deref(), wal_header);
     let synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
-    let mut record = TrialRecord {
+    let pragmas = Pragmas {
+        journal_mode,
+        synchronous,
+        fallback,
+    };
+    // Deleting a hot journal or WAL breaks what SQLite assumes (howtocorrupt §1.3-1.4): the damage
+    // that follows is the operator's doing, documented, so expected.
+    let judged = Judged {
+        expected_damage: operator_deleted,
+        ..Judged::crash()
+    };
+    let profile = exec.profile_name();
+    // The library that matters is the program's: DuckDB's or libSQL's version from the check, the
+    // SQLite version the program printed, else the one that last wrote the file (its header); the
+    // lab's own never.
+    let sqlite_version = match exec.engine {
+        Engine::Duckdb => check
+            .engine_version
+            .clone()
+            .unwrap_or_else(|| "duckdb ?".into()),
+        Engine::Libsql => check
+            .engine_version
+            .clone()
+            .or_else(|| said.sqlite_version.clone())
+            .unwrap_or_else(|| "libsql ?".into()),
+        Engine::Sqlite => said
+            .sqlite_version
+            .clone()
+            .or(header_version)
+            .unwrap_or_else(|| "?".into()),
+    };
+    let row = record::Trial {
         iteration: t.index,
         seed: t.seed,
-        profile: exec.profile_name(),
-        journal_mode: journal_mode.clone(),
-        synchronous: synchronous.clone(),
+        profile: &profile,
         connections: 1,
         processes: exec.instances.max(1),
-        workload: "exec".into(),
-        fault: Fault::Sigkill.as_str().into(),
+        workload: "exec",
+        fault: Fault::Sigkill.as_str(),
+        sqlite_version: &sqlite_version,
+        started,
+    };
+    let mut record = row.row(Found {
+        outcome,
+        verdict: record::verdict_of(outcome, &pragmas, judged),
+        pragmas,
         kill_point,
         acked_commits: acked,
         recovered_commits: check.recovered,
-        outcome,
-        // Deleting a hot journal or WAL breaks what SQLite assumes (howtocorrupt §1.3-1.4): the
-        // damage that follows is the operator's doing, documented, so expected.
-        verdict: if operator_deleted && outcome.is_damage() && outcome != Outcome::WrongKey {
-            Verdict::Expected
-        } else {
-            verdict::judge(outcome, &journal_mode, &synchronous, Fault::Sigkill, true)
-        },
-        detail,
         busy_errors: 0,
-        pragma_fallback: fallback,
-        duration_us: 0,
-        // The library that matters is the program's: DuckDB's or libSQL's version from the check,
-        // the SQLite version the program printed, else the one that last wrote the file (its
-        // header); the lab's own only when there is no file.
-        sqlite_version: match exec.engine {
-            Engine::Duckdb => check
-                .engine_version
-                .clone()
-                .unwrap_or_else(|| "duckdb ?".into()),
-            Engine::Libsql => check
-                .engine_version
-                .clone()
-                .or_else(|| said.sqlite_version.clone())
-                .unwrap_or_else(|| "libsql ?".into()),
-            Engine::Sqlite => said
-                .sqlite_version
-                .clone()
-                .or(header_version)
-                .unwrap_or_else(|| "?".into()),
-        },
-    };
-    record.duration_us = started.elapsed().as_micros() as u64;
+        detail,
+    });
     // The calibration's files only when its check found something; a trial's with --keep-evidence.
     let keep = outcome != Outcome::Intact || (exec.keep_evidence && t.evidence.is_none());
     if keep {

@@ -57,6 +57,9 @@ pub struct RunSpec {
     pub no_powersafe_overwrite: bool,
     #[serde(default)]
     pub crash_recovery: bool,
+    /// Power loss: at most this many crash states checked per trial (a seeded sample past it).
+    #[serde(default = "default_max_states")]
+    pub max_states: u64,
     /// `torture exec`: the program tortured, with its calibrated kill window.
     #[serde(default)]
     pub exec: Option<ExecOptions>,
@@ -80,6 +83,9 @@ fn default_fault_commits() -> u64 {
 fn default_sector_size() -> u32 {
     512
 }
+fn default_max_states() -> u64 {
+    64
+}
 
 /// How op-indexed faults are placed and what a power cut does.
 #[derive(Clone, Debug)]
@@ -94,6 +100,8 @@ pub struct FaultOptions {
     pub model: PowerLossModel,
     /// Crash the first opener mid-recovery before the oracle recovers.
     pub crash_recovery: bool,
+    /// Power loss: at most this many crash states checked per trial.
+    pub max_states: u64,
 }
 
 impl FaultOptions {
@@ -129,7 +137,11 @@ impl FaultOptions {
                 spec.sector_size
             )));
         }
-        if fault.is_op_indexed() {
+        if spec.max_states == 0 {
+            return Err(usage("--max-states 0 checks nothing; give at least 1"));
+        }
+        // Power loss records every writer of the trial in one order (the file-operation recorder).
+        if fault.is_op_indexed() && fault != Fault::PowerLoss {
             if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
                 return Err(usage(format!(
                     "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
@@ -143,6 +155,7 @@ impl FaultOptions {
             op,
             commits: spec.fault_commits,
             crash_recovery: spec.crash_recovery,
+            max_states: spec.max_states,
             model: PowerLossModel {
                 sector_size: spec.sector_size,
                 ignore_fsync: spec.lying_disk,
@@ -295,6 +308,7 @@ impl RunOptions {
             lying_disk: args.lying_disk,
             no_powersafe_overwrite: args.no_powersafe_overwrite,
             crash_recovery: args.crash_recovery,
+            max_states: args.max_states,
             exec: None,
             scenario: None,
             engine,

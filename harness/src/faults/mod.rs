@@ -22,6 +22,7 @@ pub mod config;
 pub mod log;
 pub mod power_loss;
 pub mod recovery;
+pub mod recorded;
 pub mod vfs;
 
 #[cfg(test)]

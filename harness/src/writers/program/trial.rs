@@ -216,6 +216,9 @@ pub fn run_trial(
                 .clone()
                 .unwrap_or_else(|| sqlite_version.to_string()),
         },
+        crash_states: 0,
+        damaged_states: 0,
+        cuts_in_checkpoint: 0,
     };
     record.duration_us = started.elapsed().as_micros() as u64;
     if outcome != Outcome::Intact {

@@ -239,9 +239,17 @@ pub fn check_recording(
             log.coverage()
         ));
     }
+    let checkpoints = wal_checkpoints(&log);
     let mut notes = Vec::new();
+    let mut cut_kind = "every sync";
     let cuts = match &plan.fixed {
-        None => CutPoints::EverySync,
+        None => {
+            let (cuts, sampled) = choose_cuts(&log, &checkpoints, plan.max_states, plan.seed);
+            if sampled {
+                cut_kind = "sampled syncs";
+            }
+            CutPoints::Ops(cuts)
+        }
         Some((filter, n)) => {
             let f: torture_preload::OpFilter = filter.parse()?;
             match f.nth(&log, *n) {
@@ -262,7 +270,6 @@ pub fn check_recording(
         ..CrashPlan::every_sync(plan.model.clone())
     };
     let e = enumerate(start, &log, &crash_plan)?;
-    let checkpoints = wal_checkpoints(&log);
     let db = scratch.join(db_name);
     let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
     let mut checked = Checked {
@@ -322,9 +329,9 @@ pub fn check_recording(
         .map(|s| format!("{:016x}", s.hash))
         .unwrap_or_default();
     let mut detail = format!(
-        "{} crash states (every {}, {} cuts, {} candidates, {} distinct{}): {}; {} cut inside one of {} WAL checkpoint(s), {} WAL reset(s); recording: {} ops, {} process(es); worst state {worst_hash}",
+        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {}; {} cut inside one of {} WAL checkpoint(s), {} WAL reset(s); recording: {} ops, {} process(es); worst state {worst_hash}",
         checked.crash_states,
-        if plan.fixed.is_some() { "fixed cut" } else { "sync" },
+        if plan.fixed.is_some() { "fixed cut" } else { cut_kind },
         e.cut_points,
         e.candidates,
         e.distinct,
@@ -346,6 +353,64 @@ pub fn check_recording(
         format!("{worst_detail}; {detail}")
     };
     Ok(checked)
+}
+
+/// The cut points of a recording: every sync boundary (just before each effective fsync, and the
+/// end), and inside every WAL checkpoint (after its first write to the database file, halfway, and
+/// just before the sync that ends it) and just after each WAL reset. When there are more than
+/// `max_states` of them, the checkpoint and reset cuts are kept (a seeded sample of at most half
+/// the budget) and the sync boundaries sampled to fill it, the end always in: the enumerator then
+/// hashes a bounded number of candidates however long the recording. True when sampled.
+pub fn choose_cuts(
+    log: &Log,
+    checkpoints: &[torture_preload::Checkpoint],
+    max_states: usize,
+    seed: u64,
+) -> (Vec<u64>, bool) {
+    use rand::RngExt;
+    let end = log.ops.last().map_or(0, |o| o.seq);
+    let mut syncs: Vec<u64> = log
+        .ops
+        .iter()
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .map(|o| o.seq - 1)
+        .collect();
+    let mut inside: Vec<u64> = Vec::new();
+    for c in checkpoints {
+        inside.extend([c.first, (c.first + c.last) / 2, c.last.saturating_sub(1)]);
+    }
+    let mut wal_headers = log.ops.iter().filter(|o| {
+        o.errno == 0
+            && matches!(&o.kind, OpKind::Write { path, offset: 0, .. }
+                if path.as_os_str().as_encoded_bytes().ends_with(b"-wal"))
+    });
+    let _first_header = wal_headers.next();
+    inside.extend(wal_headers.map(|o| o.seq));
+    inside.sort_unstable();
+    inside.dedup();
+    // Three variants a cut, about two thirds of them distinct: twice the cuts would be sampled down.
+    let budget = (max_states / 2).max(2);
+    let sampled = syncs.len() + inside.len() + 1 > budget;
+    let mut rng = crate::lab::seed::rng_for(seed, crate::lab::seed::FAULT_STREAM + 3);
+    let mut sample = |v: &mut Vec<u64>, keep: usize| {
+        if v.len() > keep {
+            for i in 0..keep {
+                let j = rng.random_range(i..v.len());
+                v.swap(i, j);
+            }
+            v.truncate(keep);
+        }
+    };
+    if sampled {
+        sample(&mut inside, budget / 2);
+        let room = budget.saturating_sub(inside.len() + 1).max(1);
+        sample(&mut syncs, room);
+    }
+    let mut cuts: Vec<u64> = syncs.into_iter().chain(inside).collect();
+    cuts.push(end);
+    cuts.sort_unstable();
+    cuts.dedup();
+    (cuts, sampled)
 }
 
 /// The harness's `--crash-at` filter in the recorder's words (`delete` is `unlink` there).

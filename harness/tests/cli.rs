@@ -863,7 +863,7 @@ fn power_loss_reproduces_the_documented_synchronous_matrix() {
     );
     assert!(rows
         .iter()
-        .all(|r| r["fault"] == "power-loss" && r["kill_point"].starts_with("op=")));
+        .all(|r| r["fault"] == "power-loss" && r["kill_point"].starts_with("cut=op ")));
     assert!(rows
         .iter()
         .filter(|r| r["outcome"] != "intact")
@@ -939,7 +939,10 @@ fn a_crash_at_a_fixed_operation_replays_byte_for_byte() {
         &["--crash-at", "write:db:9"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(rows.iter().all(|r| r["kill_point"].starts_with("op=9/")));
+    // One cut, just before the 9th write to the database file, with its keep/lose/tear variants.
+    assert!(rows
+        .iter()
+        .all(|r| r["kill_point"].starts_with("cut=op ") && r["detail"].contains("fixed cut")));
     let bad = rows
         .iter()
         .find(|r| r["outcome"] != "intact")
@@ -964,7 +967,7 @@ fn a_crash_at_a_fixed_operation_replays_byte_for_byte() {
 fn op_indexed_faults_refuse_profiles_with_several_writers() {
     let o = run(&[
         "--fault",
-        "power-loss",
+        "kill-at-op",
         "--profile",
         "wal-normal-pool10",
         "--iterations",

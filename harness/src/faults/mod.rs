@@ -21,8 +21,8 @@
 pub mod config;
 pub mod log;
 pub mod power_loss;
-pub mod recovery;
 pub mod recorded;
+pub mod recovery;
 pub mod vfs;
 
 #[cfg(test)]

@@ -91,12 +91,18 @@ pub fn start_in_writer(plan: &RecordingPlan) -> Result<RawFd, String> {
     Ok(ack)
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 fn start(settings: &[(&str, &str)]) -> Result<(), String> {
     torture_preload::start_recording(settings)
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 fn start(_: &[(&str, &str)]) -> Result<(), String> {
     Err("the file-operation recorder runs on Linux x86_64 and aarch64 only".into())
 }
@@ -343,7 +349,12 @@ pub fn check_recording(
         log.ops.last().map_or(0, |o| o.seq),
         log.processes(),
     );
-    for n in notes.iter().chain(log.unsupported().map(|u| u.to_string()).collect::<Vec<_>>().iter()) {
+    for n in notes.iter().chain(
+        log.unsupported()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
         detail.push_str("; ");
         detail.push_str(n);
     }

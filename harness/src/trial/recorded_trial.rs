@@ -92,7 +92,9 @@ pub fn run(
                     },
                     max_states: f.max_states as usize,
                     seed: trial_seed,
-                    fixed: f.op.map(|n| (recorded::recorder_filter(&f.filter.to_string()), n)),
+                    fixed: f
+                        .op
+                        .map(|n| (recorded::recorder_filter(&f.filter.to_string()), n)),
                     workload: opts.workload,
                     judge: &judge,
                     before_check: if f.crash_recovery {
@@ -123,9 +125,8 @@ pub fn run(
     }
     lab_problems.extend(ending.abnormal.iter().cloned());
     if ending.timed_out {
-        lab_problems.push(
-            "trial timeout before the writers finished: the recording is incomplete".into(),
-        );
+        lab_problems
+            .push("trial timeout before the writers finished: the recording is incomplete".into());
     }
     let found = match &checked {
         Ok(c) => Verification {

@@ -292,9 +292,10 @@ pub fn check_recording(
     };
     let mut worst_rank = None;
     let mut worst_detail = String::new();
+    let mut scratch_files = ScratchDir::new(scratch);
     for state in e.states() {
-        state
-            .write_to(scratch)
+        scratch_files
+            .write(&state.files)
             .map_err(|err| format!("writing a crash state to {}: {err}", scratch.display()))?;
         let note = match plan.before_check.as_mut() {
             Some(f) => f(&db),
@@ -364,6 +365,46 @@ pub fn check_recording(
         format!("{worst_detail}; {detail}")
     };
     Ok(checked)
+}
+
+/// The scratch folder a crash state is checked in. Consecutive states share most of their bytes
+/// (the database file, often the WAL): a file whose bytes on disk already equal the state's is left
+/// alone (compared byte for byte, so whatever the previous check changed is rewritten), the others
+/// are written, and every file the state does not have is removed.
+struct ScratchDir<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> ScratchDir<'a> {
+    fn new(dir: &'a Path) -> ScratchDir<'a> {
+        ScratchDir { dir }
+    }
+
+    fn write(&mut self, files: &BTreeMap<PathBuf, Vec<u8>>) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.dir)?;
+        for e in std::fs::read_dir(self.dir)? {
+            let e = e?;
+            if files.contains_key(&PathBuf::from(e.file_name())) && e.file_type()?.is_file() {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                std::fs::remove_dir_all(e.path())?;
+            } else {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        for (rel, data) in files {
+            let p = self.dir.join(rel);
+            if std::fs::read(&p).is_ok_and(|on_disk| on_disk == *data) {
+                continue;
+            }
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, data)?;
+        }
+        Ok(())
+    }
 }
 
 /// The cut points of a recording: every sync boundary (just before each effective fsync, and the

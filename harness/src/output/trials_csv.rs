@@ -60,6 +60,9 @@ impl TrialsCsv {
     }
 }
 
+/// Columns added after the first release, at the end and defaulted: a file without them still reads.
+pub const ADDED_LATER: [&str; 3] = ["crash_states", "damaged_states", "cuts_in_checkpoint"];
+
 /// The column names, in order: the field names of [`TrialRecord`].
 pub fn header() -> Vec<&'static str> {
     vec![

@@ -119,6 +119,7 @@ fn read_rows(path: &Path) -> Result<Vec<(TrialRecord, Source)>, ReportError> {
         .clone();
     let missing: Vec<&str> = trials_csv::header()
         .into_iter()
+        .filter(|h| !trials_csv::ADDED_LATER.contains(h))
         .filter(|h| !headers.iter().any(|x| x == *h))
         .collect();
     if !missing.is_empty() {

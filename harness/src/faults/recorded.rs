@@ -67,9 +67,10 @@ fn lock_path(log: &Path) -> PathBuf {
 }
 
 /// In a forked writer, before it opens the database: seeds SQLite's PRNG, opens the ack
-/// descriptor and turns the recorder on. Returns the ack descriptor ([`log_ack`]).
-pub fn start_in_writer(plan: &RecordingPlan) -> Result<RawFd, String> {
-    seed_sqlite_prng((plan.seed as u32) | 1);
+/// descriptor and turns the recorder on. Returns the ack descriptor ([`log_ack`]). Each writer
+/// process (`process_index`) draws its own PRNG stream, so two processes never pick the same salts.
+pub fn start_in_writer(plan: &RecordingPlan, process_index: u32) -> Result<RawFd, String> {
+    seed_sqlite_prng(((plan.seed as u32) ^ process_index.wrapping_mul(0x9E37_79B9)) | 1);
     let ack = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")

@@ -47,7 +47,10 @@ pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: Borrow
             exit_now(0);
         }
     }
-    let log_ack = match plan.recording.map(recorded::start_in_writer) {
+    let log_ack = match plan
+        .recording
+        .map(|r| recorded::start_in_writer(r, process_index))
+    {
         None => None,
         Some(Ok(fd)) => Some(fd),
         Some(Err(e)) => {

@@ -108,7 +108,8 @@ fn start(_: &[(&str, &str)]) -> Result<(), String> {
     Err("the file-operation recorder runs on Linux x86_64 and aarch64 only".into())
 }
 
-/// SQLite's own PRNG seeded, so the same trial seed writes the same salts and nonces.
+/// SQLite's own PRNG seeded, so the same trial seed writes the same salts and nonces (0: back to
+/// the VFS's randomness).
 pub fn seed_sqlite_prng(seed: u32) {
     use rusqlite::ffi;
     // SAFETY: SQLITE_TESTCTRL_PRNG_SEED takes (int seed, sqlite3 *db); a null db uses the seed and

@@ -94,6 +94,7 @@ pub struct RunArgs {
         "profile", "profile_file", "workload", "iterations", "duration", "seed", "out",
         "kill_after", "kill_delay", "trial_timeout", "max_commits", "partition", "fail_on",
         "fault", "crash_at", "fault_commits", "sector_size", "lying_disk", "no_powersafe_overwrite", "crash_recovery",
+        "max_states",
         "engine", "key"
     ])]
     pub resume: Option<PathBuf>,
@@ -140,6 +141,11 @@ pub struct RunArgs {
     /// recovery (at an operation drawn over an uncrashed recovery's), then recover and verify.
     #[arg(long)]
     pub crash_recovery: bool,
+
+    /// Power loss: at most this many crash states of a trial's recording are checked (a seeded
+    /// sample when there are more; every sync boundary × keep/lose/tear otherwise).
+    #[arg(long, default_value_t = 64)]
+    pub max_states: u64,
 
     /// The engine: `sqlite` (bundled) or `sqlcipher` (every connection runs `PRAGMA key` first; needs
     /// the SQLCipher build, scripts/build-sqlcipher).

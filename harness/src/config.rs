@@ -193,6 +193,7 @@ impl From<RunConfig> for RunSpecFile {
             lying_disk: c.faults.model.ignore_fsync,
             no_powersafe_overwrite: !c.faults.model.powersafe_overwrite,
             crash_recovery: c.faults.crash_recovery,
+            max_states: c.faults.max_states,
             exec: c.exec,
             scenario: c.scenario,
             engine: c.engine,
@@ -235,6 +236,9 @@ pub struct RunSpecFile {
     pub no_powersafe_overwrite: bool,
     #[serde(default)]
     pub crash_recovery: bool,
+    /// Power loss: at most this many crash states checked per trial (a seeded sample past it).
+    #[serde(default = "default_max_states")]
+    pub max_states: u64,
     /// `torture exec`: the program tortured, with its calibrated kill window.
     #[serde(default)]
     pub exec: Option<ExecOptions>,
@@ -261,6 +265,9 @@ pub(crate) fn default_fault_commits() -> u64 {
 pub(crate) fn default_sector_size() -> u32 {
     512
 }
+pub(crate) fn default_max_states() -> u64 {
+    64
+}
 
 /// How op-indexed faults are placed and what a power cut does.
 #[derive(Clone, Debug)]
@@ -275,6 +282,8 @@ pub struct FaultOptions {
     pub model: PowerLossModel,
     /// Crash the first opener mid-recovery before the oracle recovers.
     pub crash_recovery: bool,
+    /// Power loss: at most this many crash states checked per trial.
+    pub max_states: u64,
 }
 
 impl FaultOptions {
@@ -310,7 +319,11 @@ impl FaultOptions {
                 spec.sector_size
             )));
         }
-        if fault.is_op_indexed() {
+        if spec.max_states == 0 {
+            return Err(usage("--max-states 0 checks nothing; give at least 1"));
+        }
+        // Power loss records every writer of the trial in one order (the file-operation recorder).
+        if fault.is_op_indexed() && fault != Fault::PowerLoss {
             if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
                 return Err(usage(format!(
                     "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
@@ -324,6 +337,7 @@ impl FaultOptions {
             op,
             commits: spec.fault_commits,
             crash_recovery: spec.crash_recovery,
+            max_states: spec.max_states,
             model: PowerLossModel {
                 sector_size: spec.sector_size,
                 ignore_fsync: spec.lying_disk,

@@ -186,6 +186,7 @@ impl RunOptions {
             lying_disk: args.lying_disk,
             no_powersafe_overwrite: args.no_powersafe_overwrite,
             crash_recovery: args.crash_recovery,
+            max_states: args.max_states,
             exec: None,
             scenario: None,
             engine,

@@ -219,6 +219,9 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         end.elapsed.as_secs_f64(),
         opts.seed
     );
+    if let Some(line) = summary.crash_states_line(end.elapsed) {
+        println!("{line}");
+    }
     println!(
         "reproduce: {}",
         reproduce_command(&opts.command_line, opts.seed)

@@ -263,7 +263,7 @@ fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
 fn op_indexed_faults_refuse_profiles_with_several_writers() {
     let o = run(&[
         "--fault",
-        "power-loss",
+        "kill-at-op",
         "--profile",
         "wal-normal-pool10",
         "--iterations",

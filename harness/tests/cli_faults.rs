@@ -36,7 +36,7 @@ fn power_loss_reproduces_the_documented_synchronous_matrix() {
     );
     assert!(rows
         .iter()
-        .all(|r| r["fault"] == "power-loss" && r["kill_point"].starts_with("op=")));
+        .all(|r| r["fault"] == "power-loss" && r["kill_point"].starts_with("cut=op ")));
     assert!(rows
         .iter()
         .filter(|r| r["outcome"] != "intact")
@@ -112,7 +112,10 @@ fn a_crash_at_a_fixed_operation_replays_byte_for_byte() {
         &["--crash-at", "write:db:9"],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(rows.iter().all(|r| r["kill_point"].starts_with("op=9/")));
+    // One cut, just before the 9th write to the database file, with its keep/lose/tear variants.
+    assert!(rows
+        .iter()
+        .all(|r| r["kill_point"].starts_with("cut=op ") && r["detail"].contains("fixed cut")));
     let bad = rows
         .iter()
         .find(|r| r["outcome"] != "intact")

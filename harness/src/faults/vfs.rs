@@ -6,14 +6,11 @@
 //! `sqlite3_vfs*` and its own `sqlite3_file`, which lives right after this shim's header in the
 //! allocation SQLite makes for us (`szOsFile` = header + real `szOsFile`).
 //!
-//! Counted operations, one process-wide sequence 1, 2, 3, …: `xWrite`, `xTruncate`, `xSync` of a
-//! main database, rollback journal, WAL or super-journal; `xDelete` of one; and `xOpen` with
-//! `SQLITE_OPEN_CREATE` of one. Each is counted, checked against the crash point and the I/O error,
-//! logged and performed under one process-wide lock, so the op index, the log order and the order
-//! in which the operations reached the kernel agree even with several threads, and a crash point
-//! stops every thread at once. Holding that lock across the real call cannot deadlock: the unix
-//! VFS never calls back into the shim, and nothing it waits for (its own short internal mutexes)
-//! is ever held by a thread that is waiting for ours.
+//! Counted operations, one process-wide sequence: `xWrite`, `xTruncate`, `xSync`, `xDelete` and
+//! creating `xOpen` of a database, journal, WAL or super-journal. Each is counted, checked, logged
+//! and performed under one process-wide lock: op index, log order and kernel order agree across
+//! threads, and a crash point stops them all. No deadlock: the unix VFS never calls back into the
+//! shim, and its own short mutexes are never held by a thread waiting for ours.
 
 use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -66,15 +63,8 @@ pub fn configure(config: FaultConfig) -> std::io::Result<()> {
     state.config = config;
     state.log = log;
     drop(state);
-    // SAFETY: SQLITE_TESTCTRL_PRNG_SEED takes (int seed, sqlite3 *db); a null db means "use the seed"
-    // (0 reverts to the VFS's randomness). It also resets the PRNG so the seed takes effect at once.
-    unsafe {
-        ffi::sqlite3_test_control(
-            ffi::SQLITE_TESTCTRL_PRNG_SEED,
-            seed as c_int,
-            ptr::null_mut::<ffi::sqlite3>(),
-        );
-    }
+    // 0 reverts to the VFS's randomness.
+    super::recorded::seed_sqlite_prng(seed);
     Ok(())
 }
 

@@ -70,6 +70,9 @@ impl<'a> SummaryRow<'a> {
 #[derive(Debug, Default)]
 pub struct Summary {
     groups: Groups,
+    /// Power loss: crash states checked, damaged, cut inside a WAL checkpoint (the row's last
+    /// columns, summed).
+    states: [u64; 3],
 }
 
 impl Summary {
@@ -78,11 +81,27 @@ impl Summary {
     pub fn with_profile_order(names: impl IntoIterator<Item = String>) -> Summary {
         Summary {
             groups: Groups::with_profile_order(names),
+            states: [0; 3],
         }
     }
 
     pub fn add(&mut self, r: &TrialRecord) {
         self.groups.add(r);
+        self.states[0] += r.crash_states;
+        self.states[1] += r.damaged_states;
+        self.states[2] += r.cuts_in_checkpoint;
+    }
+
+    /// `N crash states checked (R/s), D damaged, C cut inside a WAL checkpoint`, when the run
+    /// checked any.
+    pub fn crash_states_line(&self, elapsed: std::time::Duration) -> Option<String> {
+        let [n, damaged, inside] = self.states;
+        (n > 0).then(|| {
+            format!(
+                "{n} crash states checked ({:.0}/s), {damaged} damaged, {inside} cut inside a WAL checkpoint",
+                n as f64 / elapsed.as_secs_f64().max(1e-9)
+            )
+        })
     }
 
     /// The groups, one per row.

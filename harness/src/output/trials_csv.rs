@@ -65,6 +65,17 @@ impl TrialsCsv {
         let file = OpenOptions::new().write(true).open(path)?;
         file.set_len(whole as u64)?;
         drop(file);
+        let current = format!("{}\n", header().join(","));
+        if whole > 0 && !bytes.starts_with(current.as_bytes()) {
+            // An older file with fewer columns: rewritten with today's header (new columns default).
+            let rows = read(path).map_err(io::Error::other)?;
+            std::fs::remove_file(path)?;
+            let mut csv = TrialsCsv::create(path)?;
+            for r in &rows {
+                csv.append(r)?;
+            }
+            return Ok(csv);
+        }
         let file = OpenOptions::new().append(true).open(path)?;
         let mut csv = TrialsCsv {
             file,
@@ -92,6 +103,9 @@ impl TrialsCsv {
     }
 }
 
+/// Columns added after the first release, at the end and defaulted: a file without them still reads.
+pub const ADDED_LATER: [&str; 3] = ["crash_states", "damaged_states", "cuts_in_checkpoint"];
+
 /// The column names, in order: the field names of [`TrialRecord`].
 pub fn header() -> Vec<&'static str> {
     vec![
@@ -114,6 +128,9 @@ pub fn header() -> Vec<&'static str> {
         "pragma_fallback",
         "duration_us",
         "sqlite_version",
+        "crash_states",
+        "damaged_states",
+        "cuts_in_checkpoint",
     ]
 }
 
@@ -149,6 +166,9 @@ mod tests {
             pragma_fallback: String::new(),
             duration_us: 1234,
             sqlite_version: "3.54.1".into(),
+            crash_states: 0,
+            damaged_states: 0,
+            cuts_in_checkpoint: 0,
         }
     }
 
@@ -179,5 +199,25 @@ mod tests {
             TrialsCsv::create(&path).is_err(),
             "never overwrites results"
         );
+    }
+
+    #[test]
+    fn an_older_file_without_the_crash_state_columns_reads_and_resumes() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("trials.csv");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(sample(0, Outcome::Intact)).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let old: String = text
+            .lines()
+            .map(|l| l.rsplitn(4, ',').last().unwrap().to_string() + "\n")
+            .collect();
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![sample(0, Outcome::Intact)]);
+        let mut csv = TrialsCsv::open_append(&path).unwrap();
+        let mut s = sample(1, Outcome::Corrupt);
+        s.crash_states = 7;
+        csv.append(&s).unwrap();
+        assert_eq!(read(&path).unwrap(), vec![sample(0, Outcome::Intact), s]);
     }
 }

@@ -9,6 +9,7 @@ pub mod kill_timer;
 pub mod outcome;
 pub mod process;
 pub mod record;
+mod recorded_trial;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -97,6 +98,9 @@ pub fn run_trial(
     let started = Instant::now();
     let profile = opts.profile_of(index);
     let trial_seed = seed::trial_seed(opts.seed, index);
+    if opts.faults.fault == Fault::PowerLoss {
+        return recorded_trial::run(opts, index, files, template, sqlite_version, started);
+    }
     let kill_point = opts
         .kill
         .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM));
@@ -284,7 +288,7 @@ fn writer_plan<'a>(
         hold_when_done: commits.is_some(),
         carry_on_errors,
         op_filter: opts.faults.filter,
-        report_ack_ops: opts.faults.fault == Fault::PowerLoss,
+        recording: None,
     }
 }
 
@@ -303,11 +307,6 @@ fn run_op_fault(
     // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial: identical bytes each run.
     let prng = Some((trial_seed as u32) | 1);
     let commits = Some(f.commits);
-    if f.fault == Fault::PowerLoss {
-        return run_power_cut(
-            opts, profile, files, template, trial_seed, prng, events, ending,
-        );
-    }
     fresh_copy(template, files)?;
     let mut counting = TrialEvents::default();
     let mut counting_end = Ending::default();
@@ -362,7 +361,7 @@ fn run_op_fault(
                 filter: f.filter,
             })
         }
-        // Power loss returned above; SIGKILL is not op-indexed.
+        // Power loss runs on the recorder (`recorded_trial`); SIGKILL is not op-indexed.
         Fault::PowerLoss | Fault::Sigkill => {}
     }
     let io_error = cfg.io_error;
@@ -383,39 +382,6 @@ fn run_op_fault(
         );
     }
     Ok(note)
-}
-
-/// A power-loss trial in one run: the bounded workload runs to its end with the operation log on,
-/// and the cut is placed afterwards at operation N of the log (drawn over the operations matching
-/// the filter, the same count an uncrashed run makes). Everything from N on is undone, what came
-/// before but was not yet durable is kept, lost or torn, and only commits acknowledged before N
-/// count as acknowledged. Same seed, same log, same files: replays byte for byte.
-#[allow(clippy::too_many_arguments)]
-fn run_power_cut(
-    opts: &RunOptions,
-    profile: &Profile,
-    files: &SlotFiles,
-    template: &Path,
-    trial_seed: u64,
-    prng: Option<u32>,
-    events: &mut TrialEvents,
-    ending: &mut Ending,
-) -> Result<FaultNote, String> {
-    let f = &opts.faults;
-    fresh_copy(template, files)?;
-    let log = files.dir.join("ops.log");
-    let cfg = FaultConfig {
-        sqlite_prng_seed: prng,
-        log_path: Some(log.clone()),
-        ..FaultConfig::default()
-    };
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), Some(f.commits));
-    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
-    let cut = cut_power(&log, opts, trial_seed, events)?;
-    Ok(FaultNote {
-        point: cut.point,
-        detail: cut.detail,
-    })
 }
 
 /// A power cut placed on a complete operation log, the files rewound to it, and the

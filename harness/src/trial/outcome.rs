@@ -112,6 +112,18 @@ pub struct TrialRecord {
     pub pragma_fallback: String,
     pub duration_us: u64,
     pub sqlite_version: String,
+    /// Power loss on the file-operation recorder: distinct crash states of the trial's recording
+    /// checked (0 for a fault that checks one state). Columns added at the end, defaulted, so an
+    /// older `trials.csv` still reads.
+    #[serde(default)]
+    pub crash_states: u64,
+    /// Of those, states whose outcome is damage (anything but intact: a lost commit included).
+    #[serde(default)]
+    pub damaged_states: u64,
+    /// Of those, states whose cut fell inside a WAL checkpoint (after its first write to the
+    /// database file, before the sync that ends it).
+    #[serde(default)]
+    pub cuts_in_checkpoint: u64,
 }
 
 #[cfg(test)]
@@ -138,6 +150,9 @@ impl TrialRecord {
             pragma_fallback: String::new(),
             duration_us: 100,
             sqlite_version: String::new(),
+            crash_states: 0,
+            damaged_states: 0,
+            cuts_in_checkpoint: 0,
         }
     }
 }

@@ -174,6 +174,9 @@ impl Trial<'_> {
             pragma_fallback: found.pragmas.fallback,
             duration_us: self.started.elapsed().as_micros() as u64,
             sqlite_version: self.sqlite_version.to_string(),
+            crash_states: 0,
+            damaged_states: 0,
+            cuts_in_checkpoint: 0,
         }
     }
 }

@@ -2,13 +2,14 @@
 //! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
 //! commit to its slot only after COMMIT returned.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use std::path::Path;
 
 use rusqlite::OpenFlags;
 use torture_workloads::{Profile, Workload};
 
+use crate::faults::recorded::{self, RecordingPlan};
 use crate::faults::{self, FaultConfig, OpFilter};
 use crate::lab::seed;
 use crate::trial::ack::{AckBoard, AckSender};
@@ -32,8 +33,9 @@ pub struct WriterPlan<'a> {
     pub carry_on_errors: bool,
     /// Which operations to count and report at the end.
     pub op_filter: OpFilter,
-    /// Report the operation count at each acknowledgement (power loss cuts the log afterwards).
-    pub report_ack_ops: bool,
+    /// Power loss on the file-operation recorder: started in the child right after the fork, and
+    /// every commit acknowledged in its log too.
+    pub recording: Option<&'a RecordingPlan>,
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
@@ -45,14 +47,25 @@ pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: Borrow
             exit_now(0);
         }
     }
+    let log_ack = match plan
+        .recording
+        .map(|r| recorded::start_in_writer(r, process_index))
+    {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => {
+            AckSender::new(ack).error(0, "RECORDER_SETUP", &e);
+            exit_now(0);
+        }
+    };
     let conns = plan.profile.connections;
     let first = process_index * conns;
     if conns == 1 {
-        run_connection(plan, first, ack);
+        run_connection(plan, first, ack, log_ack);
     } else {
         std::thread::scope(|s| {
             for t in 0..conns {
-                s.spawn(move || run_connection(plan, first + t, ack));
+                s.spawn(move || run_connection(plan, first + t, ack, log_ack));
             }
         });
     }
@@ -66,7 +79,7 @@ pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: Borrow
 }
 
 /// One connection's life: open, configure, then commit until killed or capped.
-fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
+fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>, log_ack: Option<RawFd>) {
     let mut tx = AckSender::new(fd);
     let vfs = plan.fault.is_some().then_some(faults::VFS_NAME);
     let opened = crate::engine::open(plan.db, OpenFlags::default(), vfs);
@@ -98,10 +111,10 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>) {
             .run_transaction(&mut conn, writer, seq, &mut rng)
         {
             Ok(()) => {
-                plan.board.acknowledge(writer, seq, fd.as_raw_fd());
-                if plan.report_ack_ops {
-                    tx.ack_op(writer, seq, faults::ops_so_far());
+                if let Some(log_fd) = log_ack {
+                    recorded::log_ack(log_fd, writer, seq);
                 }
+                plan.board.acknowledge(writer, seq, fd.as_raw_fd());
                 seq += 1;
                 failures_in_a_row = 0;
             }

@@ -143,6 +143,9 @@ pub(crate) mod tests {
             pragma_fallback: String::new(),
             duration_us: 2000,
             sqlite_version: "3.54.1".into(),
+            crash_states: 0,
+            damaged_states: 0,
+            cuts_in_checkpoint: 0,
         }
     }
 

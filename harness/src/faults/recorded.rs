@@ -1,0 +1,477 @@
+//! Power loss for the built-in writers on the file-operation recorder (`torture-preload`, issue 13):
+//! record once, crash everywhere.
+//!
+//! The writers are forked, not executed, so the recorder linked into this binary is turned on in
+//! each writer right after its fork ([`start_in_writer`]); the bundled SQLite's file operations
+//! then go through its hooks, in one total order across every process and thread of the trial.
+//! Each commit is acknowledged on a descriptor the recorder watches (`TORTURE_FAULTFS_ACKFD`, a
+//! `/dev/null`), right after COMMIT returns, so the log orders acks and file operations together.
+//! After the run, [`check_recording`] enumerates the crash states of the log (every sync boundary
+//! × keep/lose/tear, a seeded sample past `--max-states`), checks each with the oracle on a scratch
+//! copy, and keeps the worst one for the trial's row.
+
+use std::collections::BTreeMap;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use torture_preload::{
+    enumerate, env, read_log, wal_checkpoints, Coverage, CrashPlan, CrashState, CutPoints, Log,
+    Model, OpKind, Variant, Writer,
+};
+use torture_workloads::Workload;
+
+use crate::trial::outcome::{Outcome, Verdict};
+use crate::verify::oracle;
+
+/// Where a trial's recording lives, fixed before the writers fork.
+#[derive(Clone, Debug)]
+pub struct RecordingPlan {
+    /// The recorded folder: the trial database and its sidecars, nothing else.
+    pub dir: PathBuf,
+    /// The log, outside `dir` (`<log>.lock` beside it).
+    pub log: PathBuf,
+    /// Seeds SQLite's PRNG (WAL salts, journal nonces) and what the process reads for randomness.
+    pub seed: u64,
+}
+
+impl RecordingPlan {
+    /// The recording of a slot: `slot_dir/rec/` and `slot_dir/faultfs.log`.
+    pub fn in_slot(slot_dir: &Path, seed: u64) -> RecordingPlan {
+        RecordingPlan {
+            dir: slot_dir.join("rec"),
+            log: slot_dir.join("faultfs.log"),
+            seed,
+        }
+    }
+
+    /// Empties the folder, removes the log and its lock, and copies `template` in as `db_name`.
+    pub fn prepare(&self, template: &Path, db_name: &str) -> Result<PathBuf, String> {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for p in [self.log.clone(), lock_path(&self.log)] {
+            let _ = std::fs::remove_file(p);
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        let db = self.dir.join(db_name);
+        std::fs::copy(template, &db)
+            .map(drop)
+            .map_err(|e| format!("copying the starting database: {e}"))?;
+        Ok(db)
+    }
+}
+
+fn lock_path(log: &Path) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// In a forked writer, before it opens the database: seeds SQLite's PRNG, opens the ack
+/// descriptor and turns the recorder on. Returns the ack descriptor ([`log_ack`]). Each writer
+/// process (`process_index`) draws its own PRNG stream, so two processes never pick the same salts.
+pub fn start_in_writer(plan: &RecordingPlan, process_index: u32) -> Result<RawFd, String> {
+    seed_sqlite_prng(((plan.seed as u32) ^ process_index.wrapping_mul(0x9E37_79B9)) | 1);
+    let ack = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("opening the ack descriptor: {e}"))?
+        .into_raw_fd();
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    let (dir, log, fd, seed) = (
+        text(&plan.dir),
+        text(&plan.log),
+        ack.to_string(),
+        plan.seed.to_string(),
+    );
+    start(&[
+        (env::DIR, &dir),
+        (env::LOG, &log),
+        (env::ACKFD, &fd),
+        (env::SEED, &seed),
+    ])?;
+    Ok(ack)
+}
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn start(settings: &[(&str, &str)]) -> Result<(), String> {
+    torture_preload::start_recording(settings)
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn start(_: &[(&str, &str)]) -> Result<(), String> {
+    Err("the file-operation recorder runs on Linux x86_64 and aarch64 only".into())
+}
+
+/// SQLite's own PRNG seeded, so the same trial seed writes the same salts and nonces (0: back to
+/// the VFS's randomness).
+pub fn seed_sqlite_prng(seed: u32) {
+    use rusqlite::ffi;
+    // SAFETY: SQLITE_TESTCTRL_PRNG_SEED takes (int seed, sqlite3 *db); a null db uses the seed and
+    // resets the PRNG at once.
+    unsafe {
+        ffi::sqlite3_test_control(
+            ffi::SQLITE_TESTCTRL_PRNG_SEED,
+            seed as std::os::raw::c_int,
+            std::ptr::null_mut::<ffi::sqlite3>(),
+        );
+    }
+}
+
+/// Acknowledges commit `seq` of `writer` in the recorder's total order (one `write` to the ack
+/// descriptor: `ack SEQ wWRITER`).
+pub fn log_ack(fd: RawFd, writer: u32, seq: u64) {
+    let line = format!("ack {seq} w{writer}\n");
+    // SAFETY: a valid buffer written to our own descriptor.
+    unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+}
+
+/// How the crash states of one recording are chosen and judged.
+pub struct CheckPlan<'a> {
+    pub model: Model,
+    /// At most this many distinct states (a seeded sample past it).
+    pub max_states: usize,
+    pub seed: u64,
+    /// `--crash-at FILTER:N`: the one cut just before the N-th matching op, instead of every sync.
+    pub fixed: Option<(String, u64)>,
+    pub workload: Workload,
+    /// The verdict of one state's outcome (the trial's pragmas and the power-loss promise).
+    pub judge: &'a dyn Fn(Outcome) -> Verdict,
+    /// Runs before the oracle on each state's scratch copy (the crash-in-recovery fault); returns
+    /// a note.
+    pub before_check: Option<&'a mut dyn FnMut(&Path) -> String>,
+}
+
+/// What the states of a recording showed: the worst one, and the counts for the row.
+pub struct Checked {
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    /// The worst state's cut: `cut=op SEQ/TOTAL (sync K) VARIANT`.
+    pub kill_point: String,
+    /// Commits acknowledged before the worst state's cut.
+    pub acked_commits: u64,
+    pub recovered_commits: u64,
+    /// The oracle's words on the worst state, then the counts.
+    pub detail: String,
+    pub crash_states: u64,
+    pub damaged_states: u64,
+    pub cuts_in_checkpoint: u64,
+    /// The worst state (its files before recovery), for the evidence.
+    pub worst: Option<CrashState>,
+}
+
+/// A state's verdict severity: violation > lab error > expected > ok.
+fn rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Expected => 1,
+        Verdict::LabError => 2,
+        Verdict::Violation => 3,
+    }
+}
+
+/// `ack N wK` → writer K's highest acknowledged commit.
+fn acked_by_writer(state: &CrashState) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    for (w, n) in state.acks.all() {
+        let k = match w {
+            Writer::Id(id) => id.strip_prefix('w').and_then(|k| k.parse::<u32>().ok()),
+            Writer::Pid(_) => None,
+        };
+        if let Some(k) = k {
+            let e = out.entry(k).or_insert(0);
+            *e = (*e).max(n);
+        }
+    }
+    out
+}
+
+pub fn variant_name(v: Variant) -> String {
+    match v {
+        Variant::KeepAll => "keep-all".into(),
+        Variant::LoseAll => "lose-all".into(),
+        Variant::TearLast => "tear-last".into(),
+        Variant::Random { seed } => format!("random:{seed:016x}"),
+    }
+}
+
+/// `cut=op SEQ/TOTAL (sync K) VARIANT`, as `torture exec --fault` names a cut.
+pub fn cut_name(log: &Log, state: &CrashState) -> String {
+    let total = log.ops.last().map_or(0, |o| o.seq);
+    let syncs = log
+        .ops
+        .iter()
+        .take_while(|o| o.seq <= state.cut.after)
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    format!(
+        "cut=op {}/{total} (sync {syncs}) {}",
+        state.cut.after,
+        variant_name(state.variant)
+    )
+}
+
+/// WAL resets in a log: a write at offset 0 of a `-wal` after the first (a new WAL header, the log
+/// restarted after a complete checkpoint).
+pub fn wal_resets(log: &Log) -> usize {
+    let headers = log
+        .ops
+        .iter()
+        .filter(|o| {
+            o.errno == 0
+                && matches!(&o.kind, OpKind::Write { path, offset: 0, .. }
+                    if path.as_os_str().as_encoded_bytes().ends_with(b"-wal"))
+        })
+        .count();
+    headers.saturating_sub(1)
+}
+
+/// Reads the recording in `rec` (its starting snapshot `start`), builds its crash states in
+/// `scratch` (emptied for each) and checks each with the oracle on `scratch/<db_name>`.
+pub fn check_recording(
+    start: &torture_preload::Snapshot,
+    log_path: &Path,
+    scratch: &Path,
+    db_name: &str,
+    mut plan: CheckPlan<'_>,
+) -> Result<Checked, String> {
+    let log = read_log(log_path).map_err(|e| format!("reading the recorder's log: {e:?}"))?;
+    if log.coverage() != Coverage::FileOps {
+        return Err(format!(
+            "the recorder saw no file operation of the writers ({:?}): the binary's libc calls do not reach its hooks",
+            log.coverage()
+        ));
+    }
+    let checkpoints = wal_checkpoints(&log);
+    let mut notes = Vec::new();
+    let mut cut_kind = "every sync";
+    let cuts = match &plan.fixed {
+        None => {
+            let (cuts, sampled) = choose_cuts(&log, &checkpoints, plan.max_states, plan.seed);
+            if sampled {
+                cut_kind = "sampled syncs";
+            }
+            CutPoints::Ops(cuts)
+        }
+        Some((filter, n)) => {
+            let f: torture_preload::OpFilter = filter.parse()?;
+            match f.nth(&log, *n) {
+                Some(seq) => CutPoints::Ops(vec![seq - 1]),
+                None => {
+                    notes.push(format!(
+                        "--crash-at {filter}:{n} not reached (the recording has fewer); cut at its end"
+                    ));
+                    CutPoints::Ops(vec![log.ops.last().map_or(0, |o| o.seq)])
+                }
+            }
+        }
+    };
+    let crash_plan = CrashPlan {
+        cuts,
+        max_states: Some(plan.max_states),
+        seed: plan.seed,
+        ..CrashPlan::every_sync(plan.model.clone())
+    };
+    let e = enumerate(start, &log, &crash_plan)?;
+    let db = scratch.join(db_name);
+    let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let mut checked = Checked {
+        outcome: Outcome::Intact,
+        verdict: Verdict::Ok,
+        kill_point: String::new(),
+        acked_commits: 0,
+        recovered_commits: 0,
+        detail: String::new(),
+        crash_states: 0,
+        damaged_states: 0,
+        cuts_in_checkpoint: 0,
+        worst: None,
+    };
+    let mut worst_rank = None;
+    let mut worst_detail = String::new();
+    let mut scratch_files = ScratchDir::new(scratch);
+    for state in e.states() {
+        scratch_files
+            .write(&state.files)
+            .map_err(|err| format!("writing a crash state to {}: {err}", scratch.display()))?;
+        let note = match plan.before_check.as_mut() {
+            Some(f) => f(&db),
+            None => String::new(),
+        };
+        let acked = acked_by_writer(&state);
+        let v = oracle::recover_and_verify(&db, plan.workload, &acked);
+        let verdict = (plan.judge)(v.outcome);
+        checked.crash_states += 1;
+        if v.outcome.is_damage() {
+            checked.damaged_states += 1;
+        }
+        if checkpoints.iter().any(|c| c.contains(state.cut)) {
+            checked.cuts_in_checkpoint += 1;
+        }
+        *counts.entry(v.outcome).or_default() += 1;
+        let r = (rank(verdict), v.outcome);
+        if worst_rank.is_none_or(|w| r > w) {
+            worst_rank = Some(r);
+            checked.outcome = v.outcome;
+            checked.verdict = verdict;
+            checked.kill_point = cut_name(&log, &state);
+            checked.acked_commits = state.acks.total() as u64;
+            checked.recovered_commits = v.recovered_commits;
+            worst_detail = [v.detail.as_str(), note.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; ");
+            checked.worst = Some(state);
+        }
+    }
+    let counts_text: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    let worst_hash = checked
+        .worst
+        .as_ref()
+        .map(|s| format!("{:016x}", s.hash))
+        .unwrap_or_default();
+    let mut detail = format!(
+        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {}; {} cut inside one of {} WAL checkpoint(s), {} WAL reset(s); recording: {} ops, {} process(es); worst state {worst_hash}",
+        checked.crash_states,
+        if plan.fixed.is_some() { "fixed cut" } else { cut_kind },
+        e.cut_points,
+        e.candidates,
+        e.distinct,
+        if e.sampled { ", sampled" } else { "" },
+        counts_text.join(", "),
+        checked.cuts_in_checkpoint,
+        checkpoints.len(),
+        wal_resets(&log),
+        log.ops.last().map_or(0, |o| o.seq),
+        log.processes(),
+    );
+    for n in notes.iter().chain(
+        log.unsupported()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        detail.push_str("; ");
+        detail.push_str(n);
+    }
+    checked.detail = if worst_detail.is_empty() {
+        detail
+    } else {
+        format!("{worst_detail}; {detail}")
+    };
+    Ok(checked)
+}
+
+/// The scratch folder a crash state is checked in. Consecutive states share most of their bytes
+/// (the database file, often the WAL): a file whose bytes on disk already equal the state's is left
+/// alone (compared byte for byte, so whatever the previous check changed is rewritten), the others
+/// are written, and every file the state does not have is removed.
+struct ScratchDir<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> ScratchDir<'a> {
+    fn new(dir: &'a Path) -> ScratchDir<'a> {
+        ScratchDir { dir }
+    }
+
+    fn write(&mut self, files: &BTreeMap<PathBuf, Vec<u8>>) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.dir)?;
+        for e in std::fs::read_dir(self.dir)? {
+            let e = e?;
+            if files.contains_key(&PathBuf::from(e.file_name())) && e.file_type()?.is_file() {
+                continue;
+            }
+            if e.file_type()?.is_dir() {
+                std::fs::remove_dir_all(e.path())?;
+            } else {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        for (rel, data) in files {
+            let p = self.dir.join(rel);
+            if std::fs::read(&p).is_ok_and(|on_disk| on_disk == *data) {
+                continue;
+            }
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, data)?;
+        }
+        Ok(())
+    }
+}
+
+/// The cut points of a recording: every sync boundary (just before each effective fsync, and the
+/// end), and inside every WAL checkpoint (after its first write to the database file, halfway, and
+/// just before the sync that ends it) and just after each WAL reset. When there are more than
+/// `max_states` of them, the checkpoint and reset cuts are kept (a seeded sample of at most half
+/// the budget) and the sync boundaries sampled to fill it, the end always in: the enumerator then
+/// hashes a bounded number of candidates however long the recording. True when sampled.
+pub fn choose_cuts(
+    log: &Log,
+    checkpoints: &[torture_preload::Checkpoint],
+    max_states: usize,
+    seed: u64,
+) -> (Vec<u64>, bool) {
+    use rand::RngExt;
+    let end = log.ops.last().map_or(0, |o| o.seq);
+    let mut syncs: Vec<u64> = log
+        .ops
+        .iter()
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .map(|o| o.seq - 1)
+        .collect();
+    let mut inside: Vec<u64> = Vec::new();
+    for c in checkpoints {
+        inside.extend([c.first, (c.first + c.last) / 2, c.last.saturating_sub(1)]);
+    }
+    let mut wal_headers = log.ops.iter().filter(|o| {
+        o.errno == 0
+            && matches!(&o.kind, OpKind::Write { path, offset: 0, .. }
+                if path.as_os_str().as_encoded_bytes().ends_with(b"-wal"))
+    });
+    let _first_header = wal_headers.next();
+    inside.extend(wal_headers.map(|o| o.seq));
+    inside.sort_unstable();
+    inside.dedup();
+    // Three variants a cut, about two thirds of them distinct: twice the cuts would be sampled down.
+    let budget = (max_states / 2).max(2);
+    let sampled = syncs.len() + inside.len() + 1 > budget;
+    let mut rng = crate::lab::seed::rng_for(seed, crate::lab::seed::FAULT_STREAM + 3);
+    let mut sample = |v: &mut Vec<u64>, keep: usize| {
+        if v.len() > keep {
+            for i in 0..keep {
+                let j = rng.random_range(i..v.len());
+                v.swap(i, j);
+            }
+            v.truncate(keep);
+        }
+    };
+    if sampled {
+        sample(&mut inside, budget / 2);
+        let room = budget.saturating_sub(inside.len() + 1).max(1);
+        sample(&mut syncs, room);
+    }
+    let mut cuts: Vec<u64> = syncs.into_iter().chain(inside).collect();
+    cuts.push(end);
+    cuts.sort_unstable();
+    cuts.dedup();
+    (cuts, sampled)
+}
+
+/// The harness's `--crash-at` filter in the recorder's words (`delete` is `unlink` there).
+pub fn recorder_filter(harness_filter: &str) -> String {
+    match harness_filter.split_once(':') {
+        Some(("delete", f)) => format!("unlink:{f}"),
+        None if harness_filter == "delete" => "unlink".into(),
+        _ => harness_filter.to_string(),
+    }
+}

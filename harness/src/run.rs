@@ -145,7 +145,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
                 }
             }
         }
-        if let Some(n) = fault_never_fired(&record.kill_point) {
+        if let Some(n) = fault_never_fired(&record.kill_point, &record.detail) {
             never_fired.push(n);
         }
         if let Err(e) = csv.append(&record) {
@@ -281,8 +281,18 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     }
 }
 
-/// An op-indexed trial whose fault never fired: `op=N/T` with N beyond the T operations made.
-fn fault_never_fired(kill_point: &str) -> Option<String> {
+/// An op-indexed trial whose fault never fired: `op=N/T` with N beyond the T operations made, or a
+/// power cut whose fixed `--crash-at` the recording never reached (the recorder's words in `detail`).
+fn fault_never_fired(kill_point: &str, detail: &str) -> Option<String> {
+    if let Some(i) = detail.find("--crash-at ") {
+        let said = &detail[i..];
+        if let Some(end) = said.find(" not reached (the recording has fewer)") {
+            return Some(format!(
+                "{} (the recording has fewer)",
+                &said["--crash-at ".len()..end]
+            ));
+        }
+    }
     let rest = kill_point.strip_prefix("op=")?;
     let (n, rest) = rest.split_once('/')?;
     let t: String = rest.chars().take_while(char::is_ascii_digit).collect();

@@ -105,7 +105,6 @@ fn record_duck(commits: &str) -> Recording {
 }
 
 #[test]
-#[ignore = "needs `pip install duckdb` (not part of the machine image): run with --ignored"]
 fn duckdb_is_recorded_and_every_crash_state_keeps_its_acked_commits() {
     let r = record_duck("25");
     assert_eq!(r.log.coverage(), Coverage::FileOps);
@@ -150,7 +149,6 @@ fn duckdb_is_recorded_and_every_crash_state_keeps_its_acked_commits() {
 }
 
 #[test]
-#[ignore = "needs `pip install duckdb` (not part of the machine image): run with --ignored"]
 fn duckdb_on_a_lying_disk_loses_acked_commits() {
     let r = record_duck("10");
     let model = Model {

@@ -98,7 +98,6 @@ fn record(commits: &str) -> Recording {
 }
 
 #[test]
-#[ignore = "needs `pip install libsql` (not part of the machine image): run with --ignored"]
 fn encrypted_libsql_wal_full_keeps_every_acked_commit() {
     let r = record("20");
     assert_eq!(r.log.coverage(), Coverage::FileOps);
@@ -116,7 +115,6 @@ fn encrypted_libsql_wal_full_keeps_every_acked_commit() {
 }
 
 #[test]
-#[ignore = "needs `pip install libsql` (not part of the machine image): run with --ignored"]
 fn encrypted_libsql_on_a_lying_disk_loses_acked_commits() {
     let r = record("10");
     let model = Model {

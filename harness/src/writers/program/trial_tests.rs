@@ -116,10 +116,10 @@ fn python_writer(args: &[&str]) -> ExecOptions {
 
 #[test]
 fn the_python_sqlite3_writer_in_wal_mode_survives_every_kill() {
-    if !python_has("sqlite3") {
-        eprintln!("SKIPPED: python3 with its sqlite3 module is not on this machine");
-        return;
-    }
+    assert!(
+        python_has("sqlite3"),
+        "python3 with its sqlite3 module is needed: install python3 (.ci/run uses the machine's)"
+    );
     let lab = lab(11);
     let exec = python_writer(&["--commits", "2000"]);
     let (exec, window) = lab.calibrated(exec);
@@ -150,10 +150,10 @@ fn the_python_sqlite3_writer_in_wal_mode_survives_every_kill() {
 
 #[test]
 fn a_program_that_acks_before_committing_is_caught_losing_commits() {
-    if !python_has("sqlite3") {
-        eprintln!("SKIPPED: python3 with its sqlite3 module is not on this machine");
-        return;
-    }
+    assert!(
+        python_has("sqlite3"),
+        "python3 with its sqlite3 module is needed: install python3 (.ci/run uses the machine's)"
+    );
     let lab = lab(12);
     // Big transactions: the lie (the ack of commit N printed before N is made) is exposed
     // whenever the kill lands inside one. DELETE mode: in WAL mode a kill during the
@@ -203,10 +203,10 @@ fn a_program_that_acks_before_committing_is_caught_losing_commits() {
 
 #[test]
 fn journal_mode_off_with_big_transactions_breaks_as_documented() {
-    if !python_has("sqlite3") {
-        eprintln!("SKIPPED: python3 with its sqlite3 module is not on this machine");
-        return;
-    }
+    assert!(
+        python_has("sqlite3"),
+        "python3 with its sqlite3 module is needed: install python3 (.ci/run uses the machine's)"
+    );
     let lab = lab(13);
     // A tiny page cache writes half-done transfers over pages in use before COMMIT; without a
     // journal nothing can take them back.
@@ -243,10 +243,10 @@ fn the_sqlite3_shell_fed_a_script_survives_every_kill() {
     let cli = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3"]
         .into_iter()
         .find(|p| Path::new(p).is_file());
-    if cli.is_none() {
-        eprintln!("SKIPPED: no sqlite3 command-line shell on this machine");
-        return;
-    }
+    assert!(
+        cli.is_some(),
+        "the sqlite3 shell is needed: apt-get install sqlite3"
+    );
     let lab = lab(14);
     let mut exec = ExecOptions::new(vec![
         "sh".into(),
@@ -274,10 +274,10 @@ fn the_sqlite3_shell_fed_a_script_survives_every_kill() {
 
 #[test]
 fn trials_start_from_the_seed_database() {
-    if !python_has("sqlite3") {
-        eprintln!("SKIPPED: python3 with its sqlite3 module is not on this machine");
-        return;
-    }
+    assert!(
+        python_has("sqlite3"),
+        "python3 with its sqlite3 module is needed: install python3 (.ci/run uses the machine's)"
+    );
     let lab = lab(15);
     let seed_db = lab.work.join("seed.db");
     check::tests::writer_db(&seed_db, 50);
@@ -309,10 +309,10 @@ fn trials_start_from_the_seed_database() {
 
 #[test]
 fn kills_follow_a_start_up_slower_than_calibrated() {
-    if !python_has("sqlite3") {
-        eprintln!("SKIPPED: python3 with its sqlite3 module is not on this machine");
-        return;
-    }
+    assert!(
+        python_has("sqlite3"),
+        "python3 with its sqlite3 module is needed: install python3 (.ci/run uses the machine's)"
+    );
     let lab = lab(19);
     let (fast, window) = lab.calibrated(python_writer(&[
         "--start-delay",

@@ -242,6 +242,28 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             }
         }
     }
+    if let Some(kind) = &args.fault {
+        match crate::writers::program::ExecFault::from_flags(
+            kind,
+            args.sector_size,
+            args.lying_disk,
+            args.no_powersafe_overwrite,
+            args.crash_states.as_deref(),
+            args.max_states,
+            args.fail_at.as_deref(),
+        ) {
+            Ok(f) => exec.fault = Some(f),
+            Err(e) => return usage_error(&e),
+        }
+    } else if args.sector_size.is_some()
+        || args.lying_disk
+        || args.no_powersafe_overwrite
+        || args.crash_states.is_some()
+        || args.max_states.is_some()
+        || args.fail_at.is_some()
+    {
+        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --crash-states, --max-states and --fail-at need --fault power-loss|kill-at-op|io-error|disk-full");
+    }
     if let Err(e) = exec
         .validate()
         .and_then(|()| crate::writers::program::python_ready(&exec))
@@ -263,7 +285,24 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
     };
-    if exec.kill_window.is_none() {
+    if exec.fault.is_some() {
+        let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
+        };
+        let probed = tempfile::Builder::new()
+            .prefix("torture-probe-")
+            .tempdir_in(&opts.work_base)
+            .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
+            .and_then(|d| crate::writers::program::probe_recording(&exec, d.path(), timeout));
+        match probed {
+            Ok(line) => eprintln!("torture: {line}"),
+            Err((code, e)) => {
+                eprintln!("torture: {e}");
+                return code;
+            }
+        }
+    } else if exec.kill_window.is_none() {
         let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
             Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
@@ -424,6 +463,11 @@ fn run_validated(opts: RunOptions) -> i32 {
         .as_ref()
         .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
     print!("{}", summary.render_table());
+    if opts.exec.as_ref().is_some_and(|e| e.fault.is_some()) {
+        if let Some(s) = crate::writers::program::crash_states_summary(&opts.out_dir) {
+            println!("{s}");
+        }
+    }
     let end = match result {
         Ok(end) => end,
         Err(e) => {

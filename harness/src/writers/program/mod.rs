@@ -26,6 +26,9 @@
 mod calibrate;
 mod check;
 mod child;
+mod fault;
+mod recorded;
+mod states;
 mod trial;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +38,9 @@ use serde::{Deserialize, Serialize};
 
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
+pub use fault::{CrashStates, ExecFault};
+pub use recorded::{probe as probe_recording, run_trial as run_recorded};
+pub use states::summary as crash_states_summary;
 pub use trial::{run_trial, ExecTrialNote};
 
 /// The database engine the program writes: decides how the lab checks the database after a kill.
@@ -214,6 +220,10 @@ pub struct ExecOptions {
     /// judged `expected` (SQLite documents that deleting a hot journal or WAL corrupts).
     #[serde(default)]
     pub after_kill: Option<AfterKill>,
+    /// `--fault power-loss|kill-at-op|io-error|disk-full`: record the program once, check every
+    /// crash state of the recording (`recorded.rs`); `None`: SIGKILL trials.
+    #[serde(default)]
+    pub fault: Option<ExecFault>,
 }
 
 fn default_python() -> String {
@@ -243,6 +253,7 @@ impl ExecOptions {
             python: default_python(),
             key: None,
             after_kill: None,
+            fault: None,
         }
     }
 
@@ -301,6 +312,12 @@ impl ExecOptions {
             ))
             }
             _ => {}
+        }
+        if let Some(f) = &self.fault {
+            f.validate()?;
+            if self.after_kill.is_some() {
+                return Err("--after-kill acts after a SIGKILL; drop it or drop --fault".into());
+            }
         }
         if (self.after_kill, self.engine) == (Some(AfterKill::DeleteJournal), Engine::Duckdb) {
             return Err(

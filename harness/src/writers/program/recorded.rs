@@ -1,0 +1,525 @@
+//! One `torture exec --fault …` trial: record once, crash everywhere. The program runs once under
+//! the file-operation recorder (`libtorture_preload.so`), to its end or to the trial's kill time;
+//! every distinct crash state of that recording is rebuilt, checked with exec's own check
+//! (`check::verify`: integrity_check, the acks made before the cut, `--verify-sql`,
+//! `--recovered-sql`) and judged against SQLite's documented matrix. The trial's row is its worst
+//! state, with the counts in `detail`; every state is a row of `OUT/crash-states.csv`
+//! (`states.rs`). See `docs/exec-faults.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use torture_preload::{
+    enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, Log, OpKind, Variant,
+};
+
+use super::check::{self, Check, CheckEnv};
+use super::child::{self, End, Launch, Run, Stop};
+use super::fault::ExecFault;
+use super::states::{self, StateRow};
+use super::trial::{copy_seed, journal_mode};
+use super::{Engine, ExecOptions};
+use crate::faults::preload::{self as recorder, RecorderEnv};
+use crate::lab::seed;
+use crate::options::RunOptions;
+use crate::trial::kill_point::{KillPoint, KillPolicy};
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::SlotFiles;
+use crate::verify::verdict::{self, Fault};
+
+/// What one recorded run of the program left.
+pub(crate) struct Recording {
+    pub run: Run,
+    pub log: Log,
+    pub start: torture_preload::Snapshot,
+    /// Where the stop came from, for the row: `end` or `t=…us`.
+    pub stop: String,
+}
+
+/// Runs the program once under the recorder in `db_dir` (already prepared). `fail_at`: the
+/// injected I/O error, if any.
+pub(crate) fn record_run(
+    exec: &ExecOptions,
+    db_dir: &Path,
+    work: &Path,
+    stop: Stop,
+    trial_seed: u64,
+    trial: &str,
+    fail_at: Option<String>,
+    close_fds: &[std::os::fd::RawFd],
+) -> Result<Recording, String> {
+    let library = recorder::library()?;
+    let db = db_dir.join(exec.db_file_name());
+    let start = snapshot(db_dir).map_err(|e| format!("snapshot of {}: {e}", db_dir.display()))?;
+    let log_path = recorder::fresh_log(work);
+    let env = RecorderEnv {
+        library,
+        dir: db_dir.to_path_buf(),
+        log: log_path.clone(),
+        seed: trial_seed,
+        fail_at,
+    };
+    let run = {
+        let _guard = env.apply();
+        child::run(
+            &Launch {
+                command: &exec.command,
+                shell: exec.shell,
+                db: &db,
+                seed: trial_seed,
+                trial: trial.to_string(),
+                stderr: &work.join("stderr.txt"),
+                close_fds,
+                key: exec.key.as_deref(),
+            },
+            stop,
+            None,
+        )?
+    };
+    let log = match read_log(&log_path) {
+        Ok(l) => l,
+        // No process loaded the recorder: no log at all.
+        Err(_) if !log_path.exists() => Log::default(),
+        Err(e) => return Err(format!("reading the recorder's log: {e:?}")),
+    };
+    let stop = match stop {
+        Stop::Exit { .. } => "end".to_string(),
+        Stop::At(t) | Stop::Anchored { at: t, .. } => format!("t={}us", t.as_micros()),
+    };
+    Ok(Recording {
+        run,
+        log,
+        start,
+        stop,
+    })
+}
+
+/// Processes seen (distinct pids; an `exec` keeps its pid).
+fn pids(log: &Log) -> usize {
+    log.ops
+        .iter()
+        .map(|o| o.pid)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// Why a log holds nothing to crash: one line for the user (exit 2 before a run).
+pub(crate) fn coverage_problem(log: &Log, db: &Path) -> Option<String> {
+    match log.coverage() {
+        Coverage::NoProcessSeen => Some(
+            "the program shows no file operations to the recorder: no process of it loaded libtorture_preload.so \
+             (a static binary, or Go without cgo, makes its I/O without libc's functions); power-loss, kill-at-op, \
+             io-error and disk-full need a dynamically linked program — run it with plain `torture exec` (SIGKILL)"
+                .to_string(),
+        ),
+        Coverage::NoFileOps => Some(format!(
+            "the program loaded the recorder but wrote no file in {}: give it the database path as {{db}} or TORTURE_DB",
+            db.parent().map_or(db, |p| p).display()
+        )),
+        Coverage::FileOps => None,
+    }
+}
+
+/// What the recorder could not follow, for the row's detail: mmap writes, unsupported calls.
+fn blind_spots(log: &Log) -> Vec<String> {
+    let mut out = Vec::new();
+    let mmaps: Vec<String> = log
+        .mmap_writes()
+        .filter_map(|o| match &o.kind {
+            OpKind::MmapWrite { path, .. } => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    if !mmaps.is_empty() {
+        out.push(format!(
+            "NOT MODELLED: {} shared writable mapping(s) of {} — writes through them are not in the crash states",
+            mmaps.len(),
+            mmaps.join(", ")
+        ));
+    }
+    let mut unsupported: Vec<&str> = log.unsupported().collect();
+    unsupported.dedup();
+    for u in unsupported.into_iter().take(3) {
+        out.push(format!("recorder: {u}"));
+    }
+    out
+}
+
+/// The name of a cut: `cut=op 123/456 (sync 17) lose-all`.
+pub(crate) fn cut_name(log: &Log, state: &CrashState) -> String {
+    let total = log.ops.last().map_or(0, |o| o.seq);
+    let syncs = log
+        .ops
+        .iter()
+        .take_while(|o| o.seq <= state.cut.after)
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    format!(
+        "cut=op {}/{total} (sync {syncs}) {}",
+        state.cut.after,
+        variant_name(state.variant)
+    )
+}
+
+pub(crate) fn variant_name(v: Variant) -> String {
+    match v {
+        Variant::KeepAll => "keep-all".into(),
+        Variant::LoseAll => "lose-all".into(),
+        Variant::TearLast => "tear-last".into(),
+        Variant::Random { seed } => format!("random:{seed:016x}"),
+    }
+}
+
+/// The fault a state is judged under: a state that kept everything is what a process crash leaves
+/// (the page cache survives it), judged by the application-crash promise; any other is a power cut.
+fn judged_as(fault: Fault, variant: Variant) -> Fault {
+    match (fault, variant) {
+        (Fault::KillAtOp, _) => Fault::KillAtOp,
+        (Fault::IoError | Fault::DiskFull, Variant::KeepAll) => fault,
+        _ => Fault::PowerLoss,
+    }
+}
+
+fn verdict_rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Expected => 1,
+        Verdict::LabError => 2,
+        Verdict::Violation => 3,
+    }
+}
+
+/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts).
+pub fn run_trial(
+    run: &RunOptions,
+    exec: &ExecOptions,
+    fault: &ExecFault,
+    index: u64,
+    files: &SlotFiles,
+    sqlite_version: &str,
+) -> TrialRecord {
+    let started = Instant::now();
+    let trial_seed = seed::trial_seed(run.seed, index);
+    let dir = files.dir.join(format!("exec-{index}"));
+    let db_dir = dir.join("db");
+    let db = db_dir.join(exec.db_file_name());
+    let stop = match exec.kill_window {
+        Some(window) => {
+            let at = match (KillPolicy::AfterTime { window })
+                .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM))
+            {
+                KillPoint::AfterTime { after } => after,
+                KillPoint::AfterAcks { .. } => window.0,
+            };
+            match exec.anchor {
+                Some(anchor) => Stop::Anchored { at, anchor },
+                None => Stop::At(at),
+            }
+        }
+        None => Stop::Exit {
+            timeout: run.trial_timeout,
+        },
+    };
+    let mut record = TrialRecord {
+        iteration: index,
+        seed: trial_seed,
+        profile: exec.profile_name(),
+        journal_mode: "?".into(),
+        synchronous: "?".into(),
+        connections: 1,
+        processes: 1,
+        workload: "exec".into(),
+        fault: fault.fault.as_str().into(),
+        kill_point: String::new(),
+        acked_commits: 0,
+        recovered_commits: 0,
+        outcome: Outcome::WorkerError,
+        verdict: Verdict::LabError,
+        detail: String::new(),
+        busy_errors: 0,
+        pragma_fallback: String::new(),
+        duration_us: 0,
+        sqlite_version: sqlite_version.to_string(),
+    };
+    let fail_at = match fault.fail_spec(trial_seed) {
+        Ok(f) => f,
+        Err(e) => {
+            record.detail = e;
+            return finish(record, started, &dir);
+        }
+    };
+    let prepared = std::fs::remove_dir_all(&dir)
+        .or(Ok(()))
+        .and_then(|()| std::fs::create_dir_all(&db_dir))
+        .map_err(|e| format!("creating {}: {e}", db_dir.display()))
+        .and_then(|()| match &exec.seed_db {
+            Some(s) => copy_seed(s, &db),
+            None => Ok(()),
+        });
+    let recorded = prepared.and_then(|()| {
+        record_run(
+            exec,
+            &db_dir,
+            &dir,
+            stop,
+            trial_seed,
+            &index.to_string(),
+            fail_at.clone(),
+            &files.close_in_writers,
+        )
+    });
+    let rec = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            record.detail = e;
+            return finish(record, started, &dir);
+        }
+    };
+    let said = rec.run.said.clone();
+    let wal_header = said.journal_mode.is_none() && rec.log.ops.iter().any(|o| matches!(&o.kind, OpKind::Open { path, .. } if path.to_string_lossy().ends_with("-wal")));
+    let (jm, fallback) = journal_mode(exec, said.journal_mode.as_deref(), wal_header);
+    record.journal_mode = jm;
+    record.pragma_fallback = fallback;
+    record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
+    record.processes = pids(&rec.log).max(1) as u32;
+    if exec.engine == Engine::Sqlite {
+        if let Some(v) = &said.sqlite_version {
+            record.sqlite_version = v.clone();
+        }
+    }
+    if let Some(why) = coverage_problem(&rec.log, &db) {
+        record.kill_point = rec.stop;
+        record.detail = why;
+        return finish(record, started, &dir);
+    }
+    let mut notes = blind_spots(&rec.log);
+    if let Some(spec) = &fail_at {
+        let injected = rec.log.ops.iter().filter(|o| o.injected).count();
+        notes.push(match injected {
+            0 => format!(
+                "injected: {} — not reached (the program made fewer)",
+                ExecFault::describe_fail(spec)
+            ),
+            n => format!(
+                "injected: {} ({n} op(s) failed)",
+                ExecFault::describe_fail(spec)
+            ),
+        });
+    }
+    let stderr_tail = || {
+        check::tail(
+            &std::fs::read(dir.join("stderr.txt")).unwrap_or_default(),
+            200,
+        )
+    };
+    let mut problems = Vec::new();
+    match rec.run.end {
+        End::Exited(0) | End::Killed => {}
+        End::TimedOut => notes.push(format!(
+            "the program did not end within --trial-timeout; the recording stops there"
+        )),
+        End::Exited(code) if fail_at.is_some() => notes.push(format!(
+            "the program exited with status {code} after the injected error"
+        )),
+        End::Exited(code) => problems.push(format!(
+            "the program exited with status {code}: {}",
+            stderr_tail()
+        )),
+        End::Signaled(sig) => problems.push(format!(
+            "the program died of signal {sig}: {}",
+            stderr_tail()
+        )),
+    }
+    record.acked_commits = rec.run.said.max_ack;
+
+    let plan = fault.plan(trial_seed);
+    let e = match enumerate(&rec.start, &rec.log, &plan) {
+        Ok(e) => e,
+        Err(err) => {
+            record.detail = format!("crash states: {err}");
+            return finish(record, started, &dir);
+        }
+    };
+    let checkpoints = wal_checkpoints(&rec.log);
+    let state_dir = dir.join("state");
+    let state_db = state_dir.join(exec.db_file_name());
+    let hardware = fault.hardware_as_documented();
+    let mut rows: Vec<StateRow> = Vec::with_capacity(e.len());
+    let mut worst: Option<(u8, Outcome, usize, Check, CrashState)> = None;
+    for state in e.states() {
+        let cut = cut_name(&rec.log, &state);
+        let acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
+        let check = match state.write_to(&state_dir) {
+            Ok(()) => check::verify(&CheckEnv {
+                exec,
+                db: &state_db,
+                acked,
+                timeout: run.trial_timeout,
+                scratch: &dir,
+                close_fds: &files.close_in_writers,
+            }),
+            Err(err) => Check::new(
+                Outcome::WorkerError,
+                format!("writing the crash state: {err}"),
+            ),
+        };
+        let verdict = verdict::judge(
+            check.outcome,
+            &record.journal_mode,
+            &record.synchronous,
+            judged_as(fault.fault, state.variant),
+            hardware,
+        );
+        rows.push(StateRow {
+            iteration: index,
+            seed: trial_seed,
+            fault: fault.fault.as_str().into(),
+            cut: cut.clone(),
+            state_hash: format!("{:016x}", state.hash),
+            in_checkpoint: checkpoints.iter().any(|c| c.contains(state.cut)),
+            acked_commits: acked,
+            recovered_commits: check.recovered,
+            outcome: check.outcome,
+            verdict,
+            detail: check.detail.clone(),
+        });
+        let rank = verdict_rank(verdict);
+        if worst
+            .as_ref()
+            .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
+        {
+            worst = Some((rank, check.outcome, rows.len() - 1, check, state));
+        }
+    }
+    let counts = states::count(&rows);
+    let inside = rows.iter().filter(|r| r.in_checkpoint).count();
+    let mut detail = format!(
+        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {counts}; {inside} cut inside one of {} WAL checkpoint(s); recording: {} ops, {} process(es), stop {}",
+        rows.len(),
+        fault.crash_states.as_str(),
+        e.cut_points,
+        e.candidates,
+        e.distinct,
+        if e.sampled { ", sampled" } else { "" },
+        checkpoints.len(),
+        rec.log.ops.last().map_or(0, |o| o.seq),
+        pids(&rec.log),
+        rec.stop,
+    );
+    for n in &notes {
+        detail.push_str("; ");
+        detail.push_str(n);
+    }
+    match &worst {
+        Some((_, _, i, c, _)) => {
+            let row = &rows[*i];
+            record.kill_point = row.cut.clone();
+            record.acked_commits = row.acked_commits;
+            record.recovered_commits = c.recovered;
+            record.outcome = c.outcome;
+            record.verdict = row.verdict;
+            if c.outcome != Outcome::Intact {
+                detail.push_str(&format!("; worst: {} {}", row.cut, c.detail));
+            } else {
+                // Nothing to single out: the row names what was covered.
+                record.kill_point = format!(
+                    "{} states, {} (last {})",
+                    rows.len(),
+                    fault.crash_states.as_str(),
+                    rows.last().map_or("", |r| r.cut.as_str())
+                );
+            }
+            if let Some(v) = &c.engine_version {
+                record.sqlite_version = v.clone();
+            }
+        }
+        None => record.outcome = Outcome::Intact,
+    }
+    if record.outcome == Outcome::Intact {
+        record.verdict = Verdict::Ok;
+        if !problems.is_empty() {
+            record.outcome = Outcome::WorkerError;
+            record.verdict = Verdict::LabError;
+        }
+    }
+    if !problems.is_empty() {
+        detail.push_str(&format!("; also: {}", problems.join("; ")));
+    }
+    record.detail = detail;
+    if let Err(err) = states::append(&run.out_dir, &rows) {
+        record
+            .detail
+            .push_str(&format!("; crash-states.csv not written: {err}"));
+    }
+    if record.outcome != Outcome::Intact {
+        if let Some((_, _, _, _, state)) = &worst {
+            if let Err(err) = states::save_evidence(run, &record, exec, state, &dir) {
+                record
+                    .detail
+                    .push_str(&format!("; evidence not saved: {err}"));
+            }
+        }
+    }
+    finish(record, started, &dir)
+}
+
+fn finish(mut record: TrialRecord, started: Instant, dir: &Path) -> TrialRecord {
+    record.duration_us = started.elapsed().as_micros() as u64;
+    let _ = std::fs::remove_dir_all(dir);
+    record
+}
+
+/// Before a run: the recorder can be found (else `Err((3, …))`, a lab failure) and the program
+/// shows file operations to it (else `Err((2, …))`). Runs it once, to its end or `timeout`.
+/// Returns a one-line account of the recording.
+pub fn probe(exec: &ExecOptions, work: &Path, timeout: Duration) -> Result<String, (i32, String)> {
+    recorder::library().map_err(|e| (crate::exit_code::LAB_ERROR, e))?;
+    let db_dir: PathBuf = work.join("db");
+    std::fs::create_dir_all(&db_dir).map_err(|e| {
+        (
+            crate::exit_code::USAGE,
+            format!("creating {}: {e}", db_dir.display()),
+        )
+    })?;
+    if let Some(s) = &exec.seed_db {
+        copy_seed(s, &db_dir.join(exec.db_file_name()))
+            .map_err(|e| (crate::exit_code::USAGE, e))?;
+    }
+    let rec = record_run(
+        exec,
+        &db_dir,
+        work,
+        Stop::Exit { timeout },
+        0,
+        "probe",
+        None,
+        &[],
+    )
+    .map_err(|e| (crate::exit_code::USAGE, e))?;
+    if let Some(why) = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name())) {
+        return Err((crate::exit_code::USAGE, why));
+    }
+    let syncs = rec
+        .log
+        .ops
+        .iter()
+        .filter(|o| matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    let mut line = format!(
+        "recorded a probe run: {} ops ({syncs} syncs), {} process(es), {} ack(s), {:.2}s{}",
+        rec.log.ops.last().map_or(0, |o| o.seq),
+        pids(&rec.log),
+        rec.run.said.ack_lines,
+        rec.run.ran_for.as_secs_f64(),
+        if rec.run.end == End::TimedOut {
+            " (stopped at --calibration-timeout)"
+        } else {
+            ""
+        }
+    );
+    for n in blind_spots(&rec.log) {
+        line.push_str("; ");
+        line.push_str(&n);
+    }
+    Ok(line)
+}

@@ -4,7 +4,14 @@ use super::*;
 use crate::faults::config::FileKind;
 use rand::SeedableRng;
 
-fn write(op: u64, path: &Path, offset: u64, old: &[u8], new_len: u32, old_size: u64) -> LogRecord {
+fn write(
+    op: u64,
+    path: &Path,
+    offset: u64,
+    old: &[u8],
+    new_len: u32,
+    old_size: u64,
+) -> LogRecord {
     LogRecord {
         op,
         pid: 1,
@@ -289,7 +296,11 @@ mod with_sqlite {
     }
 
     /// One power cut per crash point (about `points` of them spread over the workload).
-    fn power_cuts(workload: &Workload<'_>, model: &PowerLossModel, points: u64) -> Vec<Outcome> {
+    fn power_cuts(
+        workload: &Workload<'_>,
+        model: &PowerLossModel,
+        points: u64,
+    ) -> Vec<Outcome> {
         let dir = testkit::scratch_dir();
         let template = dir.path().join("template.db");
         testkit::make_db(&template, workload.journal_mode);

@@ -8,8 +8,9 @@ use nix::sys::wait::WaitStatus;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 fn open_shim(path: &Path) -> Connection {
-    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())
-        .expect("open through the shim");
+    let conn =
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())
+            .expect("open through the shim");
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
     conn

@@ -36,18 +36,29 @@ pub(crate) struct Recording {
     pub stop: String,
 }
 
-/// Runs the program once under the recorder in `db_dir` (already prepared). `fail_at`: the
-/// injected I/O error, if any.
+/// Who the recorded run is for: the trial's seed and name, the injected I/O error (if any), the
+/// lab's descriptors the program must not inherit.
+pub(crate) struct RunFor<'a> {
+    pub trial_seed: u64,
+    pub trial: &'a str,
+    pub fail_at: Option<String>,
+    pub close_fds: &'a [std::os::fd::RawFd],
+}
+
+/// Runs the program once under the recorder in `db_dir` (already prepared).
 pub(crate) fn record_run(
     exec: &ExecOptions,
     db_dir: &Path,
     work: &Path,
     stop: Stop,
-    trial_seed: u64,
-    trial: &str,
-    fail_at: Option<String>,
-    close_fds: &[std::os::fd::RawFd],
+    who: RunFor<'_>,
 ) -> Result<Recording, String> {
+    let RunFor {
+        trial_seed,
+        trial,
+        fail_at,
+        close_fds,
+    } = who;
     let library = recorder::library()?;
     let db = db_dir.join(exec.db_file_name());
     let start = snapshot(db_dir).map_err(|e| format!("snapshot of {}: {e}", db_dir.display()))?;
@@ -262,10 +273,12 @@ pub fn run_trial(
             &db_dir,
             &dir,
             stop,
-            trial_seed,
-            &index.to_string(),
-            fail_at.clone(),
-            &files.close_in_writers,
+            RunFor {
+                trial_seed,
+                trial: &index.to_string(),
+                fail_at: fail_at.clone(),
+                close_fds: &files.close_in_writers,
+            },
         )
     });
     let rec = match recorded {
@@ -315,9 +328,9 @@ pub fn run_trial(
     let mut problems = Vec::new();
     match rec.run.end {
         End::Exited(0) | End::Killed => {}
-        End::TimedOut => notes.push(format!(
-            "the program did not end within --trial-timeout; the recording stops there"
-        )),
+        End::TimedOut => notes.push(
+            "the program did not end within --trial-timeout; the recording stops there".into(),
+        ),
         End::Exited(code) if fail_at.is_some() => notes.push(format!(
             "the program exited with status {code} after the injected error"
         )),
@@ -414,11 +427,12 @@ pub fn run_trial(
         Some((_, _, i, c, _)) => {
             let row = &rows[*i];
             record.kill_point = row.cut.clone();
-            record.acked_commits = row.acked_commits;
             record.recovered_commits = c.recovered;
             record.outcome = c.outcome;
             record.verdict = row.verdict;
             if c.outcome != Outcome::Intact {
+                // The row's numbers are the worst state's: what the verdict rests on.
+                record.acked_commits = row.acked_commits;
                 detail.push_str(&format!("; worst: {} {}", row.cut, c.detail));
             } else {
                 // Nothing to single out: the row names what was covered.
@@ -485,17 +499,14 @@ pub fn probe(exec: &ExecOptions, work: &Path, timeout: Duration) -> Result<Strin
         copy_seed(s, &db_dir.join(exec.db_file_name()))
             .map_err(|e| (crate::exit_code::USAGE, e))?;
     }
-    let rec = record_run(
-        exec,
-        &db_dir,
-        work,
-        Stop::Exit { timeout },
-        0,
-        "probe",
-        None,
-        &[],
-    )
-    .map_err(|e| (crate::exit_code::USAGE, e))?;
+    let who = RunFor {
+        trial_seed: 0,
+        trial: "probe",
+        fail_at: None,
+        close_fds: &[],
+    };
+    let rec = record_run(exec, &db_dir, work, Stop::Exit { timeout }, who)
+        .map_err(|e| (crate::exit_code::USAGE, e))?;
     if let Some(why) = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name())) {
         return Err((crate::exit_code::USAGE, why));
     }

@@ -141,7 +141,7 @@ pub fn summary(out_dir: &Path) -> Option<String> {
     let inside = rows.iter().filter(|r| r.in_checkpoint).count();
     let (lo, hi) = wilson_95(intact, n);
     Some(format!(
-        "crash states: {n} checked ({distinct} distinct by content) — {intact} intact ({:.1}%, 95% {:.1}–{:.1}%), {lost} lost a commit, {damaged} damaged, {violations} violation(s); {inside} cut inside a WAL checkpoint; rows: {}",
+        "crash states: {n} checked ({distinct} distinct by content) — {intact} intact ({:.2}%, 95% {:.2}–{:.2}%), {lost} lost a commit, {damaged} damaged, {violations} violation(s); {inside} cut inside a WAL checkpoint; rows: {}",
         100.0 * intact as f64 / n as f64,
         100.0 * lo,
         100.0 * hi,

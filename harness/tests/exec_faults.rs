@@ -409,3 +409,31 @@ fn bad_fault_settings_are_one_line_and_exit_2() {
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_program_that_never_exits_is_recorded_up_to_its_kill_time() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "1",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--kill-after",
+            "300ms..500ms",
+            "--calibration-timeout",
+            "1s",
+        ],
+        &["--commits", "1000000"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(text(&o.stderr).contains("stopped at --calibration-timeout"));
+    let (st, trials) = states(&out);
+    assert!(trials[0]["detail"].contains("stop t="), "{:?}", trials[0]);
+    assert!(!st.is_empty());
+    assert_eq!(count(&st, "outcome", &["intact"]), st.len());
+}

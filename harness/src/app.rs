@@ -294,7 +294,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .prefix("torture-probe-")
             .tempdir_in(&opts.work_base)
             .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
-            .and_then(|d| crate::writers::program::probe_recording(&exec, d.path(), timeout));
+            .and_then(|d| crate::writers::program::probe_recording(&mut exec, d.path(), timeout));
         match probed {
             Ok(line) => eprintln!("torture: {line}"),
             Err((code, e)) => {

@@ -286,7 +286,7 @@ pub struct ExecArgs {
     #[arg(long)]
     pub max_states: Option<usize>,
     /// io-error/disk-full: the failing operation, <kind>:<n>[:persist] (e.g. sync:3); default a
-    /// seeded draw (sync 1..20 for io-error, write 1..20 persisting for disk-full).
+    /// seeded draw among the probe run's syncs (io-error) or writes (disk-full, persisting).
     #[arg(long)]
     pub fail_at: Option<String>,
     /// The program and its arguments.

@@ -50,10 +50,14 @@ pub struct ExecFault {
     pub max_states: Option<usize>,
     /// io-error / disk-full: the recorder's `<kind>:<n>[:persist]`; `None`: drawn per trial.
     pub fail_at: Option<String>,
+    /// How many operations of the drawn kind the probe run made: the draw's range (1 to this).
+    #[serde(default)]
+    pub fail_range: Option<u64>,
 }
 
 /// Seeded draws of the failing operation, when `--fail-at` is not given: `sync` (io-error) or
-/// `write` (disk-full, persisting) number 1 to this.
+/// `write` (disk-full, persisting) number 1 to as many as the probe run made, or to this without
+/// a probe.
 pub const FAIL_AT_RANGE: u64 = 20;
 
 impl ExecFault {
@@ -88,6 +92,7 @@ impl ExecFault {
             crash_states,
             max_states,
             fail_at: fail_at.map(str::to_string),
+            fail_range: None,
         };
         f.validate()?;
         Ok(f)
@@ -186,10 +191,19 @@ impl ExecFault {
             }
             None => format!(
                 "{default_kind}:{}:{errno}{persist}",
-                1 + seed % FAIL_AT_RANGE
+                1 + seed % self.fail_range.unwrap_or(FAIL_AT_RANGE).max(1)
             ),
         };
         Ok(Some(spec))
+    }
+
+    /// The kind of operation a drawn failure counts, if the fault draws one.
+    pub fn drawn_kind(&self) -> Option<FailKind> {
+        match (&self.fail_at, self.fault) {
+            (None, Fault::IoError) => Some(FailKind::Sync),
+            (None, Fault::DiskFull) => Some(FailKind::Write),
+            _ => None,
+        }
     }
 
     /// How the row names the injected fault, e.g. `sync #3 fails with EIO`.

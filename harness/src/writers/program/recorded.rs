@@ -498,8 +498,13 @@ fn finish(mut record: TrialRecord, started: Instant, dir: &Path) -> TrialRecord 
 
 /// Before a run: the recorder can be found (else `Err((3, …))`, a lab failure) and the program
 /// shows file operations to it (else `Err((2, …))`). Runs it once, to its end or `timeout`.
-/// Returns a one-line account of the recording.
-pub fn probe(exec: &ExecOptions, work: &Path, timeout: Duration) -> Result<String, (i32, String)> {
+/// Returns a one-line account of the recording. io-error and disk-full without `--fail-at` draw
+/// their failing operation from as many as the probe made (`ExecFault::fail_range`).
+pub fn probe(
+    exec: &mut ExecOptions,
+    work: &Path,
+    timeout: Duration,
+) -> Result<String, (i32, String)> {
     recorder::library().map_err(|e| (crate::exit_code::LAB_ERROR, e))?;
     let db_dir: PathBuf = work.join("db");
     std::fs::create_dir_all(&db_dir).map_err(|e| {
@@ -529,6 +534,16 @@ pub fn probe(exec: &ExecOptions, work: &Path, timeout: Duration) -> Result<Strin
         .iter()
         .filter(|o| matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
         .count();
+    if let Some(f) = exec.fault.as_mut() {
+        if let Some(kind) = f.drawn_kind() {
+            let filter = torture_preload::OpFilter {
+                kind,
+                file: torture_preload::FileFilter::Any,
+            };
+            let n = rec.log.ops.iter().filter(|o| filter.matches(o)).count() as u64;
+            f.fail_range = Some(n.max(1));
+        }
+    }
     let mut line = format!(
         "recorded a probe run: {} ops ({syncs} syncs), {} process(es), {} ack(s), {:.2}s{}",
         rec.log.ops.last().map_or(0, |o| o.seq),
@@ -541,6 +556,15 @@ pub fn probe(exec: &ExecOptions, work: &Path, timeout: Duration) -> Result<Strin
             ""
         }
     );
+    if let Some(f) = exec.fault.as_ref().filter(|f| f.drawn_kind().is_some()) {
+        if let Ok(Some(spec)) = f.fail_spec(0) {
+            let kind = spec.split(':').next().unwrap_or("");
+            line.push_str(&format!(
+                "; each trial fails a seeded one of its {} {kind} op(s)",
+                f.fail_range.unwrap_or(0)
+            ));
+        }
+    }
     for n in blind_spots(&rec.log) {
         line.push_str("; ");
         line.push_str(&n);

@@ -294,7 +294,8 @@ pub fn run_trial(
     record.journal_mode = jm;
     record.pragma_fallback = fallback;
     record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
-    record.processes = pids(&rec.log).max(1) as u32;
+    // As for a SIGKILL exec trial: one program; the processes the recorder saw are in `detail`.
+    record.processes = 1;
     if exec.engine == Engine::Sqlite {
         if let Some(v) = &said.sqlite_version {
             record.sqlite_version = v.clone();

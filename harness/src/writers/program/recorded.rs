@@ -289,8 +289,12 @@ pub fn run_trial(
         }
     };
     let said = rec.run.said.clone();
-    let wal_header = said.journal_mode.is_none() && rec.log.ops.iter().any(|o| matches!(&o.kind, OpKind::Open { path, .. } if path.to_string_lossy().ends_with("-wal")));
-    let (jm, fallback) = journal_mode(exec, said.journal_mode.as_deref(), wal_header);
+    // No `journal_mode` line and no --journal-mode: a `-wal` the program opened says WAL.
+    let opened_wal = rec.log.ops.iter().any(|o| match &o.kind {
+        OpKind::Open { path, .. } => path.to_string_lossy().ends_with("-wal"),
+        _ => false,
+    });
+    let (jm, fallback) = journal_mode(exec, said.journal_mode.as_deref(), opened_wal);
     record.journal_mode = jm;
     record.pragma_fallback = fallback;
     record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
@@ -307,8 +311,8 @@ pub fn run_trial(
         return finish(record, started, &dir);
     }
     let mut notes = blind_spots(&rec.log);
+    let injected = rec.log.ops.iter().filter(|o| o.injected).count();
     if let Some(spec) = &fail_at {
-        let injected = rec.log.ops.iter().filter(|o| o.injected).count();
         notes.push(match injected {
             0 => format!(
                 "injected: {} — not reached (the program made fewer)",
@@ -332,7 +336,7 @@ pub fn run_trial(
         End::TimedOut => notes.push(
             "the program did not end within --trial-timeout; the recording stops there".into(),
         ),
-        End::Exited(code) if fail_at.is_some() => notes.push(format!(
+        End::Exited(code) if injected > 0 => notes.push(format!(
             "the program exited with status {code} after the injected error"
         )),
         End::Exited(code) => problems.push(format!(

@@ -336,6 +336,28 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Err(e) => return usage_error(&format!("--calibrate-for: {e}")),
         }
     }
+    if let Some(kind) = &args.fault {
+        match crate::writers::program::ExecFault::from_flags(
+            kind,
+            args.sector_size,
+            args.lying_disk,
+            args.no_powersafe_overwrite,
+            args.crash_states.as_deref(),
+            args.max_states,
+            args.fail_at.as_deref(),
+        ) {
+            Ok(f) => exec.fault = Some(f),
+            Err(e) => return usage_error(&e),
+        }
+    } else if args.sector_size.is_some()
+        || args.lying_disk
+        || args.no_powersafe_overwrite
+        || args.crash_states.is_some()
+        || args.max_states.is_some()
+        || args.fail_at.is_some()
+    {
+        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --crash-states, --max-states and --fail-at need --fault power-loss|kill-at-op|io-error|disk-full");
+    }
     if let Err(e) = exec
         .validate()
         .and_then(|()| match (exec.shell, exec.command.first()) {
@@ -353,7 +375,24 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         Err(e) => return usage_error(&e.0),
     };
     let mut calibration_held = None;
-    if exec.kill_window.is_none() {
+    if exec.fault.is_some() {
+        let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
+        };
+        let probed = tempfile::Builder::new()
+            .prefix("torture-probe-")
+            .tempdir_in(&opts.work_base)
+            .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
+            .and_then(|d| crate::writers::program::probe_recording(&mut exec, d.path(), timeout));
+        match probed {
+            Ok(line) => eprintln!("torture: {line}"),
+            Err((code, e)) => {
+                eprintln!("torture: {e}");
+                return code;
+            }
+        }
+    } else if exec.kill_window.is_none() {
         let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
             Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),

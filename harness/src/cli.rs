@@ -301,6 +301,29 @@ pub struct ExecArgs {
     pub calibrate_for: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
+    /// power-loss, kill-at-op, io-error or disk-full: record the program once under the file
+    /// recorder and check every crash state of the recording (docs/exec-faults.md).
+    #[arg(long)]
+    pub fault: Option<String>,
+    /// Torn-write granularity in bytes, a power of two (default 512).
+    #[arg(long)]
+    pub sector_size: Option<u32>,
+    /// A disk that ignores fsync: nothing is ever durable.
+    #[arg(long)]
+    pub lying_disk: bool,
+    /// A torn sector holds garbage, whole (SQLite assumes powersafe overwrite).
+    #[arg(long)]
+    pub no_powersafe_overwrite: bool,
+    /// Where to cut the recording: every-sync (default) or every-op (default for kill-at-op).
+    #[arg(long)]
+    pub crash_states: Option<String>,
+    /// At most this many distinct crash states per trial (a seeded sample).
+    #[arg(long)]
+    pub max_states: Option<usize>,
+    /// io-error/disk-full: the failing operation, <kind>:<n>[:persist] (e.g. sync:3); default a
+    /// seeded draw among the probe run's syncs (io-error) or writes (disk-full, persisting).
+    #[arg(long)]
+    pub fail_at: Option<String>,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -184,6 +184,11 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         .as_ref()
         .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
     print!("{}", summary.render_table());
+    if opts.exec.as_ref().is_some_and(|e| e.fault.is_some()) {
+        if let Some(s) = crate::writers::program::crash_states_summary(&opts.out_dir) {
+            println!("{s}");
+        }
+    }
     if let Err(e) = &summary_written {
         eprintln!(
             "torture: could not write {}: {e}; free space, then rewrite it with: {resume_hint}",

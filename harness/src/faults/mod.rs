@@ -21,6 +21,7 @@
 pub mod config;
 pub mod log;
 pub mod power_loss;
+pub mod preload;
 pub mod recorded;
 pub mod recovery;
 pub mod vfs;

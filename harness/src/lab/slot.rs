@@ -63,6 +63,14 @@ pub fn run_slot(
             (_, Some(name)) => {
                 crate::writers::scenario::run_trial(opts, name, index, &files, sqlite_version)
             }
+            (Some(exec), None) if exec.fault.is_some() => crate::writers::program::run_recorded(
+                opts,
+                exec,
+                exec.fault.as_ref().expect("matched"),
+                index,
+                &files,
+                sqlite_version,
+            ),
             (Some(exec), None) => crate::writers::program::run_trial(
                 opts,
                 exec,

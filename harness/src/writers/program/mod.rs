@@ -28,6 +28,9 @@ mod calibrate;
 mod check;
 mod child;
 mod evidence;
+mod fault;
+mod recorded;
+mod states;
 mod trial;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +42,9 @@ pub use after_run::after_run;
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
 pub use evidence::{recheck, recheck_folder, ExecTrialNote, Recheck};
+pub use fault::{CrashStates, ExecFault};
+pub use recorded::{probe as probe_recording, run_trial as run_recorded};
+pub use states::summary as crash_states_summary;
 pub use trial::run_trial;
 
 /// The database engine the program writes: decides how the lab checks the database after a kill.
@@ -273,6 +279,10 @@ pub struct ExecOptions {
     /// of stopping once it has seen enough.
     #[serde(default)]
     pub calibrate_for: Option<Duration>,
+    /// `--fault power-loss|kill-at-op|io-error|disk-full`: record the program once, check every
+    /// crash state of the recording (`recorded.rs`); `None`: SIGKILL trials.
+    #[serde(default)]
+    pub fault: Option<ExecFault>,
 }
 
 fn one_instance() -> u32 {
@@ -312,6 +322,7 @@ impl ExecOptions {
             kill_one: false,
             keep_evidence: false,
             calibrate_for: None,
+            fault: None,
         }
     }
 
@@ -395,6 +406,12 @@ impl ExecOptions {
             ))
             }
             _ => {}
+        }
+        if let Some(f) = &self.fault {
+            f.validate()?;
+            if self.after_kill.is_some() {
+                return Err("--after-kill acts after a SIGKILL; drop it or drop --fault".into());
+            }
         }
         if (self.after_kill, self.engine) == (Some(AfterKill::DeleteJournal), Engine::Duckdb) {
             return Err(

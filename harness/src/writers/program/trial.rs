@@ -380,7 +380,11 @@ fn describe_kill(exec: &ExecOptions, r: &Run, kill_at: Duration, kill_point: &mu
 
 /// The journal mode the verdict uses, and what the `pragma_fallback` column says about it. The
 /// program's own read-back wins, then the user's `--journal-mode`, then a WAL header on disk.
-fn journal_mode(exec: &ExecOptions, said: Option<&str>, wal_header: bool) -> (String, String) {
+pub(super) fn journal_mode(
+    exec: &ExecOptions,
+    said: Option<&str>,
+    wal_header: bool,
+) -> (String, String) {
     if exec.engine == Engine::Duckdb {
         return ("?".into(), String::new());
     }

@@ -1,0 +1,600 @@
+//! One `torture exec --fault …` trial: record once, crash everywhere. The program runs once under
+//! the file-operation recorder (`libtorture_preload.so`), to its end or to the trial's kill time;
+//! every distinct crash state of that recording is rebuilt, checked with exec's own check
+//! (`check::verify`: integrity_check, the acks made before the cut, `--verify-sql`,
+//! `--recovered-sql`) and judged against SQLite's documented matrix. The trial's row is its worst
+//! state, with the counts in `detail`; every state is a row of `OUT/crash-states.csv`
+//! (`states.rs`). See `docs/exec-faults.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use torture_preload::{
+    enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, Log, OpKind, Variant,
+};
+
+use super::check::{self, Check, CheckEnv};
+use super::child::{self, End, Launch, Run, Stop};
+use super::fault::ExecFault;
+use super::states::{self, StateRow};
+use super::trial::{copy_seed, journal_mode};
+use super::{Engine, ExecOptions};
+use crate::faults::preload::{self as recorder, RecorderEnv};
+use crate::lab::seed;
+use crate::options::RunOptions;
+use crate::trial::kill_point::{KillPoint, KillPolicy};
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::SlotFiles;
+use crate::verify::verdict::{self, Fault};
+
+/// What one recorded run of the program left.
+pub(crate) struct Recording {
+    pub run: Run,
+    pub log: Log,
+    pub start: torture_preload::Snapshot,
+    /// Where the stop came from, for the row: `end` or `t=…us`.
+    pub stop: String,
+}
+
+/// Who the recorded run is for: the trial's seed and name, the injected I/O error (if any), the
+/// lab's descriptors the program must not inherit.
+pub(crate) struct RunFor<'a> {
+    pub trial_seed: u64,
+    pub trial: &'a str,
+    pub fail_at: Option<String>,
+    pub close_fds: &'a [std::os::fd::RawFd],
+}
+
+/// Runs the program once under the recorder in `db_dir` (already prepared).
+pub(crate) fn record_run(
+    exec: &ExecOptions,
+    db_dir: &Path,
+    work: &Path,
+    stop: Stop,
+    who: RunFor<'_>,
+) -> Result<Recording, String> {
+    let RunFor {
+        trial_seed,
+        trial,
+        fail_at,
+        close_fds,
+    } = who;
+    let library = recorder::library()?;
+    let db = db_dir.join(exec.db_file_name());
+    let start = snapshot(db_dir).map_err(|e| format!("snapshot of {}: {e}", db_dir.display()))?;
+    let log_path = recorder::fresh_log(work);
+    let env = RecorderEnv {
+        library,
+        dir: db_dir.to_path_buf(),
+        log: log_path.clone(),
+        seed: trial_seed,
+        fail_at,
+    };
+    let run = {
+        let _guard = env.apply();
+        child::run(
+            &Launch {
+                command: &exec.command,
+                shell: exec.shell,
+                db: &db,
+                seed: trial_seed,
+                trial: trial.to_string(),
+                stderr: &work.join("stderr.txt"),
+                close_fds,
+                key: exec.key.as_deref(),
+                // One program under the recorder (several instances under one power cut: not yet).
+                instances: 1,
+                kill_one: None,
+            },
+            stop,
+            None,
+        )?
+    };
+    let log = match read_log(&log_path) {
+        Ok(l) => l,
+        // No process loaded the recorder: no log at all.
+        Err(_) if !log_path.exists() => Log::default(),
+        Err(e) => return Err(format!("reading the recorder's log: {e:?}")),
+    };
+    let stop = match stop {
+        Stop::Calibrate { .. } => "end".to_string(),
+        Stop::At(t) | Stop::Anchored { at: t, .. } => format!("t={}us", t.as_micros()),
+        Stop::AfterAcks { acks, .. } => format!("after {acks} acks"),
+    };
+    Ok(Recording {
+        run,
+        log,
+        start,
+        stop,
+    })
+}
+
+/// Processes seen (distinct pids; an `exec` keeps its pid).
+fn pids(log: &Log) -> usize {
+    log.ops
+        .iter()
+        .map(|o| o.pid)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// Why a log holds nothing to crash: one line for the user (exit 2 before a run).
+pub(crate) fn coverage_problem(log: &Log, db: &Path) -> Option<String> {
+    match log.coverage() {
+        Coverage::NoProcessSeen => Some(
+            "the program shows no file operations to the recorder: no process of it loaded libtorture_preload.so \
+             (a static binary, or Go without cgo, makes its I/O without libc's functions); power-loss, kill-at-op, \
+             io-error and disk-full need a dynamically linked program — run it with plain `torture exec` (SIGKILL)"
+                .to_string(),
+        ),
+        Coverage::NoFileOps => Some(format!(
+            "the program loaded the recorder but wrote no file in {}: give it the database path as {{db}} or TORTURE_DB",
+            db.parent().map_or(db, |p| p).display()
+        )),
+        Coverage::FileOps => None,
+    }
+}
+
+/// What the recorder could not follow, for the row's detail: mmap writes, unsupported calls.
+fn blind_spots(log: &Log) -> Vec<String> {
+    let mut out = Vec::new();
+    let mmaps: Vec<String> = log
+        .mmap_writes()
+        .filter_map(|o| match &o.kind {
+            OpKind::MmapWrite { path, .. } => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    if !mmaps.is_empty() {
+        out.push(format!(
+            "NOT MODELLED: {} shared writable mapping(s) of {} — writes through them are not in the crash states",
+            mmaps.len(),
+            mmaps.join(", ")
+        ));
+    }
+    let mut unsupported: Vec<&str> = log.unsupported().collect();
+    unsupported.dedup();
+    for u in unsupported.into_iter().take(3) {
+        out.push(format!("recorder: {u}"));
+    }
+    out
+}
+
+/// The name of a cut: `cut=op 123/456 (sync 17) lose-all`.
+pub(crate) fn cut_name(log: &Log, state: &CrashState) -> String {
+    let total = log.ops.last().map_or(0, |o| o.seq);
+    let syncs = log
+        .ops
+        .iter()
+        .take_while(|o| o.seq <= state.cut.after)
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    format!(
+        "cut=op {}/{total} (sync {syncs}) {}",
+        state.cut.after,
+        variant_name(state.variant)
+    )
+}
+
+pub(crate) fn variant_name(v: Variant) -> String {
+    match v {
+        Variant::KeepAll => "keep-all".into(),
+        Variant::LoseAll => "lose-all".into(),
+        Variant::TearLast => "tear-last".into(),
+        Variant::Random { seed } => format!("random:{seed:016x}"),
+    }
+}
+
+/// The fault a state is judged under: a state that kept everything is what a process crash leaves
+/// (the page cache survives it), judged by the application-crash promise; any other is a power cut.
+fn judged_as(fault: Fault, variant: Variant) -> Fault {
+    match (fault, variant) {
+        (Fault::KillAtOp, _) => Fault::KillAtOp,
+        (Fault::IoError | Fault::DiskFull, Variant::KeepAll) => fault,
+        _ => Fault::PowerLoss,
+    }
+}
+
+fn verdict_rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::Ok => 0,
+        Verdict::Expected => 1,
+        Verdict::LabError => 2,
+        Verdict::Violation => 3,
+    }
+}
+
+/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts).
+pub fn run_trial(
+    run: &RunOptions,
+    exec: &ExecOptions,
+    fault: &ExecFault,
+    index: u64,
+    files: &SlotFiles,
+    sqlite_version: &str,
+) -> TrialRecord {
+    let started = Instant::now();
+    let trial_seed = seed::trial_seed(run.seed, index);
+    let dir = files.dir.join(format!("exec-{index}"));
+    let db_dir = dir.join("db");
+    let db = db_dir.join(exec.db_file_name());
+    let stop = match exec.kill_window {
+        Some(window) => {
+            let at = match (KillPolicy::AfterTime { window })
+                .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM))
+            {
+                KillPoint::AfterTime { after } => after,
+                KillPoint::AfterAcks { .. } => window.0,
+            };
+            match exec.anchor {
+                Some(anchor) => Stop::Anchored { at, anchor },
+                None => Stop::At(at),
+            }
+        }
+        // To its end (or the timeout): the whole recording.
+        None => Stop::Calibrate {
+            timeout: run.trial_timeout,
+            run_for: Some(run.trial_timeout),
+        },
+    };
+    let profile = exec.profile_name();
+    // Filled in as the trial goes; the row starts as a lab error until the states are checked.
+    let mut record = crate::trial::record::Trial {
+        iteration: index,
+        seed: trial_seed,
+        profile: &profile,
+        connections: 1,
+        processes: 1,
+        workload: "exec",
+        fault: fault.fault.as_str(),
+        sqlite_version,
+        started,
+    }
+    .row(crate::trial::record::Found {
+        outcome: Outcome::WorkerError,
+        verdict: Verdict::LabError,
+        pragmas: crate::trial::record::Pragmas {
+            journal_mode: "?".into(),
+            synchronous: "?".into(),
+            fallback: String::new(),
+        },
+        kill_point: String::new(),
+        acked_commits: 0,
+        recovered_commits: 0,
+        busy_errors: 0,
+        detail: String::new(),
+    });
+    let fail_at = match fault.fail_spec(trial_seed) {
+        Ok(f) => f,
+        Err(e) => {
+            record.detail = e;
+            return finish(record, started, &dir);
+        }
+    };
+    let prepared = std::fs::remove_dir_all(&dir)
+        .or(Ok(()))
+        .and_then(|()| std::fs::create_dir_all(&db_dir))
+        .map_err(|e| format!("creating {}: {e}", db_dir.display()))
+        .and_then(|()| match &exec.seed_db {
+            Some(s) => copy_seed(s, &db),
+            None => Ok(()),
+        });
+    let recorded = prepared.and_then(|()| {
+        record_run(
+            exec,
+            &db_dir,
+            &dir,
+            stop,
+            RunFor {
+                trial_seed,
+                trial: &index.to_string(),
+                fail_at: fail_at.clone(),
+                close_fds: &files.close_in_writers,
+            },
+        )
+    });
+    let rec = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            record.detail = e;
+            return finish(record, started, &dir);
+        }
+    };
+    let said = rec.run.said.clone();
+    // No `journal_mode` line and no --journal-mode: a `-wal` the program opened says WAL.
+    let opened_wal = rec.log.ops.iter().any(|o| match &o.kind {
+        OpKind::Open { path, .. } => path.to_string_lossy().ends_with("-wal"),
+        _ => false,
+    });
+    let (jm, fallback) = journal_mode(exec, said.journal_mode.as_deref(), opened_wal);
+    record.journal_mode = jm;
+    record.pragma_fallback = fallback;
+    record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
+    // As for a SIGKILL exec trial: one program; the processes the recorder saw are in `detail`.
+    record.processes = 1;
+    if exec.engine == Engine::Sqlite {
+        if let Some(v) = &said.sqlite_version {
+            record.sqlite_version = v.clone();
+        }
+    }
+    if let Some(why) = coverage_problem(&rec.log, &db) {
+        record.kill_point = rec.stop;
+        record.detail = why;
+        return finish(record, started, &dir);
+    }
+    let mut notes = blind_spots(&rec.log);
+    let injected = rec.log.ops.iter().filter(|o| o.injected).count();
+    if let Some(spec) = &fail_at {
+        notes.push(match injected {
+            0 => format!(
+                "injected: {} — not reached (the program made fewer)",
+                ExecFault::describe_fail(spec)
+            ),
+            n => format!(
+                "injected: {} ({n} op(s) failed)",
+                ExecFault::describe_fail(spec)
+            ),
+        });
+    }
+    let stderr_tail = || {
+        check::tail(
+            &std::fs::read(dir.join("stderr.txt")).unwrap_or_default(),
+            200,
+        )
+    };
+    let mut problems = Vec::new();
+    match rec.run.end {
+        End::Exited(0) | End::Killed => {}
+        End::TimedOut => notes.push(
+            "the program did not end within --trial-timeout; the recording stops there".into(),
+        ),
+        End::Exited(code) if injected > 0 => notes.push(format!(
+            "the program exited with status {code} after the injected error"
+        )),
+        End::Exited(code) => problems.push(format!(
+            "the program exited with status {code}: {}",
+            stderr_tail()
+        )),
+        End::Signaled(sig) => problems.push(format!(
+            "the program died of signal {sig}: {}",
+            stderr_tail()
+        )),
+    }
+    record.acked_commits = rec.run.said.max_ack;
+    // Acks the recorder did not see (C stdio's `printf`, raw syscalls) have no place in the order:
+    // they count at the end of the run only (fewer cuts, never more), and the row says so.
+    let end_seq = rec.log.ops.last().map_or(0, |o| o.seq);
+    let logged = torture_preload::acks_before(&rec.log.ops, u64::MAX).total() as u64;
+    if logged < rec.run.said.ack_lines {
+        notes.push(format!(
+            "the recorder saw {logged} of the {} ack line(s) the program printed (C stdio or raw syscalls?); the others count only at the end of the run",
+            rec.run.said.ack_lines
+        ));
+    }
+
+    let plan = fault.plan(trial_seed);
+    let e = match enumerate(&rec.start, &rec.log, &plan) {
+        Ok(e) => e,
+        Err(err) => {
+            record.detail = format!("crash states: {err}");
+            return finish(record, started, &dir);
+        }
+    };
+    let checkpoints = wal_checkpoints(&rec.log);
+    let state_dir = dir.join("state");
+    let state_db = state_dir.join(exec.db_file_name());
+    let hardware = fault.hardware_as_documented();
+    let mut rows: Vec<StateRow> = Vec::with_capacity(e.len());
+    let mut worst: Option<(u8, Outcome, usize, Check, CrashState)> = None;
+    for state in e.states() {
+        let cut = cut_name(&rec.log, &state);
+        let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
+        if state.cut.after >= end_seq {
+            acked = acked.max(rec.run.said.max_ack);
+        }
+        // Every commit acknowledged before the cut (the recorder's ack records), for the set check.
+        let acks_before: Vec<Vec<u64>> = vec![state.acks.all().map(|(_, n)| n).collect()];
+        let check = match state.write_to(&state_dir) {
+            Ok(()) => check::verify(&CheckEnv {
+                exec,
+                db: &state_db,
+                acked,
+                acks: &acks_before,
+                timeout: run.trial_timeout,
+                scratch: &dir,
+                close_fds: &files.close_in_writers,
+            }),
+            Err(err) => Check::new(
+                Outcome::WorkerError,
+                format!("writing the crash state: {err}"),
+            ),
+        };
+        let verdict = verdict::judge(
+            check.outcome,
+            &record.journal_mode,
+            &record.synchronous,
+            judged_as(fault.fault, state.variant),
+            hardware,
+        );
+        rows.push(StateRow {
+            iteration: index,
+            seed: trial_seed,
+            fault: fault.fault.as_str().into(),
+            cut: cut.clone(),
+            state_hash: format!("{:016x}", state.hash),
+            in_checkpoint: checkpoints.iter().any(|c| c.contains(state.cut)),
+            acked_commits: acked,
+            recovered_commits: check.recovered,
+            outcome: check.outcome,
+            verdict,
+            detail: check.detail.clone(),
+        });
+        let rank = verdict_rank(verdict);
+        if worst
+            .as_ref()
+            .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
+        {
+            worst = Some((rank, check.outcome, rows.len() - 1, check, state));
+        }
+    }
+    let counts = states::count(&rows);
+    let inside = rows.iter().filter(|r| r.in_checkpoint).count();
+    let mut detail = format!(
+        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {counts}; {inside} cut inside one of {} WAL checkpoint(s); recording: {} ops, {} process(es), stop {}",
+        rows.len(),
+        fault.crash_states.as_str(),
+        e.cut_points,
+        e.candidates,
+        e.distinct,
+        if e.sampled { ", sampled" } else { "" },
+        checkpoints.len(),
+        rec.log.ops.last().map_or(0, |o| o.seq),
+        pids(&rec.log),
+        rec.stop,
+    );
+    for n in &notes {
+        detail.push_str("; ");
+        detail.push_str(n);
+    }
+    match &worst {
+        Some((_, _, i, c, _)) => {
+            let row = &rows[*i];
+            record.kill_point = row.cut.clone();
+            record.recovered_commits = c.recovered;
+            record.outcome = c.outcome;
+            record.verdict = row.verdict;
+            if c.outcome != Outcome::Intact {
+                // The row's numbers are the worst state's: what the verdict rests on.
+                record.acked_commits = row.acked_commits;
+                detail.push_str(&format!("; worst: {} {}", row.cut, c.detail));
+            } else {
+                // Nothing to single out: the row names what was covered.
+                record.kill_point = format!(
+                    "{} states, {} (last {})",
+                    rows.len(),
+                    fault.crash_states.as_str(),
+                    rows.last().map_or("", |r| r.cut.as_str())
+                );
+            }
+            if let Some(v) = &c.engine_version {
+                record.sqlite_version = v.clone();
+            }
+        }
+        None => record.outcome = Outcome::Intact,
+    }
+    if record.outcome == Outcome::Intact {
+        record.verdict = Verdict::Ok;
+        if !problems.is_empty() {
+            record.outcome = Outcome::WorkerError;
+            record.verdict = Verdict::LabError;
+        }
+    }
+    if !problems.is_empty() {
+        detail.push_str(&format!("; also: {}", problems.join("; ")));
+    }
+    record.detail = detail;
+    record.crash_states = e.distinct as u64;
+    record.damaged_states = rows.iter().filter(|r| r.outcome != Outcome::Intact).count() as u64;
+    record.cuts_in_checkpoint = inside as u64;
+    if let Err(err) = states::append(&run.out_dir, &rows) {
+        record
+            .detail
+            .push_str(&format!("; crash-states.csv not written: {err}"));
+    }
+    if record.outcome != Outcome::Intact {
+        if let Some((_, _, _, _, state)) = &worst {
+            if let Err(err) = states::save_evidence(run, &record, exec, state, &dir) {
+                record
+                    .detail
+                    .push_str(&format!("; evidence not saved: {err}"));
+            }
+        }
+    }
+    finish(record, started, &dir)
+}
+
+fn finish(mut record: TrialRecord, started: Instant, dir: &Path) -> TrialRecord {
+    record.duration_us = started.elapsed().as_micros() as u64;
+    let _ = std::fs::remove_dir_all(dir);
+    record
+}
+
+/// Before a run: the recorder can be found (else `Err((3, …))`, a lab failure) and the program
+/// shows file operations to it (else `Err((2, …))`). Runs it once, to its end or `timeout`.
+/// Returns a one-line account of the recording. io-error and disk-full without `--fail-at` draw
+/// their failing operation from as many as the probe made (`ExecFault::fail_range`).
+pub fn probe(
+    exec: &mut ExecOptions,
+    work: &Path,
+    timeout: Duration,
+) -> Result<String, (i32, String)> {
+    recorder::library().map_err(|e| (crate::exit_code::LAB_ERROR, e))?;
+    let db_dir: PathBuf = work.join("db");
+    std::fs::create_dir_all(&db_dir).map_err(|e| {
+        (
+            crate::exit_code::USAGE,
+            format!("creating {}: {e}", db_dir.display()),
+        )
+    })?;
+    if let Some(s) = &exec.seed_db {
+        copy_seed(s, &db_dir.join(exec.db_file_name()))
+            .map_err(|e| (crate::exit_code::USAGE, e))?;
+    }
+    let who = RunFor {
+        trial_seed: 0,
+        trial: "probe",
+        fail_at: None,
+        close_fds: &[],
+    };
+    let to_the_end = Stop::Calibrate {
+        timeout,
+        run_for: Some(timeout),
+    };
+    let rec = record_run(exec, &db_dir, work, to_the_end, who)
+        .map_err(|e| (crate::exit_code::USAGE, e))?;
+    if let Some(why) = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name())) {
+        return Err((crate::exit_code::USAGE, why));
+    }
+    let syncs = rec
+        .log
+        .ops
+        .iter()
+        .filter(|o| matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    if let Some(f) = exec.fault.as_mut() {
+        if let Some(kind) = f.drawn_kind() {
+            let filter = torture_preload::OpFilter {
+                kind,
+                file: torture_preload::FileFilter::Any,
+            };
+            let n = rec.log.ops.iter().filter(|o| filter.matches(o)).count() as u64;
+            f.fail_range = Some(n.max(1));
+        }
+    }
+    let mut line = format!(
+        "recorded a probe run: {} ops ({syncs} syncs), {} process(es), {} ack(s), {:.2}s{}",
+        rec.log.ops.last().map_or(0, |o| o.seq),
+        pids(&rec.log),
+        rec.run.said.ack_lines,
+        rec.run.ran_for.as_secs_f64(),
+        if rec.run.end == End::TimedOut {
+            " (stopped at --calibration-timeout)"
+        } else {
+            ""
+        }
+    );
+    if let Some(f) = exec.fault.as_ref().filter(|f| f.drawn_kind().is_some()) {
+        if let Ok(Some(spec)) = f.fail_spec(0) {
+            let kind = spec.split(':').next().unwrap_or("");
+            line.push_str(&format!(
+                "; each trial fails a seeded one of its {} {kind} op(s)",
+                f.fail_range.unwrap_or(0)
+            ));
+        }
+    }
+    for n in blind_spots(&rec.log) {
+        line.push_str("; ");
+        line.push_str(&n);
+    }
+    Ok(line)
+}

@@ -1,0 +1,226 @@
+//! The crash states of recorded exec trials: `OUT/crash-states.csv` (one row per state checked),
+//! the counts in a trial's detail, the run's summary line, and a failed trial's evidence.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ExecOptions;
+use crate::options::RunOptions;
+use crate::output::stats::wilson_95;
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+
+/// The file, in the run's output folder.
+pub const FILE: &str = "crash-states.csv";
+
+/// One crash state checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateRow {
+    pub iteration: u64,
+    pub seed: u64,
+    pub fault: String,
+    /// `cut=op 123/456 (sync 17) lose-all`.
+    pub cut: String,
+    /// The content hash that made the state distinct (paths and bytes).
+    pub state_hash: String,
+    /// The cut fell inside a WAL checkpoint (after its first write to the database file, before
+    /// the sync that ends it).
+    pub in_checkpoint: bool,
+    /// The highest commit acknowledged before the cut.
+    pub acked_commits: u64,
+    pub recovered_commits: u64,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// Outcome counts of a trial's states, for its detail.
+pub struct Counts(Vec<(Outcome, usize)>);
+
+pub fn count(rows: &[StateRow]) -> Counts {
+    Counts(
+        Outcome::ALL
+            .iter()
+            .map(|&o| (o, rows.iter().filter(|r| r.outcome == o).count()))
+            .filter(|&(_, n)| n > 0)
+            .collect(),
+    )
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none checked");
+        }
+        let parts: Vec<String> = self.0.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+const HEADER: [&str; 11] = [
+    "iteration",
+    "seed",
+    "fault",
+    "cut",
+    "state_hash",
+    "in_checkpoint",
+    "acked_commits",
+    "recovered_commits",
+    "outcome",
+    "verdict",
+    "detail",
+];
+
+/// Appends a trial's rows to `OUT/crash-states.csv` (made with its header by the first trial):
+/// under `flock`, with one `write`, since the slots append to the same file.
+pub fn append(out_dir: &Path, rows: &[StateRow]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out_dir.join(FILE))?;
+    // SAFETY: flock on a descriptor we own; released when `file` closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    if file.metadata()?.len() == 0 {
+        w.write_record(HEADER)?;
+    }
+    for r in rows {
+        w.serialize(r).map_err(std::io::Error::other)?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    (&file).write_all(&bytes)
+}
+
+/// Reads the rows back.
+pub fn read(out_dir: &Path) -> Result<Vec<StateRow>, String> {
+    let path = out_dir.join(FILE);
+    let mut r = csv::Reader::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    r.deserialize()
+        .collect::<Result<Vec<StateRow>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The run's summary of its crash states: how many were checked, how many distinct by content,
+/// what they showed, and the share intact with its 95% interval. `None` when the run has none.
+pub fn summary(out_dir: &Path) -> Option<String> {
+    let rows = read(out_dir).ok()?;
+    if rows.is_empty() {
+        return None;
+    }
+    let n = rows.len() as u64;
+    let distinct = rows
+        .iter()
+        .map(|r| r.state_hash.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let intact = rows.iter().filter(|r| r.outcome == Outcome::Intact).count() as u64;
+    let damaged = rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                Outcome::Corrupt | Outcome::OpenFailed | Outcome::Atomicity | Outcome::WrongKey
+            )
+        })
+        .count();
+    let lost = rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::LostCommit)
+        .count();
+    let violations = rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Violation)
+        .count();
+    let inside = rows.iter().filter(|r| r.in_checkpoint).count();
+    let (lo, hi) = wilson_95(intact, n);
+    Some(format!(
+        "crash states: {n} checked ({distinct} distinct by content) — {intact} intact ({:.2}%, 95% {:.2}–{:.2}%), {lost} lost a commit, {damaged} damaged, {violations} violation(s); {inside} cut inside a WAL checkpoint; rows: {}",
+        100.0 * intact as f64 / n as f64,
+        100.0 * lo,
+        100.0 * hi,
+        out_dir.join(FILE).display()
+    ))
+}
+
+/// Saves the worst state of a failed trial: its files in `OUT/failures/<i>/crash-state/`, the
+/// recorder's log, the program's stderr, and `trial.json`.
+pub fn save_evidence(
+    run: &RunOptions,
+    record: &TrialRecord,
+    exec: &ExecOptions,
+    state: &torture_preload::CrashState,
+    work: &Path,
+) -> std::io::Result<()> {
+    let dir = run
+        .out_dir
+        .join("failures")
+        .join(record.iteration.to_string());
+    std::fs::create_dir_all(&dir)?;
+    state.write_to(&dir.join("crash-state"))?;
+    for name in ["faultfs.log", "stderr.txt"] {
+        let from: PathBuf = work.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, dir.join(name))?;
+        }
+    }
+    let note = serde_json::json!({
+        "kind": "exec",
+        "record": record,
+        "master_seed": run.seed,
+        "exec": exec,
+        "cut": state.cut.after,
+        "variant": super::recorded::variant_name(state.variant),
+        "state_hash": format!("{:016x}", state.hash),
+        "reproduce": format!("{} (the same seed records the program again; the crash state is in crash-state/)", run.command_line),
+    });
+    std::fs::write(
+        dir.join("trial.json"),
+        serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(outcome: Outcome, hash: &str) -> StateRow {
+        StateRow {
+            iteration: 0,
+            seed: 1,
+            fault: "power-loss".into(),
+            cut: "cut=op 3/9 (sync 1) lose-all".into(),
+            state_hash: hash.into(),
+            in_checkpoint: false,
+            acked_commits: 2,
+            recovered_commits: 1,
+            outcome,
+            verdict: Verdict::Expected,
+            detail: "a, \"quoted\"".into(),
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_and_the_summary_counts_distinct_states() {
+        let out = tempfile::tempdir().unwrap();
+        let rows = vec![row(Outcome::Intact, "a"), row(Outcome::LostCommit, "b")];
+        append(out.path(), &rows).unwrap();
+        append(out.path(), &rows[..1]).unwrap();
+        let back = read(out.path()).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(back[1], rows[1]);
+        let s = summary(out.path()).unwrap();
+        assert!(
+            s.starts_with("crash states: 3 checked (2 distinct by content)"),
+            "{s}"
+        );
+        assert!(s.contains("1 lost a commit"), "{s}");
+        assert_eq!(count(&rows).to_string(), "1 intact, 1 lost-commit");
+    }
+}

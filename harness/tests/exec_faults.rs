@@ -1,0 +1,439 @@
+//! `torture exec --fault …` end to end: the real binary, the real preload recorder, real Python
+//! sqlite3 programs, every crash state of each recording checked. Controls: WAL+FULL never fails
+//! (negative); `journal_mode=OFF`, a lying disk and a program that acknowledges a failed commit are
+//! caught (positive); WAL+NORMAL loses commits but never corrupts. See docs/exec-faults.md.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const WRITER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../workloads/exec/python_writer.py"
+);
+const VERIFY: &str = include_str!("../../workloads/exec/verify.sql");
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `torture exec` with `flags`, then `-- program`; the run's output folder is `out`.
+fn exec(out: &Path, flags: &[&str], program: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.args(["exec", "--no-progress", "-j", "1", "--out"])
+        .arg(out)
+        .args(flags)
+        .arg("--")
+        .args(program);
+    c.output().expect("torture runs")
+}
+
+/// The Python writer with `--recovered-sql` and its invariant.
+fn writer(out: &Path, flags: &[&str], writer_flags: &[&str]) -> Output {
+    let mut f = vec![
+        "--recovered-sql",
+        "SELECT max(seq) FROM t",
+        "--verify-sql",
+        VERIFY,
+    ];
+    f.extend_from_slice(flags);
+    let mut p = vec!["python3", WRITER, "{db}"];
+    p.extend_from_slice(writer_flags);
+    exec(out, &f, &p)
+}
+
+type Row = HashMap<String, String>;
+
+fn csv_rows(path: &Path) -> Vec<Row> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("complete row");
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The crash states checked, and the trials.
+fn states(out: &Path) -> (Vec<Row>, Vec<Row>) {
+    (
+        csv_rows(&out.join("crash-states.csv")),
+        csv_rows(&out.join("trials.csv")),
+    )
+}
+
+fn count(rows: &[Row], col: &str, values: &[&str]) -> usize {
+    rows.iter()
+        .filter(|r| values.contains(&r[col].as_str()))
+        .count()
+}
+
+const DAMAGE: [&str; 4] = ["corrupt", "atomicity", "open-failed", "wrong-key"];
+
+fn say(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn wal_full_is_intact_in_every_crash_state() {
+    // Negative control.
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &["-n", "2", "--seed", "3", "--fault", "power-loss"],
+        &["--commits", "30"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert!(st.len() >= 100, "too few crash states: {}", st.len());
+    assert_eq!(count(&st, "outcome", &["intact"]), st.len(), "{}", say(&o));
+    assert!(trials
+        .iter()
+        .all(|r| r["fault"] == "power-loss" && r["synchronous"] == "full"));
+    // Every state had acks to check, and the last ones all 30.
+    assert!(st.iter().any(|r| r["acked_commits"] == "30"));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains(&format!("crash states: {} checked", st.len())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn wal_normal_loses_recent_commits_and_never_corrupts() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "2",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--crash-states",
+            "every-op",
+            "--max-states",
+            "300",
+        ],
+        &["--commits", "30", "--synchronous", "normal"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, _) = states(&out);
+    assert_eq!(count(&st, "outcome", &DAMAGE), 0, "{}", say(&o));
+    assert!(count(&st, "outcome", &["lost-commit"]) > 0, "{}", say(&o));
+    assert_eq!(count(&st, "verdict", &["violation"]), 0);
+    assert_eq!(
+        count(&st, "outcome", &["lost-commit"]),
+        count(&st, "verdict", &["expected"])
+    );
+}
+
+#[test]
+fn journal_mode_off_is_caught() {
+    // Positive control: damage under a power cut, judged expected (SQLite says OFF may corrupt).
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &["-n", "1", "--seed", "3", "--fault", "power-loss"],
+        &["--commits", "30", "--journal-mode", "off"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert!(count(&st, "outcome", &DAMAGE) > 0, "{}", say(&o));
+    assert_eq!(trials[0]["verdict"], "expected");
+    assert!(DAMAGE.contains(&trials[0]["outcome"].as_str()));
+    // The row names the state it reports, and that state's own row agrees.
+    let worst: Vec<&Row> = st
+        .iter()
+        .filter(|r| r["cut"] == trials[0]["kill_point"])
+        .collect();
+    assert!(worst.iter().any(|r| r["outcome"] == trials[0]["outcome"]));
+}
+
+#[test]
+fn a_lying_disk_breaks_wal_full() {
+    // Positive control: no fsync is durable, so acknowledged commits go (SQLite promises nothing).
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "1",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--lying-disk",
+        ],
+        &["--commits", "30"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    let bad = st.len() - count(&st, "outcome", &["intact"]);
+    assert!(bad > 0, "{}", say(&o));
+    assert_eq!(count(&st, "verdict", &["violation"]), 0);
+    assert_ne!(trials[0]["outcome"], "intact");
+}
+
+/// A program that acknowledges every commit, even one whose COMMIT failed (`--stop`: it stops at
+/// the first error instead, the honest version).
+const ACK_ANYWAY: &str = r#"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA journal_mode=wal"); con.execute("PRAGMA synchronous=full")
+print("journal_mode wal", flush=True); print("synchronous full", flush=True)
+con.execute("CREATE TABLE IF NOT EXISTS t(seq INTEGER PRIMARY KEY, v BLOB)")
+for seq in range(1, 31):
+    try:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO t VALUES (?, randomblob(3000))", (seq,))
+        con.execute("COMMIT")
+    except sqlite3.Error as e:
+        print(f"commit {seq}: {e}", file=sys.stderr)
+        try:
+            con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if "--stop" in sys.argv:
+            sys.exit(1)
+    print(f"ack {seq}", flush=True)
+"#;
+
+#[test]
+fn io_error_catches_a_program_that_acknowledges_a_failed_commit() {
+    let t = tmp();
+    let script = t.path().join("ack_anyway.py");
+    std::fs::write(&script, ACK_ANYWAY).unwrap();
+    let script = script.to_str().unwrap();
+    let flags = [
+        "-n",
+        "1",
+        "--seed",
+        "3",
+        "--fault",
+        "io-error",
+        "--fail-at",
+        "sync:12",
+        "--recovered-sql",
+        "SELECT max(seq) FROM t",
+    ];
+    // Positive control: caught, a violation (exit 1).
+    let out = t.path().join("bad");
+    let o = exec(&out, &flags, &["python3", script, "{db}"]);
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert!(count(&st, "outcome", &["lost-commit"]) > 0);
+    assert_eq!(trials[0]["verdict"], "violation");
+    assert!(
+        trials[0]["detail"].contains("injected: sync #12 fails with EIO (1 op(s) failed)"),
+        "{}",
+        trials[0]["detail"]
+    );
+    // Negative control: the same fault, a program that stops at the error.
+    let out = t.path().join("good");
+    let o = exec(&out, &flags, &["python3", script, "{db}", "--stop"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert_eq!(count(&st, "outcome", &["intact"]), st.len(), "{}", say(&o));
+    assert!(
+        trials[0]["acked_commits"].parse::<u64>().unwrap() > 0,
+        "acks before the error"
+    );
+    assert!(trials[0]["detail"].contains("exited with status 1 after the injected error"));
+}
+
+#[test]
+fn kill_at_op_keeps_everything_and_wal_full_survives_every_op() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "1",
+            "--seed",
+            "3",
+            "--fault",
+            "kill-at-op",
+            "--max-states",
+            "400",
+        ],
+        &["--commits", "15"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert!(st.len() >= 100, "{}", st.len());
+    assert!(st.iter().all(|r| r["cut"].ends_with("keep-all")));
+    assert_eq!(count(&st, "outcome", &["intact"]), st.len());
+    assert_eq!(trials[0]["fault"], "kill-at-op");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_crash_states() {
+    let t = tmp();
+    let hashes = |name: &str| -> BTreeSet<(String, String)> {
+        let out = t.path().join(name);
+        let o = writer(
+            &out,
+            &["-n", "1", "--seed", "9", "--fault", "power-loss"],
+            &["--commits", "10"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+        states(&out)
+            .0
+            .into_iter()
+            .map(|r| (r["cut"].clone(), r["state_hash"].clone()))
+            .collect()
+    };
+    let a = hashes("a");
+    assert!(!a.is_empty());
+    assert_eq!(a, hashes("b"));
+}
+
+#[test]
+fn mmap_writes_are_reported() {
+    let t = tmp();
+    let script = t.path().join("mapper.py");
+    std::fs::write(
+        &script,
+        "import mmap, os, sys\nf = open(sys.argv[1], 'w+b'); f.write(b'\\0' * 4096); f.flush(); os.fsync(f.fileno())\n\
+         m = mmap.mmap(f.fileno(), 4096); m[0:5] = b'hello'; m.flush()\nprint('ack 1', flush=True)\n",
+    )
+    .unwrap();
+    let out = t.path().join("o");
+    let o = exec(
+        &out,
+        &["-n", "1", "--fault", "power-loss", "--journal-mode", "wal"],
+        &["python3", script.to_str().unwrap(), "{db}"],
+    );
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("NOT MODELLED: 1 shared writable mapping(s) of trial.db"),
+        "{}",
+        say(&o)
+    );
+    let (_, trials) = states(&out);
+    assert!(
+        trials[0]["detail"].contains("NOT MODELLED"),
+        "{:?}",
+        trials[0]
+    );
+}
+
+/// A static C program when `gcc -static` works here (its I/O bypasses the preload: no process
+/// seen), else a program that writes nowhere (seen, but nothing to crash). Both are refused.
+fn unrecordable(dir: &Path) -> (Vec<String>, &'static str) {
+    let src = dir.join("w.c");
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <unistd.h>\n#include <stdio.h>\nint main(int c, char **v) { int fd = open(v[1], O_CREAT|O_WRONLY, 0644); write(fd, \"x\", 1); fsync(fd); close(fd); printf(\"ack 1\\n\"); return 0; }\n",
+    )
+    .unwrap();
+    let bin: PathBuf = dir.join("w_static");
+    let built = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if built {
+        (
+            vec![bin.to_string_lossy().into_owned(), "{db}".into()],
+            "shows no file operations to the recorder",
+        )
+    } else {
+        eprintln!("gcc -static is not available: testing a program that writes nowhere instead");
+        (
+            vec!["python3".into(), "-c".into(), "print('ack 1')".into()],
+            "wrote no file",
+        )
+    }
+}
+
+#[test]
+fn a_program_the_recorder_cannot_see_is_refused_with_exit_2() {
+    let t = tmp();
+    let (program, says) = unrecordable(t.path());
+    let p: Vec<&str> = program.iter().map(String::as_str).collect();
+    let o = exec(
+        &t.path().join("o"),
+        &["-n", "1", "--fault", "power-loss"],
+        &p,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", say(&o));
+    let stderr = text(&o.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
+#[test]
+fn bad_fault_settings_are_one_line_and_exit_2() {
+    let t = tmp();
+    for (flags, says) in [
+        (
+            vec!["--fault", "power-loss", "--sector-size", "1000"],
+            "power of two",
+        ),
+        (
+            vec!["--fault", "power-loss", "--crash-states", "every-byte"],
+            "every-sync or every-op",
+        ),
+        (
+            vec!["--fault", "flood"],
+            "power-loss, kill-at-op, io-error or disk-full",
+        ),
+        (vec!["--lying-disk"], "need --fault"),
+        (
+            vec!["--fault", "io-error", "--fail-at", "sync"],
+            "--fail-at sync",
+        ),
+    ] {
+        let o = exec(&t.path().join("o"), &flags, &["python3", WRITER, "{db}"]);
+        let stderr = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_program_that_never_exits_is_recorded_up_to_its_kill_time() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "1",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--kill-after",
+            "300ms..500ms",
+            "--calibration-timeout",
+            "1s",
+        ],
+        &["--commits", "1000000"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(text(&o.stderr).contains("stopped at --calibration-timeout"));
+    let (st, trials) = states(&out);
+    assert!(trials[0]["detail"].contains("stop t="), "{:?}", trials[0]);
+    assert!(!st.is_empty());
+    assert_eq!(count(&st, "outcome", &["intact"]), st.len());
+}

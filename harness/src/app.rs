@@ -142,6 +142,17 @@ fn replay(failure: &std::path::Path) -> i32 {
             note.record.profile, note.master_seed
         ));
     }
+    // The trial ran on one SQLite; replaying it on another compares two libraries, not one trial.
+    let here = crate::engine::version();
+    let was = &note.record.sqlite_version;
+    if !was.is_empty() && *was != here && !was.contains("sqlcipher") && !here.contains("sqlcipher")
+    {
+        return usage_error(&format!(
+            "replay: {} ran on SQLite {was}, this torture runs {here}; replay it with `torture --sqlite {was} replay {}`",
+            failure.display(),
+            failure.display()
+        ));
+    }
     let scratch = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("replay: cannot make a folder: {e}")),

@@ -57,7 +57,15 @@ pub fn scratch_full(record: &TrialRecord, fault: Fault, dir: &Path) -> Option<St
     let free = free_bytes(dir);
     let low = free.is_some_and(|f| f < LOW_SPACE);
     let injected = matches!(fault, Fault::DiskFull | Fault::IoError);
-    let full = if injected { low } else { says_full || low };
+    // A program's own SQLITE_FULL (`max_page_count`, a quota) with gigabytes free is its finding,
+    // not the lab's disk: the words count only when the disk is nearly full too (the trial's
+    // files may have been cleared since, so "nearly" is generous).
+    let nearly_full = free.is_some_and(|f| f < 16 * LOW_SPACE);
+    let full = if injected {
+        low
+    } else {
+        (says_full && nearly_full) || low
+    };
     full.then(|| {
         format!(
             "the lab's scratch disk is full: --dir {} has {} free (trial {}: {}); a full scratch disk is the lab's failure, not SQLite's",

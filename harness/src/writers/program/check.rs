@@ -509,6 +509,7 @@ fn run_helper(
             Ok(None) if Instant::now() >= deadline => {
                 crate::trial::process::kill_group(group);
                 let _ = child.wait();
+                crate::trial::process::reap_group(group, Instant::now() + Duration::from_secs(5));
                 return Err(format!(
                     "`{}` did not finish within {:?}",
                     argv[0], env.timeout

@@ -353,6 +353,12 @@ impl ExecOptions {
                 "--instances 0: give the number of copies of the program to run, 1 or more".into(),
             );
         }
+        if self.instances > 256 {
+            return Err(format!(
+                "--instances {}: at most 256 copies of the program on one database",
+                self.instances
+            ));
+        }
         if self.kill_one && self.instances < 2 {
             return Err(format!(
                 "--kill one needs other instances to go on: add --instances 2 (or more), or use --kill all (now --instances {})",

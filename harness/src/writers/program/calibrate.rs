@@ -146,6 +146,9 @@ pub fn calibrate_report(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
+    // Removed on every early return (a refused run); kept only when calibration succeeds and
+    // `after_run` moves it to OUT/calibration.
+    let mut held_guard = RemoveOnDrop(Some(held.clone()));
     let t = Trial {
         run,
         exec: opts,
@@ -234,6 +237,7 @@ pub fn calibrate_report(
             evidence.display()
         ));
     }
+    held_guard.0 = None;
     Ok(Calibration {
         window,
         first_ack: said.first_ack,
@@ -272,6 +276,17 @@ fn span(first: Duration, last: Duration) -> (Duration, Duration) {
     // About a tenth of the kills land just before the first ack: schema creation, first commit.
     let lead = ((hi - first) / 9).max(first / 10);
     (first.saturating_sub(lead), hi)
+}
+
+/// A folder removed when the guard goes, unless it was taken out (`.0 = None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub fn find_library(exe: &std::path::Path) -> Option<std::path::PathBuf> {
     [
         dir.join("libtorture_preload.so"),
         dir.parent()?.join("libtorture_preload.so"),
+        // `cargo test` builds the cdylib into `deps/` without copying it beside the binaries.
+        dir.join("deps").join("libtorture_preload.so"),
     ]
     .into_iter()
     .find(|p| p.is_file())

@@ -107,10 +107,11 @@ pub struct RunArgs {
     pub max_commits: u64,
 
     /// The fault: `sigkill` (the parent kills the writers at a seeded point), `kill-at-op` (a writer
-    /// kills itself just before its N-th I/O operation; exact and replayable), `power-loss` (a power
-    /// cut at the N-th operation: unsynced writes kept, lost or torn), `io-error` / `disk-full` (the
-    /// N-th operation fails; the writer carries on, then is killed). Op-indexed faults need profiles
-    /// with one writer process and one connection.
+    /// kills itself just before its N-th I/O operation; exact and replayable), `power-loss` (every
+    /// writer runs once under the file-operation recorder, then up to --max-states crash states of
+    /// the recording are checked: unsynced writes kept, lost or torn), `io-error` / `disk-full` (the
+    /// N-th operation fails; the writer carries on, then is killed). kill-at-op, io-error and
+    /// disk-full need profiles with one writer process and one connection.
     #[arg(long, default_value = "sigkill")]
     pub fault: String,
 

@@ -453,7 +453,7 @@ fn run_writers(
     };
     let mut children = Children::new(files, profile.writers(), kill_point, opts.trial_timeout)?;
     for p in 0..profile.processes {
-        if let Err(e) = children.spawn(&[], |env| workload::run_writer_process(plan, p, env.ack)) {
+        if let Err(e) = children.spawn(&[], |env| workload::run_writer_process(plan, p, env)) {
             children.stop_all();
             return Err(e);
         }

@@ -83,6 +83,54 @@ pub fn primary_name(code: i32) -> &'static str {
     }
 }
 
+/// The extended result code's name where it tells more than the primary one (`SQLITE_BUSY_RECOVERY`,
+/// `SQLITE_IOERR_SHMSIZE`), else the primary name; `RUST_*` for errors rusqlite raised itself.
+pub fn extended_name(e: &rusqlite::Error) -> String {
+    use rusqlite::ffi;
+    let rusqlite::Error::SqliteFailure(err, _) = e else {
+        return code_name(e);
+    };
+    let name = match err.extended_code {
+        ffi::SQLITE_BUSY_RECOVERY => "SQLITE_BUSY_RECOVERY",
+        ffi::SQLITE_BUSY_SNAPSHOT => "SQLITE_BUSY_SNAPSHOT",
+        ffi::SQLITE_BUSY_TIMEOUT => "SQLITE_BUSY_TIMEOUT",
+        ffi::SQLITE_LOCKED_SHAREDCACHE => "SQLITE_LOCKED_SHAREDCACHE",
+        ffi::SQLITE_IOERR_READ => "SQLITE_IOERR_READ",
+        ffi::SQLITE_IOERR_SHORT_READ => "SQLITE_IOERR_SHORT_READ",
+        ffi::SQLITE_IOERR_WRITE => "SQLITE_IOERR_WRITE",
+        ffi::SQLITE_IOERR_FSYNC => "SQLITE_IOERR_FSYNC",
+        ffi::SQLITE_IOERR_TRUNCATE => "SQLITE_IOERR_TRUNCATE",
+        ffi::SQLITE_IOERR_FSTAT => "SQLITE_IOERR_FSTAT",
+        ffi::SQLITE_IOERR_LOCK => "SQLITE_IOERR_LOCK",
+        ffi::SQLITE_IOERR_UNLOCK => "SQLITE_IOERR_UNLOCK",
+        ffi::SQLITE_IOERR_DELETE => "SQLITE_IOERR_DELETE",
+        ffi::SQLITE_IOERR_SHMOPEN => "SQLITE_IOERR_SHMOPEN",
+        ffi::SQLITE_IOERR_SHMSIZE => "SQLITE_IOERR_SHMSIZE",
+        ffi::SQLITE_IOERR_SHMLOCK => "SQLITE_IOERR_SHMLOCK",
+        ffi::SQLITE_IOERR_SHMMAP => "SQLITE_IOERR_SHMMAP",
+        ffi::SQLITE_IOERR_RDLOCK => "SQLITE_IOERR_RDLOCK",
+        ffi::SQLITE_IOERR_DELETE_NOENT => "SQLITE_IOERR_DELETE_NOENT",
+        ffi::SQLITE_IOERR_CHECKRESERVEDLOCK => "SQLITE_IOERR_CHECKRESERVEDLOCK",
+        ffi::SQLITE_IOERR_ACCESS => "SQLITE_IOERR_ACCESS",
+        ffi::SQLITE_IOERR_CLOSE => "SQLITE_IOERR_CLOSE",
+        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY",
+        ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE",
+        ffi::SQLITE_CORRUPT_VTAB => "SQLITE_CORRUPT_VTAB",
+        ffi::SQLITE_READONLY_RECOVERY => "SQLITE_READONLY_RECOVERY",
+        ffi::SQLITE_READONLY_DBMOVED => "SQLITE_READONLY_DBMOVED",
+        ffi::SQLITE_CANTOPEN_NOTEMPDIR => "SQLITE_CANTOPEN_NOTEMPDIR",
+        _ => {
+            let p = primary_name(err.extended_code);
+            return if err.extended_code > 0xff {
+                format!("{p}({})", err.extended_code)
+            } else {
+                p.to_string()
+            };
+        }
+    };
+    name.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

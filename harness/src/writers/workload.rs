@@ -2,17 +2,20 @@
 //! profile, reads the pragmas back, and runs the workload until it is killed, acknowledging each
 //! commit to its slot only after COMMIT returned.
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 
 use std::path::Path;
 
-use rusqlite::OpenFlags;
 use torture_workloads::{Profile, Workload};
 
 use crate::faults::recorded::{self, RecordingPlan};
 use crate::faults::{self, FaultConfig, OpFilter};
 use crate::lab::seed;
+use rusqlite::Connection;
+
+use crate::faults::CrashAt;
 use crate::trial::ack::{AckBoard, AckSender};
+use crate::trial::children::Env;
 use crate::trial::process::exit_now;
 use crate::verify::sqlite_error;
 
@@ -40,7 +43,8 @@ pub struct WriterPlan<'a> {
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)
 /// and exits the process. Never returns: a forked child must not unwind into its parent's code.
-pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: BorrowedFd<'_>) -> ! {
+pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, env: &Env<'_>) -> ! {
+    let ack = env.ack;
     if let Some(cfg) = &plan.fault {
         if let Err(e) = faults::configure(cfg.clone()) {
             AckSender::new(ack).error(0, "FAULT_SETUP", &e.to_string());
@@ -61,11 +65,11 @@ pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: Borrow
     let conns = plan.profile.connections;
     let first = process_index * conns;
     if conns == 1 {
-        run_connection(plan, first, ack, log_ack);
+        run_connection(plan, first, env, log_ack);
     } else {
         std::thread::scope(|s| {
             for t in 0..conns {
-                s.spawn(move || run_connection(plan, first + t, ack, log_ack));
+                s.spawn(move || run_connection(plan, first + t, env, log_ack));
             }
         });
     }
@@ -78,65 +82,214 @@ pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, ack: Borrow
     exit_now(0)
 }
 
-/// One connection's life: open, configure, then commit until killed or capped.
-fn run_connection(plan: &WriterPlan<'_>, writer: u32, fd: BorrowedFd<'_>, log_ack: Option<RawFd>) {
-    let mut tx = AckSender::new(fd);
-    let vfs = plan.fault.is_some().then_some(faults::VFS_NAME);
-    let opened = crate::engine::open(plan.db, OpenFlags::default(), vfs);
-    let mut conn = match opened {
-        Ok(c) => c,
-        Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
+/// One connection's life: open, configure, then commit until killed or capped — through the one
+/// writer loop the scenarios use too.
+fn run_connection(plan: &WriterPlan<'_>, writer: u32, env: &Env<'_>, log_ack: Option<RawFd>) {
+    let spec = WriterSpec {
+        db: plan.db,
+        profile: plan.profile,
+        workload: plan.workload,
+        trial_seed: plan.trial_seed,
+        id: writer,
+        max_commits: plan.max_commits,
+        crash_at: None,
+        // The process configured the shim already (op-indexed faults).
+        on_shim: plan.fault.is_some(),
+        report_ack_ops: false,
     };
-    let in_force = loop {
-        match plan.profile.apply(&conn) {
-            Ok(f) => break f,
-            // Several connections switching modes at once: the losers are told BUSY.
-            Err(e) if sqlite_error::is_busy(&e) => {
-                plan.board.record_busy();
-                std::thread::yield_now();
-            }
-            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
-        }
-    };
-    tx.ready(writer, &in_force);
-    let mut rng = seed::rng_for(
-        plan.trial_seed,
-        seed::WRITER_STREAM_BASE + u64::from(writer),
-    );
-    let mut seq = 1;
-    let mut failures_in_a_row = 0;
-    while seq <= plan.max_commits {
-        match plan
-            .workload
-            .run_transaction(&mut conn, writer, seq, &mut rng)
-        {
-            Ok(()) => {
-                if let Some(log_fd) = log_ack {
-                    recorded::log_ack(log_fd, writer, seq);
-                }
-                plan.board.acknowledge(writer, seq, fd.as_raw_fd());
-                seq += 1;
-                failures_in_a_row = 0;
-            }
-            Err(e) if sqlite_error::is_busy(&e) => {
-                plan.board.record_busy();
-                std::thread::yield_now();
-            }
-            Err(_) if plan.carry_on_errors && failures_in_a_row < 100 => {
-                // An application retries after a failed write; a persistent fault ends the run
-                // after a hundred failures in a row.
-                plan.board.record_io_error();
-                failures_in_a_row += 1;
-            }
-            Err(_) if plan.carry_on_errors => {
-                plan.board.record_io_error();
-                break;
-            }
-            Err(e) => return tx.error(writer, &sqlite_error::code_name(&e), &e.to_string()),
-        }
+    if let Some(mut conn) = open_writer(env, &spec) {
+        let on_error = if plan.carry_on_errors {
+            OnError::Count
+        } else {
+            OnError::Report
+        };
+        commit_loop_with(env, &spec, &mut conn, 1, &never, on_error, log_ack);
     }
+    let mut tx = env.sender();
     if plan.fault.is_some() {
         tx.ops(writer, faults::ops_matching_so_far(plan.op_filter));
     }
     tx.done(writer);
+}
+
+/// Never stop: the writer runs until it is killed or capped.
+pub fn never() -> bool {
+    false
+}
+
+/// One acknowledging writer's settings (a connection of a writer process).
+#[derive(Clone, Copy)]
+pub struct WriterSpec<'a> {
+    pub db: &'a Path,
+    pub profile: &'a Profile,
+    pub workload: Workload,
+    pub trial_seed: u64,
+    pub id: u32,
+    pub max_commits: u64,
+    /// Open through the fault shim and SIGKILL this process just before this operation (one writer
+    /// per process: the shim's configuration is per process).
+    pub crash_at: Option<CrashAt>,
+    /// Open through the fault shim as the process configured it already (several connections of one
+    /// process sharing one operation count and log: the pool under power loss).
+    pub on_shim: bool,
+    /// Report the shim's operation count with each acknowledgement (`ackop`), for a power cut placed
+    /// on the log afterwards.
+    pub report_ack_ops: bool,
+}
+
+/// Opens the database, applies the profile (retrying while another connection holds the lock), reads
+/// the pragmas back and reports them. None (after reporting the error) when that failed.
+pub fn open_writer(env: &Env<'_>, w: &WriterSpec<'_>) -> Option<Connection> {
+    let mut tx = env.sender();
+    if let Some(c) = w.crash_at {
+        let cfg = crate::faults::FaultConfig {
+            crash_at: Some(c),
+            ..Default::default()
+        };
+        if let Err(e) = crate::faults::configure(cfg) {
+            tx.error(w.id, "FAULT_SETUP", &e.to_string());
+            return None;
+        }
+    }
+    // Through the lab's engine (SQLCipher gets its key), on the fault shim when asked.
+    let vfs = (w.crash_at.is_some() || w.on_shim).then_some(crate::faults::VFS_NAME);
+    let opened = crate::engine::open(w.db, rusqlite::OpenFlags::default(), vfs);
+    let conn = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            tx.error(w.id, &sqlite_error::extended_name(&e), &e.to_string());
+            return None;
+        }
+    };
+    let mut tries = 0u32;
+    let in_force = loop {
+        match w.profile.apply(&conn) {
+            Ok(f) => break f,
+            // Several connections switching modes at once: the losers are told BUSY.
+            Err(e) if sqlite_error::is_busy(&e) && tries < 100_000 => {
+                tries += 1;
+                env.board.record_busy();
+                std::thread::yield_now();
+            }
+            Err(e) => {
+                tx.error(w.id, &sqlite_error::extended_name(&e), &e.to_string());
+                return None;
+            }
+        }
+    };
+    tx.ready(w.id, &in_force);
+    Some(conn)
+}
+
+/// Commits transactions `first..` until `stop()` says so, the cap, or 100 non-busy failures in a row.
+/// Each commit is acknowledged after COMMIT returned. Busy failures are counted and retried (the
+/// same `seq`, as an application retries a request); other failures are counted, the first three
+/// reported. Returns the next `seq`.
+pub fn commit_loop(
+    env: &Env<'_>,
+    w: &WriterSpec<'_>,
+    conn: &mut Connection,
+    first: u64,
+    stop: &dyn Fn() -> bool,
+) -> u64 {
+    commit_loop_with(env, w, conn, first, stop, OnError::Report, None)
+}
+
+/// What a writer does with a failed transaction that is not busy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Report the first three (`error` lines: the trial's lab problems) and go on.
+    Report,
+    /// An injected fault: count it (`io_errors`) and go on, as an application retries.
+    Count,
+}
+
+/// The one commit loop of every writer, the built-in workload's and the scenarios': transactions
+/// `first..` until `stop()`, the cap, or 100 non-busy failures in a row; each commit acknowledged
+/// after COMMIT returned (in the recorder's log first when `log_ack`). Busy failures are counted and
+/// retried with the same `seq`; other failures follow `on_error`. Returns the next `seq`.
+pub fn commit_loop_with(
+    env: &Env<'_>,
+    w: &WriterSpec<'_>,
+    conn: &mut Connection,
+    first: u64,
+    stop: &dyn Fn() -> bool,
+    on_error: OnError,
+    log_ack: Option<RawFd>,
+) -> u64 {
+    let mut tx = env.sender();
+    let mut rng = seed::rng_for(w.trial_seed, seed::WRITER_STREAM_BASE + u64::from(w.id));
+    let mut seq = first;
+    let mut failures_in_a_row = 0;
+    let mut reported = 0;
+    while seq <= w.max_commits && !stop() {
+        match w.workload.run_transaction(conn, w.id, seq, &mut rng) {
+            Ok(()) => {
+                if let Some(log_fd) = log_ack {
+                    recorded::log_ack(log_fd, w.id, seq);
+                }
+                env.ack(w.id, seq);
+                if w.report_ack_ops {
+                    // Read after COMMIT returned: every operation of this commit is counted.
+                    tx.ack_op(w.id, seq, crate::faults::ops_so_far());
+                }
+                seq += 1;
+                failures_in_a_row = 0;
+            }
+            Err(e) => {
+                env.tally.fail(&e);
+                if sqlite_error::is_busy(&e) {
+                    env.board.record_busy();
+                    std::thread::yield_now();
+                    continue;
+                }
+                match on_error {
+                    OnError::Count => env.board.record_io_error(),
+                    OnError::Report if reported < 3 => {
+                        reported += 1;
+                        tx.error(w.id, &sqlite_error::extended_name(&e), &e.to_string());
+                    }
+                    OnError::Report => {}
+                }
+                if sqlite_error::primary(&e) == rusqlite::ffi::SQLITE_CONSTRAINT as usize {
+                    // Only our own `(writer, seq)` row can collide: an earlier attempt whose COMMIT
+                    // reported an error did land. Not acknowledged (the application was told it
+                    // failed), but present, so the next transaction takes the next number.
+                    seq += 1;
+                }
+                failures_in_a_row += 1;
+                if failures_in_a_row >= 100 {
+                    break;
+                }
+            }
+        }
+    }
+    seq
+}
+
+/// A writer process: `threads` connections (writers `first..first+threads`), each committing until
+/// killed or `stop()`. Returns when every connection has finished.
+pub fn writer_process(
+    env: &Env<'_>,
+    spec: &WriterSpec<'_>,
+    threads: u32,
+    stop: &(dyn Fn() -> bool + Sync),
+) {
+    let one = |id: u32| {
+        let w = WriterSpec { id, ..*spec };
+        if let Some(mut conn) = open_writer(env, &w) {
+            commit_loop(env, &w, &mut conn, 1, stop);
+        }
+        env.sender().done(id);
+    };
+    if threads == 1 {
+        one(spec.id);
+    } else {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let one = &one;
+                s.spawn(move || one(spec.id + t));
+            }
+        });
+    }
 }

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-use torture_workloads::{Profile, Workload};
+use torture_workloads::Workload;
 
-use crate::faults::CrashAt;
 use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::evidence::{self, Snapshot};
@@ -18,7 +16,6 @@ use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
 use crate::trial::SlotFiles;
 use crate::verify::oracle::Verification;
-use crate::verify::sqlite_error;
 use crate::verify::verdict::Fault;
 
 use super::Variant;
@@ -28,200 +25,10 @@ pub(crate) type Metrics = BTreeMap<String, u64>;
 
 pub(crate) use crate::trial::children::{word, Children, Env, Tally};
 pub(crate) use crate::trial::process::fork_child;
-pub(crate) use crate::verify::sqlite_error::primary;
-
-/// The extended result code's name where it tells more than the primary one (`SQLITE_BUSY_RECOVERY`,
-/// `SQLITE_IOERR_SHMSIZE`), else the primary name; `RUST_*` for errors rusqlite raised itself.
-pub(crate) fn code_name(e: &rusqlite::Error) -> String {
-    use rusqlite::ffi;
-    let rusqlite::Error::SqliteFailure(err, _) = e else {
-        return sqlite_error::code_name(e);
-    };
-    let name = match err.extended_code {
-        ffi::SQLITE_BUSY_RECOVERY => "SQLITE_BUSY_RECOVERY",
-        ffi::SQLITE_BUSY_SNAPSHOT => "SQLITE_BUSY_SNAPSHOT",
-        ffi::SQLITE_BUSY_TIMEOUT => "SQLITE_BUSY_TIMEOUT",
-        ffi::SQLITE_LOCKED_SHAREDCACHE => "SQLITE_LOCKED_SHAREDCACHE",
-        ffi::SQLITE_IOERR_READ => "SQLITE_IOERR_READ",
-        ffi::SQLITE_IOERR_SHORT_READ => "SQLITE_IOERR_SHORT_READ",
-        ffi::SQLITE_IOERR_WRITE => "SQLITE_IOERR_WRITE",
-        ffi::SQLITE_IOERR_FSYNC => "SQLITE_IOERR_FSYNC",
-        ffi::SQLITE_IOERR_TRUNCATE => "SQLITE_IOERR_TRUNCATE",
-        ffi::SQLITE_IOERR_FSTAT => "SQLITE_IOERR_FSTAT",
-        ffi::SQLITE_IOERR_LOCK => "SQLITE_IOERR_LOCK",
-        ffi::SQLITE_IOERR_UNLOCK => "SQLITE_IOERR_UNLOCK",
-        ffi::SQLITE_IOERR_DELETE => "SQLITE_IOERR_DELETE",
-        ffi::SQLITE_IOERR_SHMOPEN => "SQLITE_IOERR_SHMOPEN",
-        ffi::SQLITE_IOERR_SHMSIZE => "SQLITE_IOERR_SHMSIZE",
-        ffi::SQLITE_IOERR_SHMLOCK => "SQLITE_IOERR_SHMLOCK",
-        ffi::SQLITE_IOERR_SHMMAP => "SQLITE_IOERR_SHMMAP",
-        ffi::SQLITE_IOERR_RDLOCK => "SQLITE_IOERR_RDLOCK",
-        ffi::SQLITE_IOERR_DELETE_NOENT => "SQLITE_IOERR_DELETE_NOENT",
-        ffi::SQLITE_IOERR_CHECKRESERVEDLOCK => "SQLITE_IOERR_CHECKRESERVEDLOCK",
-        ffi::SQLITE_IOERR_ACCESS => "SQLITE_IOERR_ACCESS",
-        ffi::SQLITE_IOERR_CLOSE => "SQLITE_IOERR_CLOSE",
-        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY",
-        ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE",
-        ffi::SQLITE_CORRUPT_VTAB => "SQLITE_CORRUPT_VTAB",
-        ffi::SQLITE_READONLY_RECOVERY => "SQLITE_READONLY_RECOVERY",
-        ffi::SQLITE_READONLY_DBMOVED => "SQLITE_READONLY_DBMOVED",
-        ffi::SQLITE_CANTOPEN_NOTEMPDIR => "SQLITE_CANTOPEN_NOTEMPDIR",
-        _ => {
-            let p = sqlite_error::primary_name(err.extended_code);
-            return if err.extended_code > 0xff {
-                format!("{p}({})", err.extended_code)
-            } else {
-                p.to_string()
-            };
-        }
-    };
-    name.to_string()
-}
-
-/// One acknowledging writer's settings (a connection of a writer process).
-#[derive(Clone, Copy)]
-pub(crate) struct WriterSpec<'a> {
-    pub db: &'a Path,
-    pub profile: &'a Profile,
-    pub workload: Workload,
-    pub trial_seed: u64,
-    pub id: u32,
-    pub max_commits: u64,
-    /// Open through the fault shim and SIGKILL this process just before this operation (one writer
-    /// per process: the shim's configuration is per process).
-    pub crash_at: Option<CrashAt>,
-    /// Open through the fault shim as the process configured it already (several connections of one
-    /// process sharing one operation count and log: the pool under power loss).
-    pub on_shim: bool,
-    /// Report the shim's operation count with each acknowledgement (`ackop`), for a power cut placed
-    /// on the log afterwards.
-    pub report_ack_ops: bool,
-}
-
-/// Opens the database, applies the profile (retrying while another connection holds the lock), reads
-/// the pragmas back and reports them. None (after reporting the error) when that failed.
-pub(crate) fn open_writer(env: &Env<'_>, w: &WriterSpec<'_>) -> Option<Connection> {
-    let mut tx = env.sender();
-    if let Some(c) = w.crash_at {
-        let cfg = crate::faults::FaultConfig {
-            crash_at: Some(c),
-            ..Default::default()
-        };
-        if let Err(e) = crate::faults::configure(cfg) {
-            tx.error(w.id, "FAULT_SETUP", &e.to_string());
-            return None;
-        }
-    }
-    // Through the lab's engine (SQLCipher gets its key), on the fault shim when asked.
-    let vfs = (w.crash_at.is_some() || w.on_shim).then_some(crate::faults::VFS_NAME);
-    let opened = crate::engine::open(w.db, rusqlite::OpenFlags::default(), vfs);
-    let conn = match opened {
-        Ok(c) => c,
-        Err(e) => {
-            tx.error(w.id, &code_name(&e), &e.to_string());
-            return None;
-        }
-    };
-    let mut tries = 0u32;
-    let in_force = loop {
-        match w.profile.apply(&conn) {
-            Ok(f) => break f,
-            // Several connections switching modes at once: the losers are told BUSY.
-            Err(e) if sqlite_error::is_busy(&e) && tries < 100_000 => {
-                tries += 1;
-                env.board.record_busy();
-                std::thread::yield_now();
-            }
-            Err(e) => {
-                tx.error(w.id, &code_name(&e), &e.to_string());
-                return None;
-            }
-        }
-    };
-    tx.ready(w.id, &in_force);
-    Some(conn)
-}
-
-/// Commits transactions `first..` until `stop()` says so, the cap, or 100 non-busy failures in a row.
-/// Each commit is acknowledged after COMMIT returned. Busy failures are counted and retried (the
-/// same `seq`, as an application retries a request); other failures are counted, the first three
-/// reported. Returns the next `seq`.
-pub(crate) fn commit_loop(
-    env: &Env<'_>,
-    w: &WriterSpec<'_>,
-    conn: &mut Connection,
-    first: u64,
-    stop: &dyn Fn() -> bool,
-) -> u64 {
-    let mut tx = env.sender();
-    let mut rng = seed::rng_for(w.trial_seed, seed::WRITER_STREAM_BASE + u64::from(w.id));
-    let mut seq = first;
-    let mut failures_in_a_row = 0;
-    let mut reported = 0;
-    while seq <= w.max_commits && !stop() {
-        match w.workload.run_transaction(conn, w.id, seq, &mut rng) {
-            Ok(()) => {
-                env.ack(w.id, seq);
-                if w.report_ack_ops {
-                    // Read after COMMIT returned: every operation of this commit is counted.
-                    tx.ack_op(w.id, seq, crate::faults::ops_so_far());
-                }
-                seq += 1;
-                failures_in_a_row = 0;
-            }
-            Err(e) => {
-                env.tally.fail(&e);
-                if sqlite_error::is_busy(&e) {
-                    env.board.record_busy();
-                    std::thread::yield_now();
-                    continue;
-                }
-                if reported < 3 {
-                    reported += 1;
-                    tx.error(w.id, &code_name(&e), &e.to_string());
-                }
-                if primary(&e) == rusqlite::ffi::SQLITE_CONSTRAINT as usize {
-                    // Only our own `(writer, seq)` row can collide: an earlier attempt whose COMMIT
-                    // reported an error did land. Not acknowledged (the application was told it
-                    // failed), but present, so the next transaction takes the next number.
-                    seq += 1;
-                }
-                failures_in_a_row += 1;
-                if failures_in_a_row >= 100 {
-                    break;
-                }
-            }
-        }
-    }
-    seq
-}
-
-/// A writer process: `threads` connections (writers `first..first+threads`), each committing until
-/// killed or `stop()`. Returns when every connection has finished.
-pub(crate) fn writer_process(
-    env: &Env<'_>,
-    spec: &WriterSpec<'_>,
-    threads: u32,
-    stop: &(dyn Fn() -> bool + Sync),
-) {
-    let one = |id: u32| {
-        let w = WriterSpec { id, ..*spec };
-        if let Some(mut conn) = open_writer(env, &w) {
-            commit_loop(env, &w, &mut conn, 1, stop);
-        }
-        env.sender().done(id);
-    };
-    if threads == 1 {
-        one(spec.id);
-    } else {
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                let one = &one;
-                s.spawn(move || one(spec.id + t));
-            }
-        });
-    }
-}
+pub(crate) use crate::verify::sqlite_error::{extended_name as code_name, primary};
+pub(crate) use crate::writers::workload::{
+    commit_loop, never, open_writer, writer_process, WriterSpec,
+};
 
 /// Copies the starting database and forks `processes` writer processes of `threads` connections each
 /// (writers `p * threads + t`), committing until killed; `kill_point` arms the ack board.
@@ -252,11 +59,6 @@ pub(crate) fn start_writers<'a>(
         }
     }
     Ok(run)
-}
-
-/// Never stop: the writer runs until it is killed.
-pub(crate) fn never() -> bool {
-    false
 }
 
 /// Everything a scenario's trial needs from the run.

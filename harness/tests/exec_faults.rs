@@ -423,17 +423,57 @@ fn a_program_that_never_exits_is_recorded_up_to_its_kill_time() {
             "3",
             "--fault",
             "power-loss",
+            // Late enough that a loaded machine has started Python and written by then.
             "--kill-after",
-            "300ms..500ms",
+            "1s..1200ms",
             "--calibration-timeout",
             "1s",
+            "--max-states",
+            "300",
         ],
         &["--commits", "1000000"],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let rows = std::fs::read_to_string(out.join("trials.csv")).unwrap_or_default();
+    assert_eq!(o.status.code(), Some(0), "{}\ntrials.csv:\n{rows}", say(&o));
     assert!(text(&o.stderr).contains("stopped at --calibration-timeout"));
     let (st, trials) = states(&out);
     assert!(trials[0]["detail"].contains("stop t="), "{:?}", trials[0]);
     assert!(!st.is_empty());
     assert_eq!(count(&st, "outcome", &["intact"]), st.len());
+}
+
+/// A cut that falls before the program's first file operation (here: before Python has started)
+/// is a crash with nothing acknowledged, as for a SIGKILL exec trial — never a lab error. The run
+/// still says NOTHING TESTED (exit 3), because no trial had an acknowledgement to check.
+#[test]
+fn a_cut_before_the_first_file_operation_is_not_a_lab_error() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "2",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--kill-after",
+            "1ms..2ms",
+            "--calibration-timeout",
+            "1s",
+        ],
+        &["--commits", "1000000"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
+    assert!(text(&o.stdout).contains("NOTHING TESTED"), "{}", say(&o));
+    let trials = csv_rows(&out.join("trials.csv"));
+    assert_eq!(trials.len(), 2);
+    for r in &trials {
+        assert_eq!(r["outcome"], "intact", "{r:?}");
+        assert!(
+            r["detail"].contains("before the program's first file operation"),
+            "{r:?}"
+        );
+    }
 }

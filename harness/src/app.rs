@@ -356,18 +356,23 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             args.crash_states.as_deref(),
             args.max_states,
             args.fail_at.as_deref(),
-        ) {
+        )
+        .and_then(|mut f| {
+            f.fsync_commits_names = args.fsync_commits_names;
+            f.validate().map(|()| f)
+        }) {
             Ok(f) => exec.fault = Some(f),
             Err(e) => return usage_error(&e),
         }
     } else if args.sector_size.is_some()
         || args.lying_disk
         || args.no_powersafe_overwrite
+        || args.fsync_commits_names
         || args.crash_states.is_some()
         || args.max_states.is_some()
         || args.fail_at.is_some()
     {
-        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --crash-states, --max-states and --fail-at need --fault power-loss|kill-at-op|io-error|disk-full");
+        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --fsync-commits-names, --crash-states, --max-states and --fail-at need --fault power-loss|kill-at-op|io-error|disk-full");
     }
     if let Err(e) = exec
         .validate()

@@ -315,6 +315,10 @@ pub struct ExecArgs {
     /// A torn sector holds garbage, whole (SQLite assumes powersafe overwrite).
     #[arg(long)]
     pub no_powersafe_overwrite: bool,
+    /// An fsync of any file also makes earlier creates, renames and unlinks durable, as ext4, XFS
+    /// and btrfs do in practice (default: strict POSIX, only a directory fsync does).
+    #[arg(long)]
+    pub fsync_commits_names: bool,
     /// Where to cut the recording: every-sync (default) or every-op (default for kill-at-op).
     #[arg(long)]
     pub crash_states: Option<String>,

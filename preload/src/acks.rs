@@ -1,6 +1,6 @@
 //! The program's acknowledgements, as the log ordered them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::log::{Op, OpKind};
 
@@ -33,12 +33,26 @@ impl AckedCommits {
     }
 }
 
+/// The fd of an ack record the lab appended after reading the line from the program's stdout
+/// (`LogAppender::append_ack`), rather than one the recorder saw written.
+pub const LAB_READ_FD: i32 = -1;
+
 /// Splits ack-fd bytes into lines per (process, fd) and reads `ack N [ID]` lines; anything else
 /// (e.g. `journal_mode wal`) is ignored. Incremental: feed ops in log order.
+///
+/// The lab appends every ack line it reads from the program's stdout (fd [`LAB_READ_FD`]); when
+/// the recorder saw the same line written too (a `write` through libc), the two records are one
+/// ack: whichever comes first in the order counts, the other is dropped.
 #[derive(Debug, Clone, Default)]
 pub struct AckParser {
     partial: HashMap<(u32, i32), Vec<u8>>,
     pub acks: AckedCommits,
+    /// Numbers acknowledged so far, by the recorder's records and by the lab's.
+    seen_written: HashSet<u64>,
+    seen_read: HashSet<u64>,
+    /// Acks that entered the order only through the lab's reading (the recorder never saw them
+    /// written: Go's runtime, C stdio buffering, raw syscalls).
+    pub lab_read_only: usize,
 }
 
 impl AckParser {
@@ -58,6 +72,22 @@ impl AckParser {
             let Some(n) = words.next().and_then(|w| w.parse::<u64>().ok()) else {
                 continue;
             };
+            if *fd == LAB_READ_FD {
+                // Read by the lab: an ack the recorder already placed (it saw the write) counts
+                // once, where it was written.
+                if self.seen_written.contains(&n) || !self.seen_read.insert(n) {
+                    continue;
+                }
+                self.lab_read_only += 1;
+            } else if self.seen_read.remove(&n) {
+                // The lab's record of this line came first: it already counts.
+                self.lab_read_only -= 1;
+                self.seen_written.insert(n);
+                // Keep the earlier record's place; only the count of lab-only acks changes.
+                continue;
+            } else {
+                self.seen_written.insert(n);
+            }
             let writer = match words.next() {
                 Some(id) => Writer::Id(id.to_string()),
                 None => Writer::Pid(op.pid),
@@ -69,9 +99,14 @@ impl AckParser {
 
 /// The acks whose record precedes the cut (`seq <= cut`).
 pub fn acks_before(ops: &[Op], cut: u64) -> AckedCommits {
+    parse_before(ops, cut).acks
+}
+
+/// The whole parse up to the cut: the acks, and how many only the lab's reading placed.
+pub fn parse_before(ops: &[Op], cut: u64) -> AckParser {
     let mut p = AckParser::default();
     for op in ops.iter().take_while(|o| o.seq <= cut) {
         p.feed(op);
     }
-    p.acks
+    p
 }

@@ -78,7 +78,7 @@ impl LogAppender {
         }
         let seq = slot(&self.lock, SLOT_SEQ)? + 1;
         let mut e = Enc::new(Tag::Ack, seq, pid, 0, 0, false);
-        e.i32(-1).bytes(data);
+        e.i32(crate::acks::LAB_READ_FD).bytes(data);
         let rec = e.finish();
         self.log.write_all(rec)?;
         set_slot(&self.lock, SLOT_SEQ, seq)?;

@@ -258,6 +258,30 @@ fn acks_appended_from_outside_join_the_total_order() {
 }
 
 #[test]
+fn an_ack_the_recorder_saw_and_the_lab_read_counts_once_where_first_placed() {
+    let mut b = LogBuilder::default();
+    b.start();
+    // Ack 1: written (seen by the recorder), then read by the lab: one ack, at the write.
+    b.ack("ack 1\n");
+    b.rec(Tag::Ack, |e| {
+        e.i32(crate::LAB_READ_FD).bytes(b"ack 1\n");
+    });
+    // Ack 2: only the lab read it (C stdio): it counts from the lab's record on.
+    b.write(7, 0, b"x");
+    b.rec(Tag::Ack, |e| {
+        e.i32(crate::LAB_READ_FD).bytes(b"ack 2\n");
+    });
+    let log = parse_log(&b.bytes).unwrap();
+    let seq_of_lab_ack_2 = log.ops.last().unwrap().seq;
+    let all = crate::parse_before(&log.ops, u64::MAX);
+    assert_eq!(all.acks.total(), 2, "{:?}", all.acks);
+    assert_eq!(all.lab_read_only, 1);
+    // Before the lab read ack 2, only ack 1 counts: a late place, never an early one.
+    let before = acks_before(&log.ops, seq_of_lab_ack_2 - 1);
+    assert_eq!(before.all().map(|(_, n)| n).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
 fn a_huge_file_is_refused_with_a_message_not_a_crash() {
     let mut b = LogBuilder::default();
     b.write(7, 1 << 40, b"x");

@@ -37,6 +37,10 @@ pub(crate) struct Launch<'a> {
     /// `--kill one`: at the kill time only this instance is killed; the others go on (see
     /// [`KillOne`]) and are killed after.
     pub kill_one: Option<KillOne>,
+    /// Under the recorder: the log each `ack N` line is appended to as soon as the lab reads it,
+    /// so acks the recorder cannot see written (Go's runtime, C stdio) still take their place in
+    /// the total order (a little late, which can hide a loss, never invent one).
+    pub ack_log: Option<&'a Path>,
 }
 
 /// `--kill one`: which instance dies first, and how long the others may go on after it.
@@ -152,16 +156,36 @@ impl Said {
 #[derive(Debug, Default)]
 pub(crate) struct LineParser {
     pub said: Said,
+    ack_log: Option<AckLog>,
     partial: Vec<u8>,
     /// A line longer than this is not a protocol line: drop it rather than grow without bound.
     skipping: bool,
     tail: Vec<u8>,
 }
 
+/// The recorder's log, open for the lab's ack records.
+struct AckLog(torture_preload::LogAppender);
+
+impl std::fmt::Debug for AckLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckLog")
+    }
+}
+
 const MAX_LINE: usize = 4096;
 const TAIL: usize = 16 * 1024;
 
 impl LineParser {
+    /// A parser that appends every ack line to the recorder's log at `log`.
+    pub fn with_ack_log(log: &Path) -> Result<LineParser, String> {
+        let a = torture_preload::LogAppender::open(log)
+            .map_err(|e| format!("opening the recorder's log {}: {e}", log.display()))?;
+        Ok(LineParser {
+            ack_log: Some(AckLog(a)),
+            ..LineParser::default()
+        })
+    }
+
     pub fn feed(&mut self, bytes: &[u8], at: Duration) {
         self.tail.extend_from_slice(bytes);
         if self.tail.len() > 2 * TAIL {
@@ -205,6 +229,10 @@ impl LineParser {
         match key {
             "ack" => {
                 if let Ok(n) = value.parse::<u64>() {
+                    if let Some(AckLog(log)) = &mut self.ack_log {
+                        // Best effort: an ack not placed counts only at the end of the run.
+                        let _ = log.append_ack(0, format!("ack {n}\n").as_bytes());
+                    }
                     self.said.max_ack = self.said.max_ack.max(n);
                     self.said.acks.push(n);
                     self.said.ack_lines += 1;
@@ -505,7 +533,10 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
         child,
         group,
         out,
-        parser: LineParser::default(),
+        parser: match launch.ack_log {
+            Some(log) => LineParser::with_ack_log(log)?,
+            None => LineParser::default(),
+        },
         status: None,
         killed: false,
     })

@@ -102,6 +102,7 @@ fn launch<'a>(cmd: &'a [String], db: &'a Path, err: &'a Path) -> Launch<'a> {
         key: None,
         instances: 1,
         kill_one: None,
+        ack_log: None,
     }
 }
 

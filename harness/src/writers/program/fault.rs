@@ -45,6 +45,11 @@ pub struct ExecFault {
     pub lying_disk: bool,
     /// False with `--no-powersafe-overwrite`: a torn sector holds garbage, whole.
     pub powersafe_overwrite: bool,
+    /// `--fsync-commits-names`: an fsync of any file also makes every earlier create, rename and
+    /// unlink durable, as a journaling file system does in practice (ext4, XFS, btrfs). Off: the
+    /// strict POSIX model, where only an fsync of the directory does.
+    #[serde(default)]
+    pub fsync_commits_names: bool,
     pub crash_states: CrashStates,
     /// At most this many distinct states per trial (a seeded sample of them).
     pub max_states: Option<usize>,
@@ -89,6 +94,7 @@ impl ExecFault {
             sector_size: sector_size.unwrap_or(Model::default().sector_size),
             lying_disk,
             powersafe_overwrite: !no_powersafe_overwrite,
+            fsync_commits_names: false,
             crash_states,
             max_states,
             fail_at: fail_at.map(str::to_string),
@@ -110,9 +116,9 @@ impl ExecFault {
             self.fault,
             Fault::PowerLoss | Fault::IoError | Fault::DiskFull
         );
-        if !power && (self.lying_disk || !self.powersafe_overwrite) {
+        if !power && (self.lying_disk || !self.powersafe_overwrite || self.fsync_commits_names) {
             return Err(format!(
-                "--lying-disk and --no-powersafe-overwrite model a power cut; --fault {} keeps everything the program wrote",
+                "--lying-disk, --no-powersafe-overwrite and --fsync-commits-names model a power cut; --fault {} keeps everything the program wrote",
                 self.fault.as_str()
             ));
         }
@@ -137,6 +143,7 @@ impl ExecFault {
             sector_size: self.sector_size,
             lying_disk: self.lying_disk,
             powersafe_overwrite: self.powersafe_overwrite,
+            fsync_commits_names: self.fsync_commits_names,
             ..Model::default()
         }
     }

@@ -418,6 +418,11 @@ impl ExecOptions {
             if self.after_kill.is_some() {
                 return Err("--after-kill acts after a SIGKILL; drop it or drop --fault".into());
             }
+            if self.kill_one {
+                return Err(
+                    "--kill one lets the other instances go on, but a power cut stops every process at once; use --kill all with --fault".into(),
+                );
+            }
         }
         if (self.after_kill, self.engine) == (Some(AfterKill::DeleteJournal), Engine::Duckdb) {
             return Err(

@@ -82,9 +82,10 @@ pub(crate) fn record_run(
                 stderr: &work.join("stderr.txt"),
                 close_fds,
                 key: exec.key.as_deref(),
-                // One program under the recorder (several instances under one power cut: not yet).
-                instances: 1,
+                // Every instance under the one recorder: one total order, one power cut for all.
+                instances: exec.instances,
                 kill_one: None,
+                ack_log: Some(&log_path),
             },
             stop,
             None,
@@ -109,11 +110,12 @@ pub(crate) fn record_run(
     })
 }
 
-/// Processes seen (distinct pids; an `exec` keeps its pid).
+/// Processes seen (distinct pids; an `exec` keeps its pid; the lab's own ack records are pid 0).
 fn pids(log: &Log) -> usize {
     log.ops
         .iter()
         .map(|o| o.pid)
+        .filter(|&p| p != 0)
         .collect::<std::collections::BTreeSet<_>>()
         .len()
 }
@@ -310,8 +312,8 @@ pub fn run_trial(
     record.journal_mode = jm;
     record.pragma_fallback = fallback;
     record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
-    // As for a SIGKILL exec trial: one program; the processes the recorder saw are in `detail`.
-    record.processes = 1;
+    // As for a SIGKILL exec trial: the instances; the processes the recorder saw are in `detail`.
+    record.processes = exec.instances.max(1);
     if exec.engine == Engine::Sqlite {
         if let Some(v) = &said.sqlite_version {
             record.sqlite_version = v.clone();
@@ -370,13 +372,22 @@ pub fn run_trial(
         )),
     }
     record.acked_commits = rec.run.said.max_ack;
-    // Acks the recorder did not see (C stdio's `printf`, raw syscalls) have no place in the order:
-    // they count at the end of the run only (fewer cuts, never more), and the row says so.
+    // Acks the recorder did not see written (Go's runtime, C stdio's `printf`, raw syscalls) took
+    // their place in the order when the lab read them: a little late (fewer cuts count them,
+    // never more), and the row says so. Any the lab could not place count at the end of the run.
     let end_seq = rec.log.ops.last().map_or(0, |o| o.seq);
-    let logged = torture_preload::acks_before(&rec.log.ops, u64::MAX).total() as u64;
+    let parsed = torture_preload::parse_before(&rec.log.ops, u64::MAX);
+    if parsed.lab_read_only > 0 {
+        notes.push(format!(
+            "{} of the {} ack line(s) were placed when the lab read them, not when written (the program writes stdout without libc's write: Go, C stdio): each counts from a little later than it was made",
+            parsed.lab_read_only, rec.run.said.ack_lines
+        ));
+    }
+    let logged = parsed.acks.total() as u64;
     if logged < rec.run.said.ack_lines {
         notes.push(format!(
-            "the recorder saw {logged} of the {} ack line(s) the program printed (C stdio or raw syscalls?); the others count only at the end of the run",
+            "{} of the {} ack line(s) have no place in the order; they count only at the end of the run",
+            rec.run.said.ack_lines - logged,
             rec.run.said.ack_lines
         ));
     }

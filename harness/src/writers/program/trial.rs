@@ -148,6 +148,7 @@ impl Trial<'_> {
             key: self.exec.key.as_deref(),
             instances: self.exec.instances.max(1),
             kill_one,
+            ack_log: None,
         }
     }
 }

@@ -161,6 +161,9 @@ pub struct Checked {
     pub crash_states: u64,
     pub damaged_states: u64,
     pub cuts_in_checkpoint: u64,
+    /// WAL checkpoints and WAL resets in the recording.
+    pub checkpoints: u64,
+    pub wal_resets: u64,
     /// The worst state (its files before recovery), for the evidence.
     pub worst: Option<CrashState>,
 }
@@ -290,6 +293,8 @@ pub fn check_recording(
         crash_states: 0,
         damaged_states: 0,
         cuts_in_checkpoint: 0,
+        checkpoints: checkpoints.len() as u64,
+        wal_resets: wal_resets(&log) as u64,
         worst: None,
     };
     let mut worst_rank = None;

@@ -291,7 +291,11 @@ pub(crate) fn record(
             || ctx.opts.faults.hardware_as_documented(),
         expected_damage: end.expected_damage,
     };
-    let verdict = record::verdict_of(outcome, &pragmas, judged);
+    let verdict = match &end.recorded {
+        // The worst crash state's verdict, as the states were judged one by one.
+        Some(s) if outcome == v.outcome => s.verdict,
+        _ => record::verdict_of(outcome, &pragmas, judged),
+    };
     let mut parts = vec![ctx.variant.params.clone()];
     parts.extend(end.measures.iter().cloned());
     if !sqlite_errors.is_empty() {

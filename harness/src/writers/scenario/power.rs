@@ -20,9 +20,9 @@ use std::time::Duration;
 use torture_preload::{Model, Snapshot};
 
 use super::engine::{Children, Ctx, Ending, Env, WriterSpec};
-use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan};
+use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan};
 use crate::trial::evidence;
-use crate::trial::outcome::Outcome;
+use crate::trial::outcome::{Outcome, Verdict};
 use crate::trial::record::{self, Judged, Pragmas};
 use crate::verify::oracle::Verification;
 use crate::verify::verdict::Fault;
@@ -35,13 +35,16 @@ pub(crate) const DB_NAME: &str = "trial.db";
 pub(crate) const FAULT: &str = "power-loss";
 
 /// The crash-state counts of a recorded trial, for its row ([`Ending::recorded`]).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct StateCounts {
     /// Commits acknowledged before the worst state's cut: the row's `acked_commits`.
     pub acked: u64,
     pub crash_states: u64,
     pub damaged_states: u64,
     pub cuts_in_checkpoint: u64,
+    /// The worst state's verdict, as the states were judged one by one (a scenario's own check of
+    /// a second file may judge differently from the database's promise).
+    pub verdict: Verdict,
 }
 
 /// One scenario trial under the recorder: the recorded folder, its starting snapshot and the
@@ -143,7 +146,18 @@ impl<'a> Recording<'a> {
     /// every crash state of the recording. Fills `end` (the worst state, its counts, its evidence)
     /// and returns the processes for the row. A recording that did not finish, or could not be
     /// checked, is a lab problem (`setup_error`), never a verdict.
-    pub fn finish_and_check(mut self, ctx: &Ctx<'_>, end: &mut Ending) -> Children<'a> {
+    pub fn finish_and_check(self, ctx: &Ctx<'_>, end: &mut Ending) -> Children<'a> {
+        self.finish_and_check_with(ctx, end, None)
+    }
+
+    /// [`Recording::finish_and_check`], each state also checked by `after_check` (a second file
+    /// of the scenario's, judged with the database).
+    pub fn finish_and_check_with(
+        mut self,
+        ctx: &Ctx<'_>,
+        end: &mut Ending,
+        after_check: Option<AfterCheck<'_>>,
+    ) -> Children<'a> {
         end.judged_as = Fault::PowerLoss;
         self.run.seal();
         let deadline = self.run.deadline;
@@ -164,14 +178,19 @@ impl<'a> Recording<'a> {
             ));
             return self.run;
         }
-        match self.check(ctx, end) {
+        match self.check(ctx, end, after_check) {
             Ok(()) => {}
             Err(e) => end.setup_error = Some(e),
         }
         self.run
     }
 
-    fn check(&self, ctx: &Ctx<'_>, end: &mut Ending) -> Result<(), String> {
+    fn check(
+        &self,
+        ctx: &Ctx<'_>,
+        end: &mut Ending,
+        after_check: Option<AfterCheck<'_>>,
+    ) -> Result<(), String> {
         let f = &ctx.opts.faults;
         let ev = &self.run.events;
         let pragmas = Pragmas::read_back(
@@ -209,6 +228,11 @@ impl<'a> Recording<'a> {
                 workload: ctx.workload,
                 judge: &judge,
                 before_check: None,
+                // Reborrowed for as long as this check's own closures live.
+                after_check: after_check.map(|f| {
+                    let f: AfterCheck<'_> = f;
+                    f
+                }),
             },
         )?;
         self.fill(end, &scratch, checked);
@@ -235,6 +259,7 @@ impl<'a> Recording<'a> {
             crash_states: c.crash_states,
             damaged_states: c.damaged_states,
             cuts_in_checkpoint: c.cuts_in_checkpoint,
+            verdict: c.verdict,
         });
         end.verification = Verification {
             outcome: c.outcome,

@@ -138,7 +138,7 @@ fn replay(failure: &std::path::Path) -> i32 {
     };
     if note.run.scenario.is_some() && note.record.fault == "power-loss" {
         return usage_error(&format!(
-            "replay: {} is a pool power-loss trial: its threads interleave anew on every run, so the op log and the cut it drew cannot be replayed; re-run the scenario with --seed {} to sample it again",
+            "replay: {} is a scenario power-loss trial: its threads and processes interleave anew on every run, so its recording cannot be replayed; re-run the scenario with --seed {} to sample it again (the evidence folder holds the worst state's files and the recorder's log, ops.log)",
             note.record.profile, note.master_seed
         ));
     }

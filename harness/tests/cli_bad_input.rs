@@ -225,7 +225,7 @@ fn exec_engine_libsql_without_the_package_or_with_a_stray_key_is_one_line_exit_2
 }
 
 #[test]
-fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
+fn replay_refuses_a_scenario_power_loss_trial_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = out_dir(&tmp, "poolpl");
     let o = run(&[
@@ -241,6 +241,12 @@ fn replay_refuses_a_pool_power_loss_trial_with_one_line() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let rows = rows(&out);
+    // The -power variants run on the recorder: every row counts its crash states.
+    for r in rows.iter().filter(|r| r["fault"] == "power-loss") {
+        let states: u64 = r["crash_states"].parse().unwrap();
+        assert!(states > 0, "{r:?}");
+        assert!(r["kill_point"].starts_with("cut=op "), "{r:?}");
+    }
     // The sync-off controls lose something in nearly every power cut.
     let failed = rows
         .iter()

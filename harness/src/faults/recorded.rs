@@ -131,6 +131,24 @@ pub fn log_ack(fd: RawFd, writer: u32, seq: u64) {
     unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
 }
 
+/// Marks an event of the lab's own in the recorder's total order (`ack N NAME`: a backup finished,
+/// with the acks it had to hold). Not a commit: [`check_recording`] counts only `wK` acks, and
+/// hands the marks to `after_check` in each state's acks.
+pub fn log_mark(fd: RawFd, name: &str, n: u64) {
+    let line = format!("ack {n} {name}\n");
+    // SAFETY: a valid buffer written to our own descriptor.
+    unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+}
+
+/// Runs after the oracle on each state: the scratch folder, the state, the database's verification
+/// and verdict; returns the state's (a scenario's second file, the backup, judged too).
+pub type AfterCheck<'a> = &'a mut dyn FnMut(
+    &Path,
+    &CrashState,
+    oracle::Verification,
+    Verdict,
+) -> (oracle::Verification, Verdict);
+
 /// How the crash states of one recording are chosen and judged.
 pub struct CheckPlan<'a> {
     pub model: Model,
@@ -145,6 +163,8 @@ pub struct CheckPlan<'a> {
     /// Runs before the oracle on each state's scratch copy (the crash-in-recovery fault); returns
     /// a note.
     pub before_check: Option<&'a mut dyn FnMut(&Path) -> String>,
+    /// See [`AfterCheck`].
+    pub after_check: Option<AfterCheck<'a>>,
 }
 
 /// What the states of a recording showed: the worst one, and the counts for the row.
@@ -161,6 +181,9 @@ pub struct Checked {
     pub crash_states: u64,
     pub damaged_states: u64,
     pub cuts_in_checkpoint: u64,
+    /// WAL checkpoints and WAL resets in the recording.
+    pub checkpoints: u64,
+    pub wal_resets: u64,
     /// The worst state (its files before recovery), for the evidence.
     pub worst: Option<CrashState>,
 }
@@ -175,15 +198,19 @@ fn rank(v: Verdict) -> u8 {
     }
 }
 
+/// `wK` → K; a mark ([`log_mark`]) or an unnamed ack → None.
+fn writer_number(w: &Writer) -> Option<u32> {
+    match w {
+        Writer::Id(id) => id.strip_prefix('w').and_then(|k| k.parse::<u32>().ok()),
+        Writer::Pid(_) => None,
+    }
+}
+
 /// `ack N wK` → writer K's highest acknowledged commit.
 fn acked_by_writer(state: &CrashState) -> BTreeMap<u32, u64> {
     let mut out = BTreeMap::new();
     for (w, n) in state.acks.all() {
-        let k = match w {
-            Writer::Id(id) => id.strip_prefix('w').and_then(|k| k.parse::<u32>().ok()),
-            Writer::Pid(_) => None,
-        };
-        if let Some(k) = k {
+        if let Some(k) = writer_number(w) {
             let e = out.entry(k).or_insert(0);
             *e = (*e).max(n);
         }
@@ -290,6 +317,8 @@ pub fn check_recording(
         crash_states: 0,
         damaged_states: 0,
         cuts_in_checkpoint: 0,
+        checkpoints: checkpoints.len() as u64,
+        wal_resets: wal_resets(&log) as u64,
         worst: None,
     };
     let mut worst_rank = None;
@@ -306,6 +335,10 @@ pub fn check_recording(
         let acked = acked_by_writer(&state);
         let v = oracle::recover_and_verify(&db, plan.workload, &acked);
         let verdict = (plan.judge)(v.outcome);
+        let (v, verdict) = match plan.after_check.as_mut() {
+            Some(f) => f(scratch, &state, v, verdict),
+            None => (v, verdict),
+        };
         checked.crash_states += 1;
         if v.outcome.is_damage() {
             checked.damaged_states += 1;
@@ -320,7 +353,11 @@ pub fn check_recording(
             checked.outcome = v.outcome;
             checked.verdict = verdict;
             checked.kill_point = cut_name(&log, &state);
-            checked.acked_commits = state.acks.total() as u64;
+            checked.acked_commits = state
+                .acks
+                .all()
+                .filter(|(w, _)| writer_number(w).is_some())
+                .count() as u64;
             checked.recovered_commits = v.recovered_commits;
             worst_detail = [v.detail.as_str(), note.as_str()]
                 .iter()

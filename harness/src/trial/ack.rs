@@ -16,7 +16,6 @@
 //!                               of this writer's CPU time (see `kill_timer`)
 //! error <writer> <code> <text>  the writer gave up for a reason of its own
 //! ops <writer> <n>              operations the fault layer counted (bounded workloads, at the end)
-//! ackop <writer> <seq> <ops>    power loss: commit `seq` was acknowledged after `ops` operations
 //! done <writer>                 the writer reached its commit cap without being killed
 //! ```
 
@@ -54,10 +53,6 @@ impl<'a> AckSender<'a> {
 
     pub fn reached(&mut self, writer: u32) {
         self.send(format_args!("reached {writer}\n"));
-    }
-
-    pub fn ack_op(&mut self, writer: u32, seq: u64, ops: u64) {
-        self.send(format_args!("ackop {writer} {seq} {ops}\n"));
     }
 
     pub fn ops(&mut self, writer: u32, n: u64) {
@@ -249,8 +244,6 @@ pub struct TrialEvents {
     pub ops: u64,
     /// Injected I/O errors the writers met and carried on after.
     pub io_errors: u64,
-    /// `(writer, seq, operations performed when it was acknowledged)`, for power-loss cuts.
-    pub ack_ops: Vec<(u32, u64, u64)>,
     /// A writer said the kill threshold was reached.
     pub reached: bool,
     /// A writer said the kill point is due (threshold, then the delay in its CPU time).
@@ -283,14 +276,6 @@ impl TrialEvents {
             "reached" => self.reached = true,
             "due" => self.due = true,
             "done" => self.done += 1,
-            "ackop" => {
-                if let (Some(Ok(seq)), Some(Ok(ops))) = (
-                    parts.next().map(str::parse::<u64>),
-                    parts.next().map(str::parse::<u64>),
-                ) {
-                    self.ack_ops.push((writer, seq, ops));
-                }
-            }
             "ops" => {
                 self.ops += parts
                     .next()
@@ -335,26 +320,6 @@ impl TrialEvents {
         self.io_errors = board.word(IO_ERRORS).load(Ordering::Acquire);
     }
 
-    /// A power cut at operation `cut` of the log: only commits acknowledged after fewer than `cut`
-    /// operations (every operation of the commit came before the cut) stay acknowledged; `acked` and
-    /// `acks_total` are rebuilt from `ack_ops`. With several connections in one process the count a
-    /// thread reads after its COMMIT may include other threads' later operations, which only makes
-    /// the count conservative: an acknowledgement is never counted for a commit cut short. Returns
-    /// how many acknowledgements the cut took away.
-    pub fn keep_acks_before(&mut self, cut: u64) -> u64 {
-        self.acked.clear();
-        let mut kept = 0;
-        for &(writer, seq, ops) in &self.ack_ops {
-            if ops < cut {
-                let e = self.acked.entry(writer).or_insert(0);
-                *e = (*e).max(seq);
-                kept += 1;
-            }
-        }
-        self.acks_total = kept;
-        self.ack_ops.len() as u64 - kept
-    }
-
     /// Reads what is available on a non-blocking pipe. Returns false at end of file.
     pub fn read_from(&mut self, fd: BorrowedFd<'_>) -> bool {
         let mut buf = [0u8; 16 * 1024];
@@ -383,8 +348,7 @@ mod tests {
     fn lines_split_across_reads_are_parsed_once() {
         let mut ev = TrialEvents::default();
         ev.feed(b"ready 0 wal full normal 0\nreac");
-        ev.feed(b"hed 0\ndone 1\nerror 1 SQLITE_IOERR disk I/O error\nackop 0 3 41\n");
-        assert_eq!(ev.ack_ops, vec![(0, 3, 41)]);
+        ev.feed(b"hed 0\ndone 1\nerror 1 SQLITE_IOERR disk I/O error\n");
         assert!(ev.reached);
         assert_eq!(ev.done, 1);
         assert_eq!(ev.in_force.as_ref().unwrap().journal_mode, "wal");
@@ -417,24 +381,6 @@ mod tests {
         board.reset(4, 1, std::time::Duration::ZERO);
         assert_eq!(board.total(), 0);
         assert_eq!(board.acked(2), 0);
-    }
-
-    #[test]
-    fn a_power_cut_keeps_only_the_acks_made_before_it() {
-        let mut ev = TrialEvents::default();
-        ev.feed(b"ackop 0 1 10\nackop 1 1 12\nackop 0 2 20\nackop 1 2 21\nackop 0 3 30\n");
-        // The board saw every ack; the cut at op 21 undoes op 21 itself and everything after it.
-        ev.acked = BTreeMap::from([(0, 3), (1, 2)]);
-        ev.acks_total = 5;
-        assert_eq!(ev.keep_acks_before(21), 2);
-        assert_eq!(ev.acked, BTreeMap::from([(0, 2), (1, 1)]));
-        assert_eq!(ev.acks_total, 3);
-        // A cut before the first ack leaves no writer acknowledged at all.
-        assert_eq!(ev.keep_acks_before(10), 5);
-        assert!(ev.acked.is_empty());
-        assert_eq!(ev.acks_total, 0);
-        assert_eq!(ev.keep_acks_before(u64::MAX), 0);
-        assert_eq!(ev.acked, BTreeMap::from([(0, 3), (1, 2)]));
     }
 
     #[test]

@@ -384,58 +384,6 @@ fn run_op_fault(
     Ok(note)
 }
 
-/// A power cut placed on a complete operation log, the files rewound to it, and the
-/// acknowledgements cut to it.
-pub(crate) struct PowerCut {
-    /// `op=N/T FILTER`, with ` (not reached)` when N is past the log.
-    pub point: String,
-    /// `power cut: power loss: writes kept …`.
-    pub detail: String,
-    /// Acknowledgements made at or after the cut, no longer counted.
-    pub acks_after_cut: u64,
-}
-
-/// Draws operation N over the log's operations matching the run's filter (or takes `--crash-at`'s
-/// N), keeps only the commits acknowledged before it ([`TrialEvents::keep_acks_before`]), and
-/// rewinds the files to what a disk could hold after a power cut there. The same log and seed give
-/// the same files.
-pub(crate) fn cut_power(
-    log: &Path,
-    opts: &RunOptions,
-    trial_seed: u64,
-    events: &mut TrialEvents,
-) -> Result<PowerCut, String> {
-    let f = &opts.faults;
-    let records = crate::faults::read_log(log).map_err(|e| format!("reading the op log: {e}"))?;
-    let matching: Vec<u64> = records
-        .iter()
-        .filter(|r| f.filter.matches(r.op_kind(), r.file))
-        .map(|r| r.op)
-        .collect();
-    let total = matching.len() as u64;
-    let n = f.op.unwrap_or_else(|| {
-        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
-    });
-    let cut = matching
-        .get((n as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(u64::MAX);
-    // Only what was acknowledged before the cut was acknowledged at the instant of the power loss.
-    let acks_after_cut = events.keep_acks_before(cut);
-    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
-    let report = crate::faults::simulate_power_loss(&records, cut, &f.model, &mut rng)
-        .map_err(|e| format!("simulating the power cut: {e}"))?;
-    let mut point = format!("op={n}/{total} {}", f.filter);
-    if n > total {
-        point.push_str(" (not reached)");
-    }
-    Ok(PowerCut {
-        point,
-        detail: format!("power cut: {}", report.detail()),
-        acks_after_cut,
-    })
-}
-
 /// Forks the writer processes, waits until `stop`, kills and reaps them, and drains their
 /// acknowledgements. Returns Err only when the writers could not be started.
 fn run_writers(

@@ -102,6 +102,7 @@ pub fn run(
                     } else {
                         None
                     },
+                    after_check: None,
                 },
             );
             pragmas = Some(p);

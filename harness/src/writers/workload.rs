@@ -95,7 +95,6 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, env: &Env<'_>, log_ack: Op
         crash_at: None,
         // The process configured the shim already (op-indexed faults).
         on_shim: plan.fault.is_some(),
-        report_ack_ops: false,
     };
     if let Some(mut conn) = open_writer(env, &spec) {
         let on_error = if plan.carry_on_errors {
@@ -130,11 +129,8 @@ pub struct WriterSpec<'a> {
     /// per process: the shim's configuration is per process).
     pub crash_at: Option<CrashAt>,
     /// Open through the fault shim as the process configured it already (several connections of one
-    /// process sharing one operation count and log: the pool under power loss).
+    /// process sharing one operation count: the built-in writers' op-indexed faults).
     pub on_shim: bool,
-    /// Report the shim's operation count with each acknowledgement (`ackop`), for a power cut placed
-    /// on the log afterwards.
-    pub report_ack_ops: bool,
 }
 
 /// Opens the database, applies the profile (retrying while another connection holds the lock), reads
@@ -229,10 +225,6 @@ pub fn commit_loop_with(
                     recorded::log_ack(log_fd, w.id, seq);
                 }
                 env.ack(w.id, seq);
-                if w.report_ack_ops {
-                    // Read after COMMIT returned: every operation of this commit is counted.
-                    tx.ack_op(w.id, seq, crate::faults::ops_so_far());
-                }
                 seq += 1;
                 failures_in_a_row = 0;
             }

@@ -3,6 +3,13 @@
 //! `wal_checkpoint(TRUNCATE)` then copy, `VACUUM INTO`, or the online backup API — and the backup is
 //! checked like a crashed database: integrity_check, the workload's invariant, and every commit
 //! acknowledged before the backup began must be in it, with no gap (a consistent prefix).
+//!
+//! The `-power` variants cut the power instead (`power.rs`): the writer (WAL+FULL) and the backup
+//! process (`VACUUM INTO` or the backup API into the recorded folder) run under one recording; the
+//! backup process marks in the log when its backup is done (after an fsync of the backup file and
+//! of the folder in the `-synced` variants). Every crash state is checked twice: the live database
+//! as always, and — where the cut came after the mark — the backup file as the state left it: it
+//! must exist and hold a consistent prefix with every commit acknowledged before the backup began.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,9 +20,12 @@ use rusqlite::{ffi, Connection};
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{self, code_name, record, word, Children, Ctx, Ending, Env, Metrics};
-use super::{base_profile, Kind, Scenario, Variant};
+use super::{base_profile, power, Kind, Scenario, Variant};
+use crate::faults::recorded;
 use crate::trial::evidence::{with_suffix, Snapshot};
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::oracle::Verification;
+use torture_workloads::Workload;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
@@ -58,7 +68,17 @@ impl Method {
 
 pub(crate) struct Params {
     pub method: Method,
+    /// A power cut on the recorder; `Some(true)`: the backup file and its folder are fsynced before
+    /// the backup counts as done.
+    pub power: Option<bool>,
 }
+
+/// Commits the writer of a `-power` variant makes; the backup starts after [`POWER_ACKS`] of them.
+const POWER_COMMITS: u64 = 60;
+const POWER_ACKS: (u64, u64) = (10, 40);
+/// The backup's name in the recorded folder, and its mark in the recorder's log.
+const POWER_BACKUP: &str = "trial.backup.db";
+const MARK: &str = "backup";
 
 /// The backup starts after K acknowledged commits, K uniform in this window: late enough that
 /// checkpoints have moved data into the database file (wal_autocheckpoint=100).
@@ -98,9 +118,47 @@ pub(crate) fn scenario() -> Scenario {
                     method.describe()
                 ),
                 profile,
-                Kind::Backup(Params { method }),
+                Kind::Backup(Params {
+                    method,
+                    power: None,
+                }),
             ));
         }
+    }
+    // Power cuts on the recorder: the live database in WAL+FULL, a safe backup with and without
+    // making it durable (fsync of the file and of its folder) before calling it done.
+    for (method, synced) in [
+        (Method::VacuumInto, true),
+        (Method::BackupApi, true),
+        (Method::VacuumInto, false),
+    ] {
+        let mut profile = base_profile(JournalMode::Wal, Synchronous::Full);
+        profile.wal_autocheckpoint = 100;
+        variants.push(Variant::new(
+            "backup",
+            format!(
+                "wal-full-{}{}-power",
+                method.as_str(),
+                if synced { "-synced" } else { "" }
+            ),
+            format!(
+                "journal_mode=wal synchronous=full wal_autocheckpoint=100 backup={}{} fault=power-loss commits={POWER_COMMITS} \
+                 (backup after {}-{} acks; every crash state checks the database and, once the backup is done, the backup)",
+                method.describe(),
+                if synced {
+                    ", then fsync of the backup and of its folder"
+                } else {
+                    ", done when it returns (no fsync of its folder)"
+                },
+                POWER_ACKS.0,
+                POWER_ACKS.1
+            ),
+            profile,
+            Kind::Backup(Params {
+                method,
+                power: Some(synced),
+            }),
+        ));
     }
     Scenario {
         name: "backup",
@@ -115,6 +173,9 @@ pub(crate) fn scenario() -> Scenario {
 }
 
 pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
+    if let Some(synced) = p.power {
+        return run_power_loss(ctx, p.method, synced);
+    }
     let at: u64 = ctx.rng(0).random_range(ACKS.0..=ACKS.1);
     let backup = ctx.path("backup.db");
     let mut end = Ending::new("sigkill");
@@ -175,6 +236,146 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     }
     end.verification = v;
     record(ctx, Some(&run), end)
+}
+
+/// The writer and the backup process under one recording; every crash state checks the live
+/// database and, once the backup was marked done, the backup file.
+fn run_power_loss(ctx: &Ctx<'_>, method: Method, synced: bool) -> (TrialRecord, Metrics) {
+    let at: u64 = ctx.rng(0).random_range(POWER_ACKS.0..=POWER_ACKS.1);
+    let mut rec = match power::Recording::new(ctx, 1) {
+        Ok(r) => r,
+        Err(e) => return ctx.setup_failed(power::FAULT, e),
+    };
+    let mut end = Ending::new(power::FAULT);
+    let (db, backup) = (rec.db.clone(), rec.path(POWER_BACKUP));
+    let folder = rec.plan.dir.clone();
+    // The backup process says `done` too: the recording ends when both have.
+    rec.run.done_reporters = 2;
+    let spawned = rec
+        .spawn_writers(&ctx.writer_spec(), 1, 1, POWER_COMMITS)
+        .and_then(|()| {
+            rec.spawn(1, |env, ack| {
+                backup_process(env, &db, &backup, method, at);
+                if env.tally.get(word::BACKUP_DONE) == 1 {
+                    let durable = !synced || sync_file_and_folder(&backup, &folder).is_ok();
+                    if durable {
+                        recorded::log_mark(ack, MARK, env.tally.get(word::BACKUP_ACK_START));
+                    } else {
+                        env.sender().error(
+                            BACKUP_ID,
+                            "IO",
+                            "fsync of the backup or its folder failed",
+                        );
+                    }
+                }
+                env.sender().done(BACKUP_ID);
+            })
+        });
+    if let Err(e) = spawned {
+        end.setup_error = Some(e);
+    }
+    let tally = &ctx.files.tally;
+    let workload = ctx.workload;
+    let documented = ctx.opts.faults.hardware_as_documented();
+    let (mut states_with_backup, mut backup_damaged) = (0u64, 0u64);
+    let mut check_backup =
+        |scratch: &Path, state: &torture_preload::CrashState, v: Verification, verdict: Verdict| {
+            let Some(start_ack) = state
+                .acks
+                .all()
+                .find(|(w, _)| matches!(w, torture_preload::Writer::Id(id) if id == MARK))
+                .map(|(_, n)| n)
+            else {
+                // The cut came before the backup was done: nothing was promised of it.
+                return (v, verdict);
+            };
+            states_with_backup += 1;
+            let b = check_backup_file(
+                &scratch.join(POWER_BACKUP),
+                workload,
+                start_ack,
+                tally.get(word::BACKUP_ACK_END),
+            );
+            if !b.outcome.is_damage() {
+                return (v, verdict);
+            }
+            backup_damaged += 1;
+            if v.outcome.is_damage() {
+                // The live database's own damage comes first.
+                return (v, verdict);
+            }
+            // Synced file and folder on a disk that keeps its promises: the backup must be there.
+            let backup_verdict = if synced && documented {
+                Verdict::Violation
+            } else {
+                Verdict::Expected
+            };
+            (b, backup_verdict)
+        };
+    let run = rec.finish_and_check_with(ctx, &mut end, Some(&mut check_backup));
+    end.measure("states_with_a_done_backup", states_with_backup);
+    end.measure("states_with_a_damaged_backup", backup_damaged);
+    end.measures.push(format!(
+        "backup: done at {} of the crash states, damaged at {backup_damaged}; acked {} at its start, {} at its end",
+        states_with_backup,
+        tally.get(word::BACKUP_ACK_START),
+        tally.get(word::BACKUP_ACK_END)
+    ));
+    if end.verification.outcome != Outcome::Intact {
+        // The worst state's backup as the state left it (`power.rs` wrote that state last).
+        for suffix in ["", "-journal", "-wal"] {
+            let name = format!("{POWER_BACKUP}{suffix}");
+            let b = ctx.files.dir.join("state").join(&name);
+            if b.is_file() {
+                end.extra_evidence.push((name, b));
+            }
+        }
+    }
+    if tally.get(word::BACKUP_DONE) != 1 && end.setup_error.is_none() {
+        end.setup_error = Some("the backup process did not finish its backup".into());
+    }
+    record(ctx, Some(&run), end)
+}
+
+/// An application making its backup durable: fsync of the file, then of the folder that names it.
+fn sync_file_and_folder(file: &Path, folder: &Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    std::fs::File::open(folder)?.sync_all()
+}
+
+/// A backup file as a crash state left it: it must open, pass the oracle with every commit
+/// acknowledged when the backup began, and hold nothing acknowledged after it ended (+1 in flight).
+fn check_backup_file(
+    backup: &Path,
+    workload: Workload,
+    start_ack: u64,
+    end_ack: u64,
+) -> Verification {
+    if !backup.exists() {
+        return Verification {
+            outcome: Outcome::OpenFailed,
+            detail:
+                "backup: done before the cut, missing after it (its folder entry was not durable)"
+                    .into(),
+            recovered_commits: 0,
+        };
+    }
+    let mut v = crate::verify::oracle::recover_and_verify(
+        backup,
+        workload,
+        &BTreeMap::from([(0u32, start_ack)]),
+    );
+    if v.outcome == Outcome::Intact && v.recovered_commits > end_ack + 1 {
+        v.outcome = Outcome::Atomicity;
+        v.detail = format!(
+            "the backup holds {} commits, only {end_ack} were acknowledged when it ended",
+            v.recovered_commits
+        );
+    }
+    if !v.detail.is_empty() {
+        v.detail = format!("backup: {}", v.detail);
+    }
+    v
 }
 
 fn start<'a>(
@@ -343,6 +544,45 @@ mod tests {
         for (r, _) in &rows {
             if r.outcome != Outcome::Intact {
                 assert_eq!(r.verdict, Verdict::Expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_backup_made_durable_survives_every_power_cut_after_it() {
+        let _g = serial();
+        let lab = lab(&[]);
+        for v in [
+            "wal-full-vacuum-into-synced-power",
+            "wal-full-backup-api-synced-power",
+        ] {
+            let rows = lab.run("backup", v, 2);
+            no_lab_errors(&rows);
+            assert_eq!(damaged(&rows), 0, "{v}: {:?}", rows[0].0.detail);
+            for (r, m) in &rows {
+                assert_eq!((r.fault.as_str(), r.verdict), ("power-loss", Verdict::Ok));
+                assert_eq!(r.damaged_states, 0, "{}", r.detail);
+                // The backup file itself was checked, in the states cut after it was done.
+                assert!(m["states_with_a_done_backup"] > 0, "{v}: {}", r.detail);
+                assert_eq!(m["states_with_a_damaged_backup"], 0, "{}", r.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn a_vacuum_into_backup_whose_folder_is_not_synced_can_roll_back_to_nothing() {
+        let _g = serial();
+        let lab = lab(&[]);
+        // VACUUM INTO syncs the file but not the folder: under the strict model the unlink of the
+        // backup's journal is not durable, the journal comes back hot and rolls the backup back.
+        let rows = lab.run("backup", "wal-full-vacuum-into-power", 3);
+        no_lab_errors(&rows);
+        assert!(damaged(&rows) > 0, "{:?}", rows[0].0.detail);
+        for (r, m) in &rows {
+            if r.outcome.is_damage() {
+                assert_eq!(r.verdict, Verdict::Expected, "{}", r.detail);
+                assert!(m["states_with_a_damaged_backup"] > 0, "{}", r.detail);
+                assert!(r.detail.contains("backup: "), "{}", r.detail);
             }
         }
     }

@@ -3,6 +3,13 @@
 //! checkpoint at shutdown — under SIGKILL at a random point, and crashes placed exactly inside a
 //! checkpoint (the writer SIGKILLs itself just before its N-th write to the database file, which in
 //! WAL mode only checkpoints write). Also measured: how large the WAL grew.
+//!
+//! The `-power` variants cut the power inside checkpoints, on the file-operation recorder
+//! (`power.rs`): one writer makes [`POWER_COMMITS`] commits with wal_autocheckpoint=100 (about five
+//! checkpoints), or with a PASSIVE checkpoint thread, or ends with `wal_checkpoint(TRUNCATE)` and a
+//! close (seed 001's fix), all recorded once; every crash state of the recording is checked, three
+//! cuts inside every checkpoint among them (`cuts_in_checkpoint`), in WAL+NORMAL (seed 002's
+//! "power loss during checkpoint can corrupt") and WAL+FULL.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::time::{Duration, Instant};
@@ -16,7 +23,7 @@ use super::engine::{
     self, commit_loop, file_size, open_writer, record, word, Children, Ctx, Ending, Env, Metrics,
     Tally, WriterSpec,
 };
-use super::{base_profile, Kind, Scenario, Variant};
+use super::{base_profile, power, Kind, Scenario, Variant};
 use crate::faults::{CrashAt, OpFilter};
 use crate::trial::evidence::with_suffix;
 use crate::trial::kill_point::KillPoint;
@@ -29,7 +36,13 @@ pub(crate) struct Params {
     pub truncate_at_shutdown: bool,
     /// Crash just before the N-th database write, N in `1..=max`; `None`: SIGKILL at the kill point.
     pub crash_before_db_write: Option<u64>,
+    /// A power cut on the recorder: [`POWER_COMMITS`] commits recorded, every crash state checked.
+    pub power_loss: bool,
 }
+
+/// Commits the writer of a `-power` variant makes under the recorder: with wal_autocheckpoint=100
+/// (about 3 WAL frames a commit) about five checkpoints.
+pub(crate) const POWER_COMMITS: u64 = 150;
 
 /// Acknowledgements before the kill: enough for the WAL to pass 1,000 frames (~3 per commit).
 const ACKS: (u64, u64) = (1, 1200);
@@ -38,16 +51,22 @@ const PASSIVE_US: u64 = 1000;
 
 pub(crate) fn scenario() -> Scenario {
     let mut variants = Vec::new();
-    let mut add = |name: &str, auto: u32, p: Params, what: &str| {
-        let mut profile = base_profile(JournalMode::Wal, Synchronous::Normal);
+    let mut add_sync = |name: &str, sync: Synchronous, auto: u32, p: Params, what: &str| {
+        let mut profile = base_profile(JournalMode::Wal, sync);
         profile.wal_autocheckpoint = auto;
         variants.push(Variant::new(
             "checkpoint",
             name,
-            format!("journal_mode=wal synchronous=normal wal_autocheckpoint={auto} {what}"),
+            format!(
+                "journal_mode=wal synchronous={} wal_autocheckpoint={auto} {what}",
+                sync.as_str()
+            ),
             profile,
             Kind::Checkpoint(p),
         ));
+    };
+    let mut add = |name: &str, auto: u32, p: Params, what: &str| {
+        add_sync(name, Synchronous::Normal, auto, p, what)
     };
     let random = "kill=SIGKILL after 1-1200 acks";
     for auto in [0, 1000, 10000] {
@@ -58,6 +77,7 @@ pub(crate) fn scenario() -> Scenario {
                 passive_every_us: None,
                 truncate_at_shutdown: false,
                 crash_before_db_write: None,
+                power_loss: false,
             },
             random,
         );
@@ -69,6 +89,7 @@ pub(crate) fn scenario() -> Scenario {
             passive_every_us: Some(PASSIVE_US),
             truncate_at_shutdown: false,
             crash_before_db_write: None,
+            power_loss: false,
         },
         &format!("checkpoint_thread=PASSIVE every {PASSIVE_US}us {random}"),
     );
@@ -79,6 +100,7 @@ pub(crate) fn scenario() -> Scenario {
             passive_every_us: None,
             truncate_at_shutdown: false,
             crash_before_db_write: Some(100),
+            power_loss: false,
         },
         "kill=writer SIGKILLs itself before its N-th db write (N in 1..100): inside an autocheckpoint",
     );
@@ -89,6 +111,7 @@ pub(crate) fn scenario() -> Scenario {
             passive_every_us: Some(PASSIVE_US),
             truncate_at_shutdown: false,
             crash_before_db_write: Some(100),
+            power_loss: false,
         },
         &format!(
             "checkpoint_thread=PASSIVE every {PASSIVE_US}us kill=SIGKILL before the N-th db write (N in 1..100): inside the thread's checkpoint"
@@ -101,13 +124,52 @@ pub(crate) fn scenario() -> Scenario {
             passive_every_us: None,
             truncate_at_shutdown: true,
             crash_before_db_write: Some(300),
+            power_loss: false,
         },
         "shutdown=SIGTERM after 1-1200 acks, handler runs wal_checkpoint(TRUNCATE) and closes; \
          kill=SIGKILL before the N-th db write (N in 1..300): inside that checkpoint",
     );
+    // Power cuts inside checkpoints, on the recorder: WAL+NORMAL (seed 002's claim) and WAL+FULL;
+    // synchronous=OFF is the positive control.
+    let power = |passive_every_us, truncate_at_shutdown| Params {
+        passive_every_us,
+        truncate_at_shutdown,
+        crash_before_db_write: None,
+        power_loss: true,
+    };
+    let cut = format!(
+        "fault=power-loss commits={POWER_COMMITS} (recorded once, every crash state checked, cuts inside every checkpoint)"
+    );
+    for sync in [Synchronous::Normal, Synchronous::Full, Synchronous::Off] {
+        let s = sync.as_str();
+        add_sync(
+            &format!("auto100-{s}-power"),
+            sync,
+            100,
+            power(None, false),
+            &cut,
+        );
+        if sync == Synchronous::Off {
+            continue;
+        }
+        add_sync(
+            &format!("passive-1ms-{s}-power"),
+            sync,
+            0,
+            power(Some(PASSIVE_US), false),
+            &format!("checkpoint_thread=PASSIVE every {PASSIVE_US}us {cut}"),
+        );
+        add_sync(
+            &format!("truncate-at-shutdown-{s}-power"),
+            sync,
+            0,
+            power(None, true),
+            &format!("shutdown=wal_checkpoint(TRUNCATE) then close, after the commits; {cut}"),
+        );
+    }
     Scenario {
         name: "checkpoint",
-        summary: "wal_autocheckpoint 0/1000/10000, a PASSIVE checkpoint thread, TRUNCATE at shutdown; crashes inside checkpoints; WAL size",
+        summary: "wal_autocheckpoint 0/1000/10000, a PASSIVE checkpoint thread, TRUNCATE at shutdown; crashes and power cuts inside checkpoints; WAL size",
         claim: "001: without a checkpoint strategy, \"orphaned WAL files, corruption risk\"; \"WAL files can grow \
                 unbounded, causing ... corruption if WAL partially written\"; set wal_autocheckpoint=1000 and run \
                 wal_checkpoint(TRUNCATE) on shutdown. 002: \"add periodic checkpoint\" (PASSIVE every 5 minutes); \
@@ -231,6 +293,9 @@ fn writer(env: &Env<'_>, spec: &WriterSpec<'_>, p: &Params) -> i32 {
 }
 
 pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
+    if p.power_loss {
+        return run_power_loss(ctx, p);
+    }
     let mut rng = ctx.rng(0);
     let kp = engine::draw_acks(&mut rng, ACKS.0, ACKS.1, 100);
     let crash = p.crash_before_db_write.map(|max| rng.random_range(1..=max));
@@ -285,6 +350,83 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
+/// One writer recorded under the recorder: its commits (SQLite's autocheckpoints among them), a
+/// PASSIVE thread's checkpoints, or a closing TRUNCATE checkpoint; then every crash state.
+fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
+    let mut rec = match power::Recording::new(ctx, 1) {
+        Ok(r) => r,
+        Err(e) => return ctx.setup_failed(power::FAULT, e),
+    };
+    let mut end = Ending::new(power::FAULT);
+    let db = rec.db.clone();
+    let spec = WriterSpec {
+        db: &db,
+        max_commits: POWER_COMMITS,
+        ..ctx.writer_spec()
+    };
+    let spawned = if let Some(every) = p.passive_every_us {
+        rec.spawn(0, |env, ack| {
+            std::thread::scope(|s| {
+                s.spawn(|| passive_thread(env, &spec, every));
+                power::write_and_hold(env, &spec, ack);
+            })
+        })
+    } else if p.truncate_at_shutdown {
+        rec.spawn(0, |env, ack| truncate_and_close(env, &spec, ack))
+    } else {
+        rec.spawn_writers(&spec, 1, 1, POWER_COMMITS)
+    };
+    if let Err(e) = spawned {
+        end.setup_error = Some(e);
+    }
+    let run = rec.finish_and_check(ctx, &mut end);
+    let (ckpts, incomplete) = (
+        run.tally.get(word::CKPTS),
+        run.tally.get(word::CKPT_INCOMPLETE),
+    );
+    if p.passive_every_us.is_some() || p.truncate_at_shutdown {
+        // The thread's or the shutdown's own checkpoints; the recording's (autocheckpoints too) are
+        // counted in the crash states' words below.
+        end.measure("checkpoints_done", ckpts);
+        end.measure("checkpoints_incomplete", incomplete);
+        end.measures.push(format!(
+            "checkpoints_done={ckpts} checkpoints_incomplete={incomplete}"
+        ));
+    }
+    record(ctx, Some(&run), end)
+}
+
+/// Seed 001's fix, recorded: the commits, then `wal_checkpoint(TRUNCATE)` and a clean close; `done`
+/// only after the close, so the recording holds the whole shutdown.
+fn truncate_and_close(env: &Env<'_>, spec: &WriterSpec<'_>, ack: std::os::fd::RawFd) {
+    if let Some(mut conn) = open_writer(env, spec) {
+        crate::writers::workload::commit_loop_with(
+            env,
+            spec,
+            &mut conn,
+            1,
+            &engine::never,
+            crate::writers::workload::OnError::Report,
+            Some(ack),
+        );
+        let r = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        env.tally.add(
+            if matches!(r, Ok(0)) {
+                word::CKPTS
+            } else {
+                word::CKPT_INCOMPLETE
+            },
+            1,
+        );
+        if conn.close().is_ok() {
+            env.tally.add(word::CLEAN, 1);
+        }
+    }
+    env.sender().done(spec.id);
+}
+
 fn start<'a>(
     ctx: &Ctx<'a>,
     p: &'a Params,
@@ -311,6 +453,7 @@ fn start<'a>(
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
+    use crate::trial::outcome::{Outcome, Verdict};
 
     #[test]
     fn crashes_inside_checkpoints_lose_nothing_and_the_wal_grows_without_one() {
@@ -334,6 +477,70 @@ mod tests {
         assert_eq!(damaged(&rows), 0);
         for (r, m) in &rows {
             assert_eq!(m["checkpoints_done"], 0, "{}", r.detail);
+        }
+    }
+
+    #[test]
+    fn power_cuts_inside_wal_full_checkpoints_lose_nothing() {
+        let _g = serial();
+        let lab = lab(&[]);
+        for (v, n) in [
+            ("auto100-full-power", 2),
+            ("passive-1ms-full-power", 1),
+            ("truncate-at-shutdown-full-power", 1),
+        ] {
+            let rows = lab.run("checkpoint", v, n);
+            no_lab_errors(&rows);
+            assert_eq!(damaged(&rows), 0, "{v}: {:?}", rows[0].0.detail);
+            for (r, m) in &rows {
+                assert_eq!((r.fault.as_str(), r.verdict), ("power-loss", Verdict::Ok));
+                assert_eq!(r.damaged_states, 0, "{}", r.detail);
+                // The recording's checkpoints happened and cuts fell inside them.
+                assert!(m["checkpoints"] > 0, "{v}: {}", r.detail);
+                assert!(r.cuts_in_checkpoint > 0, "{v}: {}", r.detail);
+                assert!(r.crash_states >= r.cuts_in_checkpoint);
+            }
+        }
+    }
+
+    #[test]
+    fn power_cuts_inside_wal_normal_checkpoints_may_lose_commits_but_never_corrupt() {
+        let _g = serial();
+        let lab = lab(&[]);
+        for (v, n) in [("auto100-normal-power", 2), ("passive-1ms-normal-power", 1)] {
+            let rows = lab.run("checkpoint", v, n);
+            no_lab_errors(&rows);
+            for (r, m) in &rows {
+                assert!(
+                    matches!(r.outcome, Outcome::Intact | Outcome::LostCommit),
+                    "{v}: {}",
+                    r.detail
+                );
+                assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
+                assert!(m["checkpoints"] > 0, "{v}: {}", r.detail);
+                assert!(r.cuts_in_checkpoint > 0, "{v}: {}", r.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoints_without_fsync_or_on_a_lying_disk_are_caught() {
+        let _g = serial();
+        let lab = lab(&[]);
+        let rows = lab.run("checkpoint", "auto100-off-power", 2);
+        no_lab_errors(&rows);
+        assert_eq!(damaged(&rows), 2, "{:?}", rows[0].0.detail);
+        for (r, _) in &rows {
+            assert!(r.damaged_states > 0, "{}", r.detail);
+            assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
+        }
+        let lab = super::super::engine::testing::lab(&["--lying-disk"]);
+        let rows = lab.run("checkpoint", "auto100-full-power", 2);
+        no_lab_errors(&rows);
+        assert!(damaged(&rows) > 0, "{:?}", rows[0].0.detail);
+        for (r, _) in &rows {
+            // A disk that ignores fsync is outside SQLite's promise: expected, not a violation.
+            assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
         }
     }
 }

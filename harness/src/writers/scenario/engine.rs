@@ -100,7 +100,6 @@ impl Ctx<'_> {
             max_commits: self.opts.max_commits,
             crash_at: None,
             on_shim: false,
-            report_ack_ops: false,
         }
     }
 
@@ -196,6 +195,9 @@ pub(crate) struct Ending {
     /// The fault the verdict table judges: a process crash unless the scenario simulated a power
     /// cut.
     pub judged_as: Fault,
+    /// A power cut on the recorder (`power.rs`): the worst state's acks and the crash-state
+    /// counts, for the row's last columns.
+    pub recorded: Option<super::power::StateCounts>,
 }
 
 impl Ending {
@@ -212,6 +214,7 @@ impl Ending {
             setup_error: None,
             deaths_are_findings: false,
             judged_as: Fault::Sigkill,
+            recorded: None,
         }
     }
 
@@ -288,7 +291,11 @@ pub(crate) fn record(
             || ctx.opts.faults.hardware_as_documented(),
         expected_damage: end.expected_damage,
     };
-    let verdict = record::verdict_of(outcome, &pragmas, judged);
+    let verdict = match &end.recorded {
+        // The worst crash state's verdict, as the states were judged one by one.
+        Some(s) if outcome == v.outcome => s.verdict,
+        _ => record::verdict_of(outcome, &pragmas, judged),
+    };
     let mut parts = vec![ctx.variant.params.clone()];
     parts.extend(end.measures.iter().cloned());
     if !sqlite_errors.is_empty() {
@@ -300,10 +307,15 @@ pub(crate) fn record(
     if !lab.is_empty() {
         parts.push(format!("lab: {}", lab.join("; ")));
     }
-    let (acked, busy) = match run {
+    let (mut acked, busy) = match run {
         Some(r) => (r.events.acks_total, r.events.busy),
         None => (0, 0),
     };
+    if let Some(s) = &end.recorded {
+        // Only what was acknowledged before the worst state's cut was acknowledged at that power
+        // cut.
+        acked = s.acked;
+    }
     let mut rec = ctx.trial(end.fault).row(Found {
         outcome,
         verdict,
@@ -314,6 +326,11 @@ pub(crate) fn record(
         busy_errors: busy,
         detail: parts.join("; "),
     });
+    if let Some(s) = &end.recorded {
+        rec.crash_states = s.crash_states;
+        rec.damaged_states = s.damaged_states;
+        rec.cuts_in_checkpoint = s.cuts_in_checkpoint;
+    }
     if outcome != Outcome::Intact {
         if let Some((mut snapshot, db)) = end.evidence.take() {
             match evidence::save(

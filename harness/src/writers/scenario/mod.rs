@@ -17,6 +17,7 @@ mod init;
 #[cfg(test)]
 mod measure;
 mod pool;
+mod power;
 mod recovery;
 mod shutdown;
 mod walreset;

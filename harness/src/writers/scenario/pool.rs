@@ -4,25 +4,19 @@
 //! commits and corruption.
 //!
 //! A power-loss variant runs the pool once, bounded (each connection makes [`POWER_COMMITS`]
-//! commits), with the fault shim logging every write, truncate, sync, create and delete of the one
-//! process. The shim counts, logs and performs each of them under one process-wide lock, so the log
-//! is a single total order of what the files saw, across threads. The cut is then placed at
-//! operation N of that log (drawn from the trial's seed), the files are rewound to what a disk could
-//! hold after a power loss there, and only commits acknowledged after fewer than N operations count
-//! as acknowledged. The threads interleave differently on every run, so the same seed gives the
-//! same N but not the same log: these trials do not replay byte for byte (`torture replay` refuses
-//! them), they sample.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! commits), under the file-operation recorder (`power.rs`): every file operation of every thread
+//! of the one process lands in one log, in one total order with the acknowledgements. Every crash
+//! state of that recording (every sync boundary, inside every WAL checkpoint, × keep/lose/tear, a
+//! seeded sample of `--max-states`) is then rebuilt and checked; only commits acknowledged before a
+//! state's cut count as acknowledged in it. The row is the worst state. The threads interleave
+//! differently on every run, so the same seed does not give the same recording: these trials do
+//! not replay byte for byte (`torture replay` refuses them), they sample.
 
 use torture_workloads::{JournalMode, Synchronous};
 
-use super::engine::{self, failed_codes, record, Ctx, Ending, Metrics, WriterSpec};
-use super::{base_profile, Kind, Scenario, Variant};
-use crate::faults::FaultConfig;
-use crate::trial::outcome::{Outcome, TrialRecord};
-use crate::verify::verdict::Fault;
+use super::engine::{self, failed_codes, record, Ctx, Ending, Metrics};
+use super::{base_profile, power, Kind, Scenario, Variant};
+use crate::trial::outcome::TrialRecord;
 
 /// Commits each connection of a power-loss variant makes before the log is cut.
 pub(crate) const POWER_COMMITS: u64 = 10;
@@ -112,118 +106,26 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
-/// The power-loss trial: the pool makes its bounded commits with the shim logging, is SIGKILLed
-/// once every connection is done (holding its connections open: no clean close, no checkpoint on
-/// close), then the cut is placed on the complete log.
+/// The power-loss trial: the pool's one process makes its bounded commits (each connection
+/// [`POWER_COMMITS`]) under the file-operation recorder, holds its connections open (no clean close,
+/// no checkpoint on close) and is SIGKILLed; then every crash state of that one recording is
+/// checked (`power.rs`).
 fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
-    const FAULT: &str = "power-loss";
-    let log = ctx.path("ops.log");
-    if let Err(e) = ctx.fresh_database() {
-        return ctx.setup_failed(FAULT, e);
-    }
-    let mut run = match engine::Children::new(ctx.files, p.pool, None, ctx.opts.trial_timeout) {
+    let mut rec = match power::Recording::new(ctx, p.pool) {
         Ok(r) => r,
-        Err(e) => return ctx.setup_failed(FAULT, e),
+        Err(e) => return ctx.setup_failed(power::FAULT, e),
     };
-    let spec = WriterSpec {
-        max_commits: POWER_COMMITS,
-        on_shim: true,
-        report_ack_ops: true,
-        ..ctx.writer_spec()
-    };
-    let config = FaultConfig {
-        // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial, as the core does.
-        sqlite_prng_seed: Some((ctx.seed as u32) | 1),
-        log_path: Some(log.clone()),
-        ..FaultConfig::default()
-    };
-    let pool = p.pool;
-    let spawned = run.spawn(&[], |env| {
-        // One configuration for the whole process, before any connection opens: every thread's
-        // operations share one count and one log.
-        if let Err(e) = crate::faults::configure(config) {
-            env.sender().error(0, "FAULT_SETUP", &e.to_string());
-            return 0;
-        }
-        std::thread::scope(|s| {
-            for id in 0..pool {
-                let spec = WriterSpec { id, ..spec };
-                s.spawn(move || {
-                    let conn = engine::open_writer(env, &spec);
-                    if let Some(mut conn) = conn {
-                        engine::commit_loop(env, &spec, &mut conn, 1, &engine::never);
-                        env.sender().done(id);
-                        // Hold the connection until the slot's SIGKILL: a pool does not close.
-                        loop {
-                            std::thread::sleep(Duration::from_secs(3600));
-                        }
-                    }
-                    env.sender().done(id);
-                });
-            }
-        });
-        0
-    });
-    let mut end = Ending::new(FAULT);
-    end.judged_as = Fault::PowerLoss;
-    if let Err(e) = spawned {
-        run.stop_all();
+    let mut end = Ending::new(power::FAULT);
+    if let Err(e) = rec.spawn_writers(&ctx.writer_spec(), 1, p.pool, POWER_COMMITS) {
         end.setup_error = Some(e);
+        let run = rec.finish_and_check(ctx, &mut end);
         return record(ctx, Some(&run), end);
     }
-    run.seal();
-    let deadline = run.deadline;
-    run.wait_until(deadline, |r| r.writers_done() || r.all_gone());
-    let finished = run.writers_done();
-    run.stop_all();
+    let run = rec.finish_and_check(ctx, &mut end);
     failed_codes(&run, &mut end, "failed_txns");
-    if !finished {
-        end.setup_error = Some(format!(
-            "the pool did not finish its {} commits per connection",
-            POWER_COMMITS
-        ));
-        return record(ctx, Some(&run), end);
-    }
-    let all_acks = run.events.ack_ops.len() as u64;
-    let cut = match crate::trial::cut_power(&log, ctx.opts, ctx.seed, &mut run.events) {
-        Ok(c) => c,
-        Err(e) => {
-            end.setup_error = Some(e);
-            return record(ctx, Some(&run), end);
-        }
-    };
-    end.kill_point = cut.point;
-    end.measures.push(format!(
-        "acked before the cut {} of {all_acks}",
-        all_acks - cut.acks_after_cut
-    ));
-    end.measures.push(cut.detail);
     end.measures
         .push("threads interleave anew each run: sampled, not replayable".into());
-    end.measure("acks_after_cut", cut.acks_after_cut);
-    end.verification = end.verify(ctx.db(), ctx.workload, &run.events.acked);
-    if end.verification.outcome == Outcome::LostCommit {
-        // How many: SQLite documents that rollback+FULL may lose "the last commit", one.
-        if let Some(n) = lost_acked(ctx.db(), &run.events.acked) {
-            end.measure("lost_acked_commits", n);
-            end.measures.push(format!("acknowledged commits lost: {n}"));
-        }
-    }
-    end.extra_evidence.push(("ops.log".into(), log));
     record(ctx, Some(&run), end)
-}
-
-/// Acknowledged commits missing from the recovered database, over every writer; None when it
-/// cannot be read.
-fn lost_acked(db: &std::path::Path, acked: &BTreeMap<u32, u64>) -> Option<u64> {
-    let conn = crate::engine::open(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY, None).ok()?;
-    let found = torture_workloads::recovered_commits(&conn).ok()?;
-    Some(
-        acked
-            .iter()
-            .map(|(w, &a)| a.saturating_sub(found.get(w).map_or(0, |c| c.max_seq)))
-            .sum(),
-    )
 }
 
 #[cfg(test)]
@@ -265,14 +167,14 @@ mod tests {
     fn a_wal_full_pool_of_four_with_busy_timeout_loses_nothing_to_a_power_cut() {
         let _g = serial();
         let lab = lab(&[]);
-        let rows = lab.run("pool", "wal-p4-busy-power", 8);
+        let rows = lab.run("pool", "wal-p4-busy-power", 4);
         no_lab_errors(&rows);
         assert_eq!(damaged(&rows), 0, "{:?}", rows[0].0.detail);
-        for (r, _) in &rows {
+        for (r, m) in &rows {
             assert_eq!(r.profile, "pool/wal-p4-busy-power");
             assert_eq!((r.fault.as_str(), r.connections), ("power-loss", 4));
             assert_eq!(r.journal_mode, "wal");
-            assert!(r.kill_point.starts_with("op="), "{}", r.kill_point);
+            assert!(r.kill_point.starts_with("cut=op "), "{}", r.kill_point);
             assert!(
                 r.detail.starts_with(
                     "journal_mode=wal synchronous=full pool=4 busy_timeout_ms=5000 fault=power-loss commits_per_connection=10"
@@ -280,16 +182,13 @@ mod tests {
                 "{}",
                 r.detail
             );
-            assert!(r.detail.contains("power cut: power loss: writes kept"));
             assert_eq!(r.verdict, Verdict::Ok);
+            assert_eq!(r.damaged_states, 0, "{}", r.detail);
+            // Every sync boundary of a 40-commit recording: many states, not one.
+            assert!(r.crash_states >= 20, "{}", r.detail);
+            assert_eq!(m["crash_states"], r.crash_states);
             assert!(r.recovered_commits >= r.acked_commits);
         }
-        // The cuts really took something away: acknowledgements, and writes that were not durable.
-        let after: u64 = rows.iter().map(|(_, m)| m["acks_after_cut"]).sum();
-        assert!(after > 0, "every cut fell after the last commit");
-        assert!(rows
-            .iter()
-            .any(|(r, _)| r.recovered_commits < 4 * super::POWER_COMMITS));
     }
 
     #[test]
@@ -300,7 +199,7 @@ mod tests {
             "wal-p4-busy-sync-off-power",
             "delete-p4-busy-sync-off-power",
         ] {
-            let rows = lab.run("pool", variant, 8);
+            let rows = lab.run("pool", variant, 3);
             no_lab_errors(&rows);
             assert!(
                 damaged(&rows) > 0,
@@ -309,6 +208,11 @@ mod tests {
             );
             for (r, _) in &rows {
                 assert_eq!(r.synchronous, "off");
+                assert!(
+                    r.damaged_states > 0 || !r.outcome.is_damage(),
+                    "{}",
+                    r.detail
+                );
                 // synchronous=OFF "may corrupt" after a power loss: documented, not a violation.
                 assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
             }
@@ -316,23 +220,38 @@ mod tests {
     }
 
     #[test]
+    fn a_lying_disk_is_caught_under_a_wal_full_pool() {
+        let _g = serial();
+        // A disk that ignores fsync: WAL+FULL's promise needs the hardware it assumes.
+        let lab = lab(&["--lying-disk"]);
+        let rows = lab.run("pool", "wal-p4-busy-power", 3);
+        no_lab_errors(&rows);
+        assert!(damaged(&rows) > 0, "{:?}", rows[0].0.detail);
+        for (r, _) in &rows {
+            assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
+        }
+    }
+
+    #[test]
     fn acknowledgements_after_the_cut_are_not_counted() {
         let _g = serial();
-        // A fixed cut early in the log: most commits were acknowledged after it.
-        let lab = lab(&["--crash-at", "any:40"]);
+        // A fixed cut early in the recording: most commits were acknowledged after it.
+        let lab = lab(&["--crash-at", "write:40"]);
         let rows = lab.run("pool", "wal-p4-busy-power", 3);
         no_lab_errors(&rows);
         for (r, m) in &rows {
-            assert!(r.kill_point.starts_with("op=40/"), "{}", r.kill_point);
-            let all = r.acked_commits + m["acks_after_cut"];
+            assert!(r.kill_point.starts_with("cut=op "), "{}", r.kill_point);
+            // One cut, keep/lose/tear at it.
+            assert!((1..=3).contains(&r.crash_states), "{}", r.detail);
+            let all = r.acked_commits + m["acks_after_worst_cut"];
             assert_eq!(all, 4 * super::POWER_COMMITS, "{}", r.detail);
-            assert!(m["acks_after_cut"] > 0, "{}", r.detail);
+            assert!(m["acks_after_worst_cut"] > 0, "{}", r.detail);
             // Commits acknowledged after the cut are gone from the disk: had they been counted,
             // the oracle would report lost commits. Counted as they must be, the trial is intact.
             assert!(r.recovered_commits < all, "{}", r.detail);
             assert_eq!(r.outcome, Outcome::Intact, "{}", r.detail);
             assert!(r.detail.contains(&format!(
-                "acked before the cut {} of {all}",
+                "acked before the worst cut {} of {all}",
                 r.acked_commits
             )));
         }

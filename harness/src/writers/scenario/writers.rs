@@ -1,19 +1,27 @@
 //! Scenario `writers` (seed 004): W writer processes on one database, in WAL and DELETE mode. Either
 //! all are SIGKILLed at once, or one is SIGKILLed while the others go on (and are killed later);
-//! every process's acknowledged commits are checked on their own.
+//! every process's acknowledged commits are checked on their own. The `-power` variants cut the
+//! power instead: every writer process runs under one recording of the file-operation recorder (one
+//! total order of their file operations and acknowledgements), each makes [`POWER_COMMITS`] commits,
+//! and every crash state of that recording is checked (`power.rs`): one cut for all processes.
 
 use std::time::{Duration, Instant};
 
 use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{self, failed_codes, record, Ctx, Ending, Metrics};
-use super::{base_profile, Kind, Scenario, Variant};
+use super::{base_profile, power, Kind, Scenario, Variant};
 use crate::trial::outcome::TrialRecord;
 
 pub(crate) struct Params {
     pub processes: u32,
     pub kill_one: bool,
+    /// A power cut on the recorder instead of SIGKILL.
+    pub power_loss: bool,
 }
+
+/// Commits each writer process of a `-power` variant makes under the recorder.
+pub(crate) const POWER_COMMITS: u64 = 20;
 
 /// Commits the survivors must make after one writer was killed before they are killed too.
 const AFTER_ONE: u64 = 20;
@@ -47,14 +55,49 @@ pub(crate) fn scenario() -> Scenario {
                     Kind::Writers(Params {
                         processes,
                         kill_one,
+                        power_loss: false,
                     }),
                 ));
             }
         }
     }
+    // Power cuts on the recorder: every process under one recording; synchronous=OFF is the
+    // positive control (a cut must catch the missing fsyncs).
+    for (journal, sync, processes) in [
+        (JournalMode::Wal, Synchronous::Full, 2),
+        (JournalMode::Wal, Synchronous::Full, 8),
+        (JournalMode::Wal, Synchronous::Normal, 2),
+        (JournalMode::Delete, Synchronous::Full, 2),
+        (JournalMode::Delete, Synchronous::Full, 8),
+        (JournalMode::Wal, Synchronous::Off, 2),
+    ] {
+        let mut profile = base_profile(journal, sync);
+        profile.processes = processes;
+        let mut name = format!("{}-{processes}proc", journal.as_str());
+        if sync != Synchronous::Full {
+            name.push_str(&format!("-sync-{}", sync.as_str()));
+        }
+        name.push_str("-power");
+        variants.push(Variant::new(
+            "writers",
+            name,
+            format!(
+                "journal_mode={} synchronous={} processes={processes} busy_timeout_ms=5000 \
+                 fault=power-loss commits_per_process={POWER_COMMITS} (one recording, one cut for all)",
+                journal.as_str(),
+                sync.as_str()
+            ),
+            profile,
+            Kind::Writers(Params {
+                processes,
+                kill_one: false,
+                power_loss: true,
+            }),
+        ));
+    }
     Scenario {
         name: "writers",
-        summary: "2 or 8 writer processes on one database (WAL, DELETE); SIGKILL all, or one while the others go on",
+        summary: "2 or 8 writer processes on one database (WAL, DELETE); SIGKILL all, or one while the others go on, or one power cut for all",
         claim: "004: \"Multiple processes (Streamlit app + manual scripts running simultaneously) ... DuckDB WAL can't \
                 handle concurrent writers well\"; process crashes (\"Ctrl+C during long operations\") leave \"WAL in \
                 inconsistent state\". The postmortem is about DuckDB; the lab tests the same pattern on SQLite.",
@@ -64,6 +107,9 @@ pub(crate) fn scenario() -> Scenario {
 }
 
 pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
+    if p.power_loss {
+        return run_power_loss(ctx, p);
+    }
     let kp = ctx.kill_point();
     let mut run = match engine::start_writers(ctx, p.processes, 1, Some(kp)) {
         Ok(r) => r,
@@ -102,9 +148,28 @@ pub(crate) fn run(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
     record(ctx, Some(&run), end)
 }
 
+/// Every writer process under one recording: each makes its commits, all are SIGKILLed, and every
+/// crash state of the one recording is checked against every process's acknowledgements.
+fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
+    let mut rec = match power::Recording::new(ctx, p.processes) {
+        Ok(r) => r,
+        Err(e) => return ctx.setup_failed(power::FAULT, e),
+    };
+    let mut end = Ending::new(power::FAULT);
+    if let Err(e) = rec.spawn_writers(&ctx.writer_spec(), p.processes, 1, POWER_COMMITS) {
+        end.setup_error = Some(e);
+    }
+    let run = rec.finish_and_check(ctx, &mut end);
+    failed_codes(&run, &mut end, "failed_txns");
+    end.measures
+        .push("processes interleave anew each run: sampled, not replayable".into());
+    record(ctx, Some(&run), end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
+    use crate::trial::outcome::{Outcome, Verdict};
 
     #[test]
     fn killing_one_writer_leaves_the_others_writing_and_every_commit_counted() {
@@ -124,5 +189,59 @@ mod tests {
         no_lab_errors(&rows);
         assert_eq!(damaged(&rows), 0);
         assert!(rows.iter().all(|(r, _)| r.processes == 8));
+    }
+
+    #[test]
+    fn one_power_cut_for_every_writer_process() {
+        let _g = serial();
+        let lab = lab(&[]);
+        // WAL+FULL: nothing acknowledged is lost, whichever process acknowledged it.
+        for v in ["wal-2proc-power", "wal-8proc-power"] {
+            let rows = lab.run("writers", v, 2);
+            no_lab_errors(&rows);
+            assert_eq!(damaged(&rows), 0, "{v}: {:?}", rows[0].0.detail);
+            for (r, m) in &rows {
+                assert_eq!(r.fault, "power-loss");
+                assert_eq!(r.verdict, Verdict::Ok, "{}", r.detail);
+                assert_eq!(r.damaged_states, 0, "{}", r.detail);
+                assert!(r.crash_states >= 20, "{}", r.detail);
+                // One recording of every process: the log saw all of them.
+                assert!(
+                    r.detail.contains(&format!("{} process(es)", r.processes)),
+                    "{}",
+                    r.detail
+                );
+                assert!(m["crash_states"] > 0);
+            }
+        }
+        // WAL+NORMAL may lose recent commits to a power cut, and must never corrupt.
+        let rows = lab.run("writers", "wal-2proc-sync-normal-power", 2);
+        no_lab_errors(&rows);
+        for (r, _) in &rows {
+            assert!(
+                matches!(r.outcome, Outcome::Intact | Outcome::LostCommit),
+                "{}",
+                r.detail
+            );
+            assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
+        }
+    }
+
+    #[test]
+    fn writer_processes_without_fsync_are_caught_by_the_cut() {
+        let _g = serial();
+        let lab = lab(&[]);
+        let rows = lab.run("writers", "wal-2proc-sync-off-power", 2);
+        no_lab_errors(&rows);
+        assert_eq!(damaged(&rows), 2, "{:?}", rows[0].0.detail);
+        for (r, _) in &rows {
+            assert!(r.damaged_states > 0, "{}", r.detail);
+            assert_ne!(r.verdict, Verdict::Violation, "{}", r.detail);
+        }
+        // And WAL+FULL on a disk that ignores fsync.
+        let lab = super::super::engine::testing::lab(&["--lying-disk"]);
+        let rows = lab.run("writers", "wal-2proc-power", 2);
+        no_lab_errors(&rows);
+        assert!(damaged(&rows) > 0, "{:?}", rows[0].0.detail);
     }
 }

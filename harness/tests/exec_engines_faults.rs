@@ -50,11 +50,23 @@ fn power_loss(
     program: &[&str],
 ) -> (Output, Vec<Row>, Vec<Row>) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
-    c.args(["exec", "--no-progress", "-n", "1", "-j", "1", "--seed", "3", "--fault", "power-loss", "--out"])
-        .arg(out)
-        .args(flags)
-        .arg("--")
-        .args(program);
+    c.args([
+        "exec",
+        "--no-progress",
+        "-n",
+        "1",
+        "-j",
+        "1",
+        "--seed",
+        "3",
+        "--fault",
+        "power-loss",
+        "--out",
+    ])
+    .arg(out)
+    .args(flags)
+    .arg("--")
+    .args(program);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -74,7 +86,12 @@ fn all(rows: &[Row], col: &str, value: &str) -> bool {
 
 /// The WAL+FULL run is intact in every state, with acks to check; the `--lie` run is caught.
 fn clean_and_lie(out: &Path, env: &[(&str, &Path)], program: &[&str], flags: &[&str]) {
-    let mut f = vec!["--recovered-sql", "SELECT seq FROM t", "--verify-sql", VERIFY];
+    let mut f = vec![
+        "--recovered-sql",
+        "SELECT seq FROM t",
+        "--verify-sql",
+        VERIFY,
+    ];
     f.extend_from_slice(flags);
     let mut p = program.to_vec();
     p.extend_from_slice(&["--commits", "25"]);
@@ -160,10 +177,20 @@ fn libsql_encrypted_survives_every_power_cut_in_wal_full_and_a_lie_is_caught() {
         t.path(),
         &[],
         &["python3", &writer, "{db}"],
-        &["--engine", "libsql", "--key", "test-key", "--max-states", "60"],
+        &[
+            "--engine",
+            "libsql",
+            "--key",
+            "test-key",
+            "--max-states",
+            "60",
+        ],
     );
     let trials = csv_rows(&t.path().join("clean/trials.csv"));
-    assert!(trials[0]["sqlite_version"].starts_with("libsql"), "{trials:?}");
+    assert!(
+        trials[0]["sqlite_version"].starts_with("libsql"),
+        "{trials:?}"
+    );
 }
 
 /// DuckDB from a prepared database, with a journaling file system's name durability
@@ -210,5 +237,9 @@ fn duckdb_keeps_every_acknowledged_commit_when_unsynced_writes_land_whole_or_not
             );
         }
     }
-    assert!(states.iter().any(|r| r["acked_commits"] == "16"), "{}", say(&o));
+    assert!(
+        states.iter().any(|r| r["acked_commits"] == "16"),
+        "{}",
+        say(&o)
+    );
 }

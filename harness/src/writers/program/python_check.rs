@@ -59,6 +59,34 @@ const DUCKDB_SQL_ERRORS: [&str; 4] = [
     "ConversionException",
 ];
 
+/// The interpreter `python` really runs, asked once per process (`sys.executable`): a version
+/// manager's shim (pyenv's is a bash script that starts a dozen processes) costs ~150 ms a check,
+/// and a power-loss trial checks hundreds of states. A venv's `python` stays the venv's (its path is
+/// what `sys.executable` says). Anything odd: `python` itself.
+fn interpreter(python: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RESOLVED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    let cache = RESOLVED.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(p) = cache.lock().ok().and_then(|c| c.get(python).cloned()) {
+        return p;
+    }
+    let resolved = std::process::Command::new(python)
+        .args(["-c", "import sys; print(sys.executable or '')"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty() && Path::new(p).is_file())
+        .unwrap_or_else(|| python.to_string());
+    if let Ok(mut c) = cache.lock() {
+        c.insert(python.to_string(), resolved.clone());
+    }
+    resolved
+}
+
 /// Runs an engine's check program (`python -c PROGRAM db recovered_sql verify_sql`) and returns the
 /// JSON object it printed last; `label` names it in errors, `stem` its output files in `scratch`.
 fn python_check(
@@ -69,7 +97,7 @@ fn python_check(
     envs: &[(&str, &OsStr)],
 ) -> Result<serde_json::Value, Check> {
     let argv: Vec<String> = vec![
-        env.exec.python.clone(),
+        interpreter(&env.exec.python),
         "-c".into(),
         program.into(),
         env.db.to_string_lossy().into_owned(),

@@ -220,8 +220,25 @@ pub fn run_trial(
     let dir = files.dir.join(format!("exec-{index}"));
     let db_dir = dir.join("db");
     let db = db_dir.join(exec.db_file_name());
-    let stop = match exec.kill_window {
-        Some(window) => {
+    let stop = match (exec.kill_acks, exec.kill_window) {
+        // `--kill-after 1..20`: stop the recording --kill-delay after the K-th ack, as a SIGKILL
+        // trial would kill there.
+        (Some(commits), _) => {
+            match (KillPolicy::AfterAcks {
+                commits,
+                delay: exec.kill_delay,
+            })
+            .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM))
+            {
+                KillPoint::AfterAcks { acks, delay } => Stop::AfterAcks {
+                    acks,
+                    delay,
+                    cap: run.trial_timeout.saturating_sub(Duration::from_secs(1)),
+                },
+                KillPoint::AfterTime { after } => Stop::At(after),
+            }
+        }
+        (None, Some(window)) => {
             let at = match (KillPolicy::AfterTime { window })
                 .draw(&mut seed::rng_for(trial_seed, seed::KILL_STREAM))
             {
@@ -234,7 +251,7 @@ pub fn run_trial(
             }
         }
         // To its end (or the timeout): the whole recording.
-        None => Stop::Calibrate {
+        (None, None) => Stop::Calibrate {
             timeout: run.trial_timeout,
             run_for: Some(run.trial_timeout),
         },

@@ -161,6 +161,19 @@ fn journal_mode_off_is_caught() {
         .filter(|r| r["cut"] == trials[0]["kill_point"])
         .collect();
     assert!(worst.iter().any(|r| r["outcome"] == trials[0]["outcome"]));
+    // The saved crash state, re-checked by `torture replay`, gives the recorded verdict.
+    assert_replay_confirms(&out.join("failures/0"));
+}
+
+/// `torture replay FOLDER` re-checks a saved crash state and agrees with the row (exit 0).
+fn assert_replay_confirms(folder: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_torture"))
+        .arg("replay")
+        .arg(folder)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(text(&o.stdout).contains("confirmed"), "{}", say(&o));
 }
 
 #[test]
@@ -187,6 +200,8 @@ fn a_lying_disk_breaks_wal_full() {
     assert!(bad > 0, "{}", say(&o));
     assert_eq!(count(&st, "verdict", &["violation"]), 0);
     assert_ne!(trials[0]["outcome"], "intact");
+    // Judged `expected` (a lying disk) again by the re-check, not the strict promise.
+    assert_replay_confirms(&out.join("failures/0"));
 }
 
 /// A program that acknowledges every commit, even one whose COMMIT failed (`--stop`: it stops at
@@ -243,6 +258,7 @@ fn io_error_catches_a_program_that_acknowledges_a_failed_commit() {
         "{}",
         trials[0]["detail"]
     );
+    assert_replay_confirms(&out.join("failures/0"));
     // Negative control: the same fault, a program that stops at the error.
     let out = t.path().join("good");
     let o = exec(&out, &flags, &["python3", script, "{db}", "--stop"]);

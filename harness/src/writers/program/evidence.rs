@@ -25,16 +25,38 @@ pub struct ExecTrialNote {
     pub record: TrialRecord,
     pub master_seed: u64,
     pub exec: ExecOptions,
-    /// The kill window the trial's time was drawn from, in microseconds.
+    /// The kill window the trial's time was drawn from, in microseconds (SIGKILL trials).
+    #[serde(default)]
     pub kill_window_us: (u64, u64),
-    /// The command as it ran, `{db}` substituted.
+    /// The command as it ran, `{db}` substituted (SIGKILL trials).
+    #[serde(default)]
     pub argv: Vec<String>,
+    #[serde(default)]
     pub command_line: String,
     pub reproduce: String,
-    /// Every acknowledged commit number, per instance, in the order the lines came.
+    /// Every acknowledged commit number, per instance, in the order the lines came (under
+    /// `--fault`: those acknowledged before the saved state's cut, all instances together).
     #[serde(default)]
     pub acks: Vec<Vec<u64>>,
+    /// Under `--fault`: the saved crash state (its files are in `crash-state/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_state: Option<CrashStateNote>,
 }
+
+/// Which crash state of a recorded trial the evidence holds, and how it was judged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrashStateNote {
+    /// The cut: after this operation of the recording.
+    pub cut: u64,
+    /// `keep-all`, `lose-all`, `tear-last` or `random:<seed>`.
+    pub variant: String,
+    pub state_hash: String,
+    /// The disk kept the promises SQLite assumes (no `--lying-disk`, powersafe overwrite).
+    pub hardware_as_documented: bool,
+}
+
+/// The folder inside a fault trial's evidence that holds the crash state's files.
+pub const CRASH_STATE_DIR: &str = "crash-state";
 
 /// The database folder as the program left it. SQLite's check changes only `-shm` and a hot
 /// journal with its database, so only those are read before it, and the rest only for a failed
@@ -191,7 +213,13 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
     let db_dir = work.path().join("db");
     std::fs::create_dir_all(&db_dir).map_err(|e| e.to_string())?;
     let db = db_dir.join(note.exec.db_file_name());
-    let entries = std::fs::read_dir(folder).map_err(|e| e.to_string())?;
+    // A fault trial's files are the crash state's, in their own folder.
+    let files_dir = match note.crash_state {
+        Some(_) => folder.join(CRASH_STATE_DIR),
+        None => folder.to_path_buf(),
+    };
+    let entries =
+        std::fs::read_dir(&files_dir).map_err(|e| format!("{}: {e}", files_dir.display()))?;
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if NOT_DB_FILES.contains(&name.as_str())
@@ -225,7 +253,17 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
         expected_damage: deleted,
         ..Judged::crash()
     };
-    let verdict = record::verdict_of(c.outcome, &pragmas, judged);
+    let verdict = match (&note.crash_state, exec.fault.as_ref()) {
+        // The same call as the recorded trial's for each of its states.
+        (Some(s), Some(f)) => crate::verify::verdict::judge(
+            c.outcome,
+            &pragmas.journal_mode,
+            &pragmas.synchronous,
+            super::recorded::judged_as_named(f.fault, &s.variant),
+            s.hardware_as_documented,
+        ),
+        _ => record::verdict_of(c.outcome, &pragmas, judged),
+    };
     Ok(Recheck {
         outcome: c.outcome,
         verdict,

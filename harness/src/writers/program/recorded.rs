@@ -197,6 +197,16 @@ fn judged_as(fault: Fault, variant: Variant) -> Fault {
     }
 }
 
+/// [`judged_as`] for a variant saved by name in evidence (`keep-all`, `lose-all`, …).
+pub(crate) fn judged_as_named(fault: Fault, variant: &str) -> Fault {
+    let v = if variant == "keep-all" {
+        Variant::KeepAll
+    } else {
+        Variant::LoseAll
+    };
+    judged_as(fault, v)
+}
+
 fn verdict_rank(v: Verdict) -> u8 {
     match v {
         Verdict::Ok => 0,

@@ -163,23 +163,36 @@ pub fn save_evidence(
         .join("failures")
         .join(record.iteration.to_string());
     std::fs::create_dir_all(&dir)?;
-    state.write_to(&dir.join("crash-state"))?;
+    state.write_to(&dir.join(super::evidence::CRASH_STATE_DIR))?;
     for name in ["faultfs.log", "stderr.txt"] {
         let from: PathBuf = work.join(name);
         if from.is_file() {
             std::fs::copy(&from, dir.join(name))?;
         }
     }
-    let note = serde_json::json!({
-        "kind": "exec",
-        "record": record,
-        "master_seed": run.seed,
-        "exec": exec,
-        "cut": state.cut.after,
-        "variant": super::recorded::variant_name(state.variant),
-        "state_hash": format!("{:016x}", state.hash),
-        "reproduce": format!("{} (the same seed records the program again; the crash state is in crash-state/)", run.command_line),
-    });
+    let note = super::evidence::ExecTrialNote {
+        kind: "exec".into(),
+        record: record.clone(),
+        master_seed: run.seed,
+        exec: exec.clone(),
+        kill_window_us: (0, 0),
+        argv: Vec::new(),
+        command_line: run.command_line.clone(),
+        reproduce: format!(
+            "{} (the same seed records the program again; the crash state is in crash-state/, `torture replay` re-checks it)",
+            run.command_line
+        ),
+        acks: vec![state.acks.all().map(|(_, n)| n).collect()],
+        crash_state: Some(super::evidence::CrashStateNote {
+            cut: state.cut.after,
+            variant: super::recorded::variant_name(state.variant),
+            state_hash: format!("{:016x}", state.hash),
+            hardware_as_documented: exec
+                .fault
+                .as_ref()
+                .is_none_or(|f| f.hardware_as_documented()),
+        }),
+    };
     std::fs::write(
         dir.join("trial.json"),
         serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?,

@@ -318,6 +318,7 @@ pub(crate) fn conclude(
             command_line: t.run.command_line.clone(),
             reproduce: String::new(),
             acks,
+            crash_state: None,
         };
         let tails = launched
             .as_ref()

@@ -242,4 +242,14 @@ fn duckdb_keeps_every_acknowledged_commit_when_unsynced_writes_land_whole_or_not
         "{}",
         say(&o)
     );
+    // A refused WAL, when one came up, is refused again from the saved files by `torture replay`.
+    let failure = t.path().join("o/failures/0");
+    if failure.is_dir() {
+        let r = Command::new(env!("CARGO_BIN_EXE_torture"))
+            .arg("replay")
+            .arg(&failure)
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    }
 }

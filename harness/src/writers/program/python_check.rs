@@ -89,6 +89,8 @@ fn interpreter(python: &str) -> String {
 
 /// Runs an engine's check program (`python -c PROGRAM db recovered_sql verify_sql`) and returns the
 /// JSON object it printed last; `label` names it in errors, `stem` its output files in `scratch`.
+/// Under `--fault` a trial checks hundreds of crash states: there the program runs in a
+/// long-lived interpreter of the slot ([`server`]) instead, which imports the engine once.
 fn python_check(
     env: &CheckEnv<'_>,
     program: &str,
@@ -96,32 +98,236 @@ fn python_check(
     stem: &str,
     envs: &[(&str, &OsStr)],
 ) -> Result<serde_json::Value, Check> {
-    let argv: Vec<String> = vec![
-        interpreter(&env.exec.python),
-        "-c".into(),
-        program.into(),
+    let args = [
         env.db.to_string_lossy().into_owned(),
         env.exec.recovered_sql.clone().unwrap_or_default(),
         env.exec.verify_sql.clone().unwrap_or_default(),
     ];
+    let last_json = |out: &str| {
+        out.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    };
+    if env.exec.fault.is_some() {
+        let python = interpreter(&env.exec.python);
+        let answer = server::ask(&python, program, &args, envs, env.timeout)
+            .map_err(|e| Check::new(Outcome::WorkerError, format!("the {label} check: {e}")))?;
+        return last_json(&answer.out).ok_or_else(|| {
+            Check::new(
+                Outcome::WorkerError,
+                format!(
+                    "the {label} check printed no answer: {}",
+                    tail(answer.err.as_bytes(), 300)
+                ),
+            )
+        });
+    }
+    let mut argv: Vec<String> = vec![interpreter(&env.exec.python), "-c".into(), program.into()];
+    argv.extend(args);
     let out_path = env.scratch.join(format!("{stem}.out"));
     let err_path = env.scratch.join(format!("{stem}.err"));
     let status = run_helper(&argv, envs, &out_path, &err_path, env)
         .map_err(|e| Check::new(Outcome::WorkerError, format!("the {label} check: {e}")))?;
     let out = std::fs::read_to_string(&out_path).unwrap_or_default();
-    out.lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            Check::new(
-                Outcome::WorkerError,
-                format!(
-                    "the {label} check ({}) printed no answer: {}",
-                    describe_status(status),
-                    tail(&std::fs::read(&err_path).unwrap_or_default(), 300)
-                ),
-            )
+    last_json(&out).ok_or_else(|| {
+        Check::new(
+            Outcome::WorkerError,
+            format!(
+                "the {label} check ({}) printed no answer: {}",
+                describe_status(status),
+                tail(&std::fs::read(&err_path).unwrap_or_default(), 300)
+            ),
+        )
+    })
+}
+
+/// A long-lived Python interpreter per slot that runs check programs on request: one JSON line in
+/// (`program`, `argv`, `env`), one JSON line out (what the program printed, and a traceback if it
+/// raised). Each program runs in fresh globals, which are cleared (and garbage-collected, closing
+/// any connection it left open) before the answer is sent, so no state passes from one check to
+/// the next but the imported modules. A check that overruns its timeout, or an interpreter that
+/// dies (a crash in the engine's C code), is killed with its group and started afresh next time.
+mod server {
+    use std::ffi::OsStr;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use nix::poll::{PollFd, PollFlags};
+    use nix::sys::time::TimeSpec;
+    use nix::unistd::Pid;
+
+    const SERVE: &str = r#"
+import contextlib, gc, io, json, os, sys, traceback
+answer = sys.stdout
+for line in sys.stdin:
+    req = json.loads(line)
+    for k in req["unset"]:
+        os.environ.pop(k, None)
+    os.environ.update(req["env"])
+    sys.argv = ["-c"] + req["argv"]
+    buf, err, g = io.StringIO(), "", {"__name__": "__main__"}
+    try:
+        with contextlib.redirect_stdout(buf):
+            exec(compile(req["program"], "<check>", "exec"), g)
+    except SystemExit:
+        pass
+    except BaseException:
+        err = traceback.format_exc()
+    g.clear()
+    gc.collect()
+    answer.write(json.dumps({"out": buf.getvalue(), "err": err}) + "\n")
+    answer.flush()
+"#;
+
+    /// Variables a check may set; each request sets its own and unsets the others.
+    const KNOWN_ENV: [&str; 1] = ["TORTURE_KEY"];
+
+    pub(super) struct Answer {
+        pub out: String,
+        pub err: String,
+    }
+
+    struct Server {
+        python: String,
+        child: Child,
+        stdin: ChildStdin,
+        stdout: ChildStdout,
+        pending: Vec<u8>,
+        /// Its stderr, for the message when it dies.
+        stderr: tempfile::NamedTempFile,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let group = Pid::from_raw(self.child.id() as i32);
+            crate::trial::process::kill_group(group);
+            let _ = self.child.wait();
+        }
+    }
+
+    static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+    fn start(python: &str) -> Result<Server, String> {
+        let stderr = tempfile::Builder::new()
+            .prefix("torture-checker-")
+            .tempfile()
+            .map_err(|e| format!("cannot make the checker's stderr file: {e}"))?;
+        let err = stderr
+            .reopen()
+            .map_err(|e| format!("cannot open the checker's stderr file: {e}"))?;
+        let mut cmd = Command::new(python);
+        cmd.args(["-u", "-c", SERVE])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err))
+            .env_remove("TORTURE_KEY");
+        let mut child = crate::trial::process::spawn_program(&mut cmd)
+            .map_err(|e| format!("cannot start `{python}`: {e}"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        Ok(Server {
+            python: python.to_string(),
+            child,
+            stdin,
+            stdout,
+            pending: Vec::new(),
+            stderr,
         })
+    }
+
+    impl Server {
+        fn ask(&mut self, request: &[u8], timeout: Duration) -> Result<Answer, String> {
+            self.stdin
+                .write_all(request)
+                .map_err(|e| format!("the checker is gone ({e})"))?;
+            let deadline = Instant::now() + timeout;
+            let mut buf = [0u8; 65536];
+            loop {
+                if let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=nl).collect();
+                    let v: serde_json::Value = serde_json::from_slice(&line)
+                        .map_err(|e| format!("the checker answered garbage ({e})"))?;
+                    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                    return Ok(Answer {
+                        out: s("out"),
+                        err: s("err"),
+                    });
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!(
+                        "`{}` did not finish within {timeout:?}",
+                        self.python
+                    ));
+                }
+                let mut fds = [PollFd::new(self.stdout.as_fd(), PollFlags::POLLIN)];
+                let _ = nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(left)), None);
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    match self.stdout.read(&mut buf) {
+                        Ok(0) => {
+                            let status = self.child.wait().map(|s| s.to_string());
+                            let said = std::fs::read(self.stderr.path()).unwrap_or_default();
+                            return Err(format!(
+                                "the checker died ({}): {}",
+                                status.unwrap_or_else(|e| e.to_string()),
+                                super::tail(&said, 300)
+                            ));
+                        }
+                        Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(format!("reading the checker: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `program` with `argv` in the slot's interpreter `python` (started on first use).
+    pub(super) fn ask(
+        python: &str,
+        program: &str,
+        argv: &[String],
+        envs: &[(&str, &OsStr)],
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let env: serde_json::Map<String, serde_json::Value> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string_lossy().into_owned().into()))
+            .collect();
+        let unset: Vec<&str> = KNOWN_ENV
+            .iter()
+            .copied()
+            .filter(|k| !env.contains_key(*k))
+            .collect();
+        let mut request = serde_json::to_vec(&serde_json::json!({
+            "program": program,
+            "argv": argv,
+            "env": env,
+            "unset": unset,
+        }))
+        .map_err(|e| e.to_string())?;
+        request.push(b'\n');
+        let mut slot = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|s| s.python != python) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(start(python)?);
+        }
+        let answer = slot.as_mut().map(|s| s.ask(&request, timeout));
+        match answer {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(e)) => {
+                // Killed with its group; the next check starts a fresh one.
+                *slot = None;
+                Err(e)
+            }
+            None => Err("no checker".into()),
+        }
+    }
 }
 
 pub(super) fn verify_duckdb(
@@ -459,4 +665,68 @@ pub fn python_ready(exec: &ExecOptions) -> Result<(), String> {
         exec.engine.as_str(),
         exec.python
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server;
+    use std::time::Duration;
+
+    /// The long-lived checker: answers, keeps nothing between checks but imports, and a check that
+    /// overruns its timeout is killed — the next one gets a fresh interpreter.
+    #[test]
+    fn the_checker_answers_forgets_and_survives_a_hung_check() {
+        let py = super::interpreter("python3");
+        let t = Duration::from_secs(20);
+        let a = server::ask(
+            &py,
+            "import sys; x = 1; print(sys.argv[1])",
+            &["db".into()],
+            &[],
+            t,
+        )
+        .unwrap();
+        assert_eq!(a.out.trim(), "db");
+        let a = server::ask(&py, "print('x' in globals())", &[], &[], t).unwrap();
+        assert_eq!(a.out.trim(), "False", "globals leaked from the last check");
+        let key = std::ffi::OsStr::new("k");
+        let a = server::ask(
+            &py,
+            "import os; print(os.environ.get('TORTURE_KEY'))",
+            &[],
+            &[("TORTURE_KEY", key)],
+            t,
+        )
+        .unwrap();
+        assert_eq!(a.out.trim(), "k");
+        let a = server::ask(
+            &py,
+            "import os; print(os.environ.get('TORTURE_KEY'))",
+            &[],
+            &[],
+            t,
+        )
+        .unwrap();
+        assert_eq!(a.out.trim(), "None", "a key stayed set for the next check");
+        let a = server::ask(&py, "raise ValueError('boom')", &[], &[], t).unwrap();
+        assert!(a.err.contains("ValueError: boom"), "{}", a.err);
+        let e = server::ask(
+            &py,
+            "import time; time.sleep(30)",
+            &[],
+            &[],
+            Duration::from_millis(300),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("did not finish"), "{e}");
+        let a = server::ask(&py, "print('again')", &[], &[], t).unwrap();
+        assert_eq!(a.out.trim(), "again");
+        let e = server::ask(&py, "import os; os._exit(3)", &[], &[], t)
+            .err()
+            .unwrap();
+        assert!(e.contains("died"), "{e}");
+        let a = server::ask(&py, "print('back')", &[], &[], t).unwrap();
+        assert_eq!(a.out.trim(), "back");
+    }
 }

@@ -27,6 +27,8 @@ pub mod recovery;
 pub mod vfs;
 
 #[cfg(test)]
+mod recorded_tests;
+#[cfg(test)]
 pub(crate) mod testkit;
 
 pub use config::{

@@ -25,7 +25,7 @@ use crate::options::RunOptions;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::SlotFiles;
-use crate::verify::verdict::{self, Fault};
+use crate::verify::verdict;
 
 /// What one recorded run of the program left.
 pub(crate) struct Recording {
@@ -184,16 +184,6 @@ pub(crate) fn variant_name(v: Variant) -> String {
         Variant::LoseAll => "lose-all".into(),
         Variant::TearLast => "tear-last".into(),
         Variant::Random { seed } => format!("random:{seed:016x}"),
-    }
-}
-
-/// The fault a state is judged under: a state that kept everything is what a process crash leaves
-/// (the page cache survives it), judged by the application-crash promise; any other is a power cut.
-fn judged_as(fault: Fault, variant: Variant) -> Fault {
-    match (fault, variant) {
-        (Fault::KillAtOp, _) => Fault::KillAtOp,
-        (Fault::IoError | Fault::DiskFull, Variant::KeepAll) => fault,
-        _ => Fault::PowerLoss,
     }
 }
 
@@ -433,7 +423,7 @@ pub fn run_trial(
             check.outcome,
             &record.journal_mode,
             &record.synchronous,
-            judged_as(fault.fault, state.variant),
+            fault.fault.judged_as(state.variant == Variant::KeepAll),
             hardware,
         );
         rows.push(StateRow {

@@ -62,12 +62,6 @@ impl SlotFiles {
         })
     }
 
-    /// The power-loss trial's operation log, when the last trial wrote one.
-    pub fn op_log(&self) -> Option<PathBuf> {
-        let p = self.dir.join("ops.log");
-        p.is_file().then_some(p)
-    }
-
     /// Removes the previous trial's database and sidecars.
     fn clear(&self) {
         for suffix in evidence::SIDECARS {
@@ -216,7 +210,8 @@ pub fn run_trial(
             &record,
             profile,
             &opts.spec,
-            files.op_log().as_deref(),
+            // A SIGKILL trial logs no operations (op-indexed faults: `recorded_trial`).
+            None,
         ) {
             record
                 .detail

@@ -86,7 +86,7 @@ impl RunConfig {
                 .validate()
                 .map_err(|e| usage(format!("{}: {e}", p.name)))?;
         }
-        let faults = FaultOptions::from_spec(&file, &file.profiles)?;
+        let faults = FaultOptions::from_spec(&file)?;
         let mode = Mode::from_spec(&file)?;
         check_plan_size(mode, file.profiles.len())?;
         if file.max_commits == 0 {
@@ -198,9 +198,15 @@ impl From<RunConfig> for RunSpecFile {
             scenario: c.scenario,
             engine: c.engine,
             partial: c.partial,
+            op_counter: Some(OP_COUNTER.to_string()),
         }
     }
 }
+
+/// What counts the operations of `--crash-at` and of the kill-at-op, io-error and disk-full
+/// faults: the file-operation recorder's libc calls. A `run.json` without it was written when the
+/// SQLite VFS shim counted SQLite's VFS calls: its op numbers meant other operations.
+pub const OP_COUNTER: &str = "recorder";
 
 /// `OUT/run.json` as written: every setting that decides which trials a run makes, as typed, so
 /// `--resume` continues exactly the same run and a reader knows how the results were produced. The
@@ -251,6 +257,10 @@ pub struct RunSpecFile {
     /// Set by `torture merge --partial`: which shards the merged folder lacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<String>,
+    /// What counted the operations (`recorder`: [`OP_COUNTER`]); absent in a run written when
+    /// kill-at-op, io-error and disk-full counted SQLite's VFS calls in the shim.
+    #[serde(default)]
+    pub op_counter: Option<String>,
 }
 
 pub(crate) fn default_fault() -> String {
@@ -287,7 +297,7 @@ pub struct FaultOptions {
 }
 
 impl FaultOptions {
-    fn from_spec(spec: &RunSpecFile, profiles: &[Profile]) -> Result<FaultOptions, UsageError> {
+    fn from_spec(spec: &RunSpecFile) -> Result<FaultOptions, UsageError> {
         let fault = Fault::parse(&spec.fault).ok_or_else(|| {
             usage(format!(
                 "unknown fault `{}`; choose one of: {}",
@@ -310,6 +320,9 @@ impl FaultOptions {
         let filter: OpFilter = filter_text
             .parse()
             .map_err(|e: String| usage(format!("--crash-at: {e}")))?;
+        if matches!(fault, Fault::IoError | Fault::DiskFull) {
+            fail_kind(filter).map_err(usage)?;
+        }
         if spec.fault_commits == 0 {
             return Err(usage("--fault-commits 0 writes nothing; give at least 1"));
         }
@@ -322,14 +335,15 @@ impl FaultOptions {
         if spec.max_states == 0 {
             return Err(usage("--max-states 0 checks nothing; give at least 1"));
         }
-        // Power loss records every writer of the trial in one order (the file-operation recorder).
-        if fault.is_op_indexed() && fault != Fault::PowerLoss {
-            if let Some(p) = profiles.iter().find(|p| p.writers() != 1) {
-                return Err(usage(format!(
-                    "--fault {} needs one writer so crash points replay exactly; profile `{}` has {} processes × {} connections (a pool of connections under power loss: `torture scenario run pool`, its -power variants)",
-                    fault.as_str(), p.name, p.processes, p.connections
-                )));
-            }
+        // Every writer of the trial is recorded in one order (the file-operation recorder); a run
+        // written when the shim counted SQLite's VFS calls meant other operations.
+        if matches!(fault, Fault::KillAtOp | Fault::IoError | Fault::DiskFull)
+            && spec.op_counter.as_deref() != Some(OP_COUNTER)
+        {
+            return Err(usage(format!(
+                "this run's --fault {} counted SQLite's VFS calls (the old shim, before op_counter \"{OP_COUNTER}\" in run.json); torture now counts the recorder's libc operations, so its trials cannot be resumed or replayed: start a new run with a new --out",
+                fault.as_str()
+            )));
         }
         Ok(FaultOptions {
             fault,
@@ -347,10 +361,34 @@ impl FaultOptions {
         })
     }
 
+    /// io-error / disk-full: the recorder's name of the kind of operation that fails.
+    pub fn fail_kind(&self) -> &'static str {
+        fail_kind(self.filter).unwrap_or("any")
+    }
+
     /// False when the power-loss model breaks an assumption SQLite documents, on request.
     pub fn hardware_as_documented(&self) -> bool {
         !self.model.ignore_fsync && self.model.powersafe_overwrite
     }
+}
+
+/// The recorder's `TORTURE_FAULTFS_FAIL_AT` kind for a `--crash-at` filter: it counts operations
+/// of one kind in any file, so a file part is refused (one line naming the fix).
+fn fail_kind(filter: OpFilter) -> Result<&'static str, String> {
+    use crate::faults::{FileFilter, OpKindFilter};
+    if filter.file != FileFilter::Any {
+        let kind = OpFilter::new(filter.kind, FileFilter::Any);
+        return Err(format!(
+            "--crash-at {filter}: io-error and disk-full fail the N-th operation of a kind in any file; drop the file part (e.g. --crash-at {kind}:N)"
+        ));
+    }
+    Ok(match filter.kind {
+        OpKindFilter::Any => "any",
+        OpKindFilter::Write => "write",
+        OpKindFilter::Sync => "sync",
+        OpKindFilter::Truncate => "truncate",
+        OpKindFilter::Delete => "unlink",
+    })
 }
 
 /// What bounds a run: a number of trials per profile, or a time budget.

@@ -42,12 +42,12 @@ pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
         (args.no_powersafe_overwrite, "--no-powersafe-overwrite"),
         (args.sector_size != default_sector_size(), "--sector-size"),
     ];
-    if let Some((_, flag)) = power_only
-        .iter()
-        .find(|(set, _)| *set && fault != Fault::PowerLoss)
-    {
+    if let Some((_, flag)) = power_only.iter().find(|(set, _)| {
+        // io-error and disk-full check the power cuts after the error too.
+        *set && !matches!(fault, Fault::PowerLoss | Fault::IoError | Fault::DiskFull)
+    }) {
         return Err(usage(format!(
-                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss or drop {flag}",
+                "{flag} shapes a power cut and --fault {} has none; add --fault power-loss (or io-error, disk-full) or drop {flag}",
                 args.fault
             )));
     }
@@ -191,6 +191,7 @@ impl RunOptions {
             scenario: None,
             engine,
             partial: None,
+            op_counter: Some(crate::config::OP_COUNTER.to_string()),
         })?;
         Ok(RunOptions {
             spec,

@@ -286,9 +286,16 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     }
 }
 
-/// An op-indexed trial whose fault never fired: `op=N/T` with N beyond the T operations made, or a
-/// power cut whose fixed `--crash-at` the recording never reached (the recorder's words in `detail`).
+/// An op-indexed trial whose fault never fired: an injected I/O error the writers never reached, a
+/// cut whose fixed `--crash-at` the recording never reached (the recorder's words in `detail`), or
+/// (a row of the shim's days) `op=N/T` with N beyond the T operations made.
 fn fault_never_fired(kill_point: &str, detail: &str) -> Option<String> {
+    if let Some(i) = detail.find("injected: ") {
+        let said = &detail[i + "injected: ".len()..];
+        if let Some(end) = said.find(" (not reached: the writers made fewer") {
+            return Some(format!("{} (the writers made fewer)", &said[..end]));
+        }
+    }
     if let Some(i) = detail.find("--crash-at ") {
         let said = &detail[i..];
         if let Some(end) = said.find(" not reached (the recording has fewer)") {

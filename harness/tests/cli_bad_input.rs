@@ -266,20 +266,22 @@ fn replay_refuses_a_scenario_power_loss_trial_with_one_line() {
 }
 
 #[test]
-fn op_indexed_faults_refuse_profiles_with_several_writers() {
+fn op_indexed_fault_settings_are_checked_before_a_run() {
+    // Several writers are recorded in one order now (kill-at-op, io-error and disk-full run on the
+    // recorder, as power loss does): a pool is no longer refused. The recorder fails the N-th
+    // operation of a kind in any file: io-error with a file part is refused, naming the fix.
     let o = run(&[
         "--fault",
-        "kill-at-op",
-        "--profile",
-        "wal-normal-pool10",
+        "io-error",
+        "--crash-at",
+        "sync:wal:3",
         "--iterations",
         "3",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    let err = one_line_exit(&o, 2);
     assert!(
-        text(&o.stderr).contains("needs one writer"),
-        "{}",
-        text(&o.stderr)
+        err.contains("drop the file part") && err.contains("--crash-at sync:N"),
+        "{err}"
     );
     let o = run(&["--fault", "brownout", "--iterations", "3"]);
     assert_eq!(o.status.code(), Some(2));

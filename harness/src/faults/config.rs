@@ -1,4 +1,4 @@
-//! What a writer process asks of the fault layer: where to crash, which I/O to fail, where to log,
+//! What a writer process asks of the shim: where to crash, where to log,
 //! and the vocabulary (file kinds, operation kinds, filters) shared by the shim, the log and the
 //! power-loss reconstruction.
 
@@ -225,33 +225,11 @@ pub struct CrashAt {
     pub filter: OpFilter,
 }
 
-/// What an injected I/O failure returns to SQLite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IoErrorCode {
-    /// `SQLITE_FULL` (disk full). Opens and deletes, which cannot fill a disk, get their IOERR code.
-    Full,
-    /// The operation's own extended code: `SQLITE_IOERR_WRITE`, `_FSYNC`, `_TRUNCATE`, `_DELETE`,
-    /// or `SQLITE_CANTOPEN` for an open.
-    IoErr,
-}
-
-/// Fail the `op`-th operation matching `filter` instead of performing it; with `persistent`, every
-/// later matching operation fails too (a disk that stays full).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IoErrorAt {
-    pub op: u64,
-    pub code: IoErrorCode,
-    pub persistent: bool,
-    pub filter: OpFilter,
-}
-
 /// The fault layer's per-process configuration. Set it with [`super::configure`] in the writer
 /// child, after the fork and before any connection is opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultConfig {
     pub crash_at: Option<CrashAt>,
-    pub io_error: Option<IoErrorAt>,
     /// Append the operation log (pre-images for power-loss reconstruction) to this file.
     pub log_path: Option<PathBuf>,
     /// Seed SQLite's own PRNG (WAL salts, journal nonces, super-journal names) so that the same

@@ -1,12 +1,16 @@
-//! Fault layer: a VFS shim over the unix VFS that counts I/O operations, crashes at the N-th, fails I/O on request, and logs writes so a power loss can be reconstructed.
+//! Fault layer. The file-operation recorder (`recorded`, `preload`; crate `torture-preload`) runs
+//! every op-indexed fault of the built-in writers, the scenarios' power cuts and `torture exec
+//! --fault`. What remains of the SQLite VFS shim (`vfs`) counts SQLite's VFS calls and crashes at
+//! the N-th for what only it does (`docs/power-loss.md`: `--crash-recovery`, the `checkpoint`
+//! scenario's crash-in-checkpoint variants, the `recovery` scenario), and logs writes so a power
+//! loss can be reconstructed (its own tests).
 //!
-//! How a trial uses it:
+//! How a trial uses the shim:
 //! 1. the slot (or the writer) calls [`register`] once; the name it returns opens connections on the
 //!    shim (`Connection::open_with_flags_and_vfs(path, flags, name)`);
 //! 2. each writer child calls [`configure`] right after the fork, before opening any connection:
-//!    a [`CrashAt`] makes it SIGKILL itself just before the N-th matching operation, an
-//!    [`IoErrorAt`] fails one (or every later) operation, a `log_path` records every operation with
-//!    what is needed to undo it;
+//!    a [`CrashAt`] makes it SIGKILL itself just before the N-th matching operation, a `log_path`
+//!    records every operation with what is needed to undo it;
 //! 3. after the writers are dead, the slot may [`read_log`] and [`simulate_power_loss`] to rewind
 //!    the files to what a disk could hold after a power cut at that instant, then verify as usual.
 //!
@@ -27,12 +31,11 @@ pub mod recovery;
 pub mod vfs;
 
 #[cfg(test)]
+mod recorded_tests;
+#[cfg(test)]
 pub(crate) mod testkit;
 
-pub use config::{
-    CrashAt, FaultConfig, FileFilter, FileKind, IoErrorAt, IoErrorCode, OpFilter, OpKind,
-    OpKindFilter,
-};
+pub use config::{CrashAt, FaultConfig, FileFilter, FileKind, OpFilter, OpKind, OpKindFilter};
 pub use log::{parse_log, read_log, LogError, LogEvent, LogRecord};
 pub use power_loss::{simulate_power_loss, PowerLossModel, PowerLossReport};
 pub use vfs::{configure, ops_matching_so_far, ops_so_far, register, VFS_NAME};

@@ -32,6 +32,8 @@ pub struct RecordingPlan {
     pub log: PathBuf,
     /// Seeds SQLite's PRNG (WAL salts, journal nonces) and what the process reads for randomness.
     pub seed: u64,
+    /// `TORTURE_FAULTFS_FAIL_AT` (io-error, disk-full): the recorder fails this operation.
+    pub fail_at: Option<String>,
 }
 
 impl RecordingPlan {
@@ -41,6 +43,7 @@ impl RecordingPlan {
             dir: slot_dir.join("rec"),
             log: slot_dir.join("faultfs.log"),
             seed,
+            fail_at: None,
         }
     }
 
@@ -83,11 +86,13 @@ pub fn start_in_writer(plan: &RecordingPlan, process_index: u32) -> Result<RawFd
         ack.to_string(),
         plan.seed.to_string(),
     );
+    let fail_at = plan.fail_at.clone().unwrap_or_default();
     start(&[
         (env::DIR, &dir),
         (env::LOG, &log),
         (env::ACKFD, &fd),
         (env::SEED, &seed),
+        (env::FAIL_AT, &fail_at),
     ])?;
     Ok(ack)
 }
@@ -149,8 +154,20 @@ pub type AfterCheck<'a> = &'a mut dyn FnMut(
     Verdict,
 ) -> (oracle::Verification, Verdict);
 
+/// Which crash states a recording is checked in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    /// Power cuts: every sync boundary, cuts inside WAL checkpoints and after WAL resets, each
+    /// × keep-all, lose-all, tear-last.
+    PowerCut,
+    /// A process crash (kill-at-op): every operation boundary, keep-all only (the page cache
+    /// survives a SIGKILL).
+    ProcessCrash,
+}
+
 /// How the crash states of one recording are chosen and judged.
 pub struct CheckPlan<'a> {
+    pub kind: StateKind,
     pub model: Model,
     /// At most this many distinct states (a seeded sample past it).
     pub max_states: usize,
@@ -158,8 +175,9 @@ pub struct CheckPlan<'a> {
     /// `--crash-at FILTER:N`: the one cut just before the N-th matching op, instead of every sync.
     pub fixed: Option<(String, u64)>,
     pub workload: Workload,
-    /// The verdict of one state's outcome (the trial's pragmas and the power-loss promise).
-    pub judge: &'a dyn Fn(Outcome) -> Verdict,
+    /// The verdict of one state's outcome (the trial's pragmas and the promise the state's variant
+    /// is judged by: keep-all is what a process crash leaves).
+    pub judge: &'a dyn Fn(Outcome, Variant) -> Verdict,
     /// Runs before the oracle on each state's scratch copy (the crash-in-recovery fault); returns
     /// a note.
     pub before_check: Option<&'a mut dyn FnMut(&Path) -> String>,
@@ -184,6 +202,8 @@ pub struct Checked {
     /// WAL checkpoints and WAL resets in the recording.
     pub checkpoints: u64,
     pub wal_resets: u64,
+    /// Operations the recorder failed on purpose (`TORTURE_FAULTFS_FAIL_AT`).
+    pub injected_ops: u64,
     /// The worst state (its files before recovery), for the evidence.
     pub worst: Option<CrashState>,
 }
@@ -278,6 +298,10 @@ pub fn check_recording(
     let mut notes = Vec::new();
     let mut cut_kind = "every sync";
     let cuts = match &plan.fixed {
+        None if plan.kind == StateKind::ProcessCrash => {
+            cut_kind = "every op";
+            CutPoints::EveryOp
+        }
         None => {
             let (cuts, sampled) = choose_cuts(&log, &checkpoints, plan.max_states, plan.seed);
             if sampled {
@@ -298,12 +322,15 @@ pub fn check_recording(
             }
         }
     };
-    let crash_plan = CrashPlan {
+    let mut crash_plan = CrashPlan {
         cuts,
         max_states: Some(plan.max_states),
         seed: plan.seed,
         ..CrashPlan::every_sync(plan.model.clone())
     };
+    if plan.kind == StateKind::ProcessCrash {
+        crash_plan.variants = vec![Variant::KeepAll];
+    }
     let e = enumerate(start, &log, &crash_plan)?;
     let db = scratch.join(db_name);
     let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
@@ -319,6 +346,7 @@ pub fn check_recording(
         cuts_in_checkpoint: 0,
         checkpoints: checkpoints.len() as u64,
         wal_resets: wal_resets(&log) as u64,
+        injected_ops: log.ops.iter().filter(|o| o.injected).count() as u64,
         worst: None,
     };
     let mut worst_rank = None;
@@ -334,7 +362,7 @@ pub fn check_recording(
         };
         let acked = acked_by_writer(&state);
         let v = oracle::recover_and_verify(&db, plan.workload, &acked);
-        let verdict = (plan.judge)(v.outcome);
+        let verdict = (plan.judge)(v.outcome, state.variant);
         let (v, verdict) = match plan.after_check.as_mut() {
             Some(f) => f(scratch, &state, v, verdict),
             None => (v, verdict),

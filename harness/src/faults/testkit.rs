@@ -147,7 +147,6 @@ impl Trial {
         in_child(|| {
             vfs::configure(FaultConfig {
                 crash_at,
-                io_error: None,
                 log_path: Some(self.log.clone()),
                 sqlite_prng_seed: Some(7),
             })

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rusqlite::ffi;
 
-use super::config::{FaultConfig, FileKind, IoErrorCode, OpFilter, OpKind};
+use super::config::{FaultConfig, FileKind, OpFilter, OpKind};
 use super::log::{self, EventRef, RecordHead};
 
 /// The name connections use to open a database through the shim.
@@ -74,7 +74,8 @@ pub fn ops_so_far() -> u64 {
     lock_state().ops
 }
 
-/// How many counted operations matching `filter` this process has made since [`configure`].
+/// How many counted operations matching `filter` this process has made since [`configure`] (the
+/// shim's own tests: which files SQLite really used).
 pub fn ops_matching_so_far(filter: OpFilter) -> u64 {
     let state = lock_state();
     let mut n = 0;
@@ -121,7 +122,6 @@ struct State {
     ops: u64,
     counts: [[u64; 5]; 5],
     crash_matches: u64,
-    error_matches: u64,
     log: Option<OwnedFd>,
     /// Reused buffers, so logging does not allocate per operation.
     record: Vec<u8>,
@@ -132,14 +132,12 @@ impl State {
     const INITIAL: State = State {
         config: FaultConfig {
             crash_at: None,
-            io_error: None,
             log_path: None,
             sqlite_prng_seed: None,
         },
         ops: 0,
         counts: [[0; 5]; 5],
         crash_matches: 0,
-        error_matches: 0,
         log: None,
         record: Vec::new(),
         image: Vec::new(),
@@ -155,14 +153,6 @@ impl State {
                 self.crash_matches += 1;
                 if self.crash_matches == crash.op {
                     crash_now();
-                }
-            }
-        }
-        if let Some(err) = self.config.io_error {
-            if err.filter.matches(op, file) {
-                self.error_matches += 1;
-                if self.error_matches == err.op || (err.persistent && self.error_matches > err.op) {
-                    return Err(injected_code(err.code, op));
                 }
             }
         }
@@ -208,17 +198,6 @@ fn crash_now() -> ! {
         loop {
             libc::pause();
         }
-    }
-}
-
-fn injected_code(code: IoErrorCode, op: OpKind) -> c_int {
-    match (code, op) {
-        (_, OpKind::Open) => ffi::SQLITE_CANTOPEN,
-        (_, OpKind::Delete) => ffi::SQLITE_IOERR_DELETE,
-        (IoErrorCode::Full, _) => ffi::SQLITE_FULL,
-        (IoErrorCode::IoErr, OpKind::Write) => ffi::SQLITE_IOERR_WRITE,
-        (IoErrorCode::IoErr, OpKind::Truncate) => ffi::SQLITE_IOERR_TRUNCATE,
-        (IoErrorCode::IoErr, OpKind::Sync) => ffi::SQLITE_IOERR_FSYNC,
     }
 }
 

@@ -1,11 +1,11 @@
 //! Tests of `vfs.rs`, kept beside it (the module itself is long enough).
 
 use super::*;
-use crate::faults::config::{CrashAt, IoErrorAt};
+use crate::faults::config::CrashAt;
 use crate::faults::log::{read_log, LogEvent};
 use crate::faults::testkit::{self, killed, Trial, Workload};
 use nix::sys::wait::WaitStatus;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 
 fn open_shim(path: &Path) -> Connection {
     let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())
@@ -246,64 +246,4 @@ fn sigkill_at_any_op_leaves_wal_and_delete_databases_intact() {
             assert_eq!(check.present, acked, "{journal_mode} op {n}");
         }
     }
-}
-
-#[test]
-fn an_injected_disk_full_reaches_the_caller_as_sqlite_full() {
-    let _serial = testkit::serial();
-    let dir = testkit::scratch_dir();
-    let db = dir.path().join("full.db");
-    testkit::make_db(&db, "wal");
-    configure(FaultConfig {
-        io_error: Some(IoErrorAt {
-            op: 1,
-            code: IoErrorCode::Full,
-            persistent: false,
-            filter: "write".parse().unwrap(),
-        }),
-        ..FaultConfig::default()
-    })
-    .unwrap();
-    let conn = open_shim(&db);
-    let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
-    let err = insert(1).unwrap_err();
-    assert_eq!(err.sqlite_error_code(), Some(ErrorCode::DiskFull), "{err}");
-    // Only that one write failed: the next transaction goes through.
-    insert(2).unwrap();
-    drop(conn);
-    assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 1));
-    configure(FaultConfig::default()).unwrap();
-}
-
-#[test]
-fn a_persistent_io_error_fails_every_later_matching_op() {
-    let _serial = testkit::serial();
-    let dir = testkit::scratch_dir();
-    let db = dir.path().join("ioerr.db");
-    testkit::make_db(&db, "delete");
-    configure(FaultConfig {
-        io_error: Some(IoErrorAt {
-            op: 2,
-            code: IoErrorCode::IoErr,
-            persistent: true,
-            filter: "write:journal".parse().unwrap(),
-        }),
-        ..FaultConfig::default()
-    })
-    .unwrap();
-    let conn = open_shim(&db);
-    let insert = |id: i64| conn.execute("INSERT INTO t(id, pad) VALUES (?1, x'00')", [id]);
-    // A DELETE-mode commit writes the journal header, then page number, page and checksum
-    // per page: the first commit already meets the second journal write, and so does every
-    // later one.
-    for id in 1..=4 {
-        let err = insert(id).unwrap_err();
-        assert!(
-            matches!(&err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == ffi::SQLITE_IOERR_WRITE),
-            "{err:?}"
-        );
-    }
-    drop(conn);
-    configure(FaultConfig::default()).unwrap();
-    assert_eq!(testkit::check_rows(&db), ("ok".to_string(), 0));
 }

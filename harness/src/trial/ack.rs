@@ -55,10 +55,6 @@ impl<'a> AckSender<'a> {
         self.send(format_args!("reached {writer}\n"));
     }
 
-    pub fn ops(&mut self, writer: u32, n: u64) {
-        self.send(format_args!("ops {writer} {n}\n"));
-    }
-
     pub fn done(&mut self, writer: u32) {
         self.send(format_args!("done {writer}\n"));
     }
@@ -240,8 +236,6 @@ pub struct TrialEvents {
     /// `(writer, code, text)` of every `error`.
     pub errors: Vec<(u32, String, String)>,
     pub done: u32,
-    /// Operations counted by the fault layer, over all writers that reported.
-    pub ops: u64,
     /// Injected I/O errors the writers met and carried on after.
     pub io_errors: u64,
     /// A writer said the kill threshold was reached.
@@ -276,12 +270,6 @@ impl TrialEvents {
             "reached" => self.reached = true,
             "due" => self.due = true,
             "done" => self.done += 1,
-            "ops" => {
-                self.ops += parts
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            }
             "ready" => {
                 let fields: Vec<&str> = line.split(' ').skip(2).collect();
                 if let [journal_mode, synchronous, locking_mode, mmap_size] = fields[..] {

@@ -1,5 +1,7 @@
 //! One trial, as a slot runs it: fresh database, fork the writers, kill them at the trial's kill point,
-//! reap them, snapshot the files, recover and verify, and build the CSV row.
+//! reap them, snapshot the files, recover and verify, and build the CSV row. Trials of the
+//! op-indexed faults (power loss, kill-at-op, io-error, disk-full) record the writers once and check
+//! every crash state instead (`recorded_trial`).
 
 pub mod ack;
 pub mod children;
@@ -15,10 +17,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rand::RngExt;
 use torture_workloads::Profile;
 
-use crate::faults::{CrashAt, FaultConfig, IoErrorAt, IoErrorCode};
 use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::ack::{AckBoard, TrialEvents};
@@ -62,12 +62,6 @@ impl SlotFiles {
         })
     }
 
-    /// The power-loss trial's operation log, when the last trial wrote one.
-    pub fn op_log(&self) -> Option<PathBuf> {
-        let p = self.dir.join("ops.log");
-        p.is_file().then_some(p)
-    }
-
     /// Removes the previous trial's database and sidecars.
     fn clear(&self) {
         for suffix in evidence::SIDECARS {
@@ -98,7 +92,8 @@ pub fn run_trial(
     let started = Instant::now();
     let profile = opts.profile_of(index);
     let trial_seed = seed::trial_seed(opts.seed, index);
-    if opts.faults.fault == Fault::PowerLoss {
+    if opts.faults.fault.is_op_indexed() {
+        // Power loss, kill-at-op, io-error, disk-full: record once, check every crash state.
         return recorded_trial::run(opts, index, files, template, sqlite_version, started);
     }
     let kill_point = opts
@@ -108,35 +103,22 @@ pub fn run_trial(
     files.clear();
     let mut events = TrialEvents::default();
     let mut ending = Ending::default();
-    let mut fault_note = FaultNote::default();
+    let mut crash_note = String::new();
     let fault = opts.faults.fault;
     let setup = template
         .map_err(|e| format!("making the starting database: {e}"))
         .and_then(|t| {
-            if fault.is_op_indexed() {
-                fault_note = run_op_fault(
-                    opts,
-                    profile,
-                    files,
-                    t,
-                    trial_seed,
-                    &mut events,
-                    &mut ending,
-                )?;
-                Ok(())
-            } else {
-                fresh_copy(t, files)?;
-                let plan = writer_plan(opts, profile, files, trial_seed, None, None);
-                run_writers(
-                    &plan,
-                    opts,
-                    profile,
-                    files,
-                    Stop::At(kill_point),
-                    &mut events,
-                    &mut ending,
-                )
-            }
+            fresh_copy(t, files)?;
+            let plan = writer_plan(opts, profile, files, trial_seed, None);
+            run_writers(
+                &plan,
+                opts,
+                profile,
+                files,
+                Stop::At(kill_point),
+                &mut events,
+                &mut ending,
+            )
         });
     if setup.is_ok() && opts.faults.crash_recovery {
         let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
@@ -146,11 +128,7 @@ pub fn run_trial(
             &mut rng,
         )
         .unwrap_or_else(|e| e);
-        fault_note.detail = if fault_note.detail.is_empty() {
-            note
-        } else {
-            format!("{}; {note}", fault_note.detail)
-        };
+        crash_note = note;
     }
     let mut snapshot = Snapshot::before_recovery(&files.db);
     let verification = match &setup {
@@ -184,20 +162,18 @@ pub fn run_trial(
             .trim_end_matches("; ")
             .to_string();
     }
-    let kill_point_text = if fault.is_op_indexed() {
-        fault_note.point.clone()
-    } else if ending.completed {
+    let kill_point_text = if ending.completed {
         Landing::WritersFinished.describe(kill_point)
     } else if ending.timed_out {
         Landing::TimedOut.describe(kill_point)
     } else {
         kill_point.to_string()
     };
-    if !fault_note.detail.is_empty() {
+    if !crash_note.is_empty() {
         detail = if detail.is_empty() {
-            fault_note.detail.clone()
+            crash_note
         } else {
-            format!("{detail}; {}", fault_note.detail)
+            format!("{detail}; {crash_note}")
         };
     }
     let judged = Judged {
@@ -234,7 +210,8 @@ pub fn run_trial(
             &record,
             profile,
             &opts.spec,
-            files.op_log().as_deref(),
+            // A SIGKILL trial logs no operations (op-indexed faults: `recorded_trial`).
+            None,
         ) {
             record
                 .detail
@@ -253,14 +230,6 @@ enum Stop {
     WhenDone,
 }
 
-/// What an op-indexed fault did, for the row.
-#[derive(Debug, Default)]
-struct FaultNote {
-    /// `op=N/T FILTER`: the operation the fault hit, out of the uncrashed run's count.
-    point: String,
-    detail: String,
-}
-
 fn fresh_copy(template: &Path, files: &SlotFiles) -> Result<(), String> {
     files.clear();
     std::fs::copy(template, &files.db)
@@ -273,7 +242,6 @@ fn writer_plan<'a>(
     profile: &'a Profile,
     files: &'a SlotFiles,
     trial_seed: u64,
-    fault: Option<FaultConfig>,
     commits: Option<u64>,
 ) -> WriterPlan<'a> {
     let carry_on_errors = matches!(opts.faults.fault, Fault::IoError | Fault::DiskFull);
@@ -284,104 +252,10 @@ fn writer_plan<'a>(
         trial_seed,
         max_commits: commits.unwrap_or(opts.max_commits),
         board: &files.board,
-        fault,
         hold_when_done: commits.is_some(),
         carry_on_errors,
-        op_filter: opts.faults.filter,
         recording: None,
     }
-}
-
-/// An op-indexed trial: an uncrashed run of the same seed counts the operations, then the real run
-/// meets its fault at operation N (drawn over that count unless `--crash-at` fixed it).
-fn run_op_fault(
-    opts: &RunOptions,
-    profile: &Profile,
-    files: &SlotFiles,
-    template: &Path,
-    trial_seed: u64,
-    events: &mut TrialEvents,
-    ending: &mut Ending,
-) -> Result<FaultNote, String> {
-    let f = &opts.faults;
-    // SQLite's own PRNG (WAL salts, journal nonces) seeded from the trial: identical bytes each run.
-    let prng = Some((trial_seed as u32) | 1);
-    let commits = Some(f.commits);
-    fresh_copy(template, files)?;
-    let mut counting = TrialEvents::default();
-    let mut counting_end = Ending::default();
-    let calibration = FaultConfig {
-        sqlite_prng_seed: prng,
-        ..FaultConfig::default()
-    };
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(calibration), commits);
-    run_writers(
-        &plan,
-        opts,
-        profile,
-        files,
-        Stop::WhenDone,
-        &mut counting,
-        &mut counting_end,
-    )?;
-    if let Some((w, code, text)) = counting.errors.first() {
-        return Err(format!(
-            "uncrashed counting run: writer {w}: {code}: {text}"
-        ));
-    }
-    let total = counting.ops;
-    let op = f.op.unwrap_or_else(|| {
-        seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1))
-    });
-
-    fresh_copy(template, files)?;
-    let log = files.dir.join("ops.log");
-    let _ = std::fs::remove_file(&log);
-    let mut cfg = FaultConfig {
-        sqlite_prng_seed: prng,
-        ..FaultConfig::default()
-    };
-    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 1);
-    match f.fault {
-        Fault::KillAtOp => {
-            cfg.crash_at = Some(CrashAt {
-                op,
-                filter: f.filter,
-            })
-        }
-        Fault::IoError | Fault::DiskFull => {
-            cfg.io_error = Some(IoErrorAt {
-                op,
-                code: if f.fault == Fault::DiskFull {
-                    IoErrorCode::Full
-                } else {
-                    IoErrorCode::IoErr
-                },
-                persistent: rng.random_bool(0.5),
-                filter: f.filter,
-            })
-        }
-        // Power loss runs on the recorder (`recorded_trial`); SIGKILL is not op-indexed.
-        Fault::PowerLoss | Fault::Sigkill => {}
-    }
-    let io_error = cfg.io_error;
-    let plan = writer_plan(opts, profile, files, trial_seed, Some(cfg), commits);
-    run_writers(&plan, opts, profile, files, Stop::WhenDone, events, ending)?;
-    let mut note = FaultNote {
-        point: format!("op={op}/{total} {}", f.filter),
-        detail: String::new(),
-    };
-    if op > total {
-        note.point.push_str(" (not reached)");
-    }
-    if let Some(e) = io_error {
-        note.detail = format!(
-            "{} injected I/O error(s) ({}), the writer carried on",
-            events.io_errors,
-            if e.persistent { "from then on" } else { "once" }
-        );
-    }
-    Ok(note)
 }
 
 /// Forks the writer processes, waits until `stop`, kills and reaps them, and drains their

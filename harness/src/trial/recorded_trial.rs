@@ -1,17 +1,23 @@
-//! A power-loss trial of the built-in writers on the file-operation recorder: record once, crash
-//! everywhere. The writers (every process and connection of the profile) run their bounded
-//! workload once with the recorder on; every distinct crash state of the recording (every sync
-//! boundary × keep/lose/tear, a seeded sample past `--max-states`) is rebuilt on a scratch copy and
-//! checked by the oracle; the row is the worst state, with the counts in its last columns.
+//! An op-indexed trial of the built-in writers on the file-operation recorder (power loss,
+//! kill-at-op, io-error, disk-full): record once, crash everywhere. The writers (every process and
+//! connection of the profile) run their bounded workload once with the recorder on — io-error and
+//! disk-full with the recorder failing one operation (`TORTURE_FAULTFS_FAIL_AT`), the writers
+//! carrying on; every distinct crash state of the recording is rebuilt on a scratch copy and checked
+//! by the oracle — power cuts (every sync boundary × keep/lose/tear, cuts inside checkpoints), or for
+//! kill-at-op every operation boundary with everything kept (what a SIGKILL leaves); a seeded sample
+//! past `--max-states`. The row is the worst state, with the counts in its last columns.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
-use torture_preload::Model;
+use rand::RngExt;
+use torture_preload::{Model, Variant};
 
 use super::record::{self, Found, Judged, Pragmas, Trial};
 use super::{evidence, run_writers, writer_plan, Ending, SlotFiles, Stop};
-use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan};
+use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
 use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::ack::TrialEvents;
@@ -22,7 +28,7 @@ use crate::verify::verdict::Fault;
 /// The database's name inside the recorded folder (and in the evidence, as before).
 const DB_NAME: &str = "trial.db";
 
-/// Runs power-loss trial `index` and returns its row; evidence of a damaged trial (the worst
+/// Runs op-indexed trial `index` and returns its row; evidence of a damaged trial (the worst
 /// state's files before recovery, and the recorder's log) is saved here.
 pub fn run(
     opts: &RunOptions,
@@ -35,23 +41,30 @@ pub fn run(
     let profile = opts.profile_of(index);
     let trial_seed = seed::trial_seed(opts.seed, index);
     let f = &opts.faults;
-    let rec = RecordingPlan::in_slot(&files.dir, trial_seed);
+    let fault = f.fault;
+    let mut rec = RecordingPlan::in_slot(&files.dir, trial_seed);
     let scratch = files.dir.join("state");
     let mut events = TrialEvents::default();
     let mut ending = Ending::default();
     let mut pragmas = None;
+    let mut injected = String::new();
     let judged = Judged {
-        fault: Fault::PowerLoss,
+        fault,
         hardware_as_documented: f.hardware_as_documented(),
         expected_damage: false,
     };
     let checked: Result<Checked, String> = template
         .map_err(|e| format!("making the starting database: {e}"))
         .and_then(|t| {
+            if matches!(fault, Fault::IoError | Fault::DiskFull) {
+                let spec = fail_spec(opts, profile, files, t, trial_seed)?;
+                injected = spec.1;
+                rec.fail_at = Some(spec.0);
+            }
             let db = rec.prepare(t, DB_NAME)?;
             let start = torture_preload::snapshot(&rec.dir)
                 .map_err(|e| format!("snapshot of {}: {e}", rec.dir.display()))?;
-            let mut plan = writer_plan(opts, profile, files, trial_seed, None, Some(f.commits));
+            let mut plan = writer_plan(opts, profile, files, trial_seed, Some(f.commits));
             plan.db = &db;
             plan.recording = Some(&rec);
             run_writers(
@@ -69,7 +82,12 @@ pub fn run(
                 &events.disagreeing_writers,
                 "unknown: no writer read its pragmas back",
             );
-            let judge = |o: Outcome| record::verdict_of(o, &p, judged);
+            // A state that kept everything is what a process crash leaves; the others are power cuts.
+            let judge = |o: Outcome, v: Variant| {
+                let fault = fault.judged_as(v == Variant::KeepAll);
+                let judged = Judged { fault, ..judged };
+                record::verdict_of(o, &p, judged)
+            };
             let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
             let recovery_count = files.dir.join("recovery-count");
             let mut crash_recovery = |db: &Path| {
@@ -84,6 +102,11 @@ pub fn run(
                 &scratch,
                 DB_NAME,
                 CheckPlan {
+                    kind: if fault == Fault::KillAtOp {
+                        StateKind::ProcessCrash
+                    } else {
+                        StateKind::PowerCut
+                    },
                     model: Model {
                         sector_size: f.model.sector_size,
                         lying_disk: f.model.ignore_fsync,
@@ -92,8 +115,10 @@ pub fn run(
                     },
                     max_states: f.max_states as usize,
                     seed: trial_seed,
+                    // io-error / disk-full: `--crash-at` placed the failure, not the cut.
                     fixed: f
                         .op
+                        .filter(|_| matches!(fault, Fault::PowerLoss | Fault::KillAtOp))
                         .map(|n| (recorded::recorder_filter(&f.filter.to_string()), n)),
                     workload: opts.workload,
                     judge: &judge,
@@ -121,8 +146,17 @@ pub fn run(
     if let Err(e) = &checked {
         lab_problems.push(e.clone());
     }
+    // A writer that stopped at an injected error (it could not open: the error hit the `-shm`'s
+    // growth) met the fault, not a lab problem: the row says so, and its states are still judged.
+    let hit = checked.as_ref().is_ok_and(|c| c.injected_ops > 0);
+    let mut stopped = Vec::new();
     for (w, code, text) in &events.errors {
-        lab_problems.push(format!("writer {w}: {code}: {text}"));
+        let line = format!("writer {w}: {code}: {text}");
+        if hit {
+            stopped.push(line);
+        } else {
+            lab_problems.push(line);
+        }
     }
     lab_problems.extend(ending.abnormal.iter().cloned());
     if ending.timed_out {
@@ -138,7 +172,25 @@ pub fn run(
         Err(_) => Verification::not_run(),
     };
     let outcome = record::outcome_of(found.outcome, &lab_problems);
-    let detail = record::detail_with_lab(found.outcome, outcome, &found.detail, &lab_problems);
+    let mut detail = record::detail_with_lab(found.outcome, outcome, &found.detail, &lab_problems);
+    if let Some(spec) = &rec.fail_at {
+        let failed = checked.as_ref().map_or(0, |c| c.injected_ops);
+        detail.push_str(&format!(
+            "; injected: {injected} ({}); the writers carried on: {} failed commit(s), {} acknowledged",
+            match failed {
+                0 => format!("not reached: the writers made fewer ({spec})"),
+                n => format!("{n} op(s) failed"),
+            },
+            events.io_errors,
+            events.acks_total,
+        ));
+        if !stopped.is_empty() {
+            detail.push_str(&format!(
+                "; stopped at the injected error: {}",
+                stopped.join("; ")
+            ));
+        }
+    }
     let verdict = match &checked {
         // The worst state's verdict, as the states were judged one by one.
         Ok(c) if outcome == found.outcome => c.verdict,
@@ -151,7 +203,7 @@ pub fn run(
         connections: profile.connections,
         processes: profile.processes,
         workload: opts.workload.name(),
-        fault: Fault::PowerLoss.as_str(),
+        fault: fault.as_str(),
         sqlite_version,
         started,
     };
@@ -204,4 +256,94 @@ pub fn run(
         }
     }
     row
+}
+
+/// How many operations of each kind an uncrashed recording of a profile makes, counted once per
+/// slot process by a probe recording with a fixed seed, so every slot (and a replay) draws from the
+/// same range.
+type Probed = HashMap<(String, &'static str), u64>;
+static PROBED: Mutex<Option<Probed>> = Mutex::new(None);
+
+/// io-error / disk-full: the recorder's `TORTURE_FAULTFS_FAIL_AT` for this trial, and how the row
+/// names it. The kind is `--crash-at`'s (any operation by default); N is `--crash-at`'s, or a
+/// seeded draw over as many as the probe recording of the profile made. io-error fails one
+/// operation with EIO; disk-full fails it and every later one of its kind with ENOSPC (a disk that
+/// stays full).
+fn fail_spec(
+    opts: &RunOptions,
+    profile: &torture_workloads::Profile,
+    files: &SlotFiles,
+    template: &Path,
+    trial_seed: u64,
+) -> Result<(String, String), String> {
+    let f = &opts.faults;
+    let kind = f.fail_kind();
+    let (errno, persist, how) = match f.fault {
+        Fault::DiskFull => ("enospc", ":persist", "ENOSPC, and every later one too"),
+        _ => ("eio", "", "EIO"),
+    };
+    let (n, of) = match f.op {
+        Some(n) => (n, String::new()),
+        None => {
+            let key = (profile.name.clone(), kind);
+            let known = PROBED
+                .lock()
+                .ok()
+                .and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()));
+            let total = match known {
+                Some(t) => t,
+                None => {
+                    let t = probe(opts, profile, files, template, kind)?;
+                    if let Ok(mut m) = PROBED.lock() {
+                        m.get_or_insert_with(HashMap::new).insert(key, t);
+                    }
+                    t
+                }
+            };
+            let n = seed::rng_for(trial_seed, seed::FAULT_STREAM).random_range(1..=total.max(1));
+            (n, format!(" of the {total} an uncrashed run makes"))
+        }
+    };
+    let kind_name = if kind == "any" { "operation" } else { kind };
+    Ok((
+        format!("{kind}:{n}:{errno}{persist}"),
+        format!("{kind_name} #{n}{of} fails with {how}"),
+    ))
+}
+
+/// One uncrashed recording of `profile` (fixed seed, no fault): how many operations of `kind` it
+/// makes.
+fn probe(
+    opts: &RunOptions,
+    profile: &torture_workloads::Profile,
+    files: &SlotFiles,
+    template: &Path,
+    kind: &str,
+) -> Result<u64, String> {
+    let probe_seed = seed::trial_seed(opts.seed, u64::MAX);
+    let rec = RecordingPlan::in_slot(&files.dir, probe_seed);
+    let db = rec.prepare(template, DB_NAME)?;
+    let mut plan = writer_plan(opts, profile, files, probe_seed, Some(opts.faults.commits));
+    plan.db = &db;
+    plan.recording = Some(&rec);
+    plan.carry_on_errors = false;
+    let (mut events, mut ending) = (TrialEvents::default(), Ending::default());
+    run_writers(
+        &plan,
+        opts,
+        profile,
+        files,
+        Stop::WhenDone,
+        &mut events,
+        &mut ending,
+    )?;
+    if let Some((w, code, text)) = events.errors.first() {
+        return Err(format!(
+            "the uncrashed probe run: writer {w}: {code}: {text}"
+        ));
+    }
+    let log = torture_preload::read_log(&rec.log)
+        .map_err(|e| format!("reading the probe run's log: {e:?}"))?;
+    let filter: torture_preload::OpFilter = kind.parse()?;
+    Ok(log.ops.iter().filter(|o| filter.matches(o)).count() as u64)
 }

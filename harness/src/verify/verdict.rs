@@ -12,13 +12,14 @@ use crate::trial::outcome::{Outcome, Verdict};
 pub enum Fault {
     /// SIGKILL of the writer processes by their parent, at a seeded point.
     Sigkill,
-    /// The writer SIGKILLs itself just before its N-th I/O operation: exact and replayable.
+    /// A SIGKILL just before an I/O operation: every operation boundary of one recorded run, with
+    /// everything written kept (the page cache survives a process crash).
     KillAtOp,
     /// A power cut at the N-th I/O operation: what was not made durable is kept, lost or torn.
     PowerLoss,
-    /// The N-th I/O operation fails with SQLITE_IOERR; the writer carries on, then is killed.
+    /// The N-th I/O operation fails with EIO; the writer carries on; then every crash state.
     IoError,
-    /// The N-th I/O operation fails with SQLITE_FULL; the writer carries on, then is killed.
+    /// The N-th write fails with ENOSPC, and every later one; then every crash state.
     DiskFull,
 }
 
@@ -45,9 +46,21 @@ impl Fault {
         Self::ALL.into_iter().find(|f| f.as_str() == s)
     }
 
-    /// Faults placed at the N-th I/O operation of the writer, through the VFS shim.
+    /// Faults placed at the N-th I/O operation (on the file-operation recorder), not by a timer.
     pub fn is_op_indexed(self) -> bool {
         self != Fault::Sigkill
+    }
+
+    /// The fault one crash state of a recording is judged under: a state that kept everything
+    /// (`keep_all`) is what a process crash leaves (the page cache survives it), judged by the
+    /// application-crash promise (kill-at-op; after an injected error, that error's); any other
+    /// state is a power cut.
+    pub fn judged_as(self, keep_all: bool) -> Fault {
+        match (self, keep_all) {
+            (Fault::KillAtOp, _) => Fault::KillAtOp,
+            (Fault::IoError | Fault::DiskFull, true) => self,
+            _ => Fault::PowerLoss,
+        }
     }
 }
 

@@ -9,7 +9,6 @@ use std::path::Path;
 use torture_workloads::{Profile, Workload};
 
 use crate::faults::recorded::{self, RecordingPlan};
-use crate::faults::{self, FaultConfig, OpFilter};
 use crate::lab::seed;
 use rusqlite::Connection;
 
@@ -27,16 +26,12 @@ pub struct WriterPlan<'a> {
     pub trial_seed: u64,
     pub max_commits: u64,
     pub board: &'a AckBoard,
-    /// Op-indexed faults: the fault layer's configuration, applied in the child before opening.
-    pub fault: Option<FaultConfig>,
     /// After the last commit, wait to be killed instead of closing (a bounded workload that ends in
     /// a crash, not a clean shutdown that would checkpoint).
     pub hold_when_done: bool,
     /// Count non-busy errors (injected I/O errors) and go on, as an application would.
     pub carry_on_errors: bool,
-    /// Which operations to count and report at the end.
-    pub op_filter: OpFilter,
-    /// Power loss on the file-operation recorder: started in the child right after the fork, and
+    /// Op-indexed faults on the file-operation recorder: started in the child right after the fork, and
     /// every commit acknowledged in its log too.
     pub recording: Option<&'a RecordingPlan>,
 }
@@ -45,12 +40,6 @@ pub struct WriterPlan<'a> {
 /// and exits the process. Never returns: a forked child must not unwind into its parent's code.
 pub fn run_writer_process(plan: &WriterPlan<'_>, process_index: u32, env: &Env<'_>) -> ! {
     let ack = env.ack;
-    if let Some(cfg) = &plan.fault {
-        if let Err(e) = faults::configure(cfg.clone()) {
-            AckSender::new(ack).error(0, "FAULT_SETUP", &e.to_string());
-            exit_now(0);
-        }
-    }
     let log_ack = match plan
         .recording
         .map(|r| recorded::start_in_writer(r, process_index))
@@ -93,8 +82,6 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, env: &Env<'_>, log_ack: Op
         id: writer,
         max_commits: plan.max_commits,
         crash_at: None,
-        // The process configured the shim already (op-indexed faults).
-        on_shim: plan.fault.is_some(),
     };
     if let Some(mut conn) = open_writer(env, &spec) {
         let on_error = if plan.carry_on_errors {
@@ -104,11 +91,7 @@ fn run_connection(plan: &WriterPlan<'_>, writer: u32, env: &Env<'_>, log_ack: Op
         };
         commit_loop_with(env, &spec, &mut conn, 1, &never, on_error, log_ack);
     }
-    let mut tx = env.sender();
-    if plan.fault.is_some() {
-        tx.ops(writer, faults::ops_matching_so_far(plan.op_filter));
-    }
-    tx.done(writer);
+    env.sender().done(writer);
 }
 
 /// Never stop: the writer runs until it is killed or capped.
@@ -128,9 +111,6 @@ pub struct WriterSpec<'a> {
     /// Open through the fault shim and SIGKILL this process just before this operation (one writer
     /// per process: the shim's configuration is per process).
     pub crash_at: Option<CrashAt>,
-    /// Open through the fault shim as the process configured it already (several connections of one
-    /// process sharing one operation count: the built-in writers' op-indexed faults).
-    pub on_shim: bool,
 }
 
 /// Opens the database, applies the profile (retrying while another connection holds the lock), reads
@@ -148,7 +128,7 @@ pub fn open_writer(env: &Env<'_>, w: &WriterSpec<'_>) -> Option<Connection> {
         }
     }
     // Through the lab's engine (SQLCipher gets its key), on the fault shim when asked.
-    let vfs = (w.crash_at.is_some() || w.on_shim).then_some(crate::faults::VFS_NAME);
+    let vfs = w.crash_at.is_some().then_some(crate::faults::VFS_NAME);
     let opened = crate::engine::open(w.db, rusqlite::OpenFlags::default(), vfs);
     let conn = match opened {
         Ok(c) => c,

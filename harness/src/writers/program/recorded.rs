@@ -25,7 +25,7 @@ use crate::options::RunOptions;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::SlotFiles;
-use crate::verify::verdict::{self, Fault};
+use crate::verify::verdict;
 
 /// What one recorded run of the program left.
 pub(crate) struct Recording {
@@ -187,24 +187,13 @@ pub(crate) fn variant_name(v: Variant) -> String {
     }
 }
 
-/// The fault a state is judged under: a state that kept everything is what a process crash leaves
-/// (the page cache survives it), judged by the application-crash promise; any other is a power cut.
-fn judged_as(fault: Fault, variant: Variant) -> Fault {
-    match (fault, variant) {
-        (Fault::KillAtOp, _) => Fault::KillAtOp,
-        (Fault::IoError | Fault::DiskFull, Variant::KeepAll) => fault,
-        _ => Fault::PowerLoss,
-    }
-}
-
-/// [`judged_as`] for a variant saved by name in evidence (`keep-all`, `lose-all`, …).
-pub(crate) fn judged_as_named(fault: Fault, variant: &str) -> Fault {
-    let v = if variant == "keep-all" {
-        Variant::KeepAll
-    } else {
-        Variant::LoseAll
-    };
-    judged_as(fault, v)
+/// The fault a saved state is judged under, from its variant's name in evidence (`keep-all`,
+/// `lose-all`, …): [`Fault::judged_as`].
+pub(crate) fn judged_as_named(
+    fault: crate::verify::verdict::Fault,
+    variant: &str,
+) -> crate::verify::verdict::Fault {
+    fault.judged_as(variant == "keep-all")
 }
 
 fn verdict_rank(v: Verdict) -> u8 {
@@ -460,7 +449,7 @@ pub fn run_trial(
             check.outcome,
             &record.journal_mode,
             &record.synchronous,
-            judged_as(fault.fault, state.variant),
+            fault.fault.judged_as(state.variant == Variant::KeepAll),
             hardware,
         );
         rows.push(StateRow {

@@ -99,7 +99,6 @@ impl Ctx<'_> {
             id: 0,
             max_commits: self.opts.max_commits,
             crash_at: None,
-            on_shim: false,
         }
     }
 

@@ -17,10 +17,10 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use torture_preload::{Model, Snapshot};
+use torture_preload::{Model, Snapshot, Variant};
 
 use super::engine::{Children, Ctx, Ending, Env, WriterSpec};
-use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan};
+use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan, StateKind};
 use crate::trial::evidence;
 use crate::trial::outcome::{Outcome, Verdict};
 use crate::trial::record::{self, Judged, Pragmas};
@@ -204,7 +204,7 @@ impl<'a> Recording<'a> {
             hardware_as_documented: f.hardware_as_documented(),
             expected_damage: end.expected_damage,
         };
-        let judge = |o: Outcome| record::verdict_of(o, &pragmas, judged);
+        let judge = |o: Outcome, _: Variant| record::verdict_of(o, &pragmas, judged);
         let scratch = ctx.files.dir.join("state");
         std::fs::create_dir_all(&scratch)
             .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
@@ -214,6 +214,7 @@ impl<'a> Recording<'a> {
             &scratch,
             DB_NAME,
             CheckPlan {
+                kind: StateKind::PowerCut,
                 model: Model {
                     sector_size: f.model.sector_size,
                     lying_disk: f.model.ignore_fsync,

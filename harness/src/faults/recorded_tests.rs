@@ -1,0 +1,109 @@
+//! io-error on the recorder, the built-in writer's way: a forked writer records its commits with
+//! the recorder failing its K-th sync (EIO), then every crash state is checked as a trial checks
+//! it (keep-all judged as the io-error promise, the others as power cuts). Positive control: a
+//! writer that acknowledges the commit whose sync failed is caught. Negative control: the built-in
+//! policy (a failed commit is not acknowledged; retry the same commit) loses nothing in WAL+FULL.
+
+use std::path::Path;
+
+use torture_preload::Variant;
+use torture_workloads::{Profile, Workload};
+
+use super::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
+use super::testkit::{in_child, scratch_dir, serial};
+use crate::lab::seed;
+use crate::trial::outcome::{Outcome, Verdict};
+use crate::verify::verdict::{self, Fault};
+
+const COMMITS: u64 = 12;
+
+/// Records one run of `COMMITS` inserts (WAL+FULL) with the recorder failing sync number
+/// `fail_sync`; `lie`: acknowledge a commit that failed anyway (and move on to the next number).
+fn record_and_check(dir: &Path, fail_sync: u64, lie: bool) -> Checked {
+    let profile = Profile::builtin("wal-full").expect("wal-full");
+    let template = dir.join("template.db");
+    crate::lab::slot::make_starting_database(&template, &profile, Workload::Inserts)
+        .expect("starting database");
+    let mut plan = RecordingPlan::in_slot(dir, 5);
+    plan.fail_at = Some(format!("sync:{fail_sync}:eio"));
+    let db = plan.prepare(&template, "trial.db").expect("prepare");
+    let start = torture_preload::snapshot(&plan.dir).expect("snapshot");
+    let failed_file = dir.join("failed");
+    in_child(|| {
+        let ack = recorded::start_in_writer(&plan, 0).expect("recorder");
+        let mut conn = rusqlite::Connection::open(&db).expect("open");
+        profile.apply(&conn).expect("profile");
+        let mut rng = seed::rng_for(5, seed::WRITER_STREAM_BASE);
+        let (mut seq, mut failed) = (1, 0);
+        while seq <= COMMITS && failed < 50 {
+            match Workload::Inserts.run_transaction(&mut conn, 0, seq, &mut rng) {
+                Ok(()) => {
+                    recorded::log_ack(ack, 0, seq);
+                    seq += 1;
+                }
+                Err(_) => {
+                    failed += 1;
+                    if lie {
+                        recorded::log_ack(ack, 0, seq);
+                        seq += 1;
+                    }
+                }
+            }
+        }
+        std::fs::write(&failed_file, failed.to_string()).expect("write");
+        // Killed, not closed: no checkpoint on close.
+        std::mem::forget(conn);
+        0
+    });
+    let failed: u64 = std::fs::read_to_string(&failed_file)
+        .expect("the writer ran")
+        .parse()
+        .expect("count");
+    assert!(failed > 0, "the injected EIO failed a commit");
+    let scratch = dir.join("state");
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let judge = |o: Outcome, v: Variant| {
+        verdict::judge(
+            o,
+            "wal",
+            "full",
+            Fault::IoError.judged_as(v == Variant::KeepAll),
+            true,
+        )
+    };
+    recorded::check_recording(
+        &start,
+        &plan.log,
+        &scratch,
+        "trial.db",
+        CheckPlan {
+            kind: StateKind::PowerCut,
+            model: torture_preload::Model::default(),
+            max_states: 200,
+            seed: 5,
+            fixed: None,
+            workload: Workload::Inserts,
+            judge: &judge,
+            before_check: None,
+            after_check: None,
+        },
+    )
+    .expect("check")
+}
+
+#[test]
+fn a_writer_that_acknowledges_a_failed_commit_is_caught_and_the_honest_one_loses_nothing() {
+    let _serial = serial();
+    for fail_sync in [3, 7] {
+        let liar = record_and_check(scratch_dir().path(), fail_sync, true);
+        assert_eq!(liar.injected_ops, 1);
+        assert_eq!(liar.verdict, Verdict::Violation, "{}", liar.detail);
+        assert_eq!(liar.outcome, Outcome::LostCommit, "{}", liar.detail);
+
+        let honest = record_and_check(scratch_dir().path(), fail_sync, false);
+        assert_eq!(honest.injected_ops, 1);
+        assert_eq!(honest.outcome, Outcome::Intact, "{}", honest.detail);
+        assert_eq!(honest.verdict, Verdict::Ok);
+        assert!(honest.crash_states > 10, "{}", honest.detail);
+    }
+}

@@ -107,3 +107,34 @@ fn a_writer_that_acknowledges_a_failed_commit_is_caught_and_the_honest_one_loses
         assert!(honest.crash_states > 10, "{}", honest.detail);
     }
 }
+
+/// The excuse for a failed directory fsync applies only to damaged power-cut states cut after it.
+#[test]
+fn only_power_cut_violations_after_a_failed_directory_fsync_are_excused() {
+    use torture_preload::{AckedCommits, CrashState, Cut};
+    let state = |after: u64, variant: Variant| CrashState {
+        cut: Cut { after },
+        variant,
+        hash: 0,
+        files: Default::default(),
+        acks: AckedCommits::default(),
+    };
+    let excuse = recorded::excuse_after_failed_directory_sync;
+    let v = Verdict::Violation;
+    assert_eq!(
+        excuse(Some(10), &state(12, Variant::LoseAll), v),
+        Some(Verdict::Expected)
+    );
+    assert_eq!(
+        excuse(Some(10), &state(10, Variant::TearLast), v),
+        Some(Verdict::Expected)
+    );
+    // Before the failure, a process crash (keep-all), no failure, or no violation: unchanged.
+    assert_eq!(excuse(Some(10), &state(9, Variant::LoseAll), v), None);
+    assert_eq!(excuse(Some(10), &state(12, Variant::KeepAll), v), None);
+    assert_eq!(excuse(None, &state(12, Variant::LoseAll), v), None);
+    assert_eq!(
+        excuse(Some(10), &state(12, Variant::LoseAll), Verdict::Expected),
+        None
+    );
+}

@@ -59,34 +59,6 @@ const DUCKDB_SQL_ERRORS: [&str; 4] = [
     "ConversionException",
 ];
 
-/// The interpreter `python` really runs, asked once per process (`sys.executable`): a version
-/// manager's shim (pyenv's is a bash script that starts a dozen processes) costs ~150 ms a check,
-/// and a power-loss trial checks hundreds of states. A venv's `python` stays the venv's (its path is
-/// what `sys.executable` says). Anything odd: `python` itself.
-fn interpreter(python: &str) -> String {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static RESOLVED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    let cache = RESOLVED.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(p) = cache.lock().ok().and_then(|c| c.get(python).cloned()) {
-        return p;
-    }
-    let resolved = std::process::Command::new(python)
-        .args(["-c", "import sys; print(sys.executable or '')"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|p| !p.is_empty() && Path::new(p).is_file())
-        .unwrap_or_else(|| python.to_string());
-    if let Ok(mut c) = cache.lock() {
-        c.insert(python.to_string(), resolved.clone());
-    }
-    resolved
-}
-
 /// Runs an engine's check program (`python -c PROGRAM db recovered_sql verify_sql`) and returns the
 /// JSON object it printed last; `label` names it in errors, `stem` its output files in `scratch`.
 /// Under `--fault` a trial checks hundreds of crash states: there the program runs in a
@@ -109,8 +81,7 @@ fn python_check(
             .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
     };
     if env.exec.fault.is_some() {
-        let python = interpreter(&env.exec.python);
-        let answer = server::ask(&python, program, &args, envs, env.timeout)
+        let answer = server::ask(&env.exec.python, program, &args, envs, env.timeout)
             .map_err(|e| Check::new(Outcome::WorkerError, format!("the {label} check: {e}")))?;
         return last_json(&answer.out).ok_or_else(|| {
             Check::new(
@@ -122,7 +93,7 @@ fn python_check(
             )
         });
     }
-    let mut argv: Vec<String> = vec![interpreter(&env.exec.python), "-c".into(), program.into()];
+    let mut argv: Vec<String> = vec![env.exec.python.clone(), "-c".into(), program.into()];
     argv.extend(args);
     let out_path = env.scratch.join(format!("{stem}.out"));
     let err_path = env.scratch.join(format!("{stem}.err"));
@@ -676,7 +647,7 @@ mod tests {
     /// overruns its timeout is killed — the next one gets a fresh interpreter.
     #[test]
     fn the_checker_answers_forgets_and_survives_a_hung_check() {
-        let py = super::interpreter("python3");
+        let py = "python3";
         let t = Duration::from_secs(20);
         let a = server::ask(
             &py,
@@ -687,7 +658,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.out.trim(), "db");
-        let a = server::ask(&py, "print('x' in globals())", &[], &[], t).unwrap();
+        let a = server::ask(py, "print('x' in globals())", &[], &[], t).unwrap();
         assert_eq!(a.out.trim(), "False", "globals leaked from the last check");
         let key = std::ffi::OsStr::new("k");
         let a = server::ask(
@@ -708,7 +679,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.out.trim(), "None", "a key stayed set for the next check");
-        let a = server::ask(&py, "raise ValueError('boom')", &[], &[], t).unwrap();
+        let a = server::ask(py, "raise ValueError('boom')", &[], &[], t).unwrap();
         assert!(a.err.contains("ValueError: boom"), "{}", a.err);
         let e = server::ask(
             &py,
@@ -720,13 +691,13 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("did not finish"), "{e}");
-        let a = server::ask(&py, "print('again')", &[], &[], t).unwrap();
+        let a = server::ask(py, "print('again')", &[], &[], t).unwrap();
         assert_eq!(a.out.trim(), "again");
-        let e = server::ask(&py, "import os; os._exit(3)", &[], &[], t)
+        let e = server::ask(py, "import os; os._exit(3)", &[], &[], t)
             .err()
             .unwrap();
         assert!(e.contains("died"), "{e}");
-        let a = server::ask(&py, "print('back')", &[], &[], t).unwrap();
+        let a = server::ask(py, "print('back')", &[], &[], t).unwrap();
         assert_eq!(a.out.trim(), "back");
     }
 }

@@ -650,7 +650,7 @@ mod tests {
         let py = "python3";
         let t = Duration::from_secs(20);
         let a = server::ask(
-            &py,
+            py,
             "import sys; x = 1; print(sys.argv[1])",
             &["db".into()],
             &[],
@@ -662,7 +662,7 @@ mod tests {
         assert_eq!(a.out.trim(), "False", "globals leaked from the last check");
         let key = std::ffi::OsStr::new("k");
         let a = server::ask(
-            &py,
+            py,
             "import os; print(os.environ.get('TORTURE_KEY'))",
             &[],
             &[("TORTURE_KEY", key)],
@@ -671,7 +671,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.out.trim(), "k");
         let a = server::ask(
-            &py,
+            py,
             "import os; print(os.environ.get('TORTURE_KEY'))",
             &[],
             &[],
@@ -682,7 +682,7 @@ mod tests {
         let a = server::ask(py, "raise ValueError('boom')", &[], &[], t).unwrap();
         assert!(a.err.contains("ValueError: boom"), "{}", a.err);
         let e = server::ask(
-            &py,
+            py,
             "import time; time.sleep(30)",
             &[],
             &[],

@@ -371,6 +371,11 @@ pub fn run_trial(
     };
     let mut problems = Vec::new();
     match rec.run.end {
+        // A stop the program outran (it finished first): its whole run is recorded; say so.
+        End::Exited(0) if rec.stop != "end" => notes.push(format!(
+            "the program ended by itself before the stop ({}): the whole run was recorded",
+            rec.stop
+        )),
         End::Exited(0) | End::Killed => {}
         End::TimedOut => notes.push(
             "the program did not end within --trial-timeout; the recording stops there".into(),

@@ -1,6 +1,6 @@
 //! The program's acknowledgements, as the log ordered them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::log::{Op, OpKind};
 
@@ -47,9 +47,11 @@ pub const LAB_READ_FD: i32 = -1;
 pub struct AckParser {
     partial: HashMap<(u32, i32), Vec<u8>>,
     pub acks: AckedCommits,
-    /// Numbers acknowledged so far, by the recorder's records and by the lab's.
-    seen_written: HashSet<u64>,
-    seen_read: HashSet<u64>,
+    /// Records not yet paired with one from the other source, per number: a recorder record and a
+    /// lab record of the same line are one ack; two processes acknowledging the same number (two
+    /// instances numbering alike) are two, and each pairs with its own lab record.
+    unpaired_written: HashMap<u64, usize>,
+    unpaired_read: HashMap<u64, usize>,
     /// Acks that entered the order only through the lab's reading (the recorder never saw them
     /// written: Go's runtime, C stdio buffering, raw syscalls).
     pub lab_read_only: usize,
@@ -72,21 +74,22 @@ impl AckParser {
             let Some(n) = words.next().and_then(|w| w.parse::<u64>().ok()) else {
                 continue;
             };
-            if *fd == LAB_READ_FD {
-                // Read by the lab: an ack the recorder already placed (it saw the write) counts
-                // once, where it was written.
-                if self.seen_written.contains(&n) || !self.seen_read.insert(n) {
-                    continue;
-                }
-                self.lab_read_only += 1;
-            } else if self.seen_read.remove(&n) {
-                // The lab's record of this line came first: it already counts.
-                self.lab_read_only -= 1;
-                self.seen_written.insert(n);
-                // Keep the earlier record's place; only the count of lab-only acks changes.
-                continue;
+            let (mine, theirs) = if *fd == LAB_READ_FD {
+                (&mut self.unpaired_read, &mut self.unpaired_written)
             } else {
-                self.seen_written.insert(n);
+                (&mut self.unpaired_written, &mut self.unpaired_read)
+            };
+            if let Some(k) = theirs.get_mut(&n).filter(|k| **k > 0) {
+                // The other record of this line came first and already counts, at its place.
+                *k -= 1;
+                if *fd != LAB_READ_FD {
+                    self.lab_read_only -= 1;
+                }
+                continue;
+            }
+            *mine.entry(n).or_default() += 1;
+            if *fd == LAB_READ_FD {
+                self.lab_read_only += 1;
             }
             let writer = match words.next() {
                 Some(id) => Writer::Id(id.to_string()),

@@ -365,3 +365,21 @@ fn too_many_states_are_sampled_with_the_seed() {
     let again = enumerate(&start, &log, &plan(1)).unwrap();
     assert_eq!(cuts(&e), cuts(&again));
 }
+
+#[test]
+fn two_writers_acknowledging_the_same_number_are_two_acks_each_read_once() {
+    let mut b = LogBuilder::default();
+    b.start();
+    // Two processes print `ack 7`; the recorder sees both, the lab reads both.
+    b.ack("ack 7\n");
+    b.ack("ack 7\n");
+    for _ in 0..2 {
+        b.rec(Tag::Ack, |e| {
+            e.i32(crate::LAB_READ_FD).bytes(b"ack 7\n");
+        });
+    }
+    let log = parse_log(&b.bytes).unwrap();
+    let p = crate::parse_before(&log.ops, u64::MAX);
+    assert_eq!(p.acks.total(), 2, "{:?}", p.acks);
+    assert_eq!(p.lab_read_only, 0);
+}

@@ -413,7 +413,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         let at = started.elapsed();
         for p in &mut procs {
             if let Some(o) = &mut p.out {
-                if !drain(o, &mut p.parser, at) {
+                if drain(o, &mut p.parser, at) == Drained::Eof {
                     p.out = None;
                 }
             }
@@ -457,7 +457,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         // their commits returned, so they count. A process that left the group may still hold the
         // pipe open, so read what is there without waiting for an end of file.
         if let Some(o) = &mut p.out {
-            drain(o, &mut p.parser, ran_for);
+            drain_all(o, &mut p.parser, ran_for);
         }
         p.parser.finish(ran_for);
         let status = p.status.expect("every instance was reaped");
@@ -625,18 +625,41 @@ fn wait_readable(procs: &[Proc], wait: Duration) {
     let _ = nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None);
 }
 
-/// Reads everything available now. False at the end of the pipe.
-fn drain(o: &mut ChildStdout, parser: &mut LineParser, at: Duration) -> bool {
+/// What one [`drain`] found.
+#[derive(PartialEq, Eq)]
+enum Drained {
+    /// The pipe is closed: everything was read.
+    Eof,
+    /// Nothing more to read now.
+    Empty,
+    /// More may be waiting: the lab stopped reading to look at the clock.
+    Busy,
+}
+
+/// Reads what is available now, up to a few reads: a program that writes faster than the lab
+/// reads (every ack line appended to a recording takes the recorder's lock) must not keep the lab
+/// from checking its stop time.
+fn drain(o: &mut ChildStdout, parser: &mut LineParser, at: Duration) -> Drained {
     let mut buf = [0u8; 8192];
-    loop {
+    let mut reads = 0;
+    while reads < 4 {
         match o.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => parser.feed(&buf[..n], at),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+            Ok(0) => return Drained::Eof,
+            Ok(n) => {
+                parser.feed(&buf[..n], at);
+                reads += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Drained::Empty,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Drained::Eof,
         }
     }
+    Drained::Busy
+}
+
+/// Reads everything left in the pipe now (the program is gone).
+fn drain_all(o: &mut ChildStdout, parser: &mut LineParser, at: Duration) {
+    while drain(o, parser, at) == Drained::Busy {}
 }
 
 /// Watches a database's files (size and modification time) to see when a program that prints no

@@ -28,6 +28,11 @@ try:
 except Exception as e:
     fail("open", e)
 try:
+    # Its bar writes to fd 1 after two seconds, whatever fd 1 is.
+    con.execute("SET enable_progress_bar = false")
+except Exception:
+    pass
+try:
     tables = con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT internal").fetchall()
     out["tables"] = len(tables)
@@ -132,7 +137,10 @@ mod server {
 
     const SERVE: &str = r#"
 import contextlib, gc, io, json, os, sys, traceback
-answer = sys.stdout
+# The answers go out on a copy of fd 1; fd 1 itself now points at stderr, so whatever an engine's
+# C code prints there (DuckDB's progress bar) cannot break the protocol.
+answer = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 for line in sys.stdin:
     req = json.loads(line)
     for k in req["unset"]:
@@ -153,6 +161,9 @@ for line in sys.stdin:
     answer.flush()
 "#;
 
+    /// The start of the error when the interpreter was already gone before a request.
+    const GONE: &str = "the checker is gone";
+
     /// Variables a check may set; each request sets its own and unsets the others.
     const KNOWN_ENV: [&str; 1] = ["TORTURE_KEY"];
 
@@ -167,8 +178,9 @@ for line in sys.stdin:
         stdin: ChildStdin,
         stdout: ChildStdout,
         pending: Vec<u8>,
-        /// Its stderr, for the message when it dies.
-        stderr: tempfile::NamedTempFile,
+        /// Its stderr (an unlinked file: nothing is left behind however the slot ends), for the
+        /// message when it dies.
+        stderr: std::fs::File,
     }
 
     impl Drop for Server {
@@ -182,12 +194,10 @@ for line in sys.stdin:
     static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
     fn start(python: &str) -> Result<Server, String> {
-        let stderr = tempfile::Builder::new()
-            .prefix("torture-checker-")
-            .tempfile()
+        let stderr = tempfile::tempfile()
             .map_err(|e| format!("cannot make the checker's stderr file: {e}"))?;
         let err = stderr
-            .reopen()
+            .try_clone()
             .map_err(|e| format!("cannot open the checker's stderr file: {e}"))?;
         let mut cmd = Command::new(python);
         cmd.args(["-u", "-c", SERVE])
@@ -213,7 +223,7 @@ for line in sys.stdin:
         fn ask(&mut self, request: &[u8], timeout: Duration) -> Result<Answer, String> {
             self.stdin
                 .write_all(request)
-                .map_err(|e| format!("the checker is gone ({e})"))?;
+                .map_err(|e| format!("{GONE} ({e})"))?;
             let deadline = Instant::now() + timeout;
             let mut buf = [0u8; 65536];
             loop {
@@ -240,7 +250,10 @@ for line in sys.stdin:
                     match self.stdout.read(&mut buf) {
                         Ok(0) => {
                             let status = self.child.wait().map(|s| s.to_string());
-                            let said = std::fs::read(self.stderr.path()).unwrap_or_default();
+                            let mut said = Vec::new();
+                            let _ =
+                                std::io::Seek::seek(&mut self.stderr, std::io::SeekFrom::Start(0));
+                            let _ = self.stderr.read_to_end(&mut said);
                             return Err(format!(
                                 "the checker died ({}): {}",
                                 status.unwrap_or_else(|e| e.to_string()),
@@ -288,7 +301,12 @@ for line in sys.stdin:
         if slot.is_none() {
             *slot = Some(start(python)?);
         }
-        let answer = slot.as_mut().map(|s| s.ask(&request, timeout));
+        let mut answer = slot.as_mut().map(|s| s.ask(&request, timeout));
+        if matches!(&answer, Some(Err(e)) if e.starts_with(GONE)) {
+            // It died between checks (not in this one): one retry on a fresh interpreter.
+            *slot = Some(start(python)?);
+            answer = slot.as_mut().map(|s| s.ask(&request, timeout));
+        }
         match answer {
             Some(Ok(a)) => Ok(a),
             Some(Err(e)) => {
@@ -699,5 +717,28 @@ mod tests {
         assert!(e.contains("died"), "{e}");
         let a = server::ask(py, "print('back')", &[], &[], t).unwrap();
         assert_eq!(a.out.trim(), "back");
+        // C code writing to fd 1 (DuckDB's progress bar) does not reach the protocol.
+        let a = server::ask(
+            py,
+            "import os; os.write(1, b'\\r 50%\\n'); print('ok')",
+            &[],
+            &[],
+            t,
+        )
+        .unwrap();
+        assert_eq!(a.out.trim(), "ok");
+        // An interpreter that dies between checks: the next check retries on a fresh one.
+        let a = server::ask(
+            py,
+            "import os, threading; threading.Timer(0.1, lambda: os._exit(0)).start(); print('bye')",
+            &[],
+            &[],
+            t,
+        )
+        .unwrap();
+        assert_eq!(a.out.trim(), "bye");
+        std::thread::sleep(Duration::from_millis(400));
+        let a = server::ask(py, "print('fresh')", &[], &[], t).unwrap();
+        assert_eq!(a.out.trim(), "fresh");
     }
 }

@@ -165,7 +165,8 @@ impl<'a> Recording<'a> {
             .wait_until(deadline, |r| r.writers_done() || r.all_gone());
         let finished = self.run.writers_done();
         self.run.stop_all();
-        if !finished {
+        // A setup error already set (a writer that could not start) is the real cause: keep it.
+        if !finished && end.setup_error.is_none() {
             end.setup_error = Some(format!(
                 "the recording did not finish: {} of {} writers made their commits before {}",
                 self.run.events.done,

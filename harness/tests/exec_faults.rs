@@ -592,3 +592,40 @@ fn kill_after_acks_stops_the_recording_after_k_acks() {
         assert!(r["detail"].contains("stop after "), "{r:?}");
     }
 }
+
+/// A DELETE-mode program whose directory fsync fails (io-error at sync 2): the damaged power-cut
+/// states after it are judged `expected` (SQLite ignores that fsync's error by design), and
+/// `torture replay` derives the same verdict again from the saved state and recording.
+#[test]
+fn a_failed_directory_fsync_is_judged_alike_by_the_run_and_by_replay() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "3",
+            "--seed",
+            "3",
+            "--fault",
+            "io-error",
+            "--fail-at",
+            "sync:2",
+            "--max-states",
+            "1000",
+        ],
+        &["--commits", "20", "--journal-mode", "delete"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, _) = states(&out);
+    assert!(count(&st, "outcome", &DAMAGE) > 0, "{}", say(&o));
+    assert_eq!(count(&st, "verdict", &["violation"]), 0);
+    let failures: Vec<PathBuf> = std::fs::read_dir(out.join("failures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!failures.is_empty());
+    for f in failures {
+        assert_replay_confirms(&f);
+    }
+}

@@ -352,7 +352,7 @@ pub fn check_recording(
     let mut worst_rank = None;
     let mut worst_detail = String::new();
     let mut scratch_files = ScratchDir::new(scratch);
-    let failed_dir_sync = first_failed_directory_sync(&log);
+    let ignored_dir_syncs = ignored_directory_sync_failures(&log);
     let mut excused = 0u64;
     for state in e.states() {
         scratch_files
@@ -369,7 +369,8 @@ pub fn check_recording(
             Some(f) => f(scratch, &state, v, verdict),
             None => (v, verdict),
         };
-        let verdict = match excuse_after_failed_directory_sync(failed_dir_sync, &state, verdict) {
+        let verdict = match excuse_after_failed_directory_sync(&ignored_dir_syncs, &state, verdict)
+        {
             Some(v) => {
                 excused += 1;
                 v
@@ -428,7 +429,7 @@ pub fn check_recording(
     );
     if excused > 0 {
         detail.push_str(&format!(
-            "; {excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync, which SQLite ignores by design (os_unix.c unixSync: \"ignore errors on the fsync\" of the directory), so the names it made are not durable and nothing was promised of them"
+            "; {excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync that SQLite ignores by design (os_unix.c unixSync: \"ignore errors on the fsync\" of the directory) and before the next one, so the names it made are not durable and nothing was promised of them"
         ));
     }
     for n in notes.iter().chain(
@@ -448,26 +449,60 @@ pub fn check_recording(
     Ok(checked)
 }
 
-/// The sequence number of the first directory fsync the recorder failed on purpose (io-error,
-/// disk-full), if any.
-pub(crate) fn first_failed_directory_sync(log: &torture_preload::Log) -> Option<u64> {
-    log.ops
-        .iter()
-        .find(|o| o.injected && matches!(o.kind, OpKind::Sync { is_dir: true, .. }))
-        .map(|o| o.seq)
+/// The spans of the recording in which SQLite goes on after an injected failure of a directory
+/// fsync it ignores: from that failed sync to the next successful fsync of the same directory
+/// (or the end). SQLite ignores the result of the directory fsync it makes after creating a
+/// journal (`unixSync`, `UNIXFILE_DIRSYNC`: "ignore errors on the fsync"); the one after deleting
+/// a file (`unixDelete`, synchronous=EXTRA) it reports, so a failed directory fsync right after an
+/// unlink by the same process opens no span.
+pub(crate) fn ignored_directory_sync_failures(log: &torture_preload::Log) -> Vec<(u64, u64)> {
+    let mut spans = Vec::new();
+    for (i, op) in log.ops.iter().enumerate() {
+        let OpKind::Sync {
+            is_dir: true,
+            path: dir,
+            ..
+        } = &op.kind
+        else {
+            continue;
+        };
+        if !op.injected {
+            continue;
+        }
+        let after_unlink = log.ops[..i]
+            .iter()
+            .rev()
+            .find(|o| o.pid == op.pid && o.tid == op.tid)
+            .is_some_and(|o| matches!(o.kind, OpKind::Unlink { .. }));
+        if after_unlink {
+            continue;
+        }
+        let end = log.ops[i + 1..]
+            .iter()
+            .find(|o| {
+                !o.injected
+                    && o.errno == 0
+                    && matches!(&o.kind, OpKind::Sync { is_dir: true, path, how, .. } if path == dir && how.is_durable())
+            })
+            .map_or(u64::MAX, |o| o.seq);
+        spans.push((op.seq, end));
+    }
+    spans
 }
 
-/// A power-cut state cut after an injected failure of a directory fsync: SQLite ignores that
-/// error on purpose (some systems cannot fsync a directory), so the creates and unlinks it made
-/// durable by it never became so — a disk that failed its fsync, not a promise SQLite broke, as
-/// with `--lying-disk`. Returns the verdict to use instead of a violation, or None.
+/// A damaged power-cut state cut inside one of `spans` ([`ignored_directory_sync_failures`]):
+/// the names SQLite counted on that fsync to make durable never became so — a disk that failed
+/// its fsync, not a promise SQLite broke, as with `--lying-disk`. Returns the verdict to use
+/// instead of a violation, or None.
 pub(crate) fn excuse_after_failed_directory_sync(
-    failed_dir_sync: Option<u64>,
+    spans: &[(u64, u64)],
     state: &CrashState,
     verdict: Verdict,
 ) -> Option<Verdict> {
-    let after = failed_dir_sync.is_some_and(|seq| seq <= state.cut.after);
-    (after && state.variant != Variant::KeepAll && verdict == Verdict::Violation)
+    let inside = spans
+        .iter()
+        .any(|&(from, to)| from <= state.cut.after && state.cut.after < to);
+    (inside && state.variant != Variant::KeepAll && verdict == Verdict::Violation)
         .then_some(Verdict::Expected)
 }
 

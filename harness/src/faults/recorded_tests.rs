@@ -108,7 +108,8 @@ fn a_writer_that_acknowledges_a_failed_commit_is_caught_and_the_honest_one_loses
     }
 }
 
-/// The excuse for a failed directory fsync applies only to damaged power-cut states cut after it.
+/// The excuse for a failed directory fsync applies only to damaged power-cut states cut inside its
+/// span: from the failed sync to the next successful fsync of that directory.
 #[test]
 fn only_power_cut_violations_after_a_failed_directory_fsync_are_excused() {
     use torture_preload::{AckedCommits, CrashState, Cut};
@@ -120,21 +121,24 @@ fn only_power_cut_violations_after_a_failed_directory_fsync_are_excused() {
         acks: AckedCommits::default(),
     };
     let excuse = recorded::excuse_after_failed_directory_sync;
+    let spans = [(10, 20)];
     let v = Verdict::Violation;
     assert_eq!(
-        excuse(Some(10), &state(12, Variant::LoseAll), v),
+        excuse(&spans, &state(12, Variant::LoseAll), v),
         Some(Verdict::Expected)
     );
     assert_eq!(
-        excuse(Some(10), &state(10, Variant::TearLast), v),
+        excuse(&spans, &state(10, Variant::TearLast), v),
         Some(Verdict::Expected)
     );
-    // Before the failure, a process crash (keep-all), no failure, or no violation: unchanged.
-    assert_eq!(excuse(Some(10), &state(9, Variant::LoseAll), v), None);
-    assert_eq!(excuse(Some(10), &state(12, Variant::KeepAll), v), None);
-    assert_eq!(excuse(None, &state(12, Variant::LoseAll), v), None);
+    // Before the failure, at or after the next good directory fsync, a process crash (keep-all),
+    // no failure, or no violation: unchanged.
+    assert_eq!(excuse(&spans, &state(9, Variant::LoseAll), v), None);
+    assert_eq!(excuse(&spans, &state(20, Variant::LoseAll), v), None);
+    assert_eq!(excuse(&spans, &state(12, Variant::KeepAll), v), None);
+    assert_eq!(excuse(&[], &state(12, Variant::LoseAll), v), None);
     assert_eq!(
-        excuse(Some(10), &state(12, Variant::LoseAll), Verdict::Expected),
+        excuse(&spans, &state(12, Variant::LoseAll), Verdict::Expected),
         None
     );
 }

@@ -53,6 +53,10 @@ pub struct CrashStateNote {
     pub state_hash: String,
     /// The disk kept the promises SQLite assumes (no `--lying-disk`, powersafe overwrite).
     pub hardware_as_documented: bool,
+    /// The state was cut after an injected failure of a directory fsync SQLite ignores: its
+    /// damage was judged `expected` (`faults::recorded::excuse_after_failed_directory_sync`).
+    #[serde(default)]
+    pub excused_after_failed_directory_sync: bool,
 }
 
 /// The folder inside a fault trial's evidence that holds the crash state's files.
@@ -255,13 +259,30 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
     };
     let verdict = match (&note.crash_state, exec.fault.as_ref()) {
         // The same call as the recorded trial's for each of its states.
-        (Some(s), Some(f)) => crate::verify::verdict::judge(
-            c.outcome,
-            &pragmas.journal_mode,
-            &pragmas.synchronous,
-            super::recorded::judged_as_named(f.fault, &s.variant),
-            s.hardware_as_documented,
-        ),
+        (Some(s), Some(f)) => {
+            let v = crate::verify::verdict::judge(
+                c.outcome,
+                &pragmas.journal_mode,
+                &pragmas.synchronous,
+                super::recorded::judged_as_named(f.fault, &s.variant),
+                s.hardware_as_documented,
+            );
+            // The excuse, derived again from the saved recording when it is there (else the run's).
+            let excused = match torture_preload::read_log(&folder.join("faultfs.log")) {
+                Ok(log) if exec.engine == Engine::Sqlite && !f.fsync_commits_names => {
+                    let spans = crate::faults::recorded::ignored_directory_sync_failures(&log);
+                    spans.iter().any(|&(from, to)| from <= s.cut && s.cut < to)
+                        && s.variant != "keep-all"
+                }
+                Ok(_) => false,
+                Err(_) => s.excused_after_failed_directory_sync,
+            };
+            if excused && v == Verdict::Violation {
+                Verdict::Expected
+            } else {
+                v
+            }
+        }
         _ => record::verdict_of(c.outcome, &pragmas, judged),
     };
     Ok(Recheck {

@@ -422,8 +422,15 @@ pub fn run_trial(
         }
     };
     let checkpoints = wal_checkpoints(&rec.log);
-    let failed_dir_sync = crate::faults::recorded::first_failed_directory_sync(&rec.log);
+    // SQLite's own `unixSync` ignores a failed directory fsync; another engine, or a file system
+    // whose file fsync makes names durable anyway (--fsync-commits-names), is owed no excuse.
+    let ignored_dir_syncs = if exec.engine == Engine::Sqlite && !fault.fsync_commits_names {
+        crate::faults::recorded::ignored_directory_sync_failures(&rec.log)
+    } else {
+        Vec::new()
+    };
     let mut excused = 0usize;
+    let mut excused_rows: Vec<bool> = Vec::with_capacity(e.len());
     let state_dir = dir.join("state");
     let state_db = state_dir.join(exec.db_file_name());
     let hardware = fault.hardware_as_documented();
@@ -460,17 +467,14 @@ pub fn run_trial(
             hardware,
         );
         // As for the built-in writers: SQLite ignores a failed directory fsync by design.
-        let verdict = match crate::faults::recorded::excuse_after_failed_directory_sync(
-            failed_dir_sync,
+        let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
+            &ignored_dir_syncs,
             &state,
             verdict,
-        ) {
-            Some(v) => {
-                excused += 1;
-                v
-            }
-            None => verdict,
-        };
+        );
+        excused_rows.push(excuse.is_some());
+        excused += usize::from(excuse.is_some());
+        let verdict = excuse.unwrap_or(verdict);
         rows.push(StateRow {
             iteration: index,
             seed: trial_seed,
@@ -509,7 +513,7 @@ pub fn run_trial(
     );
     if excused > 0 {
         notes.push(format!(
-            "{excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync, which SQLite ignores by design, so nothing was promised of the names it should have made durable"
+            "{excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync that SQLite ignores by design and before the next one, so nothing was promised of the names it should have made durable"
         ));
     }
     for n in &notes {
@@ -562,8 +566,9 @@ pub fn run_trial(
             .push_str(&format!("; crash-states.csv not written: {err}"));
     }
     if record.outcome != Outcome::Intact {
-        if let Some((_, _, _, _, state)) = &worst {
-            if let Err(err) = states::save_evidence(run, &record, exec, state, &dir) {
+        if let Some((_, _, i, _, state)) = &worst {
+            let excused = excused_rows.get(*i).copied().unwrap_or(false);
+            if let Err(err) = states::save_evidence(run, &record, exec, state, excused, &dir) {
                 record
                     .detail
                     .push_str(&format!("; evidence not saved: {err}"));

@@ -156,6 +156,7 @@ pub fn save_evidence(
     record: &TrialRecord,
     exec: &ExecOptions,
     state: &torture_preload::CrashState,
+    excused: bool,
     work: &Path,
 ) -> std::io::Result<()> {
     let dir = run
@@ -191,6 +192,7 @@ pub fn save_evidence(
                 .fault
                 .as_ref()
                 .is_none_or(|f| f.hardware_as_documented()),
+            excused_after_failed_directory_sync: excused,
         }),
     };
     std::fs::write(

@@ -106,18 +106,20 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100_000)]
     pub max_commits: u64,
 
-    /// The fault: `sigkill` (the parent kills the writers at a seeded point), `kill-at-op` (a writer
-    /// kills itself just before its N-th I/O operation; exact and replayable), `power-loss` (every
-    /// writer runs once under the file-operation recorder, then up to --max-states crash states of
-    /// the recording are checked: unsynced writes kept, lost or torn), `io-error` / `disk-full` (the
-    /// N-th operation fails; the writer carries on, then is killed). kill-at-op, io-error and
-    /// disk-full need profiles with one writer process and one connection.
+    /// The fault: `sigkill` (the parent kills the writers at a seeded point); the others run every
+    /// writer once under the file-operation recorder and check up to --max-states crash states of
+    /// that recording: `kill-at-op` (a SIGKILL just before each operation: everything written
+    /// kept), `power-loss` (at each sync: unsynced writes kept, lost or torn), `io-error` /
+    /// `disk-full` (one operation fails with EIO, or ENOSPC and every later one; the writers carry
+    /// on; then every crash state of that run). Any profile: several processes and connections too.
     #[arg(long, default_value = "sigkill")]
     pub fault: String,
 
-    /// Which operations count for op-indexed faults: `KIND[:FILE][:N]`, KIND any|write|sync|truncate|
-    /// delete, FILE any|db|wal|journal. N (1-based) fixes the operation; without it N is drawn from
-    /// the trial's seed over the operations an uncrashed run of the same seed makes.
+    /// Fixes the cut (kill-at-op, power-loss: `KIND[:FILE]:N`) or the failing operation (io-error,
+    /// disk-full: `KIND:N`, no file part), counted in the recorder's operations. KIND
+    /// any|write|sync|truncate|delete, FILE any|db|wal|journal, N 1-based. Without N: kill-at-op
+    /// and power-loss check every cut; io-error and disk-full draw N from the trial's seed over the
+    /// operations of that kind an uncrashed probe run makes.
     #[arg(long, default_value = "any")]
     pub crash_at: String,
 
@@ -126,15 +128,17 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20)]
     pub fault_commits: u64,
 
-    /// Power loss: sector size for torn writes.
+    /// Power loss, io-error, disk-full: sector size for torn writes.
     #[arg(long, default_value_t = 512)]
     pub sector_size: u32,
 
-    /// Power loss: a disk that ignores fsync (breaks an assumption SQLite documents).
+    /// Power loss, io-error, disk-full: a disk that ignores fsync (breaks an assumption SQLite
+    /// documents).
     #[arg(long)]
     pub lying_disk: bool,
 
-    /// Power loss: a torn write also garbles the rest of its sector (breaks powersafe overwrite).
+    /// Power loss, io-error, disk-full: a torn write also garbles the rest of its sector (breaks
+    /// powersafe overwrite).
     #[arg(long)]
     pub no_powersafe_overwrite: bool,
 
@@ -143,8 +147,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub crash_recovery: bool,
 
-    /// Power loss: at most this many crash states of a trial's recording are checked (a seeded
-    /// sample when there are more; every sync boundary × keep/lose/tear otherwise).
+    /// kill-at-op, power-loss, io-error, disk-full: at most this many crash states of a trial's
+    /// recording are checked (a seeded sample when there are more).
     #[arg(long, default_value_t = 64)]
     pub max_states: u64,
 

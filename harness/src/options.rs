@@ -17,7 +17,8 @@ use crate::verify::verdict::Fault;
 pub struct UsageError(pub String);
 
 use crate::config::{
-    check_plan_size, default_crash_at, default_fault_commits, default_sector_size, parse_workload,
+    check_plan_size, default_crash_at, default_fault_commits, default_max_states,
+    default_sector_size, parse_workload,
 };
 pub use crate::config::{Defaults, FaultOptions, Mode, RunConfig, RunSpec, RunSpecFile};
 
@@ -57,6 +58,7 @@ pub fn check_fault_flags(args: &RunArgs) -> Result<(), UsageError> {
             args.fault_commits != default_fault_commits(),
             "--fault-commits",
         ),
+        (args.max_states != default_max_states(), "--max-states"),
     ];
     if let Some((_, flag)) = op_only
         .iter()

@@ -48,6 +48,14 @@ fn bad_input_gets_one_line_exit_2_and_writes_nothing() {
         ),
         (vec!["--jobs".into(), "0".into()], "--jobs 0"),
         (
+            vec!["--max-states".into(), "5".into()],
+            "--max-states places an op-indexed fault",
+        ),
+        (
+            vec!["--lying-disk".into()],
+            "--lying-disk shapes a power cut",
+        ),
+        (
             vec!["--kill-after".into(), "20..1".into()],
             "the window is empty",
         ),

@@ -19,7 +19,8 @@ pub enum Fault {
     PowerLoss,
     /// The N-th I/O operation fails with EIO; the writer carries on; then every crash state.
     IoError,
-    /// The N-th write fails with ENOSPC, and every later one; then every crash state.
+    /// The N-th operation of the chosen kind (`--crash-at`, default any; exec: writes) fails with
+    /// ENOSPC, and every later one of that kind; then every crash state.
     DiskFull,
 }
 

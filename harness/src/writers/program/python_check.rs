@@ -728,16 +728,22 @@ mod tests {
         .unwrap();
         assert_eq!(a.out.trim(), "ok");
         // An interpreter that dies between checks: the next check retries on a fresh one.
-        let a = server::ask(
-            py,
-            "import os, threading; threading.Timer(0.1, lambda: os._exit(0)).start(); print('bye')",
-            &[],
-            &[],
-            t,
-        )
-        .unwrap();
-        assert_eq!(a.out.trim(), "bye");
-        std::thread::sleep(Duration::from_millis(400));
+        let a = server::ask(py, "import os; print(os.getpid())", &[], &[], t).unwrap();
+        let pid: i32 = a.out.trim().parse().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+        // Dead (a zombie until the checker's owner reaps it): its pipes are closed.
+        let stat = format!("/proc/{pid}/stat");
+        let gone = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < gone, "the checker did not die");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let a = server::ask(py, "import os; print(os.getpid())", &[], &[], t).unwrap();
+        assert_ne!(
+            a.out.trim(),
+            pid.to_string(),
+            "answered by the dead interpreter"
+        );
         let a = server::ask(py, "print('fresh')", &[], &[], t).unwrap();
         assert_eq!(a.out.trim(), "fresh");
     }

@@ -168,12 +168,21 @@ pub fn enumerate<'a>(
     let mut sampled = false;
     if let Some(max) = plan.max_states {
         if selected.len() > max {
+            // The states at the last cut (the end of the run: every ack made, every file as the
+            // run left it) are always kept; the sample is drawn from the others.
+            let last = selected.last().map_or(0, |s| s.0);
+            let (mut keep, mut rest): (Vec<_>, Vec<_>) =
+                selected.into_iter().partition(|s| s.0 == last);
+            keep.truncate(max);
+            let room = max - keep.len();
             let mut rng = Rng::new(plan.seed);
-            for i in 0..max {
-                let j = i + rng.below((selected.len() - i) as u64) as usize;
-                selected.swap(i, j);
+            for i in 0..room.min(rest.len()) {
+                let j = i + rng.below((rest.len() - i) as u64) as usize;
+                rest.swap(i, j);
             }
-            selected.truncate(max);
+            rest.truncate(room);
+            keep.extend(rest);
+            selected = keep;
             selected.sort_unstable();
             sampled = true;
         }

@@ -430,6 +430,7 @@ pub fn run_trial(
         Vec::new()
     };
     let mut excused = 0usize;
+    let mut engine_version: Option<String> = None;
     let mut excused_rows: Vec<bool> = Vec::with_capacity(e.len());
     let state_dir = dir.join("state");
     let state_db = state_dir.join(exec.db_file_name());
@@ -488,6 +489,11 @@ pub fn run_trial(
             verdict,
             detail: check.detail.clone(),
         });
+        // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a state
+        // cut before the program made its database reaches none.
+        if check.engine_version.is_some() {
+            engine_version.clone_from(&check.engine_version);
+        }
         let rank = verdict_rank(verdict);
         if worst
             .as_ref()
@@ -540,7 +546,7 @@ pub fn run_trial(
                     rows.last().map_or("", |r| r.cut.as_str())
                 );
             }
-            if let Some(v) = &c.engine_version {
+            if let Some(v) = c.engine_version.as_ref().or(engine_version.as_ref()) {
                 record.sqlite_version = v.clone();
             }
         }

@@ -65,6 +65,29 @@ impl LogAppender {
         result
     }
 
+    /// [`append_ack`](Self::append_ack) without waiting: `Ok(None)` when the recorder holds the
+    /// log's lock now (a program inside a hooked call), so the caller can come back later rather
+    /// than stall behind the program it is watching.
+    pub fn try_append_ack(&mut self, pid: u32, data: &[u8]) -> std::io::Result<Option<u64>> {
+        let fd = self.lock.as_raw_fd();
+        loop {
+            // SAFETY: flock on our own descriptor.
+            if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        let result = self.append_locked(pid, data);
+        // SAFETY: as above.
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        result.map(Some)
+    }
+
     fn append_locked(&mut self, pid: u32, data: &[u8]) -> std::io::Result<u64> {
         let size = self.log.metadata()?.len();
         if self.lock.metadata()?.len() < PAGE_SIZE {

@@ -285,6 +285,17 @@ pub fn check_recording(
     log_path: &Path,
     scratch: &Path,
     db_name: &str,
+    plan: CheckPlan<'_>,
+) -> Result<Checked, String> {
+    // Seconds of CPU: never at the slot's real-time priority.
+    crate::lab::slot::at_normal_priority(|| check_states(start, log_path, scratch, db_name, plan))
+}
+
+fn check_states(
+    start: &torture_preload::Snapshot,
+    log_path: &Path,
+    scratch: &Path,
+    db_name: &str,
     mut plan: CheckPlan<'_>,
 ) -> Result<Checked, String> {
     let log = read_log(log_path).map_err(|e| format!("reading the recorder's log: {e:?}"))?;

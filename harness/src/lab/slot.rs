@@ -26,8 +26,12 @@ pub fn run_slot(
     // Its own process group: the parent kills a slot and its writers with one killpg, and a Ctrl-C
     // at the terminal reaches only the parent, which decides what to do.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
-    pin_to_one_cpu(slot);
-    wake_on_time();
+    // A user's program (exec) runs as it would in production: on every CPU, at normal priority,
+    // and the slot does not outrank it. The built-in writers share their slot's CPU (see below).
+    if opts.spec.exec.is_none() {
+        pin_to_one_cpu(slot);
+        wake_on_time();
+    }
     let dir = work_dir.join(format!("slot-{slot}"));
     if std::fs::create_dir_all(&dir).is_err() {
         exit_now(4);
@@ -132,6 +136,28 @@ fn wake_on_time() {
         let _ = libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt);
         let _ = libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
+}
+
+/// Runs `f` at normal scheduling, then restores the slot's real-time priority if it had one. A
+/// slot is real-time only to wake on time for a kill; checking hundreds of crash states is seconds
+/// of CPU, and at `SCHED_FIFO` it would starve every other process on that CPU — other slots,
+/// other runs, the very program another slot is timing.
+pub fn at_normal_priority<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain syscalls on this process, with valid arguments.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    let realtime = policy >= 0 && (policy & !libc::SCHED_RESET_ON_FORK) == libc::SCHED_FIFO;
+    if realtime {
+        let normal = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
+    }
+    let out = f();
+    if realtime {
+        let rt = libc::sched_param { sched_priority: 1 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt) };
+    }
+    out
 }
 
 /// Makes the database every trial of a profile starts from: schema, starting rows, page size and

@@ -157,6 +157,10 @@ impl Said {
 pub(crate) struct LineParser {
     pub said: Said,
     ack_log: Option<AckLog>,
+    /// Acks read but not yet appended to the recording: the recorder held its lock (the program
+    /// was inside a hooked call). The lab never waits for that lock: it would stall behind the
+    /// program it watches, and miss its stop time.
+    unplaced: Vec<u64>,
     partial: Vec<u8>,
     /// A line longer than this is not a protocol line: drop it rather than grow without bound.
     skipping: bool,
@@ -184,6 +188,39 @@ impl LineParser {
             ack_log: Some(AckLog(a)),
             ..LineParser::default()
         })
+    }
+
+    /// Appends the acks read so far to the recording, as far as its lock is free now.
+    pub fn place_acks(&mut self) {
+        let Some(AckLog(log)) = &mut self.ack_log else {
+            return;
+        };
+        while let Some(&n) = self.unplaced.first() {
+            match log.try_append_ack(0, format!("ack {n}\n").as_bytes()) {
+                Ok(Some(_)) => {
+                    self.unplaced.remove(0);
+                }
+                Ok(None) => return,
+                // Best effort: an ack not placed counts only at the end of the run.
+                Err(_) => {
+                    self.unplaced.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The program is gone: place what is left, waiting a little for the lock (a process of the
+    /// program that outlived it may still hold it); what cannot be placed counts at the end.
+    pub fn place_remaining_acks(&mut self) {
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        while !self.unplaced.is_empty() && self.ack_log.is_some() {
+            self.place_acks();
+            if self.unplaced.is_empty() || std::time::Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn feed(&mut self, bytes: &[u8], at: Duration) {
@@ -229,9 +266,9 @@ impl LineParser {
         match key {
             "ack" => {
                 if let Ok(n) = value.parse::<u64>() {
-                    if let Some(AckLog(log)) = &mut self.ack_log {
-                        // Best effort: an ack not placed counts only at the end of the run.
-                        let _ = log.append_ack(0, format!("ack {n}\n").as_bytes());
+                    if self.ack_log.is_some() {
+                        self.unplaced.push(n);
+                        self.place_acks();
                     }
                     self.said.max_ack = self.said.max_ack.max(n);
                     self.said.acks.push(n);
@@ -417,6 +454,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                     p.out = None;
                 }
             }
+            p.parser.place_acks();
         }
         if let Some(w) = &mut watcher {
             w.look(started.elapsed());
@@ -460,6 +498,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
             drain_all(o, &mut p.parser, ran_for);
         }
         p.parser.finish(ran_for);
+        p.parser.place_remaining_acks();
         let status = p.status.expect("every instance was reaped");
         let ours = p.killed && status.signal() == Some(libc::SIGKILL);
         let end = match (status.code(), status.signal()) {

@@ -437,71 +437,73 @@ pub fn run_trial(
     let hardware = fault.hardware_as_documented();
     let mut rows: Vec<StateRow> = Vec::with_capacity(e.len());
     let mut worst: Option<(u8, Outcome, usize, Check, CrashState)> = None;
-    for state in e.states() {
-        let cut = cut_name(&rec.log, &state);
-        let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
-        if state.cut.after >= end_seq {
-            acked = acked.max(rec.run.said.max_ack);
+    crate::lab::slot::at_normal_priority(|| {
+        for state in e.states() {
+            let cut = cut_name(&rec.log, &state);
+            let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
+            if state.cut.after >= end_seq {
+                acked = acked.max(rec.run.said.max_ack);
+            }
+            // Every commit acknowledged before the cut (the recorder's ack records), for the set check.
+            let acks_before: Vec<Vec<u64>> = vec![state.acks.all().map(|(_, n)| n).collect()];
+            let check = match state.write_to(&state_dir) {
+                Ok(()) => check::verify(&CheckEnv {
+                    exec,
+                    db: &state_db,
+                    acked,
+                    acks: &acks_before,
+                    timeout: run.trial_timeout,
+                    scratch: &dir,
+                    close_fds: &files.close_in_writers,
+                }),
+                Err(err) => Check::new(
+                    Outcome::WorkerError,
+                    format!("writing the crash state: {err}"),
+                ),
+            };
+            let verdict = verdict::judge(
+                check.outcome,
+                &record.journal_mode,
+                &record.synchronous,
+                fault.fault.judged_as(state.variant == Variant::KeepAll),
+                hardware,
+            );
+            // As for the built-in writers: SQLite ignores a failed directory fsync by design.
+            let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
+                &ignored_dir_syncs,
+                &state,
+                verdict,
+            );
+            excused_rows.push(excuse.is_some());
+            excused += usize::from(excuse.is_some());
+            let verdict = excuse.unwrap_or(verdict);
+            rows.push(StateRow {
+                iteration: index,
+                seed: trial_seed,
+                fault: fault.fault.as_str().into(),
+                cut: cut.clone(),
+                state_hash: format!("{:016x}", state.hash),
+                in_checkpoint: checkpoints.iter().any(|c| c.contains(state.cut)),
+                acked_commits: acked,
+                recovered_commits: check.recovered,
+                outcome: check.outcome,
+                verdict,
+                detail: check.detail.clone(),
+            });
+            // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a state
+            // cut before the program made its database reaches none.
+            if check.engine_version.is_some() {
+                engine_version.clone_from(&check.engine_version);
+            }
+            let rank = verdict_rank(verdict);
+            if worst
+                .as_ref()
+                .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
+            {
+                worst = Some((rank, check.outcome, rows.len() - 1, check, state));
+            }
         }
-        // Every commit acknowledged before the cut (the recorder's ack records), for the set check.
-        let acks_before: Vec<Vec<u64>> = vec![state.acks.all().map(|(_, n)| n).collect()];
-        let check = match state.write_to(&state_dir) {
-            Ok(()) => check::verify(&CheckEnv {
-                exec,
-                db: &state_db,
-                acked,
-                acks: &acks_before,
-                timeout: run.trial_timeout,
-                scratch: &dir,
-                close_fds: &files.close_in_writers,
-            }),
-            Err(err) => Check::new(
-                Outcome::WorkerError,
-                format!("writing the crash state: {err}"),
-            ),
-        };
-        let verdict = verdict::judge(
-            check.outcome,
-            &record.journal_mode,
-            &record.synchronous,
-            fault.fault.judged_as(state.variant == Variant::KeepAll),
-            hardware,
-        );
-        // As for the built-in writers: SQLite ignores a failed directory fsync by design.
-        let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
-            &ignored_dir_syncs,
-            &state,
-            verdict,
-        );
-        excused_rows.push(excuse.is_some());
-        excused += usize::from(excuse.is_some());
-        let verdict = excuse.unwrap_or(verdict);
-        rows.push(StateRow {
-            iteration: index,
-            seed: trial_seed,
-            fault: fault.fault.as_str().into(),
-            cut: cut.clone(),
-            state_hash: format!("{:016x}", state.hash),
-            in_checkpoint: checkpoints.iter().any(|c| c.contains(state.cut)),
-            acked_commits: acked,
-            recovered_commits: check.recovered,
-            outcome: check.outcome,
-            verdict,
-            detail: check.detail.clone(),
-        });
-        // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a state
-        // cut before the program made its database reaches none.
-        if check.engine_version.is_some() {
-            engine_version.clone_from(&check.engine_version);
-        }
-        let rank = verdict_rank(verdict);
-        if worst
-            .as_ref()
-            .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
-        {
-            worst = Some((rank, check.outcome, rows.len() - 1, check, state));
-        }
-    }
+    });
     let counts = states::count(&rows);
     let inside = rows.iter().filter(|r| r.in_checkpoint).count();
     let mut detail = format!(

@@ -8,38 +8,16 @@
 //! `~/.cache/torture/node/node_modules` (or `TORTURE_NODE_MODULES`), `go` with `libsqlite3-dev`,
 //! and Python's `duckdb` and `libsql`. A missing one fails the test with the line that installs it.
 
-use std::collections::HashMap;
+mod common;
+
+use common::{csv_rows, say, Row};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const VERIFY: &str = include_str!("../../workloads/exec/verify.sql");
 const VERIFY_DUCKDB: &str = include_str!("../../workloads/exec/verify_duckdb.sql");
-
-type Row = HashMap<String, String>;
-
-fn csv_rows(path: &Path) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.expect("complete row");
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-fn say(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `torture exec --fault power-loss` with `flags`, then `-- program`; returns the output, the
 /// trials and the crash states.

@@ -3,7 +3,11 @@
 //! (negative); `journal_mode=OFF`, a lying disk and a program that acknowledges a failed commit are
 //! caught (positive); WAL+NORMAL loses commits but never corrupts. See docs/exec-faults.md.
 
-use std::collections::{BTreeSet, HashMap};
+mod common;
+
+use common::{csv_rows, say, text, Row};
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -12,10 +16,6 @@ const WRITER: &str = concat!(
     "/../workloads/exec/python_writer.py"
 );
 const VERIFY: &str = include_str!("../../workloads/exec/verify.sql");
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `torture exec` with `flags`, then `-- program`; the run's output folder is `out`.
 fn exec(out: &Path, flags: &[&str], program: &[&str]) -> Output {
@@ -42,23 +42,6 @@ fn writer(out: &Path, flags: &[&str], writer_flags: &[&str]) -> Output {
     exec(out, &f, &p)
 }
 
-type Row = HashMap<String, String>;
-
-fn csv_rows(path: &Path) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.expect("complete row");
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 /// The crash states checked, and the trials.
 fn states(out: &Path) -> (Vec<Row>, Vec<Row>) {
     (
@@ -74,10 +57,6 @@ fn count(rows: &[Row], col: &str, values: &[&str]) -> usize {
 }
 
 const DAMAGE: [&str; 4] = ["corrupt", "atomicity", "open-failed", "wrong-key"];
-
-fn say(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
-}
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

@@ -380,8 +380,12 @@ fn check_states(
             Some(f) => f(scratch, &state, v, verdict),
             None => (v, verdict),
         };
-        let verdict = match excuse_after_failed_directory_sync(&ignored_dir_syncs, &state, verdict)
-        {
+        let verdict = match excuse_after_failed_directory_sync(
+            &ignored_dir_syncs,
+            state.cut.after,
+            state.variant,
+            verdict,
+        ) {
             Some(v) => {
                 excused += 1;
                 v
@@ -507,13 +511,12 @@ pub(crate) fn ignored_directory_sync_failures(log: &torture_preload::Log) -> Vec
 /// instead of a violation, or None.
 pub(crate) fn excuse_after_failed_directory_sync(
     spans: &[(u64, u64)],
-    state: &CrashState,
+    cut: u64,
+    variant: Variant,
     verdict: Verdict,
 ) -> Option<Verdict> {
-    let inside = spans
-        .iter()
-        .any(|&(from, to)| from <= state.cut.after && state.cut.after < to);
-    (inside && state.variant != Variant::KeepAll && verdict == Verdict::Violation)
+    let inside = spans.iter().any(|&(from, to)| from <= cut && cut < to);
+    (inside && variant != Variant::KeepAll && verdict == Verdict::Violation)
         .then_some(Verdict::Expected)
 }
 

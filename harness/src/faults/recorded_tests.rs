@@ -112,33 +112,27 @@ fn a_writer_that_acknowledges_a_failed_commit_is_caught_and_the_honest_one_loses
 /// span: from the failed sync to the next successful fsync of that directory.
 #[test]
 fn only_power_cut_violations_after_a_failed_directory_fsync_are_excused() {
-    use torture_preload::{AckedCommits, CrashState, Cut};
-    let state = |after: u64, variant: Variant| CrashState {
-        cut: Cut { after },
-        variant,
-        hash: 0,
-        files: Default::default(),
-        acks: AckedCommits::default(),
+    let excuse = |spans: &[(u64, u64)], after: u64, v: Variant, verdict: Verdict| {
+        recorded::excuse_after_failed_directory_sync(spans, after, v, verdict)
     };
-    let excuse = recorded::excuse_after_failed_directory_sync;
     let spans = [(10, 20)];
     let v = Verdict::Violation;
     assert_eq!(
-        excuse(&spans, &state(12, Variant::LoseAll), v),
+        excuse(&spans, 12, Variant::LoseAll, v),
         Some(Verdict::Expected)
     );
     assert_eq!(
-        excuse(&spans, &state(10, Variant::TearLast), v),
+        excuse(&spans, 10, Variant::TearLast, v),
         Some(Verdict::Expected)
     );
     // Before the failure, at or after the next good directory fsync, a process crash (keep-all),
     // no failure, or no violation: unchanged.
-    assert_eq!(excuse(&spans, &state(9, Variant::LoseAll), v), None);
-    assert_eq!(excuse(&spans, &state(20, Variant::LoseAll), v), None);
-    assert_eq!(excuse(&spans, &state(12, Variant::KeepAll), v), None);
-    assert_eq!(excuse(&[], &state(12, Variant::LoseAll), v), None);
+    assert_eq!(excuse(&spans, 9, Variant::LoseAll, v), None);
+    assert_eq!(excuse(&spans, 20, Variant::LoseAll, v), None);
+    assert_eq!(excuse(&spans, 12, Variant::KeepAll, v), None);
+    assert_eq!(excuse(&[], 12, Variant::LoseAll, v), None);
     assert_eq!(
-        excuse(&spans, &state(12, Variant::LoseAll), Verdict::Expected),
+        excuse(&spans, 12, Variant::LoseAll, Verdict::Expected),
         None
     );
 }

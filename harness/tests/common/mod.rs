@@ -17,9 +17,22 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// One CSV row, keyed by its header.
+pub type Row = std::collections::HashMap<String, String>;
+
 /// Reads a trials.csv into header-keyed rows.
-pub fn rows(out: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(out.join("trials.csv")).expect("trials.csv");
+pub fn rows(out: &Path) -> Vec<Row> {
+    csv_rows(&out.join("trials.csv"))
+}
+
+/// A program's stdout and stderr, for an assertion's message.
+pub fn say(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr))
+}
+
+/// Reads any of the lab's CSV files (`trials.csv`, `crash-states.csv`) into header-keyed rows.
+pub fn csv_rows(path: &Path) -> Vec<Row> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = r.headers().unwrap().clone();
     r.records()
         .map(|rec| {

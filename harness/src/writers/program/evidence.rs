@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use torture_preload::Variant;
 
 use super::check::{self, CheckEnv};
 use super::child;
@@ -264,24 +265,22 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
                 c.outcome,
                 &pragmas.journal_mode,
                 &pragmas.synchronous,
-                super::recorded::judged_as_named(f.fault, &s.variant),
+                f.fault
+                    .judged_as(super::recorded::variant_class(&s.variant) == Variant::KeepAll),
                 s.hardware_as_documented,
             );
             // The excuse, derived again from the saved recording when it is there (else the run's).
-            let excused = match torture_preload::read_log(&folder.join("faultfs.log")) {
+            let spans = match torture_preload::read_log(&folder.join("faultfs.log")) {
                 Ok(log) if exec.engine == Engine::Sqlite && !f.fsync_commits_names => {
-                    let spans = crate::faults::recorded::ignored_directory_sync_failures(&log);
-                    spans.iter().any(|&(from, to)| from <= s.cut && s.cut < to)
-                        && s.variant != "keep-all"
+                    crate::faults::recorded::ignored_directory_sync_failures(&log)
                 }
-                Ok(_) => false,
-                Err(_) => s.excused_after_failed_directory_sync,
+                Ok(_) => Vec::new(),
+                Err(_) if s.excused_after_failed_directory_sync => vec![(0, u64::MAX)],
+                Err(_) => Vec::new(),
             };
-            if excused && v == Verdict::Violation {
-                Verdict::Expected
-            } else {
-                v
-            }
+            let variant = super::recorded::variant_class(&s.variant);
+            crate::faults::recorded::excuse_after_failed_directory_sync(&spans, s.cut, variant, v)
+                .unwrap_or(v)
         }
         _ => record::verdict_of(c.outcome, &pragmas, judged),
     };

@@ -187,13 +187,14 @@ pub(crate) fn variant_name(v: Variant) -> String {
     }
 }
 
-/// The fault a saved state is judged under, from its variant's name in evidence (`keep-all`,
-/// `lose-all`, …): [`Fault::judged_as`].
-pub(crate) fn judged_as_named(
-    fault: crate::verify::verdict::Fault,
-    variant: &str,
-) -> crate::verify::verdict::Fault {
-    fault.judged_as(variant == "keep-all")
+/// What the rules need of a variant saved by name in evidence (`keep-all`, `lose-all`, …): whether
+/// it kept everything (a process crash) or is a power cut (any other stands for all of them).
+pub(crate) fn variant_class(name: &str) -> Variant {
+    if name == "keep-all" {
+        Variant::KeepAll
+    } else {
+        Variant::LoseAll
+    }
 }
 
 fn verdict_rank(v: Verdict) -> u8 {
@@ -471,7 +472,8 @@ pub fn run_trial(
             // As for the built-in writers: SQLite ignores a failed directory fsync by design.
             let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
                 &ignored_dir_syncs,
-                &state,
+                state.cut.after,
+                state.variant,
                 verdict,
             );
             excused_rows.push(excuse.is_some());

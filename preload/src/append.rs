@@ -49,32 +49,29 @@ impl LogAppender {
     }
 
     /// Appends an `ack` record (fd -1: read by the lab, not seen by the recorder) with the bytes
-    /// the program printed; returns its sequence number.
+    /// the program printed; returns its sequence number. Waits for the log's lock.
     pub fn append_ack(&mut self, pid: u32, data: &[u8]) -> std::io::Result<u64> {
-        let fd = self.lock.as_raw_fd();
-        // SAFETY: flock on our own descriptor.
-        while unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-        let result = self.append_locked(pid, data);
-        // SAFETY: as above.
-        unsafe { libc::flock(fd, libc::LOCK_UN) };
-        result
+        self.append_with_lock(libc::LOCK_EX, pid, data)
+            .map(|seq| seq.expect("a blocking lock is taken"))
     }
 
     /// [`append_ack`](Self::append_ack) without waiting: `Ok(None)` when the recorder holds the
     /// log's lock now (a program inside a hooked call), so the caller can come back later rather
     /// than stall behind the program it is watching.
     pub fn try_append_ack(&mut self, pid: u32, data: &[u8]) -> std::io::Result<Option<u64>> {
+        self.append_with_lock(libc::LOCK_EX | libc::LOCK_NB, pid, data)
+    }
+
+    /// Takes the log's lock with `flock(how)` (None: it would block), appends, releases.
+    fn append_with_lock(
+        &mut self,
+        how: i32,
+        pid: u32,
+        data: &[u8],
+    ) -> std::io::Result<Option<u64>> {
         let fd = self.lock.as_raw_fd();
-        loop {
-            // SAFETY: flock on our own descriptor.
-            if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                break;
-            }
+        // SAFETY: flock on our own descriptor.
+        while unsafe { libc::flock(fd, how) } != 0 {
             let e = std::io::Error::last_os_error();
             match e.kind() {
                 std::io::ErrorKind::Interrupted => continue,

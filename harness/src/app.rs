@@ -298,6 +298,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.verify_sql = args.verify_sql.clone();
     exec.verify_cmd = args.verify_cmd.clone();
     exec.journal_mode = args.journal_mode.clone();
+    exec.synchronous = args.synchronous.as_deref().map(str::to_ascii_lowercase);
     exec.name = args.name.clone();
     exec.python = args.python.clone();
     exec.key = args.key.clone();
@@ -347,14 +348,19 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Err(e) => return usage_error(&format!("--calibrate-for: {e}")),
         }
     }
-    if let Some(kind) = &args.fault {
+    // `--fault sigkill` is the default said out loud: the program is killed, nothing is recorded.
+    let recorded_fault = args
+        .fault
+        .as_deref()
+        .filter(|f| !f.eq_ignore_ascii_case("sigkill"));
+    if let Some(kind) = recorded_fault {
         match crate::writers::program::ExecFault::from_flags(
             kind,
             args.sector_size,
             args.lying_disk,
             args.no_powersafe_overwrite,
             args.crash_states.as_deref(),
-            args.max_states,
+            args.max_states.as_deref(),
             args.fail_at.as_deref(),
         )
         .and_then(|mut f| {
@@ -372,7 +378,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         || args.max_states.is_some()
         || args.fail_at.is_some()
     {
-        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --fsync-commits-names, --crash-states, --max-states and --fail-at need --fault power-loss|kill-at-op|io-error|disk-full");
+        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --fsync-commits-names, --crash-states, --max-states and --fail-at need --fault power-loss, kill-at-op, io-error or disk-full");
     }
     if let Err(e) = exec
         .validate()

@@ -283,6 +283,10 @@ pub struct ExecArgs {
     /// The program's journal mode, for the verdict, if it does not print `journal_mode MODE`.
     #[arg(long)]
     pub journal_mode: Option<String>,
+    /// The program's `synchronous` setting (off, normal, full, extra), for the verdict, if it does
+    /// not print `synchronous MODE`. Unknown, a lost commit is judged by its cause in the recording.
+    #[arg(long)]
+    pub synchronous: Option<String>,
     /// Name in the CSV's profile column (exec:NAME).
     #[arg(long)]
     pub name: Option<String>,
@@ -306,8 +310,8 @@ pub struct ExecArgs {
     pub calibrate_for: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
-    /// power-loss, kill-at-op, io-error or disk-full: record the program once under the file
-    /// recorder and check every crash state of the recording (docs/exec-faults.md).
+    /// sigkill (the default), or power-loss, kill-at-op, io-error or disk-full: record the program
+    /// once under the file recorder and check a sample of its crash states (docs/exec-faults.md).
     #[arg(long)]
     pub fault: Option<String>,
     /// Torn-write granularity in bytes, a power of two (default 512).
@@ -326,9 +330,11 @@ pub struct ExecArgs {
     /// Where to cut the recording: every-sync (default) or every-op (default for kill-at-op).
     #[arg(long)]
     pub crash_states: Option<String>,
-    /// At most this many distinct crash states per trial (a seeded sample).
+    /// At most this many distinct crash states per trial: a seeded sample that always keeps the
+    /// end of the run and the cuts inside WAL checkpoints (default 64, as for built-in writers);
+    /// `all` checks every one.
     #[arg(long)]
-    pub max_states: Option<usize>,
+    pub max_states: Option<String>,
     /// io-error/disk-full: the failing operation, <kind>:<n>[:persist] (e.g. sync:3); default a
     /// seeded draw among the probe run's syncs (io-error) or writes (disk-full, persisting).
     #[arg(long)]

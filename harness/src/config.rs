@@ -275,8 +275,11 @@ pub(crate) fn default_fault_commits() -> u64 {
 pub(crate) fn default_sector_size() -> u32 {
     512
 }
+/// Crash states checked per recorded trial by default, for every subject.
+pub const DEFAULT_MAX_STATES: u64 = 64;
+
 pub(crate) fn default_max_states() -> u64 {
-    64
+    DEFAULT_MAX_STATES
 }
 
 /// How op-indexed faults are placed and what a power cut does.

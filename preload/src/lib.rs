@@ -40,7 +40,7 @@ mod recorder;
 ))]
 pub use recorder::start_recording;
 
-pub use acks::{acks_before, parse_before, AckedCommits, Writer, LAB_READ_FD};
+pub use acks::{acks_before, parse_before, AckParser, AckedCommits, Writer, LAB_READ_FD};
 pub use append::LogAppender;
 pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
 pub use faults::{parse_crash_at, parse_seed, FailAt, FailKind, FileFilter, OpFilter};

@@ -92,13 +92,13 @@ impl Summary {
         self.states[2] += r.cuts_in_checkpoint;
     }
 
-    /// `N crash states checked (R/s), D damaged, C cut inside a WAL checkpoint`, when the run
+    /// `N crash states checked (R/s), D not intact, C cut inside a WAL checkpoint`, when the run
     /// checked any.
     pub fn crash_states_line(&self, elapsed: std::time::Duration) -> Option<String> {
         let [n, damaged, inside] = self.states;
         (n > 0).then(|| {
             format!(
-                "{n} crash states checked ({:.0}/s), {damaged} damaged, {inside} cut inside a WAL checkpoint",
+                "{n} crash states checked ({:.0}/s), {damaged} not intact, {inside} cut inside a WAL checkpoint",
                 n as f64 / elapsed.as_secs_f64().max(1e-9)
             )
         })

@@ -38,6 +38,8 @@ pub(crate) struct Check {
     pub recovered: u64,
     /// The library that checked, when it is not the lab's SQLite: `duckdb 2.0.0`, `libsql 3.45.1`.
     pub engine_version: Option<String>,
+    /// `lost-commit`: the first acknowledged commit missing of each instance that lost one.
+    pub missing: Missing,
 }
 
 impl Check {
@@ -47,6 +49,7 @@ impl Check {
             detail: detail.into(),
             recovered: 0,
             engine_version: None,
+            missing: Vec::new(),
         }
     }
 }
@@ -78,12 +81,17 @@ struct Findings {
 }
 
 /// What `--recovered-sql` answered: one row is the highest surviving commit; several rows (or
-/// none) are the set of surviving commit numbers.
+/// none) are the set of surviving commit numbers; rows of two columns are (instance, commit):
+/// each instance's surviving commits, for programs that number their acks per instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Recovered {
     Highest(u64),
     Set(std::collections::BTreeSet<u64>),
+    PerInstance(std::collections::BTreeMap<u64, std::collections::BTreeSet<u64>>),
 }
+
+/// The first acknowledged commit missing of each instance that lost one: (instance, commit).
+pub(crate) type Missing = Vec<(usize, u64)>;
 
 impl Recovered {
     pub(crate) fn from_rows(rows: Vec<u64>) -> Recovered {
@@ -93,37 +101,69 @@ impl Recovered {
         }
     }
 
+    /// Rows of one column (a commit) or two (instance, commit); two columns in every row make the
+    /// answer per instance.
+    pub(crate) fn from_answers(rows: Vec<(Option<u64>, u64)>) -> Recovered {
+        if !rows.is_empty() && rows.iter().all(|(i, _)| i.is_some()) {
+            let mut m = std::collections::BTreeMap::<u64, std::collections::BTreeSet<u64>>::new();
+            for (i, n) in rows {
+                m.entry(i.unwrap_or(0)).or_default().insert(n);
+            }
+            return Recovered::PerInstance(m);
+        }
+        Recovered::from_rows(rows.into_iter().map(|(_, n)| n).collect())
+    }
+
     /// The highest surviving commit, for the CSV's `recovered_commits`.
     pub(crate) fn highest(&self) -> u64 {
         match self {
             Recovered::Highest(n) => *n,
             Recovered::Set(s) => s.last().copied().unwrap_or(0),
+            Recovered::PerInstance(m) => m
+                .values()
+                .filter_map(|s| s.last())
+                .copied()
+                .max()
+                .unwrap_or(0),
         }
     }
 
-    /// What is lost of the acknowledged commits, in words, or None.
-    fn lost(&self, acked: u64, acks: &[Vec<u64>]) -> Option<String> {
-        let set = match self {
-            Recovered::Highest(n) => {
-                return (*n < acked)
-                    .then(|| format!("acknowledged up to {acked}, recovered up to {n}"))
-            }
-            Recovered::Set(s) => s,
-        };
+    /// What is lost of the acknowledged commits, in words, and the first commit missing of each
+    /// instance; None when nothing is.
+    pub(crate) fn lost(&self, acked: u64, acks: &[Vec<u64>]) -> Option<(String, Missing)> {
+        let empty = std::collections::BTreeSet::new();
         let fallback = [if acked > 0 { vec![acked] } else { vec![] }];
         let acks = if acks.iter().all(Vec::is_empty) {
             &fallback[..]
         } else {
             acks
         };
+        let survivors = |i: usize| -> &std::collections::BTreeSet<u64> {
+            match self {
+                Recovered::Set(s) => s,
+                Recovered::PerInstance(m) => m.get(&(i as u64)).unwrap_or(&empty),
+                Recovered::Highest(_) => &empty,
+            }
+        };
+        if let Recovered::Highest(n) = self {
+            return (*n < acked).then(|| {
+                (
+                    format!("acknowledged up to {acked}, recovered up to {n}"),
+                    vec![(0, n + 1)],
+                )
+            });
+        }
         let several = acks.len() > 1;
         let mut parts = Vec::new();
+        let mut missing = Vec::new();
         for (i, mine) in acks.iter().enumerate() {
             let mut acked: Vec<u64> = mine.clone();
             acked.sort_unstable();
             acked.dedup();
-            let missing: Vec<u64> = acked.iter().copied().filter(|n| !set.contains(n)).collect();
-            if let Some(first) = missing.first() {
+            let set = survivors(i);
+            let lost: Vec<u64> = acked.iter().copied().filter(|n| !set.contains(n)).collect();
+            if let Some(&first) = lost.first() {
+                missing.push((i, first));
                 parts.push(format!(
                     "{}{} of {} acknowledged commit(s) missing, first {first}",
                     if several {
@@ -131,17 +171,24 @@ impl Recovered {
                     } else {
                         String::new()
                     },
-                    missing.len(),
+                    lost.len(),
                     acked.len()
                 ));
             }
         }
+        let survived = match self {
+            Recovered::Set(s) => s.len(),
+            Recovered::PerInstance(m) => m.values().map(|s| s.len()).sum(),
+            Recovered::Highest(_) => 0,
+        };
         (!parts.is_empty()).then(|| {
-            format!(
-                "{} ({} commit(s) survived, the highest {})",
-                parts.join("; "),
-                set.len(),
-                self.highest()
+            (
+                format!(
+                    "{} ({survived} commit(s) survived, the highest {})",
+                    parts.join("; "),
+                    self.highest()
+                ),
+                missing,
             )
         })
     }
@@ -188,6 +235,19 @@ pub(crate) fn verify(env: &CheckEnv<'_>) -> Check {
         Ok(f) => decide(env, f),
         Err(c) => c,
     };
+    // Lost without an answer to compare (the table is gone): every acknowledged commit is missing,
+    // the first of each instance first.
+    if check.outcome == Outcome::LostCommit && check.missing.is_empty() {
+        check.missing = env
+            .acks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.iter().min().map(|&n| (i, n)))
+            .collect();
+        if check.missing.is_empty() && env.acked > 0 {
+            check.missing = vec![(0, env.acked)];
+        }
+    }
     check.engine_version = version;
     check
 }
@@ -196,6 +256,24 @@ pub(crate) fn verify(env: &CheckEnv<'_>) -> Check {
 fn decide(env: &CheckEnv<'_>, mut f: Findings) -> Check {
     if let Some(why) = f.not_yet {
         return Check::new(Outcome::Intact, why);
+    }
+    // Before the program's first ack it may not have established its invariant yet (a row its
+    // start-up inserts): such a state is held only to what the database guarantees — it opened
+    // and passed its integrity check.
+    if env.acked == 0 && env.acks.iter().all(Vec::is_empty) {
+        let mut c = Check::new(Outcome::Intact, "");
+        c.recovered = f.recovered.as_ref().map_or(0, Recovered::highest);
+        if !f.broken.is_empty() || env.exec.verify_cmd.is_some() {
+            c.detail = format!(
+                "{BEFORE_FIRST_ACK}{}",
+                if f.broken.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it said: {})", f.broken.join("; "))
+                }
+            );
+        }
+        return c;
     }
     if let Some(cmd) = &env.exec.verify_cmd {
         match run_verify_cmd(env, cmd) {
@@ -209,20 +287,27 @@ fn decide(env: &CheckEnv<'_>, mut f: Findings) -> Check {
         .recovered
         .as_ref()
         .and_then(|r| r.lost(env.acked, env.acks));
-    let mut check = match (f.broken.is_empty(), lost) {
+    let mut check = match (f.broken.is_empty(), &lost) {
         (false, lost) => {
             let mut d = f.broken.join("; ");
-            if let Some(l) = lost {
+            if let Some((l, _)) = lost {
                 d.push_str(&format!("; also lost: {l}"));
             }
             Check::new(Outcome::Atomicity, d)
         }
-        (true, Some(l)) => Check::new(Outcome::LostCommit, l),
+        (true, Some((l, _))) => Check::new(Outcome::LostCommit, l.clone()),
         (true, None) => Check::new(Outcome::Intact, ""),
     };
+    if let Some((_, missing)) = lost {
+        check.missing = missing;
+    }
     check.recovered = recovered;
     check
 }
+
+/// The detail of a state before the first ack whose invariant was not applied.
+pub(crate) const BEFORE_FIRST_ACK: &str =
+    "before the program's first ack: held to opening and integrity only, the invariant is not applied yet";
 
 fn not_yet(what: &str) -> String {
     format!(
@@ -261,7 +346,7 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
         );
         if let Some(sql) = &env.exec.recovered_sql {
             c.recovered =
-                recovered_rows(&conn, sql).map_or(0, |r| Recovered::from_rows(r).highest());
+                recovered_rows(&conn, sql).map_or(0, |r| Recovered::from_answers(r).highest());
         }
         return Err(c);
     }
@@ -272,7 +357,7 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
     }
     if let Some(sql) = &env.exec.recovered_sql {
         match recovered_rows(&conn, sql) {
-            Ok(rows) => f.recovered = Some(Recovered::from_rows(rows)),
+            Ok(rows) => f.recovered = Some(Recovered::from_answers(rows)),
             Err(SqlError::NotANumber(t)) => return Err(bad_recovered(&t)),
             Err(SqlError::Sqlite(e)) if sqlite_error::is_corrupt(&e) => {
                 return Err(classify(&e, "--recovered-sql"))
@@ -333,12 +418,12 @@ impl std::fmt::Display for SqlError {
 }
 
 /// The first column of every row as commit numbers; a NULL row (`max()` of an empty table) is 0.
-fn recovered_rows(conn: &Connection, sql: &str) -> Result<Vec<u64>, SqlError> {
+fn recovered_rows(conn: &Connection, sql: &str) -> Result<Vec<(Option<u64>, u64)>, SqlError> {
     let mut stmt = conn.prepare(sql).map_err(SqlError::Sqlite)?;
+    let two = stmt.column_count() == 2;
     let mut rows = stmt.query([]).map_err(SqlError::Sqlite)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(SqlError::Sqlite)? {
-        let n = match row.get_ref(0).map_err(SqlError::Sqlite)? {
+    let number = |v: ValueRef<'_>| -> Result<u64, SqlError> {
+        Ok(match v {
             ValueRef::Null => 0,
             ValueRef::Integer(i) => i.max(0) as u64,
             ValueRef::Real(r) if r.is_finite() => r.max(0.0) as u64,
@@ -348,8 +433,17 @@ fn recovered_rows(conn: &Connection, sql: &str) -> Result<Vec<u64>, SqlError> {
                     .parse()
                     .map_err(|_| SqlError::NotANumber(t.clone()))?
             }
-        };
-        out.push(n);
+        })
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(SqlError::Sqlite)? {
+        if two {
+            let i = number(row.get_ref(0).map_err(SqlError::Sqlite)?)?;
+            let n = number(row.get_ref(1).map_err(SqlError::Sqlite)?)?;
+            out.push((Some(i), n));
+        } else {
+            out.push((None, number(row.get_ref(0).map_err(SqlError::Sqlite)?)?));
+        }
     }
     Ok(out)
 }

@@ -157,6 +157,9 @@ impl Said {
 pub(crate) struct LineParser {
     pub said: Said,
     ack_log: Option<AckLog>,
+    /// The pid the lab's ack records carry: the instance's leader, so each ack stays its
+    /// instance's (the recorder's own records carry the writing process).
+    leader: u32,
     /// Acks read but not yet appended to the recording: the recorder held its lock (the program
     /// was inside a hooked call). The lab never waits for that lock: it would stall behind the
     /// program it watches, and miss its stop time.
@@ -181,11 +184,12 @@ const TAIL: usize = 16 * 1024;
 
 impl LineParser {
     /// A parser that appends every ack line to the recorder's log at `log`.
-    pub fn with_ack_log(log: &Path) -> Result<LineParser, String> {
+    pub fn with_ack_log(log: &Path, leader: u32) -> Result<LineParser, String> {
         let a = torture_preload::LogAppender::open(log)
             .map_err(|e| format!("opening the recorder's log {}: {e}", log.display()))?;
         Ok(LineParser {
             ack_log: Some(AckLog(a)),
+            leader,
             ..LineParser::default()
         })
     }
@@ -196,7 +200,7 @@ impl LineParser {
             return;
         };
         while let Some(&n) = self.unplaced.first() {
-            match log.try_append_ack(0, format!("ack {n}\n").as_bytes()) {
+            match log.try_append_ack(self.leader, format!("ack {n}\n").as_bytes()) {
                 Ok(Some(_)) => {
                     self.unplaced.remove(0);
                 }
@@ -306,6 +310,8 @@ pub(crate) struct Run {
     pub argv: Vec<String>,
     /// The last few KiB each instance printed.
     pub stdout_tails: Vec<Vec<u8>>,
+    /// Each instance's first process (its group's leader), in instance order.
+    pub leaders: Vec<u32>,
     /// When the database files were first and last seen to change (only when watched).
     pub writes: Option<(Duration, Duration)>,
     /// `Stop::Anchored` past the anchor: the program's own first ack the kill was counted from.
@@ -490,6 +496,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     }
     let mut instances = Vec::new();
     let mut tails = Vec::new();
+    let mut leaders = Vec::new();
     for p in &mut procs {
         // The pipe keeps what the program wrote before it died: those acks were printed after
         // their commits returned, so they count. A process that left the group may still hold the
@@ -510,6 +517,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         };
         instances.push((p.parser.said.clone(), end));
         tails.push(p.parser.tail().to_vec());
+        leaders.push(p.group.as_raw() as u32);
     }
     let ends: Vec<End> = instances.iter().map(|(_, e)| *e).collect();
     let end = ends
@@ -534,6 +542,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         ran_for,
         argv,
         stdout_tails: tails,
+        leaders,
         writes: watcher.and_then(|w| w.span()),
         kth_ack_at,
         kill_one_note,
@@ -568,14 +577,15 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
     if let Some(o) = &out {
         set_nonblocking(o);
     }
+    let parser = match launch.ack_log {
+        Some(log) => LineParser::with_ack_log(log, child.id())?,
+        None => LineParser::default(),
+    };
     Ok(Proc {
         child,
         group,
         out,
-        parser: match launch.ack_log {
-            Some(log) => LineParser::with_ack_log(log)?,
-            None => LineParser::default(),
-        },
+        parser,
         status: None,
         killed: false,
     })

@@ -58,6 +58,13 @@ pub struct CrashStateNote {
     /// damage was judged `expected` (`faults::recorded::excuse_after_failed_directory_sync`).
     #[serde(default)]
     pub excused_after_failed_directory_sync: bool,
+    /// Each instance's leader pid in the recording, to tell the instances' acks apart.
+    #[serde(default)]
+    pub instance_leaders: Vec<u32>,
+    /// The run's cause of the state's lost commit (`judge::Cause`), re-derived by replay from the
+    /// saved recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// The folder inside a fault trial's evidence that holds the crash state's files.
@@ -279,6 +286,8 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
                 Err(_) => Vec::new(),
             };
             let variant = super::recorded::variant_class(&s.variant);
+            // A lost commit: judged by its cause, re-derived from the saved recording.
+            let v = super::judge::rejudge(folder, &note, s, &c, work.path()).unwrap_or(v);
             crate::faults::recorded::excuse_after_failed_directory_sync(&spans, s.cut, variant, v)
                 .unwrap_or(v)
         }

@@ -60,6 +60,24 @@ pub struct ExecFault {
     pub fail_range: Option<u64>,
 }
 
+/// Crash states checked per trial unless `--max-states` says otherwise: the built-in writers'
+/// default, so every subject samples alike.
+pub const DEFAULT_MAX_STATES: usize = crate::config::DEFAULT_MAX_STATES as usize;
+
+/// `--max-states N|all` (absent: [`DEFAULT_MAX_STATES`]); `None` is every state.
+pub fn parse_max_states(flag: Option<&str>) -> Result<Option<usize>, String> {
+    match flag.map(str::trim) {
+        None => Ok(Some(DEFAULT_MAX_STATES)),
+        Some("all") => Ok(None),
+        Some(n) => match n.parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!(
+                "--max-states {n}: give a number of crash states per trial (at least 1), or `all`"
+            )),
+            Ok(n) => Ok(Some(n)),
+        },
+    }
+}
+
 /// Seeded draws of the failing operation, when `--fail-at` is not given: `sync` (io-error) or
 /// `write` (disk-full, persisting) number 1 to as many as the probe run made, or to this without
 /// a probe.
@@ -73,9 +91,10 @@ impl ExecFault {
         lying_disk: bool,
         no_powersafe_overwrite: bool,
         crash_states: Option<&str>,
-        max_states: Option<usize>,
+        max_states: Option<&str>,
         fail_at: Option<&str>,
     ) -> Result<ExecFault, String> {
+        let max_states = parse_max_states(max_states)?;
         let fault = match Fault::parse(fault) {
             Some(Fault::Sigkill) | None => {
                 return Err(format!(
@@ -108,9 +127,7 @@ impl ExecFault {
     pub fn validate(&self) -> Result<(), String> {
         self.model().validate()?;
         if self.max_states == Some(0) {
-            return Err(
-                "--max-states 0: give at least 1, or drop the flag to check them all".into(),
-            );
+            return Err("--max-states 0: give at least 1, or `all`".into());
         }
         let power = matches!(
             self.fault,
@@ -294,6 +311,23 @@ mod tests {
             assert!(e.as_ref().unwrap().validate().is_ok());
         }
         assert!(!flags("flood").unwrap_err().contains('\n'), "one line");
+    }
+
+    #[test]
+    fn crash_states_are_sampled_by_default_and_all_checks_every_one() {
+        assert_eq!(
+            flags("power-loss").unwrap().max_states,
+            Some(DEFAULT_MAX_STATES)
+        );
+        assert_eq!(parse_max_states(Some("all")), Ok(None));
+        assert_eq!(parse_max_states(Some("7")), Ok(Some(7)));
+        for bad in ["0", "-1", "many"] {
+            let e = parse_max_states(Some(bad)).unwrap_err();
+            assert!(
+                e.starts_with(&format!("--max-states {bad}")) && e.contains("`all`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

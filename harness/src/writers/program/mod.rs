@@ -29,6 +29,7 @@ mod check;
 mod child;
 mod evidence;
 mod fault;
+mod judge;
 mod recorded;
 mod states;
 mod trial;
@@ -241,6 +242,10 @@ pub struct ExecOptions {
     /// `journal_mode MODE` itself. Unknown (`?`) holds any damage to the strict promise: a violation.
     #[serde(default)]
     pub journal_mode: Option<String>,
+    /// `--synchronous`: the program's setting, for the verdict, when it does not print
+    /// `synchronous MODE` itself.
+    #[serde(default)]
+    pub synchronous: Option<String>,
     /// The name in the CSV's `profile` column is `exec:<name>`; by default the script or program name.
     #[serde(default)]
     pub name: Option<String>,
@@ -312,6 +317,7 @@ impl ExecOptions {
             kill_window: None,
             anchor: None,
             journal_mode: None,
+            synchronous: None,
             name: None,
             python: default_python(),
             key: None,
@@ -345,6 +351,13 @@ impl ExecOptions {
                 return Err(format!(
                     "--seed-db {}: {why}; give a database made by the program (or drop --seed-db)",
                     seed.display()
+                ));
+            }
+        }
+        if let Some(s) = &self.synchronous {
+            if !matches!(s.as_str(), "off" | "normal" | "full" | "extra") {
+                return Err(format!(
+                    "--synchronous {s}: give off, normal, full or extra (as PRAGMA synchronous names them)"
                 ));
             }
         }

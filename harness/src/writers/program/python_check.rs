@@ -44,7 +44,7 @@ except Exception as e:
     fail("read", e)
 if rec:
     try:
-        out["recovered"] = [number(r[0]) for r in con.execute(rec).fetchall()]
+        out["recovered"] = [[number(r[0]), number(r[1])] if len(r) == 2 else number(r[0]) for r in con.execute(rec).fetchall()]
     except Exception as e:
         fail("recovered", e)
 if ver:
@@ -439,7 +439,7 @@ except Exception as e:
     fail("integrity", e)
 if rec:
     try:
-        out["recovered"] = [number(r[0]) for r in con.execute(rec).fetchall()]
+        out["recovered"] = [[number(r[0]), number(r[1])] if len(r) == 2 else number(r[0]) for r in con.execute(rec).fetchall()]
     except Exception as e:
         fail("recovered", e)
 if ver:
@@ -617,12 +617,21 @@ fn recovered_json(json: &serde_json::Value) -> Result<Recovered, String> {
             other => Err(other.to_string()),
         }
     };
-    let rows = match json.get("recovered") {
-        None => vec![0],
-        Some(Value::Array(rows)) => rows.iter().map(one).collect::<Result<Vec<u64>, String>>()?,
-        Some(v) => vec![one(v)?],
+    let row = |v: &Value| -> Result<(Option<u64>, u64), String> {
+        match v {
+            Value::Array(pair) if pair.len() == 2 => Ok((Some(one(&pair[0])?), one(&pair[1])?)),
+            v => Ok((None, one(v)?)),
+        }
     };
-    Ok(Recovered::from_rows(rows))
+    let rows = match json.get("recovered") {
+        None => vec![(None, 0)],
+        Some(Value::Array(rows)) => rows
+            .iter()
+            .map(row)
+            .collect::<Result<Vec<(Option<u64>, u64)>, String>>()?,
+        Some(v) => vec![(None, one(v)?)],
+    };
+    Ok(Recovered::from_answers(rows))
 }
 
 /// Whether `python` can import the engine's Python package, checked once before a run so a missing

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use torture_preload::{
-    enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, Log, OpKind, Variant,
+    enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, CutPoints, Log, OpKind,
+    Variant, Writer,
 };
 
 use super::check::{self, Check, CheckEnv};
 use super::child::{self, End, Launch, Run, Stop};
 use super::fault::ExecFault;
+use super::judge::{self, Causes};
 use super::states::{self, StateRow};
 use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
@@ -118,6 +120,34 @@ fn pids(log: &Log) -> usize {
         .filter(|&p| p != 0)
         .collect::<std::collections::BTreeSet<_>>()
         .len()
+}
+
+/// Which instance each writer of acks is: a process is its instance's when its chain of parents
+/// (the recorder's `Start` records) reaches that instance's leader; an `ack N ID` writer, and any
+/// process the chain does not place, is instance 0.
+pub(crate) fn instances_of(log: &Log, leaders: &[u32]) -> impl Fn(&Writer) -> usize {
+    let mut parent = std::collections::HashMap::new();
+    for o in &log.ops {
+        if let OpKind::Start { ppid, .. } = &o.kind {
+            parent.entry(o.pid).or_insert(*ppid);
+        }
+    }
+    let leaders: Vec<u32> = leaders.to_vec();
+    move |w: &Writer| {
+        let Writer::Pid(mut pid) = *w else {
+            return 0;
+        };
+        for _ in 0..64 {
+            if let Some(i) = leaders.iter().position(|&l| l == pid) {
+                return i;
+            }
+            match parent.get(&pid) {
+                Some(&p) if p != pid => pid = p,
+                _ => break,
+            }
+        }
+        0
+    }
 }
 
 /// Why a log holds nothing to crash: one line for the user (exit 2 before a run).
@@ -328,7 +358,20 @@ pub fn run_trial(
     let (jm, fallback) = journal_mode(exec, said.journal_mode.as_deref(), opened_wal);
     record.journal_mode = jm;
     record.pragma_fallback = fallback;
-    record.synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
+    let durable_syncs = rec
+        .log
+        .ops
+        .iter()
+        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
+        .count();
+    let (synchronous, sync_note) = synchronous_of(exec, said.synchronous.as_deref(), durable_syncs);
+    record.synchronous = synchronous;
+    if let Some(n) = sync_note {
+        if !record.pragma_fallback.is_empty() {
+            record.pragma_fallback.push_str("; ");
+        }
+        record.pragma_fallback.push_str(&n);
+    }
     // As for a SIGKILL exec trial: the instances; the processes the recorder saw are in `detail`.
     record.processes = exec.instances.max(1);
     if exec.engine == Engine::Sqlite {
@@ -414,7 +457,15 @@ pub fn run_trial(
         ));
     }
 
-    let plan = fault.plan(trial_seed);
+    let checkpoints = wal_checkpoints(&rec.log);
+    let mut plan = fault.plan(trial_seed);
+    // A sample, as for the built-in writers: the cuts inside checkpoints where there are few, the
+    // syncs sampled to fill the budget, the end always in.
+    if let (CutPoints::EverySync, Some(max)) = (&plan.cuts, plan.max_states) {
+        let (cuts, _) =
+            crate::faults::recorded::choose_cuts(&rec.log, &checkpoints, max, trial_seed);
+        plan.cuts = CutPoints::Ops(cuts);
+    }
     let e = match enumerate(&rec.start, &rec.log, &plan) {
         Ok(e) => e,
         Err(err) => {
@@ -422,7 +473,6 @@ pub fn run_trial(
             return finish(record, started, &dir);
         }
     };
-    let checkpoints = wal_checkpoints(&rec.log);
     // SQLite's own `unixSync` ignores a failed directory fsync; another engine, or a file system
     // whose file fsync makes names durable anyway (--fsync-commits-names), is owed no excuse.
     let ignored_dir_syncs = if exec.engine == Engine::Sqlite && !fault.fsync_commits_names {
@@ -438,6 +488,31 @@ pub fn run_trial(
     let hardware = fault.hardware_as_documented();
     let mut rows: Vec<StateRow> = Vec::with_capacity(e.len());
     let mut worst: Option<(u8, Outcome, usize, Check, CrashState)> = None;
+    let instance_of = instances_of(&rec.log, &rec.run.leaders);
+    let instances = (exec.instances.max(1)) as usize;
+    let durable_declared =
+        judge::promises_durability(exec.engine, &record.journal_mode, &record.synchronous);
+    let settings = format!(
+        "journal_mode={} synchronous={}",
+        record.journal_mode, record.synchronous
+    );
+    let cause_dir = dir.join("cause");
+    let mut causes = Causes::new(
+        &rec.start,
+        &rec.log,
+        fault.model(),
+        exec,
+        judge::ack_positions(&rec.log, &instance_of),
+        instances,
+        &cause_dir,
+        &dir,
+        run.trial_timeout,
+        &files.close_in_writers,
+    );
+    let mut cause_counts: std::collections::BTreeMap<&'static str, usize> = Default::default();
+    let mut row_causes: Vec<Option<&'static str>> = Vec::with_capacity(e.len());
+    let journal_crash_safe = torture_workloads::JournalMode::parse(&record.journal_mode)
+        .is_none_or(|m| m.is_crash_safe());
     crate::lab::slot::at_normal_priority(|| {
         for state in e.states() {
             let cut = cut_name(&rec.log, &state);
@@ -445,8 +520,9 @@ pub fn run_trial(
             if state.cut.after >= end_seq {
                 acked = acked.max(rec.run.said.max_ack);
             }
-            // Every commit acknowledged before the cut (the recorder's ack records), for the set check.
-            let acks_before: Vec<Vec<u64>> = vec![state.acks.all().map(|(_, n)| n).collect()];
+            // Every commit acknowledged before the cut (the recorder's ack records), per instance,
+            // for the set check: equal numbers of different instances are never merged.
+            let acks_before = acks_of(&state.acks, &instance_of, instances);
             let check = match state.write_to(&state_dir) {
                 Ok(()) => check::verify(&CheckEnv {
                     exec,
@@ -462,13 +538,37 @@ pub fn run_trial(
                     format!("writing the crash state: {err}"),
                 ),
             };
-            let verdict = verdict::judge(
+            let mut check = check;
+            let mut verdict = verdict::judge(
                 check.outcome,
                 &record.journal_mode,
                 &record.synchronous,
                 fault.fault.judged_as(state.variant == Variant::KeepAll),
                 hardware,
             );
+            // A lost commit is judged by its cause in the recording, not by a guess at the settings.
+            let mut row_cause = None;
+            if check.outcome == Outcome::LostCommit && journal_crash_safe {
+                let power_cut = state.variant != Variant::KeepAll
+                    && fault.fault.judged_as(false) == crate::verify::verdict::Fault::PowerLoss;
+                if let Some((cause, instance, n)) = causes.of(&check.missing, power_cut) {
+                    let (v, why) =
+                        judge::verdict_of(cause, power_cut, hardware, durable_declared, &settings);
+                    verdict = v;
+                    *cause_counts.entry(cause.as_str()).or_default() += 1;
+                    row_cause = Some(cause.as_str());
+                    let whose = if instances > 1 {
+                        format!("instance {instance}'s ")
+                    } else {
+                        String::new()
+                    };
+                    check.detail = format!(
+                        "[{}] {whose}commit {n}: {why}; {}",
+                        cause.as_str(),
+                        check.detail
+                    );
+                }
+            }
             // As for the built-in writers: SQLite ignores a failed directory fsync by design.
             let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
                 &ignored_dir_syncs,
@@ -477,6 +577,7 @@ pub fn run_trial(
                 verdict,
             );
             excused_rows.push(excuse.is_some());
+            row_causes.push(row_cause);
             excused += usize::from(excuse.is_some());
             let verdict = excuse.unwrap_or(verdict);
             rows.push(StateRow {
@@ -521,6 +622,13 @@ pub fn run_trial(
         pids(&rec.log),
         rec.stop,
     );
+    if !cause_counts.is_empty() {
+        let parts: Vec<String> = cause_counts
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
+        notes.push(format!("lost commits by cause: {}", parts.join(", ")));
+    }
     if excused > 0 {
         notes.push(format!(
             "{excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync that SQLite ignores by design and before the next one, so nothing was promised of the names it should have made durable"
@@ -567,7 +675,7 @@ pub fn run_trial(
         detail.push_str(&format!("; also: {}", problems.join("; ")));
     }
     record.detail = detail;
-    record.crash_states = e.distinct as u64;
+    record.crash_states = rows.len() as u64;
     record.damaged_states = rows.iter().filter(|r| r.outcome != Outcome::Intact).count() as u64;
     record.cuts_in_checkpoint = inside as u64;
     if let Err(err) = states::append(&run.out_dir, &rows) {
@@ -578,7 +686,17 @@ pub fn run_trial(
     if record.outcome != Outcome::Intact {
         if let Some((_, _, i, _, state)) = &worst {
             let excused = excused_rows.get(*i).copied().unwrap_or(false);
-            if let Err(err) = states::save_evidence(run, &record, exec, state, excused, &dir) {
+            let acks_by_instance = acks_of(&state.acks, &instance_of, instances);
+            let worst_cause = row_causes.get(*i).copied().flatten();
+            let recording = states::Recorded {
+                start: &rec.start,
+                leaders: &rec.run.leaders,
+                acks: &acks_by_instance,
+                cause: worst_cause,
+            };
+            if let Err(err) =
+                states::save_evidence(run, &record, exec, state, excused, &dir, &recording)
+            {
                 record
                     .detail
                     .push_str(&format!("; evidence not saved: {err}"));
@@ -586,6 +704,47 @@ pub fn run_trial(
         }
     }
     finish(record, started, &dir)
+}
+
+/// The `synchronous` the verdict uses: `--synchronous`, else what the program printed, else — for
+/// a recording without a single sync — `off` (nothing the program wrote was ever made durable),
+/// else unknown (`?`: lost commits are judged by their cause; other damage by the strict rule).
+/// With a note for the row's `pragma_fallback` when it was not declared.
+fn synchronous_of(
+    exec: &ExecOptions,
+    said: Option<&str>,
+    durable_syncs: usize,
+) -> (String, Option<String>) {
+    match (said, exec.synchronous.as_deref()) {
+        (Some(s), Some(d)) if !s.eq_ignore_ascii_case(d) => (
+            s.to_ascii_lowercase(),
+            Some(format!("--synchronous {d} declared, the program read back {s}")),
+        ),
+        (Some(s), _) => (s.to_ascii_lowercase(), None),
+        (None, Some(d)) => (d.to_string(), None),
+        (None, None) if durable_syncs == 0 => (
+            "off".into(),
+            Some("synchronous inferred off: the recording has no sync".into()),
+        ),
+        (None, None) => (
+            "?".into(),
+            Some("synchronous unknown (give --synchronous, or print `synchronous MODE`): lost commits judged by their cause in the recording".into()),
+        ),
+    }
+}
+
+/// The acks of a state, per instance.
+fn acks_of(
+    acks: &torture_preload::AckedCommits,
+    instance_of: &impl Fn(&Writer) -> usize,
+    instances: usize,
+) -> Vec<Vec<u64>> {
+    let mut out: Vec<Vec<u64>> = vec![Vec::new(); instances.max(1)];
+    for (w, n) in acks.all() {
+        let i = instance_of(w).min(out.len() - 1);
+        out[i].push(n);
+    }
+    out
 }
 
 fn finish(mut record: TrialRecord, started: Instant, dir: &Path) -> TrialRecord {

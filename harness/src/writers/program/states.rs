@@ -141,7 +141,7 @@ pub fn summary(out_dir: &Path) -> Option<String> {
     let inside = rows.iter().filter(|r| r.in_checkpoint).count();
     let (lo, hi) = wilson_95(intact, n);
     Some(format!(
-        "crash states: {n} checked ({distinct} distinct by content) — {intact} intact ({:.2}%, 95% {:.2}–{:.2}%), {lost} lost a commit, {damaged} damaged, {violations} violation(s); {inside} cut inside a WAL checkpoint; rows: {}",
+        "crash states: {n} checked ({distinct} distinct by content) — {intact} intact ({:.2}%, 95% {:.2}–{:.2}%), {lost} lost a commit, {damaged} corrupt, atomicity or open-failed, {violations} violation(s); {inside} cut inside a WAL checkpoint; rows: {}",
         100.0 * intact as f64 / n as f64,
         100.0 * lo,
         100.0 * hi,
@@ -158,6 +158,7 @@ pub fn save_evidence(
     state: &torture_preload::CrashState,
     excused: bool,
     work: &Path,
+    recording: &Recorded<'_>,
 ) -> std::io::Result<()> {
     let dir = run
         .out_dir
@@ -165,6 +166,7 @@ pub fn save_evidence(
         .join(record.iteration.to_string());
     std::fs::create_dir_all(&dir)?;
     state.write_to(&dir.join(super::evidence::CRASH_STATE_DIR))?;
+    save_start(&dir, recording.start)?;
     for name in ["faultfs.log", "stderr.txt"] {
         let from: PathBuf = work.join(name);
         if from.is_file() {
@@ -183,7 +185,7 @@ pub fn save_evidence(
             "{} (the same seed records the program again; the crash state is in crash-state/, `torture replay` re-checks it)",
             run.command_line
         ),
-        acks: vec![state.acks.all().map(|(_, n)| n).collect()],
+        acks: recording.acks.to_vec(),
         crash_state: Some(super::evidence::CrashStateNote {
             cut: state.cut.after,
             variant: super::recorded::variant_name(state.variant),
@@ -193,12 +195,58 @@ pub fn save_evidence(
                 .as_ref()
                 .is_none_or(|f| f.hardware_as_documented()),
             excused_after_failed_directory_sync: excused,
+            instance_leaders: recording.leaders.to_vec(),
+            cause: recording.cause.map(str::to_string),
         }),
     };
     std::fs::write(
         dir.join("trial.json"),
         serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?,
     )
+}
+
+/// What a saved crash state needs of its recording beyond the state: the folder it started from
+/// (the base every state is rebuilt on), the instances' leaders, the acks per instance, and the
+/// cause of its lost commit, if it lost one.
+pub struct Recorded<'a> {
+    pub start: &'a torture_preload::Snapshot,
+    pub leaders: &'a [u32],
+    pub acks: &'a [Vec<u64>],
+    pub cause: Option<&'a str>,
+}
+
+/// The folder inside the evidence that holds the recording's starting files, and the file that
+/// names their inodes (the log follows files by inode).
+pub const START_DIR: &str = "recording-start";
+pub const START_INODES: &str = "recording-start.json";
+
+fn save_start(dir: &Path, start: &torture_preload::Snapshot) -> std::io::Result<()> {
+    let files: std::collections::BTreeMap<PathBuf, Vec<u8>> = start
+        .files
+        .iter()
+        .map(|(p, f)| (p.clone(), f.data.clone()))
+        .collect();
+    torture_preload::write_files(&dir.join(START_DIR), &files)?;
+    let inodes: std::collections::BTreeMap<String, u64> = start
+        .files
+        .iter()
+        .map(|(p, f)| (p.to_string_lossy().into_owned(), f.ino))
+        .collect();
+    std::fs::write(
+        dir.join(START_INODES),
+        serde_json::to_string(&inodes).map_err(std::io::Error::other)?,
+    )
+}
+
+/// The recording's starting folder as saved by [`save_start`], with its original inodes.
+pub fn load_start(folder: &Path) -> Option<torture_preload::Snapshot> {
+    let inodes: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(folder.join(START_INODES)).ok()?).ok()?;
+    let mut snap = torture_preload::snapshot(&folder.join(START_DIR)).ok()?;
+    for (p, f) in snap.files.iter_mut() {
+        f.ino = *inodes.get(p.to_string_lossy().as_ref())?;
+    }
+    (snap.files.len() == inodes.len()).then_some(snap)
 }
 
 #[cfg(test)]

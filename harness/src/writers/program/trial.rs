@@ -242,7 +242,11 @@ pub(crate) fn conclude(
         };
     }
     let (journal_mode, fallback) = journal_mode(exec, said.journal_mode.as_deref(), wal_header);
-    let synchronous = said.synchronous.clone().unwrap_or_else(|| "?".into());
+    let synchronous = said
+        .synchronous
+        .clone()
+        .or_else(|| exec.synchronous.clone())
+        .unwrap_or_else(|| "?".into());
     let pragmas = Pragmas {
         journal_mode,
         synchronous,

@@ -276,7 +276,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         exit_code::INTERRUPTED
     } else if summary.count(Outcome::WorkerError) > 0 || end.lost_trials > 0 {
         println!(
-            "lab error: {} worker-error trial(s), {} trial(s) lost with their slot",
+            "lab error: {} worker-error trial(s) (verdict lab-error: the lab's; program-error: the program's own failure), {} trial(s) lost with their slot",
             summary.count(Outcome::WorkerError),
             end.lost_trials
         );

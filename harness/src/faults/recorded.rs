@@ -213,7 +213,7 @@ fn rank(v: Verdict) -> u8 {
     match v {
         Verdict::Ok => 0,
         Verdict::Expected => 1,
-        Verdict::LabError => 2,
+        Verdict::LabError | Verdict::ProgramError => 2,
         Verdict::Violation => 3,
     }
 }

@@ -94,7 +94,7 @@ impl Tally {
         match r.verdict {
             Verdict::Expected => self.expected += 1,
             Verdict::Violation => self.violations += 1,
-            Verdict::Ok | Verdict::LabError => {}
+            Verdict::Ok | Verdict::LabError | Verdict::ProgramError => {}
         }
         self.busy_errors += r.busy_errors;
         self.acked_commits += r.acked_commits;

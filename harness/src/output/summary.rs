@@ -157,7 +157,7 @@ impl Summary {
             } else if p.expected > 0 {
                 format!("ok (expected losses: {})", p.expected)
             } else if p.count(Outcome::WorkerError) > 0 {
-                format!("lab errors: {}", p.count(Outcome::WorkerError))
+                format!("worker errors: {}", p.count(Outcome::WorkerError))
             } else {
                 "ok".to_string()
             };

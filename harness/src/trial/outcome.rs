@@ -73,6 +73,9 @@ pub enum Verdict {
     Violation,
     /// The trial could not be judged (worker error).
     LabError,
+    /// The user's program failed for its own reason (`torture exec`: it exited non-zero, died of
+    /// a signal, its own SQLITE_BUSY) before the fault: nothing to judge of the database.
+    ProgramError,
 }
 
 impl Verdict {
@@ -82,6 +85,7 @@ impl Verdict {
             Verdict::Expected => "expected",
             Verdict::Violation => "violation",
             Verdict::LabError => "lab-error",
+            Verdict::ProgramError => "program-error",
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Calibration {
     /// (`OUT/calibration`), and where they wait until the run made OUT (`after_run` moves them).
     pub evidence: PathBuf,
     pub held: Option<PathBuf>,
+    /// Garbled ack lines seen (`Said::garbled_note`).
+    pub garbled: Option<String>,
 }
 
 impl Calibration {
@@ -101,6 +103,9 @@ impl fmt::Display for Calibration {
                 f,
                 " (short next to the start-up: its jitter will move kills outside the writing; make the program write longer or give --kill-after)"
             )?;
+        }
+        if let Some(g) = &self.garbled {
+            write!(f, "; WARNING: {g}")?;
         }
         Ok(())
     }
@@ -250,6 +255,7 @@ pub fn calibrate_report(
         held: held.is_dir().then_some(held),
         finding: (!exited).then_some(record),
         evidence,
+        garbled: said.garbled_note(),
     })
 }
 

@@ -105,9 +105,28 @@ pub(crate) struct Said {
     pub journal_mode: Option<String>,
     pub synchronous: Option<String>,
     pub sqlite_version: Option<String>,
+    /// Lines that were not one protocol line but held `ack N` in them (two writers sharing
+    /// stdout: `ack 218ack 1775`): each `ack N` found was counted.
+    pub garbled_lines: u64,
+    /// Lines that mention `ack` but hold no `ack N` the lab could read: not counted.
+    pub unread_lines: u64,
+    /// The first such line, for the note.
+    pub garbled_example: Option<String>,
 }
 
 impl Said {
+    /// A note for the row when some ack lines were garbled: never dropped silently.
+    pub fn garbled_note(&self) -> Option<String> {
+        (self.garbled_lines + self.unread_lines > 0).then(|| {
+            format!(
+                "{} garbled ack line(s) read by their `ack N` parts, {} unreadable and not counted (e.g. {:?}): give each process its own line, written at once",
+                self.garbled_lines,
+                self.unread_lines,
+                self.garbled_example.as_deref().unwrap_or("")
+            )
+        })
+    }
+
     /// The counts and times of several instances' acks, without copying the acks themselves (the
     /// loop that waits for the kill asks for it after every line).
     pub fn summary<'a>(all: impl Iterator<Item = &'a Said>) -> Said {
@@ -145,6 +164,11 @@ impl Said {
             }
             if m.sqlite_version.is_none() {
                 m.sqlite_version.clone_from(&s.sqlite_version);
+            }
+            m.garbled_lines += s.garbled_lines;
+            m.unread_lines += s.unread_lines;
+            if m.garbled_example.is_none() {
+                m.garbled_example.clone_from(&s.garbled_example);
             }
         }
         m
@@ -264,27 +288,58 @@ impl LineParser {
     /// One line without its newline.
     fn line(&mut self, line: &str, at: Duration) {
         let mut words = line.split_whitespace();
-        let (Some(key), Some(value), None) = (words.next(), words.next(), words.next()) else {
+        let (Some(key), Some(value)) = (words.next(), words.next()) else {
+            self.garbled(line, at);
             return;
         };
+        // `ack N ID` (a writer's id after the number) is an ack; any other third word is not a
+        // protocol line.
+        let rest = words.next();
+        if rest.is_some() && (key != "ack" || words.next().is_some()) {
+            self.garbled(line, at);
+            return;
+        }
         match key {
-            "ack" => {
-                if let Ok(n) = value.parse::<u64>() {
-                    if self.ack_log.is_some() {
-                        self.unplaced.push(n);
-                        self.place_acks();
-                    }
-                    self.said.max_ack = self.said.max_ack.max(n);
-                    self.said.acks.push(n);
-                    self.said.ack_lines += 1;
-                    self.said.first_ack.get_or_insert(at);
-                    self.said.last_ack = Some(at);
-                }
-            }
+            "ack" => match value.parse::<u64>() {
+                Ok(n) => self.ack(n, at),
+                Err(_) => self.garbled(line, at),
+            },
             "journal_mode" => self.said.journal_mode = Some(value.to_ascii_lowercase()),
             "synchronous" => self.said.synchronous = Some(value.to_ascii_lowercase()),
             "sqlite_version" => self.said.sqlite_version = Some(value.to_string()),
             _ => {}
+        }
+    }
+
+    fn ack(&mut self, n: u64, at: Duration) {
+        if self.ack_log.is_some() {
+            self.unplaced.push(n);
+            self.place_acks();
+        }
+        self.said.max_ack = self.said.max_ack.max(n);
+        self.said.acks.push(n);
+        self.said.ack_lines += 1;
+        self.said.first_ack.get_or_insert(at);
+        self.said.last_ack = Some(at);
+    }
+
+    /// A line that is not one protocol line: every `ack N` in it counts (`ack 218ack 1775` is two
+    /// writers' lines run together); a line that mentions `ack` and holds none is counted unread.
+    fn garbled(&mut self, line: &str, at: Duration) {
+        if !line.contains("ack") {
+            return;
+        }
+        let found = scan_acks(line);
+        if found.is_empty() {
+            self.said.unread_lines += 1;
+        } else {
+            self.said.garbled_lines += 1;
+            for n in found {
+                self.ack(n, at);
+            }
+        }
+        if self.said.garbled_example.is_none() {
+            self.said.garbled_example = Some(line.chars().take(80).collect());
         }
     }
 
@@ -293,6 +348,34 @@ impl LineParser {
         let start = self.tail.len().saturating_sub(TAIL);
         &self.tail[start..]
     }
+}
+
+/// Every `ack N` in a line: `ack`, at least one blank, digits, then the end or a non-digit.
+pub(crate) fn scan_acks(line: &str) -> Vec<u64> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(k) = line[i..].find("ack") {
+        let mut j = i + k + 3;
+        let blanks = j;
+        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            j += 1;
+        }
+        let digits = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > digits && digits > blanks {
+            if let Ok(n) = line[digits..j].parse() {
+                out.push(n);
+            }
+        }
+        i = (i + k + 3).max(j.min(b.len()));
+        if i >= b.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// One finished run of the program.

@@ -10,10 +10,11 @@ fn acks_are_the_highest_n_of_complete_lines_only() {
     p.feed(b"starting up\nack 1\nack 3\r\nack", t);
     p.feed(b" 2\nack two\nack 4 5\njournal_mode WAL\nack 12", t * 2);
     assert_eq!(
-        p.said.max_ack, 3,
-        "`ack 12` is not finished while the program lives"
+        p.said.max_ack, 4,
+        "`ack 4 5` is ack 4 by writer 5; `ack 12` is not finished while the program lives"
     );
-    assert_eq!(p.said.ack_lines, 3);
+    assert_eq!(p.said.ack_lines, 4);
+    assert_eq!(p.said.unread_lines, 1, "`ack two`");
     assert_eq!(p.said.first_ack, Some(t));
     assert_eq!(p.said.last_ack, Some(t * 2));
     assert_eq!(p.said.journal_mode.as_deref(), Some("wal"));
@@ -227,4 +228,29 @@ fn a_program_that_cannot_start_is_an_error_not_a_hang() {
     )
     .unwrap_err();
     assert!(e.contains("cannot start"), "{e}");
+}
+
+#[test]
+fn garbled_ack_lines_are_read_where_they_can_be_and_never_dropped_silently() {
+    assert_eq!(scan_acks("ack 218ack 1775"), vec![218, 1775]);
+    assert_eq!(scan_acks("xack 3 and ack\t4"), vec![3, 4]);
+    assert!(scan_acks("ack nothing").is_empty());
+    assert!(scan_acks("ack").is_empty());
+    let mut p = LineParser::default();
+    p.feed(
+        b"ack 1\nack 218ack 1775\nack oops\nack 2 w1\njournal_mode wal\nhello world\n",
+        Duration::ZERO,
+    );
+    // `ack 1`, the two run together, and `ack 2 w1` (an id after the number).
+    assert_eq!(p.said.acks, vec![1, 218, 1775, 2]);
+    assert_eq!((p.said.garbled_lines, p.said.unread_lines), (1, 1));
+    assert_eq!(p.said.journal_mode.as_deref(), Some("wal"));
+    let note = p.said.garbled_note().expect("a note");
+    assert!(
+        note.contains("1 garbled") && note.contains("1 unreadable"),
+        "{note}"
+    );
+    let mut clean = LineParser::default();
+    clean.feed(b"ack 1\nack 2\nsome log line\n", Duration::ZERO);
+    assert_eq!(clean.said.garbled_note(), None);
 }

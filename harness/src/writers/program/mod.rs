@@ -298,6 +298,32 @@ fn default_python() -> String {
     "python3".into()
 }
 
+/// The words of the `--shell` command that name the program it runs: the pipeline stage that is
+/// given `{db}` (else the first), without leading variable assignments and wrappers (`echo … |
+/// sqlite3 {db}` is named `sqlite3`).
+fn shell_stage(command: &str) -> Vec<&str> {
+    let stages: Vec<&str> = command
+        .split(['|', ';', '&'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let stage = stages
+        .iter()
+        .find(|s| s.contains("{db}"))
+        .or(stages.first())
+        .copied()
+        .unwrap_or("");
+    let mut words: Vec<&str> = stage.split_whitespace().collect();
+    while let Some(w) = words.first() {
+        if w.contains('=') || ["exec", "env", "time", "nice", "command"].contains(w) {
+            words.remove(0);
+        } else {
+            break;
+        }
+    }
+    words
+}
+
 /// Interpreters whose first plain argument is the program worth naming (`python3 app.py` → `app.py`).
 const INTERPRETERS: [&str; 12] = [
     "python", "python3", "sh", "bash", "dash", "zsh", "node", "ruby", "perl", "php", "java", "uv",
@@ -459,11 +485,9 @@ impl ExecOptions {
         if let Some(n) = &self.name {
             return format!("exec:{n}");
         }
+        let joined = self.command.join(" ");
         let words: Vec<&str> = if self.shell {
-            self.command
-                .iter()
-                .flat_map(|c| c.split_whitespace())
-                .collect()
+            shell_stage(&joined)
         } else {
             self.command.iter().map(String::as_str).collect()
         };
@@ -562,6 +586,16 @@ mod tests {
         assert_eq!(shell.profile_name(), "exec:go");
         shell.name = Some("server".into());
         assert_eq!(shell.profile_name(), "exec:server");
+        let mut pipeline = cmd(&["echo 'INSERT …' | FOO=1 sqlite3 {db}"]);
+        pipeline.shell = true;
+        assert_eq!(
+            pipeline.profile_name(),
+            "exec:sqlite3",
+            "the stage given {{db}}"
+        );
+        let mut script = cmd(&["sh workloads/exec/sqlite3_cli_writer.sh {db}"]);
+        script.shell = true;
+        assert_eq!(script.profile_name(), "exec:sqlite3_cli_writer.sh");
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn verdict_rank(v: Verdict) -> u8 {
     match v {
         Verdict::Ok => 0,
         Verdict::Expected => 1,
-        Verdict::LabError => 2,
+        Verdict::LabError | Verdict::ProgramError => 2,
         Verdict::Violation => 3,
     }
 }
@@ -394,6 +394,7 @@ pub fn run_trial(
         return finish(record, started, &dir);
     }
     let mut notes = blind_spots(&rec.log);
+    notes.extend(rec.run.said.garbled_note());
     let injected = rec.log.ops.iter().filter(|o| o.injected).count();
     if let Some(spec) = &fail_at {
         notes.push(match injected {
@@ -668,7 +669,7 @@ pub fn run_trial(
         record.verdict = Verdict::Ok;
         if !problems.is_empty() {
             record.outcome = Outcome::WorkerError;
-            record.verdict = Verdict::LabError;
+            record.verdict = Verdict::ProgramError;
         }
     }
     if !problems.is_empty() {
@@ -826,7 +827,10 @@ pub fn probe(
             ));
         }
     }
-    for n in blind_spots(&rec.log) {
+    for n in blind_spots(&rec.log)
+        .into_iter()
+        .chain(rec.run.said.garbled_note().map(|g| format!("WARNING: {g}")))
+    {
         line.push_str("; ");
         line.push_str(&n);
     }

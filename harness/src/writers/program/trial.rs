@@ -15,7 +15,7 @@ use crate::lab::seed;
 use crate::options::RunOptions;
 use crate::trial::evidence::with_suffix;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Found, Judged, Pragmas};
 use crate::trial::SlotFiles;
 use crate::verify::verdict::Fault;
@@ -197,6 +197,8 @@ pub(crate) fn conclude(
     // The program's own failure only decides the outcome when the database itself is fine.
     let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300);
     let mut problems: Vec<String> = Vec::new();
+    // Problems of the program itself (its exit, a signal), as opposed to the lab's.
+    let mut program_problems = 0;
     let mut kill_point = kill_point;
     match &launched {
         Err(e) => problems.push(e.clone()),
@@ -213,14 +215,20 @@ pub(crate) fn conclude(
                     "the program".to_string()
                 };
                 match end {
-                    End::Exited(code) if *code != 0 => problems.push(format!(
-                        "{who} exited with status {code} before the kill: {}",
-                        stderr_tail()
-                    )),
-                    End::Signaled(sig) => problems.push(format!(
-                        "{who} died of signal {sig} before the kill: {}",
-                        stderr_tail()
-                    )),
+                    End::Exited(code) if *code != 0 => {
+                        program_problems += 1;
+                        problems.push(format!(
+                            "{who} exited with status {code} before the kill: {}",
+                            stderr_tail()
+                        ))
+                    }
+                    End::Signaled(sig) => {
+                        program_problems += 1;
+                        problems.push(format!(
+                            "{who} died of signal {sig} before the kill: {}",
+                            stderr_tail()
+                        ))
+                    }
                     _ => {}
                 }
             }
@@ -234,7 +242,9 @@ pub(crate) fn conclude(
         Some((note, _)) => format!("{detail}; {note}"),
         None => detail,
     };
-    if let Some(note) = launched.as_ref().ok().and_then(|r| r.kill_one_note.clone()) {
+    let garbled = launched.as_ref().ok().and_then(|r| r.said.garbled_note());
+    let kill_one = launched.as_ref().ok().and_then(|r| r.kill_one_note.clone());
+    for note in [kill_one, garbled].into_iter().flatten() {
         detail = if detail.is_empty() {
             note
         } else {
@@ -291,7 +301,13 @@ pub(crate) fn conclude(
     };
     let mut record = row.row(Found {
         outcome,
-        verdict: record::verdict_of(outcome, &pragmas, judged),
+        verdict: match record::verdict_of(outcome, &pragmas, judged) {
+            // The program's own failure, and nothing of the lab's: say whose it is.
+            Verdict::LabError if program_problems > 0 && program_problems == problems.len() => {
+                Verdict::ProgramError
+            }
+            v => v,
+        },
         pragmas,
         kill_point,
         acked_commits: acked,

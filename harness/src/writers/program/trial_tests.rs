@@ -348,7 +348,11 @@ fn a_program_that_fails_by_itself_is_a_worker_error_with_its_stderr() {
     ]);
     let r = &lab.trials(&exec, (Duration::from_secs(5), Duration::from_secs(5)), 1)[0];
     assert_eq!(r.outcome, Outcome::WorkerError, "{r:?}");
-    assert_eq!(r.verdict, Verdict::LabError);
+    assert_eq!(
+        r.verdict,
+        Verdict::ProgramError,
+        "the program's own failure is named as such"
+    );
     assert!(r.detail.contains("status 1") && r.detail.contains("ModuleNotFoundError"));
     assert!(r.kill_point.contains("not reached"), "{}", r.kill_point);
     assert!(

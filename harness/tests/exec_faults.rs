@@ -278,20 +278,36 @@ fn kill_at_op_keeps_everything_and_wal_full_survives_every_op() {
 }
 
 #[test]
+/// The same program and seed give the same crash states: the same file contents, whatever the
+/// operation numbers. (A program's start-up can make a few more or fewer operations on a loaded
+/// machine — Python reading its modules — which shifts cut numbers, not states; so every state is
+/// checked and their contents compared. A `random:` subset of unsynced writes is drawn over the
+/// writes pending at the cut, so one operation more or less before it draws another subset: those
+/// states are left out here; `replay` of a saved state is where that is pinned.)
 fn the_same_seed_gives_the_same_crash_states() {
     let t = tmp();
-    let hashes = |name: &str| -> BTreeSet<(String, String)> {
+    let hashes = |name: &str| -> BTreeSet<String> {
         let out = t.path().join(name);
         let o = writer(
             &out,
-            &["-n", "1", "--seed", "9", "--fault", "power-loss"],
+            &[
+                "-n",
+                "1",
+                "--seed",
+                "9",
+                "--fault",
+                "power-loss",
+                "--max-states",
+                "all",
+            ],
             &["--commits", "10"],
         );
         assert_eq!(o.status.code(), Some(0), "{}", say(&o));
         states(&out)
             .0
             .into_iter()
-            .map(|r| (r["cut"].clone(), r["state_hash"].clone()))
+            .filter(|r| !r["cut"].contains(" random:"))
+            .map(|r| r["state_hash"].clone())
             .collect()
     };
     let a = hashes("a");
@@ -434,7 +450,11 @@ fn a_program_that_never_exits_is_recorded_up_to_its_kill_time() {
     );
     let rows = std::fs::read_to_string(out.join("trials.csv")).unwrap_or_default();
     assert_eq!(o.status.code(), Some(0), "{}\ntrials.csv:\n{rows}", say(&o));
-    assert!(text(&o.stderr).contains("stopped at --calibration-timeout"));
+    assert!(
+        text(&o.stderr).contains("stopped at --kill-after's end"),
+        "{}",
+        say(&o)
+    );
     let (st, trials) = states(&out);
     assert!(trials[0]["detail"].contains("stop t="), "{:?}", trials[0]);
     assert!(!st.is_empty());

@@ -277,7 +277,7 @@ pub(crate) fn move_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// The kill window over a span of activity from `first` to `last`.
-fn span(first: Duration, last: Duration) -> (Duration, Duration) {
+pub(crate) fn span(first: Duration, last: Duration) -> (Duration, Duration) {
     let hi = last;
     // About a tenth of the kills land just before the first ack: schema creation, first commit.
     let lead = ((hi - first) / 9).max(first / 10);

@@ -781,14 +781,30 @@ pub fn probe(
         fail_at: None,
         close_fds: &[],
     };
-    let to_the_end = Stop::Calibrate {
-        timeout,
-        run_for: Some(timeout),
+    // The probe records what trials will reach: up to --kill-after's end when given, else until
+    // the program exits or has shown enough of its writing (a server never exits), as a
+    // calibration does.
+    let stop = match (exec.kill_acks, exec.kill_window) {
+        (Some((_, most)), _) => Stop::AfterAcks {
+            acks: most,
+            delay: exec.kill_delay.1,
+            cap: timeout,
+        },
+        (None, Some((_, last))) => Stop::At(last),
+        (None, None) => Stop::Calibrate {
+            timeout,
+            run_for: exec.calibrate_for,
+        },
     };
-    let rec = record_run(exec, &db_dir, work, to_the_end, who)
-        .map_err(|e| (crate::exit_code::USAGE, e))?;
-    if let Some(why) = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name())) {
-        return Err((crate::exit_code::USAGE, why));
+    let rec =
+        record_run(exec, &db_dir, work, stop, who).map_err(|e| (crate::exit_code::USAGE, e))?;
+    // Stopped at --kill-after's end before it wrote: every trial will stop there too, each a crash
+    // before the program's first file operation, and the run says NOTHING TESTED. Only a program
+    // that ran its course (or long enough) without writing is the user's mistake.
+    let stopped_early = rec.run.end == End::Killed;
+    let blind = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name()));
+    if let Some(why) = blind.as_ref().filter(|_| !stopped_early) {
+        return Err((crate::exit_code::USAGE, why.clone()));
     }
     let syncs = rec
         .log
@@ -807,17 +823,33 @@ pub fn probe(
         }
     }
     let mut line = format!(
-        "recorded a probe run: {} ops ({syncs} syncs), {} process(es), {} ack(s), {:.2}s{}",
+        "recorded a probe run: {} ops ({syncs} syncs), {} process(es), {} ack(s), {:.2}s",
         rec.log.ops.last().map_or(0, |o| o.seq),
         pids(&rec.log),
         rec.run.said.ack_lines,
         rec.run.ran_for.as_secs_f64(),
-        if rec.run.end == End::TimedOut {
-            " (stopped at --calibration-timeout)"
-        } else {
-            ""
-        }
     );
+    // A program that did not exit by itself (a server): each trial's recording stops at a point
+    // drawn from the window where it acknowledged commits, as a SIGKILL trial's kill is drawn.
+    if rec.run.end == End::TimedOut && exec.kill_acks.is_none() && exec.kill_window.is_none() {
+        let window = match (rec.run.said.first_ack, rec.run.said.last_ack) {
+            (Some(a), Some(b)) => super::calibrate::span(a, b),
+            _ => (Duration::ZERO, rec.run.ran_for),
+        };
+        exec.kill_window = Some(window);
+        exec.anchor = rec.run.said.first_ack;
+        line.push_str(&format!(
+            "; it did not exit, so each trial stops its recording at a point drawn from {:.0}ms..{:.0}ms (give --kill-after to choose)",
+            window.0.as_secs_f64() * 1e3,
+            window.1.as_secs_f64() * 1e3
+        ));
+    } else if stopped_early {
+        line.push_str(" (stopped at --kill-after's end");
+        if blind.is_some() {
+            line.push_str(", before it wrote a file in the database folder");
+        }
+        line.push(')');
+    }
     if let Some(f) = exec.fault.as_ref().filter(|f| f.drawn_kind().is_some()) {
         if let Ok(Some(spec)) = f.fail_spec(0) {
             let kind = spec.split(':').next().unwrap_or("");

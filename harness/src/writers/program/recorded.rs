@@ -284,6 +284,7 @@ pub fn run_trial(
         (None, None) => Stop::Calibrate {
             timeout: run.trial_timeout,
             run_for: Some(run.trial_timeout),
+            acks_expected: false,
         },
     };
     let profile = exec.profile_name();
@@ -794,6 +795,7 @@ pub fn probe(
         (None, None) => Stop::Calibrate {
             timeout,
             run_for: exec.calibrate_for,
+            acks_expected: exec.recovered_sql.is_some(),
         },
     };
     let rec =

@@ -122,6 +122,10 @@ fn pids(log: &Log) -> usize {
         .len()
 }
 
+/// How long a probe records a program that has not exited (a server), unless
+/// `--calibrate-for` or a shorter `--calibration-timeout` says otherwise.
+const PROBE_SPAN: Duration = Duration::from_secs(5);
+
 /// Which instance each writer of acks is: a process is its instance's when its chain of parents
 /// (the recorder's `Start` records) reaches that instance's leader; an `ack N ID` writer, and any
 /// process the chain does not place, is instance 0.
@@ -783,8 +787,9 @@ pub fn probe(
         close_fds: &[],
     };
     // The probe records what trials will reach: up to --kill-after's end when given, else until
-    // the program exits or has shown enough of its writing (a server never exits), as a
-    // calibration does.
+    // the program exits — a finite program is then recorded whole in every trial — or, for one
+    // still running after PROBE_SPAN (a server never exits), that long: its trials stop at a point
+    // drawn from the acks it made, so a recording stays as short as its calibration.
     let stop = match (exec.kill_acks, exec.kill_window) {
         (Some((_, most)), _) => Stop::AfterAcks {
             acks: most,
@@ -794,7 +799,7 @@ pub fn probe(
         (None, Some((_, last))) => Stop::At(last),
         (None, None) => Stop::Calibrate {
             timeout,
-            run_for: exec.calibrate_for,
+            run_for: Some(exec.calibrate_for.unwrap_or(PROBE_SPAN.min(timeout))),
             acks_expected: exec.recovered_sql.is_some(),
         },
     };

@@ -57,6 +57,18 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             }
         }
     }
+    // Crash-state rows likewise: those of trials that run again go (issue 20 R1).
+    if opts.resume {
+        if let Err(e) = crate::writers::program::states::keep_finished(&opts.out_dir, &done) {
+            eprintln!(
+                "torture: --resume: cannot tidy {}: {e}",
+                opts.out_dir
+                    .join(crate::writers::program::states::FILE)
+                    .display()
+            );
+            return exit_code::LAB_ERROR;
+        }
+    }
     let already = done.len() as u64;
     let planned = opts.planned_trials();
     let to_run = planned.map(|p| p.saturating_sub(already));
@@ -250,7 +262,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     }
     if let Some(first) = never_fired.first() {
         println!(
-            "note: the fault never fired in {} trial(s): {first} (--crash-at asks for an operation the workload never reaches)",
+            "note: the fault never fired in {} trial(s), which ran without it: {first} (the operation it was drawn for, or --crash-at, lies beyond what the run made)",
             never_fired.len()
         );
     }
@@ -294,6 +306,9 @@ fn fault_never_fired(kill_point: &str, detail: &str) -> Option<String> {
         let said = &detail[i + "injected: ".len()..];
         if let Some(end) = said.find(" (not reached: the writers made fewer") {
             return Some(format!("{} (the writers made fewer)", &said[..end]));
+        }
+        if let Some(end) = said.find(" — not reached (the program made fewer)") {
+            return Some(format!("{} (the program made fewer)", &said[..end]));
         }
     }
     if let Some(i) = detail.find("--crash-at ") {
@@ -446,4 +461,21 @@ fn strip_seed(command_line: &str) -> String {
         out.push(w);
     }
     out.join(" ")
+}
+
+#[cfg(test)]
+mod never_fired_tests {
+    use super::fault_never_fired;
+
+    #[test]
+    fn an_exec_io_error_the_program_never_reached_is_noted() {
+        let d =
+            "6 crash states; injected: EIO on the 40th sync — not reached (the program made fewer)";
+        assert_eq!(
+            fault_never_fired("end", d).as_deref(),
+            Some("EIO on the 40th sync (the program made fewer)")
+        );
+        let fired = "injected: EIO on the 4th sync (1 op(s) failed)";
+        assert_eq!(fault_never_fired("end", fired), None);
+    }
 }

@@ -628,3 +628,51 @@ fn a_failed_directory_fsync_is_judged_alike_by_the_run_and_by_replay() {
         assert_replay_confirms(&f);
     }
 }
+
+/// Issue 20 R1: the parent died after a trial's crash states reached `crash-states.csv` and before
+/// its row reached `trials.csv` (here: that row cut off, and half a crash-state row torn on). On
+/// `--resume` the trial runs again, and its states are in the file once: every trial's count of
+/// rows equals its `crash_states`, and the summary agrees.
+#[test]
+fn resume_keeps_each_crash_state_row_once() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let flags = ["-n", "3", "--seed", "5", "--fault", "power-loss"];
+    let o = writer(&out, &flags, &["--commits", "10"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let trials = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    let mut lines: Vec<&str> = trials.lines().collect();
+    let cut = lines.pop().unwrap();
+    assert!(cut.starts_with("2,"), "{cut}");
+    std::fs::write(out.join("trials.csv"), lines.join("\n") + "\n").unwrap();
+    let mut states_file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join("crash-states.csv"))
+        .unwrap();
+    std::io::Write::write_all(&mut states_file, b"2,99,power-loss,cut=op 1/").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_torture"))
+        .args(["--no-progress", "--resume"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert_eq!(trials.len(), 3);
+    for tr in &trials {
+        let n = st
+            .iter()
+            .filter(|r| r["iteration"] == tr["iteration"])
+            .count();
+        assert_eq!(n.to_string(), tr["crash_states"], "{tr:?}");
+    }
+    let total: usize = trials
+        .iter()
+        .map(|r| r["crash_states"].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(st.len(), total);
+    assert!(
+        text(&o.stdout).contains(&format!("{total} crash states checked")),
+        "{}",
+        say(&o)
+    );
+}

@@ -676,6 +676,17 @@ pub fn run_trial(
             record.outcome = Outcome::WorkerError;
             record.verdict = Verdict::ProgramError;
         }
+    } else if !blind_spots(&rec.log).is_empty() {
+        // Writes the recorder could not follow are missing from every state: damage found in them
+        // may be the lab's omission, so it is not judged (the states' rows say what they showed).
+        record.outcome = Outcome::WorkerError;
+        record.verdict = Verdict::LabError;
+        detail = format!(
+            "not judged: the recording misses writes the program made, so its crash states are not what a power cut leaves; run it with plain `torture exec` (SIGKILL); {detail}"
+        );
+        for r in rows.iter_mut().filter(|r| r.verdict == Verdict::Violation) {
+            r.verdict = Verdict::LabError;
+        }
     }
     if !problems.is_empty() {
         detail.push_str(&format!("; also: {}", problems.join("; ")));
@@ -813,6 +824,18 @@ pub fn probe(
     if let Some(why) = blind.as_ref().filter(|_| !stopped_early) {
         return Err((crate::exit_code::USAGE, why.clone()));
     }
+    // Writes the recorder cannot follow (a shared writable mapping, stdio streams) would be
+    // missing from every crash state: refused, not judged.
+    let unseen = blind_spots(&rec.log);
+    if !unseen.is_empty() {
+        return Err((
+            crate::exit_code::USAGE,
+            format!(
+                "the recorder cannot follow every write of the program, so its crash states would not be what a power cut leaves ({}); run it with plain `torture exec` (SIGKILL), which needs no recording",
+                unseen.join("; ")
+            ),
+        ));
+    }
     let syncs = rec
         .log
         .ops
@@ -866,12 +889,8 @@ pub fn probe(
             ));
         }
     }
-    for n in blind_spots(&rec.log)
-        .into_iter()
-        .chain(rec.run.said.garbled_note().map(|g| format!("WARNING: {g}")))
-    {
-        line.push_str("; ");
-        line.push_str(&n);
+    if let Some(g) = rec.run.said.garbled_note() {
+        line.push_str(&format!("; WARNING: {g}"));
     }
     Ok(line)
 }

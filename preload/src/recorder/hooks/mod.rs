@@ -260,6 +260,27 @@ pub unsafe extern "C" fn splice(
 }
 
 fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    logged_write_flags(fd, data, at, 0, call)
+}
+
+/// `pwritev2`'s per-call flags: `RWF_DSYNC`/`RWF_SYNC` make that one write durable, as `O_DSYNC`
+/// does for every write of a descriptor.
+fn rwf_sync(flags: c_int) -> c_int {
+    if flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
+        libc::O_DSYNC
+    } else {
+        0
+    }
+}
+
+/// [`logged_write`], with `extra` open flags for this call (`O_DSYNC` from `RWF_DSYNC`).
+fn logged_write_flags(
+    fd: c_int,
+    data: &[u8],
+    at: At,
+    extra: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -276,7 +297,7 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
     };
     let old_size = st.st_size as u64;
     // SAFETY: a plain call on a valid fd.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0);
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0) | extra;
     let offset = write_offset(fd, at, old_size, flags);
     locked.crash_check();
     if let Some(e) = locked.fail_check(FailKind::Write) {
@@ -423,7 +444,7 @@ pub unsafe extern "C" fn pwritev2(
         return unsafe { f(fd, iov, cnt, off, flags) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, v2_at(off), || unsafe {
+    logged_write_flags(fd, &data, v2_at(off), rwf_sync(flags), || unsafe {
         f(fd, iov, cnt, off, flags)
     })
 }
@@ -441,7 +462,7 @@ pub unsafe extern "C" fn pwritev64v2(
         return unsafe { f(fd, iov, cnt, off, flags) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, v2_at(off), || unsafe {
+    logged_write_flags(fd, &data, v2_at(off), rwf_sync(flags), || unsafe {
         f(fd, iov, cnt, off, flags)
     })
 }

@@ -70,6 +70,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             Err(e) => usage_error(&e),
         },
         Some(Command::Exec(args)) => exec(args, command_line),
+        Some(Command::Hunt(args)) => hunt(&args),
         Some(Command::Scenario { action }) => match action {
             crate::cli::ScenarioAction::List => {
                 print!("{}", crate::writers::scenario::list_text());
@@ -502,4 +503,35 @@ fn shell_words(args: &[OsString]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn hunt(args: &crate::cli::HuntArgs) -> i32 {
+    let budget = match crate::trial::kill_point::parse_duration(&args.budget) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            eprintln!("torture: --budget must be more than 0 (e.g. 10m)");
+            return crate::exit_code::USAGE;
+        }
+        Err(e) => {
+            eprintln!("torture: --budget {}: {e} (e.g. 90s, 10m)", args.budget);
+            return crate::exit_code::USAGE;
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
+    });
+    crate::writers::hunt::hunt(&crate::writers::hunt::HuntOptions {
+        engine: args.engine.clone(),
+        budget,
+        seed,
+        fault: args.fault.clone(),
+        out: args.out.clone(),
+        trials: args.trials,
+        transactions: args.transactions,
+        weights: args.weights.clone(),
+        resume: args.resume,
+        max_shrink_runs: args.max_shrink_runs,
+    })
 }

@@ -173,6 +173,7 @@ pub fn calibrate_report(
         timeout,
         run_for: opts.calibrate_for,
         acks_expected: opts.recovered_sql.is_some(),
+        min_run: Duration::ZERO,
     };
     let program = child::run(&t.launch_with(&db, &stderr, None), stop, Some(&db))?;
     let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400);

@@ -78,6 +78,8 @@ pub(crate) enum Stop {
         /// The program is to print `ack N` (`--recovered-sql`): only acks show enough, not the
         /// database changing (a program's set-up can write for seconds before its first ack).
         acks_expected: bool,
+        /// Enough is not judged before this: a program that exits within it runs to its end.
+        min_run: Duration,
     },
 }
 
@@ -512,14 +514,18 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                 Stop::Calibrate {
                     run_for: None,
                     acks_expected,
+                    min_run,
                     ..
-                } => enough(
-                    &said,
-                    watcher
-                        .as_ref()
-                        .and_then(Watcher::span)
-                        .filter(|_| !acks_expected),
-                ),
+                } => {
+                    started.elapsed() >= min_run
+                        && enough(
+                            &said,
+                            watcher
+                                .as_ref()
+                                .and_then(Watcher::span)
+                                .filter(|_| !acks_expected),
+                        )
+                }
                 _ => false,
             };
         let survivors_done = lingering.is_some_and(|(_, at)| {

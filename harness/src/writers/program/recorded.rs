@@ -122,8 +122,8 @@ fn pids(log: &Log) -> usize {
         .len()
 }
 
-/// How long a probe records a program that has not exited (a server), unless
-/// `--calibrate-for` or a shorter `--calibration-timeout` says otherwise.
+/// How long a probe lets a program run before it may judge that it has seen enough of a program
+/// that does not exit (a server); `--calibrate-for` fixes the span instead.
 const PROBE_SPAN: Duration = Duration::from_secs(5);
 
 /// Which instance each writer of acks is: a process is its instance's when its chain of parents
@@ -289,6 +289,7 @@ pub fn run_trial(
             timeout: run.trial_timeout,
             run_for: Some(run.trial_timeout),
             acks_expected: false,
+            min_run: Duration::ZERO,
         },
     };
     let profile = exec.profile_name();
@@ -799,8 +800,10 @@ pub fn probe(
     };
     // The probe records what trials will reach: up to --kill-after's end when given, else until
     // the program exits — a finite program is then recorded whole in every trial — or, for one
-    // still running after PROBE_SPAN (a server never exits), that long: its trials stop at a point
-    // drawn from the acks it made, so a recording stays as short as its calibration.
+    // still running after PROBE_SPAN (a server never exits), until it has shown enough of its
+    // writing, as a calibration does (never before its acks when --recovered-sql expects them,
+    // however slow a loaded machine makes its start): its trials stop at a point drawn from the
+    // acks it made, so a recording stays as short as its calibration.
     let stop = match (exec.kill_acks, exec.kill_window) {
         (Some((_, most)), _) => Stop::AfterAcks {
             acks: most,
@@ -810,8 +813,9 @@ pub fn probe(
         (None, Some((_, last))) => Stop::At(last),
         (None, None) => Stop::Calibrate {
             timeout,
-            run_for: Some(exec.calibrate_for.unwrap_or(PROBE_SPAN.min(timeout))),
+            run_for: exec.calibrate_for,
             acks_expected: exec.recovered_sql.is_some(),
+            min_run: PROBE_SPAN,
         },
     };
     let rec =

@@ -35,6 +35,7 @@ ENGINES = ("sqlite", "duckdb")
 WEIGHTS = {
     "insert_one": 30,
     "insert_bulk": 6,
+    "insert_huge": 1,
     "update_range": 12,
     "delete_range": 8,
     "delete_reinsert": 5,
@@ -48,7 +49,10 @@ WEIGHTS = {
 }
 MAINTENANCE = {"checkpoint": 4, "vacuum": 1, "none": 20}
 # Bulk sizes: large writes take other code paths (SQLite's spill, DuckDB's optimistic writes).
-BULK_SIZES = (100, 100, 100, 1000, 1000, 20000, 130000)
+BULK_SIZES = (100, 100, 1000, 1000, 5000, 20000)
+# `insert_huge`: one statement of this many rows (its own weight; a large write is where DuckDB's
+# optimistic writes and SQLite's cache spill live).
+HUGE = 130000
 
 
 def load_weights(path):
@@ -129,6 +133,8 @@ class Gen:
             return [f"INSERT INTO {t}(id, a, b) VALUES ({nxt}, {self.expr()}, '{'v' * self.rng.randint(0, 40)}')"]
         if kind == "insert_bulk":
             return [self.bulk_rows(t, self.rng.choice(BULK_SIZES), self.rng.randint(1, 9))]
+        if kind == "insert_huge":
+            return [self.bulk_rows(t, HUGE, self.rng.randint(1, 9))]
         if kind == "update_range":
             return [f"UPDATE {t} SET a = a + {self.expr()}, b = 'u{self.rng.randint(0, 99)}' WHERE id BETWEEN {lo} AND {hi}"]
         if kind == "delete_range":
@@ -244,11 +250,15 @@ def content_hash(engine, con):
     """Per table, sha256 of its sorted rows; one hash of them all (with table names)."""
     h = hashlib.sha256()
     for t in user_tables(engine, con):
-        rows = con.execute(f"SELECT * FROM {t}").fetchall()
+        # Every table has a primary key (`id`, or `k` for hunt_acks): its order is the content's.
+        key = "k" if t == "hunt_acks" else "id"
         h.update(t.encode())
-        for r in sorted(rows, key=repr):
-            h.update(repr(r).encode())
-            h.update(b"\n")
+        cur = con.execute(f"SELECT * FROM {t} ORDER BY {key}")
+        while True:
+            rows = cur.fetchmany(10000)
+            if not rows:
+                break
+            h.update(repr(rows).encode())
     return h.hexdigest()
 
 

@@ -43,7 +43,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                 command.join(" ")
             ));
         }
-        Err(e) => return usage_error(&one_line(&e.render().to_string())),
+        Err(e) => {
+            if let Some(line) = negative_value(&e, &args) {
+                return usage_error(&line);
+            }
+            return usage_error(&one_line(&e.render().to_string()));
+        }
     };
     match cli.command {
         Some(Command::Profiles { profile_file }) => list_profiles(profile_file),
@@ -298,6 +303,28 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
 /// far smaller).
 const MAX_DB_BYTES: u64 = 4 << 30;
 
+/// clap reads `--jobs -1` as an unknown flag `-1`: say which flag got a negative number instead.
+fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let bad = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let number = bad.strip_prefix('-')?;
+    if number.is_empty() || number.parse::<f64>().is_err() {
+        return None;
+    }
+    let at = args.iter().position(|a| a.to_str() == Some(bad.as_str()))?;
+    let flag = args.get(at.checked_sub(1)?)?.to_str()?;
+    flag.starts_with('-').then(|| {
+        format!(
+            "{flag} {bad}: a negative number; give 0 or more (see torture --help for the range)"
+        )
+    })
+}
+
 /// A clap error as one line: its message and tip, without the usage block.
 fn one_line(rendered: &str) -> String {
     let mut out = String::new();
@@ -388,9 +415,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec.kill_delay = delay;
                 exec.kill_window = Some((std::time::Duration::ZERO, delay.1));
             }
-            Err(e) => {
-                return usage_error(&format!("{e}; write it like 1..20 (commits) or 200ms..3s"))
-            }
+            Err(e) => return usage_error(&e),
         }
     }
     exec.instances = args.instances;

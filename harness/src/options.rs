@@ -216,13 +216,15 @@ impl RunOptions {
         trust_folder: bool,
     ) -> Result<RunOptions, UsageError> {
         let path = out.join("run.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            usage(format!(
+        let text =
+            crate::output::out_dir::read_data_text(&path, crate::output::out_dir::MAX_NOTE_BYTES)
+                .map_err(|e| {
+                usage(format!(
                 "--resume {}: cannot read {} ({e}); give the folder of a run started by torture",
                 out.display(),
                 path.display()
             ))
-        })?;
+            })?;
         let spec: RunConfig = serde_json::from_str(&text).map_err(|e| {
             usage(format!(
                 "--resume {}: {} is malformed ({e}); it must be the file torture wrote",

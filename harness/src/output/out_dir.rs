@@ -96,19 +96,22 @@ pub fn write_no_follow(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write_all(bytes)
 }
 
-/// Copies the regular file `from` to `to` with [`write_no_follow`], reading at most `cap` bytes.
-pub fn copy_no_follow(from: &Path, to: &Path, cap: u64) -> io::Result<()> {
-    write_no_follow(to, &read_data(from, cap)?)
+/// Copies the regular file `from` to `to`, following a symlink at neither end.
+pub fn copy_no_follow(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut source = open_data(from)?;
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(to)?;
+    io::copy(&mut source, &mut target).map(drop)
 }
 
-/// The largest `trial.json`, `run.json` or `elapsed.json` read (a real one is a few KiB).
-pub const MAX_NOTE_BYTES: u64 = 16 << 20;
-
-/// Reads a file of an OUT or evidence folder as data: a regular file only (a FIFO, a device or
-/// `/dev/urandom` would never end), not through a symlink, at most `cap` bytes (else an error
-/// that says so).
-pub fn read_data(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
+/// Opens a file of an OUT or evidence folder for reading: a regular file, not through a symlink.
+fn open_data(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
     let file = std::fs::OpenOptions::new()
@@ -127,6 +130,18 @@ pub fn read_data(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    Ok(file)
+}
+
+/// The largest `trial.json`, `run.json` or `elapsed.json` read (a real one is a few KiB).
+pub const MAX_NOTE_BYTES: u64 = 16 << 20;
+
+/// Reads a file of an OUT or evidence folder as data: a regular file only (a FIFO, a device or
+/// `/dev/urandom` would never end), not through a symlink, at most `cap` bytes (else an error
+/// that says so).
+pub fn read_data(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_data(path)?;
     let mut bytes = Vec::new();
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {

@@ -43,7 +43,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                 command.join(" ")
             ));
         }
-        Err(e) => return usage_error(&one_line(&e.render().to_string())),
+        Err(e) => {
+            if let Some(line) = negative_value(&e, &args) {
+                return usage_error(&line);
+            }
+            return usage_error(&one_line(&e.render().to_string()));
+        }
     };
     match cli.command {
         Some(Command::Profiles { profile_file }) => list_profiles(profile_file),
@@ -54,7 +59,19 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             exit_code::CLEAN
         }
         Some(Command::Report { results, format }) => report(&results, &format),
-        Some(Command::Replay { failure }) => replay(&failure),
+        Some(Command::Replay {
+            failure,
+            trust_folder,
+            verify_cmd,
+            python,
+        }) => replay(
+            &failure,
+            &crate::writers::program::Named {
+                trust_folder,
+                verify_cmd,
+                python,
+            },
+        ),
         Some(Command::Merge {
             out,
             shards,
@@ -116,27 +133,57 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
     }
 }
 
-/// `torture replay OUT/failures/<iteration>`: re-runs that one trial and compares.
-fn replay(failure: &std::path::Path) -> i32 {
+/// `torture replay OUT/failures/<iteration>`: re-runs that one trial and compares. The folder is
+/// data: nothing it names is executed unless the user names it again (`named`).
+fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> i32 {
     let note_path = failure.join("trial.json");
-    if std::fs::read_to_string(&note_path)
-        .is_ok_and(|t| t.contains("\"kind\": \"exec\"") || t.contains("\"kind\":\"exec\""))
-    {
-        // A program's timing is its own: an exec trial is re-checked on its saved files instead.
-        return crate::writers::program::recheck(failure);
-    }
-    let note: TrialNote = match std::fs::read_to_string(&note_path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
-        Ok(n) => n,
-        Err(e) => {
-            return usage_error(&format!(
-                "replay: cannot read {} ({e}); give a failure folder a run wrote (OUT/failures/<iteration>)",
-                note_path.display()
-            ))
-        }
+    let refuse = |e: &dyn std::fmt::Display| {
+        usage_error(&format!(
+            "replay: cannot read {} ({e}); give a failure folder a run wrote (OUT/failures/<iteration>)",
+            note_path.display()
+        ))
     };
+    let text = match crate::output::out_dir::read_data_text(
+        &note_path,
+        crate::output::out_dir::MAX_NOTE_BYTES,
+    ) {
+        Ok(t) => t,
+        Err(e) => return refuse(&e),
+    };
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return refuse(&e),
+    };
+    if value.get("kind").and_then(|k| k.as_str()) == Some("exec") {
+        // A program's timing is its own: an exec trial is re-checked on its saved files instead.
+        return crate::writers::program::recheck(failure, named);
+    }
+    if named.verify_cmd.is_some() || named.python.is_some() {
+        return usage_error(
+            "replay: --verify-cmd and --python re-check a `torture exec` trial; this folder holds a built-in trial",
+        );
+    }
+    let note: TrialNote = match serde_json::from_value(value) {
+        Ok(n) => n,
+        Err(e) => return refuse(&e),
+    };
+    // A built-in trial never runs a program: a note that carries one was not written by torture.
+    if let Some(exec) = &note.run.exec {
+        return usage_error(&format!(
+            "replay: {} names a program to run ({}) but is not an exec trial's note; replay runs nothing a folder names: give a failure folder a run wrote",
+            note_path.display(),
+            shell_words_str(&exec.command)
+        ));
+    }
+    if let Some(name) = &note.run.scenario {
+        if crate::writers::scenario::profiles(name).is_none() {
+            return usage_error(&format!(
+                "replay: {}: {}; give a trial.json as torture wrote it",
+                note_path.display(),
+                crate::writers::scenario::unknown(name)
+            ));
+        }
+    }
     if note.run.scenario.is_some() && note.record.fault == "power-loss" {
         return usage_error(&format!(
             "replay: {} is a scenario power-loss trial: its threads and processes interleave anew on every run, so its recording cannot be replayed; re-run the scenario with --seed {} to sample it again (the evidence folder holds the worst state's files and the recorder's log, ops.log)",
@@ -148,13 +195,20 @@ fn replay(failure: &std::path::Path) -> i32 {
     let was = &note.record.sqlite_version;
     if !was.is_empty() && *was != here && !was.contains("sqlcipher") && !here.contains("sqlcipher")
     {
+        // Every word of the suggested command is quoted: the version comes from the folder.
         return usage_error(&format!(
-            "replay: {} ran on SQLite {was}, this torture runs {here}; replay it with `torture --sqlite {was} replay {}`",
+            "replay: {} ran on SQLite {}, this torture runs {here}; replay it with `torture --sqlite {} replay {}`",
             failure.display(),
-            failure.display()
+            printable(was),
+            shell_quote(was),
+            shell_quote(&failure.to_string_lossy())
         ));
     }
-    let scratch = match tempfile::Builder::new().prefix("torture-replay-").tempdir() {
+    let scratch = match tempfile::Builder::new()
+        .prefix("torture-replay-")
+        .permissions(private_dir())
+        .tempdir()
+    {
         Ok(d) => d,
         Err(e) => return usage_error(&format!("replay: cannot make a folder: {e}")),
     };
@@ -216,7 +270,8 @@ fn replay(failure: &std::path::Path) -> i32 {
         let replayed = out.join("failures").join(index.to_string());
         for suffix in crate::trial::evidence::SIDECARS {
             let name = format!("trial.db{suffix}");
-            let a = std::fs::read(failure.join(&name)).ok();
+            // The folder's file is data: a regular file, not through a symlink, capped.
+            let a = crate::output::out_dir::read_data(&failure.join(&name), MAX_DB_BYTES).ok();
             let b = std::fs::read(replayed.join(&name)).ok();
             if a != b {
                 println!("  {name}: differs from the recorded file");
@@ -243,6 +298,32 @@ fn replay(failure: &std::path::Path) -> i32 {
         println!("DIFFERENT outcome");
         exit_code::VIOLATION
     }
+}
+
+/// The largest database file of an evidence folder that replay compares (a trial's database is
+/// far smaller).
+const MAX_DB_BYTES: u64 = 4 << 30;
+
+/// clap reads `--jobs -1` as an unknown flag `-1`: say which flag got a negative number instead.
+fn negative_value(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let bad = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let number = bad.strip_prefix('-')?;
+    if number.is_empty() || number.parse::<f64>().is_err() {
+        return None;
+    }
+    let at = args.iter().position(|a| a.to_str() == Some(bad.as_str()))?;
+    let flag = args.get(at.checked_sub(1)?)?.to_str()?;
+    flag.starts_with('-').then(|| {
+        format!(
+            "{flag} {bad}: a negative number; give 0 or more (see torture --help for the range)"
+        )
+    })
 }
 
 /// A clap error as one line: its message and tip, without the usage block.
@@ -335,9 +416,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec.kill_delay = delay;
                 exec.kill_window = Some((std::time::Duration::ZERO, delay.1));
             }
-            Err(e) => {
-                return usage_error(&format!("{e}; write it like 1..20 (commits) or 200ms..3s"))
-            }
+            Err(e) => return usage_error(&e),
         }
     }
     exec.instances = args.instances;
@@ -405,6 +484,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         };
         let probed = tempfile::Builder::new()
             .prefix("torture-probe-")
+            .permissions(private_dir())
             .tempdir_in(&opts.work_base)
             .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
             .and_then(|d| crate::writers::program::probe_recording(&mut exec, d.path(), timeout));
@@ -422,6 +502,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         };
         let scratch = match tempfile::Builder::new()
             .prefix("torture-calibrate-")
+            .permissions(private_dir())
             .tempdir_in(&opts.work_base)
         {
             Ok(d) => d,
@@ -490,17 +571,7 @@ fn run(args: RunArgs, command_line: String) -> i32 {
 /// The command line as one string, quoting words that need it.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
-        .map(|a| {
-            let s = a.to_string_lossy();
-            if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
-            {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', "'\\''"))
-            }
-        })
+        .map(|a| shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -534,4 +605,34 @@ fn hunt(args: &crate::cli::HuntArgs) -> i32 {
         resume: args.resume,
         max_shrink_runs: args.max_shrink_runs,
     })
+}
+
+/// Words as one shell command line, each quoted when it needs it.
+pub fn shell_words_str(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as one shell word that no shell reads as code: as it is when it holds only safe
+/// characters, else single-quoted (a `'` inside written `'\''`). Control characters are escaped
+/// by [`printable`] when the line is printed.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// Scratch folders hold copies of databases, which may hold a user's data: owner only.
+pub fn private_dir() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o700)
 }

@@ -35,6 +35,17 @@ pub enum Command {
     Replay {
         /// The trial's evidence folder.
         failure: PathBuf,
+        /// Run the commands the folder's trial.json names (its --verify-cmd, --python): only for a
+        /// folder you trust. Without it replay executes nothing the folder asks for.
+        #[arg(long)]
+        trust_folder: bool,
+        /// The invariant command to run on the saved files ({db}, TORTURE_DB), named again here
+        /// instead of the folder's.
+        #[arg(long)]
+        verify_cmd: Option<String>,
+        /// The interpreter for a DuckDB or libSQL re-check, named again here instead of the folder's.
+        #[arg(long)]
+        python: Option<String>,
     },
     /// Statistics and profile comparisons over one or more result folders (or trials.csv files);
     /// shards of one run are reported as one run.
@@ -101,6 +112,11 @@ pub struct RunArgs {
         "engine", "key"
     ])]
     pub resume: Option<PathBuf>,
+
+    /// With --resume of a `torture exec` run: run the program (and --verify-cmd) that OUT/run.json
+    /// names. Without it, resume refuses a folder that asks to run a program.
+    #[arg(long, requires = "resume")]
+    pub trust_folder: bool,
 
     #[command(flatten)]
     pub kill: KillArgs,

@@ -308,6 +308,14 @@ impl FaultOptions {
                 Fault::ALL.map(|f| f.as_str()).join(", ")
             ))
         })?;
+        // Every part written must say something: `::3` or `write::3` is a typo, not "any".
+        let parts: Vec<&str> = spec.crash_at.split(':').collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(usage(format!(
+                "--crash-at {}: write it KIND:FILE:N (write:db:9), KIND:N (sync:3), KIND:FILE or KIND, with KIND any, write, sync, truncate or delete and FILE any, db, wal or journal",
+                spec.crash_at
+            )));
+        }
         let (filter_text, op) = match spec.crash_at.rsplit_once(':') {
             Some((head, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
                 let n: u64 = n

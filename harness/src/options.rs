@@ -128,7 +128,7 @@ impl RunOptions {
             check_writable_file(junit, "--junit")?;
         }
         if let Some(out) = &args.resume {
-            return Self::resume(out, jobs, work_base, common);
+            return Self::resume(out, jobs, work_base, common, args.trust_folder);
         }
         let profiles = select_profiles(args.profile.as_deref(), args.profile_file.as_deref())?;
         let workload = parse_workload(&args.workload)?;
@@ -213,15 +213,18 @@ impl RunOptions {
         jobs: usize,
         work_base: PathBuf,
         args: &CommonArgs,
+        trust_folder: bool,
     ) -> Result<RunOptions, UsageError> {
         let path = out.join("run.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            usage(format!(
+        let text =
+            crate::output::out_dir::read_data_text(&path, crate::output::out_dir::MAX_NOTE_BYTES)
+                .map_err(|e| {
+                usage(format!(
                 "--resume {}: cannot read {} ({e}); give the folder of a run started by torture",
                 out.display(),
                 path.display()
             ))
-        })?;
+            })?;
         let spec: RunConfig = serde_json::from_str(&text).map_err(|e| {
             usage(format!(
                 "--resume {}: {} is malformed ({e}); it must be the file torture wrote",
@@ -233,6 +236,14 @@ impl RunOptions {
             return Err(usage(format!(
                 "--resume {}: no trials.csv there; start a new run instead",
                 out.display()
+            )));
+        }
+        // A results folder is data: the program its run.json names runs only when the user says so.
+        if let Some(exec) = spec.exec.as_ref().filter(|_| !trust_folder) {
+            return Err(usage(format!(
+                "--resume {}: its run.json runs a program ({}); resuming runs it again: add --trust-folder if you trust this folder",
+                out.display(),
+                crate::app::shell_words_str(&exec.command)
             )));
         }
         let mut opts = Self::from_spec(

@@ -16,7 +16,20 @@ use crate::trial::outcome::Outcome;
 pub fn run_validated(opts: RunOptions) -> i32 {
     let trials_path = opts.out_dir.join("trials.csv");
     let failures_dir = opts.out_dir.join("failures");
-    let resume_hint = format!("torture --resume {}", opts.out_dir.display());
+    // A resumed exec run runs the program OUT/run.json names: only with --trust-folder.
+    let resume_hint = format!(
+        "torture --resume {}{}",
+        crate::app::shell_quote(&opts.out_dir.to_string_lossy()),
+        if opts.exec.is_some() {
+            " --trust-folder"
+        } else {
+            ""
+        }
+    );
+    if let Err(msg) = check_junit(opts.junit.as_deref(), &opts.out_dir) {
+        eprintln!("torture: {}", crate::app::printable(&msg));
+        return exit_code::USAGE;
+    }
     // The scratch disk must have room before anything is written.
     if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
         eprintln!(
@@ -327,6 +340,42 @@ fn fault_never_fired(kill_point: &str, detail: &str) -> Option<String> {
     (n > t).then(|| format!("operation {n} of {t}"))
 }
 
+/// `--junit`'s file is made before the first trial, so a path that cannot be written is refused
+/// at once rather than after the whole run. Its folder must exist, or be OUT (which the run makes).
+fn check_junit(junit: Option<&std::path::Path>, out: &std::path::Path) -> Result<(), String> {
+    let Some(path) = junit else { return Ok(()) };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        if parent == out {
+            return Ok(());
+        }
+        return Err(format!(
+            "--junit {}: the folder {} does not exist; create it or choose another path",
+            path.display(),
+            parent.display()
+        ));
+    }
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "--junit {}: cannot write it ({e}); choose another path",
+                path.display()
+            )
+        })?;
+    if !existed {
+        // Checked, not kept: the report is written at the end.
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 type Opened = (out_dir::OutLock, TrialsCsv);
 type Refused = (i32, String);
 
@@ -391,6 +440,11 @@ fn open_to_resume(
         Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
         Err(out_dir::LockError::Io(e)) => return Err(refused_out(out, &e, "check the folder")),
     };
+    // Under the lock: a planted symlink (`failures` -> elsewhere, `trials.csv` -> a file to grow)
+    // would send the run's deletes and writes outside OUT.
+    if let Some(link) = out_dir::symlinked_parts(out).first() {
+        return Err((exit_code::USAGE, out_dir::symlink_refused(out, link)));
+    }
     let trials_path = out.join("trials.csv");
     let csv = TrialsCsv::open_append(&trials_path)
         .map_err(|e| refused_out(out, &e, "check the folder"))?;

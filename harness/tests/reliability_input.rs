@@ -486,3 +486,313 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
     }
     assert!(runs > 20, "only {runs} invocations in 20 s");
 }
+
+// ---- Issue 20: every bad input gets one line, before anything is run or written ----
+
+/// A `torture` command whose memory is capped (2 GiB of address space) and whose run is cut at
+/// 120 s: an unbounded read fails the test instead of the machine, a hang fails it instead of
+/// blocking the suite.
+fn capped(mut cmd: std::process::Command) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 2 << 30,
+                rlim_max: 2 << 30,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("torture never returned: it read without end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// A kill-at-op run of `off-off` (every trial loses something): its first failure folder.
+fn built_in_failure(tmp: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    let out = out_dir(tmp, name);
+    let o = run(&[
+        "-p",
+        "off-off",
+        "-n",
+        "6",
+        "--seed",
+        "3",
+        "--fault",
+        "kill-at-op",
+        "--workload",
+        "mixed",
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    out.join("failures/0")
+}
+
+/// R5: `--junit` in a folder that does not exist is refused before the first trial.
+#[test]
+fn r5_junit_in_a_missing_folder_is_refused_before_the_first_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "out");
+    let junit = tmp.path().join("no/such/dir/x.xml");
+    let o = run(&[
+        "-n",
+        "3",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = one_line_exit(&o, 2);
+    assert!(
+        err.contains("--junit") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing was run");
+    // Negative control: inside the new OUT, the run makes the folder and writes the report.
+    let junit = out.join("junit.xml");
+    let o = run(&[
+        "-n",
+        "3",
+        "--junit",
+        junit.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(junit.is_file());
+}
+
+/// R7, R14, R16, R18: windows that test nothing, a delay that would be ignored, a fault place
+/// with an empty part, and negative numbers: one line naming the flag, exit 2, nothing written.
+#[test]
+fn r7_r14_r16_r18_bad_kill_and_fault_flags_get_one_line_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out_dir(&tmp, "out");
+    let mut cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--kill-after", "0..0"], "--kill-after 0..0".into()),
+        (
+            vec!["--fault", "kill-at-op", "--crash-at", "::3"],
+            "--crash-at ::3".into(),
+        ),
+        (
+            vec!["--fault", "kill-at-op", "--crash-at", "write::3"],
+            "--crash-at write::3".into(),
+        ),
+        (
+            vec!["--kill-after", "2ms..30ms", "--kill-delay", "1ms..2ms"],
+            "--kill-delay 1ms..2ms".into(),
+        ),
+        (
+            vec!["--kill-after", ".."],
+            "--kill-after ..: give both ends".into(),
+        ),
+        (
+            vec!["--kill-after", "1.."],
+            "--kill-after 1..: give both ends".into(),
+        ),
+        (
+            vec!["--kill-after", "1..99999999999999999999"],
+            "--kill-after 1..99999999999999999999".into(),
+        ),
+    ];
+    for flag in [
+        "--jobs",
+        "--seed",
+        "--max-evidence",
+        "--max-commits",
+        "--max-states",
+        "--duration",
+        "--partition",
+        "--kill-after",
+    ] {
+        cases.push((vec![flag, "-1"], format!("{flag} -1")));
+    }
+    for (args, needle) in cases {
+        let mut all = args.clone();
+        all.extend(["-n", "2", "--out", out.to_str().unwrap()]);
+        let o = run(&all);
+        let err = one_line_exit(&o, 2);
+        assert!(err.contains(&needle), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing written");
+    }
+    let o = run(&["exec", "--instances", "-1", "--", "true"]);
+    let err = one_line_exit(&o, 2);
+    assert!(err.contains("--instances -1"), "{err}");
+}
+
+/// R13: a `trial.json` naming a scenario torture does not have is refused, exit 2.
+#[test]
+fn r13_replay_refuses_an_unknown_scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let failure = built_in_failure(&tmp, "core");
+    let note = failure.join("trial.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&note).unwrap()).unwrap();
+    v["run"]["scenario"] = "no-such-scenario".into();
+    std::fs::write(&note, serde_json::to_string(&v).unwrap()).unwrap();
+    let o = torture().arg("replay").arg(&failure).output().unwrap();
+    let err = one_line_exit(&o, 2);
+    assert!(err.contains("no-such-scenario"), "{err}");
+}
+
+/// R8: an endless or special file as a profile file, a report input or a `trial.json` gives one
+/// line and exit 2, within bounded memory and time.
+#[test]
+fn r8_endless_and_special_files_are_refused_never_read_without_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["profiles", "--profile-file", "/dev/zero"],
+            "regular file",
+        ),
+        (
+            vec!["profiles", "--profile-file", "/dev/urandom"],
+            "regular file",
+        ),
+        (vec!["profiles", "--profile-file", fifo], "regular file"),
+        (vec!["report", "/dev/zero"], "regular file"),
+        (vec!["report", fifo], "regular file"),
+    ] {
+        let mut cmd = torture();
+        cmd.args(&args);
+        let o = capped(cmd);
+        let err = one_line_exit(&o, 2);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A profile file far larger than any profile: refused by size.
+    let big = tmp.path().join("big.toml");
+    std::fs::write(&big, "#".repeat(3 << 20)).unwrap();
+    let mut cmd = torture();
+    cmd.args(["profiles", "--profile-file", big.to_str().unwrap()]);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("larger than"), "{err}");
+    // trial.json as a FIFO and as /dev/zero (a symlink to it is refused as a symlink).
+    let failure = built_in_failure(&tmp, "core");
+    std::fs::remove_file(failure.join("trial.json")).unwrap();
+    mkfifo(&failure.join("trial.json"));
+    let mut cmd = torture();
+    cmd.arg("replay").arg(&failure);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+/// R10: a `--sqlite` file that is not SQLite's amalgamation is exit 2 with one line, and nothing
+/// of it stays in the cache.
+#[test]
+fn r10_a_fake_amalgamation_is_bad_input_and_leaves_no_cache_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("fake");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("sqlite3.c"),
+        "#define SQLITE_VERSION \"3.99.0\"\nint broken(;\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("sqlite3.h"), "").unwrap();
+    let cache = tmp.path().join("cache");
+    let out = out_dir(&tmp, "out");
+    let o = torture()
+        .env("XDG_CACHE_HOME", &cache)
+        .args(["--sqlite", src.join("sqlite3.c").to_str().unwrap()])
+        .args(["-n", "1", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = one_line_exit(&o, 2);
+    assert!(err.contains("does not compile as SQLite"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(cache.join("torture/sqlite"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "cache entries left: {left:?}");
+    assert!(!out.exists());
+}
+
+/// R9: a bad command line is refused before any install: no virtual environment is made.
+#[test]
+fn r9_a_bad_command_line_installs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for args in [
+        vec!["-n", "-1", "--", "/nonexistent"],
+        vec!["-n", "1", "--", "/nonexistent"],
+    ] {
+        let o = torture()
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["exec", "--engine", "duckdb", "--engine-version", "0.0.0"])
+            .args(&args)
+            .output()
+            .unwrap();
+        one_line_exit(&o, 2);
+        assert!(
+            !cache.join("torture/venv").exists(),
+            "{args:?}: a virtual environment was made"
+        );
+    }
+}
+
+/// R18: `faultlog LOG | head` stops quietly when the pipe closes, never a panic.
+#[test]
+fn r18_faultlog_into_a_closed_pipe_does_not_panic() {
+    let faultlog = std::path::Path::new(env!("CARGO_BIN_EXE_torture"))
+        .parent()
+        .unwrap()
+        .join("examples/faultlog");
+    assert!(
+        faultlog.is_file(),
+        "{} is built by cargo build --release --all-targets",
+        faultlog.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let failure = built_in_failure(&tmp, "core");
+    let log = failure.join("ops.log");
+    assert!(log.is_file(), "a kill-at-op trial keeps its recording");
+    // `faultlog LOG | head -c 16`: its stdout is a pipe closed after the first bytes.
+    let mut child = std::process::Command::new(&faultlog)
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+    }
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("panicked"));
+}

@@ -1,5 +1,6 @@
 //! Prints a recorded log, one op a line: `cargo run --release -p torture-preload --example faultlog -- LOG`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use torture_preload::{read_log, OpKind};
@@ -16,6 +17,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // `faultlog LOG | head` closes the pipe early: stop quietly then, never panic.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for op in &log.ops {
         let detail = match &op.kind {
             OpKind::Write {
@@ -45,7 +48,8 @@ fn main() {
             OpKind::Ack { data, .. } => String::from_utf8_lossy(data).trim_end().to_string(),
             other => format!("{other:?}").chars().take(120).collect(),
         };
-        println!(
+        let line = writeln!(
+            out,
             "{:>6} pid {:>7} {:<11} {}{}",
             op.seq,
             op.pid,
@@ -61,12 +65,20 @@ fn main() {
                 String::new()
             }
         );
+        if line.is_err() {
+            std::process::exit(0);
+        }
     }
-    println!(
+    let end = writeln!(
+        out,
         "{} ops, {} processes, torn tail {} bytes, coverage {:?}",
         log.ops.len(),
         log.processes(),
         log.torn_tail_bytes,
         log.coverage()
-    );
+    )
+    .and_then(|()| out.flush());
+    if end.is_err() {
+        std::process::exit(0);
+    }
 }

@@ -267,7 +267,7 @@ impl Profile {
 
     /// Loads every profile of a TOML file (`[[profile]]` tables), strictly.
     pub fn load_file(path: &Path) -> Result<Vec<Profile>, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let text = read_profile_text(path).map_err(|source| ProfileError::Read {
             path: path.display().to_string(),
             source,
         })?;
@@ -279,6 +279,9 @@ impl Profile {
             other => other,
         })
     }
+
+    /// The largest profile file read (a profile is a few lines; `/dev/zero` is not one).
+    pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
     pub fn parse_toml(text: &str) -> Result<Vec<Profile>, ProfileError> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| ProfileError::Malformed {
@@ -505,6 +508,28 @@ pub struct InForce {
     pub synchronous: String,
     pub locking_mode: String,
     pub mmap_size: u64,
+}
+
+/// A profile file's text: a regular file only (a FIFO or `/dev/urandom` would never end), at most
+/// [`Profile::MAX_FILE_BYTES`].
+fn read_profile_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; give a TOML file of [[profile]] tables",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(Profile::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > Profile::MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB; a profile file is a few lines of TOML",
+            Profile::MAX_FILE_BYTES / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text; give a TOML file"))
 }
 
 #[cfg(test)]

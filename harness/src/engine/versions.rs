@@ -104,6 +104,11 @@ pub fn prepare(args: Vec<OsString>) -> Prepared {
             ))
         }
     };
+    // Nothing is installed or built for a command line that is bad anyway: its own parse says
+    // why, in one line, before any pip install or compile (issue 20, R9).
+    if (sqlite.is_some() || engine_version.is_some()) && !parses(&args) {
+        return Prepared::Continue(args);
+    }
     if let Some(v) = engine_version {
         if let Err(code) = engine_venv(&args, &v) {
             return Prepared::Exit(code);
@@ -125,6 +130,22 @@ pub fn prepare(args: Vec<OsString>) -> Prepared {
             }
             Err(_) => Prepared::Exit(run_variant(&want, &args)),
         },
+    }
+}
+
+/// The command line parses, and an exec program named without `--shell` exists.
+fn parses(args: &[OsString]) -> bool {
+    use clap::Parser;
+    match crate::cli::Cli::try_parse_from(args) {
+        Ok(cli) => match cli.command {
+            Some(crate::cli::Command::Exec(e)) => match (e.shell, e.command.first()) {
+                (false, Some(program)) => crate::writers::program::find_program(program).is_ok(),
+                _ => true,
+            },
+            _ => true,
+        },
+        // --help and --version print and exit 0 there too.
+        Err(_) => false,
     }
 }
 

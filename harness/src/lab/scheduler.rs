@@ -64,8 +64,10 @@ pub fn run(
 ) -> io::Result<RunEnd> {
     let started = Instant::now();
     sweep_orphans(&opts.work_base);
+    // Owner only: the trials' databases may hold a user's data.
     let work_dir = tempfile::Builder::new()
         .prefix("torture-")
+        .permissions(crate::app::private_dir())
         .tempdir_in(&opts.work_base)?;
     claim(work_dir.path())?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);

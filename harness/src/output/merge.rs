@@ -33,7 +33,11 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
     let mut specs: Vec<RunSpecFile> = Vec::new();
     for shard in shards {
         let path = shard.join("run.json");
-        let spec = std::fs::read_to_string(&path)
+        // A shard is data: no symlink in it leads the merge to read (and copy) files elsewhere.
+        if let Some(link) = out_dir::symlinked_parts(shard).first() {
+            return Err(format!("merge: {}", out_dir::symlink_refused(shard, link)));
+        }
+        let spec = out_dir::read_data_text(&path, out_dir::MAX_NOTE_BYTES)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<RunSpecFile>(&t).map_err(|e| e.to_string()))
             .map_err(|e| {
@@ -220,10 +224,17 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
-        if e.file_type()?.is_dir() {
+        let kind = e.file_type()?;
+        if kind.is_dir() {
             copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else if kind.is_file() {
+            // Regular files only, never through a link at either end.
+            out_dir::copy_no_follow(&e.path(), &to.join(e.file_name()))?;
         } else {
-            std::fs::copy(e.path(), to.join(e.file_name()))?;
+            return Err(std::io::Error::other(format!(
+                "{} is not a regular file (a symlink, FIFO or device); a shard's evidence holds only files",
+                e.path().display()
+            )));
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use serde::Serialize;
 use torture_workloads::Profile;
 
 use crate::options::RunSpec;
+use crate::output::out_dir::write_no_follow;
 use crate::trial::outcome::TrialRecord;
 
 /// The suffixes of the files that make up one database on disk.
@@ -100,12 +101,13 @@ pub fn save(
     let dir = failures_dir.join(record.iteration.to_string());
     std::fs::create_dir_all(&dir)?;
     snapshot.complete(db);
+    // Written without following a link planted in OUT.
     for (name, bytes) in &snapshot.files {
-        std::fs::write(dir.join(name), bytes)?;
+        write_no_follow(&dir.join(name), bytes)?;
     }
     if let Some(log) = op_log {
         // The operation log up to the crash: what each write replaced, for a post-mortem.
-        std::fs::copy(log, dir.join("ops.log"))?;
+        crate::output::out_dir::copy_no_follow(log, &dir.join("ops.log"))?;
     }
     let note = TrialNote {
         record: record.clone(),
@@ -114,13 +116,13 @@ pub fn save(
         command_line: spec.command_line.clone(),
         reproduce: format!(
             "torture replay {} (re-runs this trial alone); the whole run: {}",
-            dir.display(),
+            crate::app::shell_quote(&dir.to_string_lossy()),
             spec.command_line
         ),
         run: spec.clone(),
     };
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("trial.json"), json)?;
+    write_no_follow(&dir.join("trial.json"), json.as_bytes())?;
     Ok(dir)
 }
 

@@ -54,17 +54,34 @@ impl KillPolicy {
     /// Parses `--kill-after` (`1..20` acknowledged commits, or a time window `2ms..30ms`) together with
     /// `--kill-delay` (`0us..500us`, only meaningful after commits).
     pub fn parse(after: &str, delay: &str) -> Result<KillPolicy, String> {
-        let (lo, hi) = split_range(after)?;
+        let flag = |e: String| format!("--kill-after {after}: {e}");
+        let (lo, hi) = split_range(after).map_err(flag)?;
+        if lo.is_empty() || hi.is_empty() {
+            return Err(flag(
+                "give both ends of the window, like 1..20 (commits) or 2ms..30ms".into(),
+            ));
+        }
         if lo.chars().all(|c| c.is_ascii_digit()) && hi.chars().all(|c| c.is_ascii_digit()) {
-            let lo: u64 = lo.parse().map_err(|_| format!("`{lo}` is too large"))?;
-            let hi: u64 = hi.parse().map_err(|_| format!("`{hi}` is too large"))?;
+            let too_large =
+                |n: &str| flag(format!("`{n}` is too large; give at most {}", u64::MAX));
+            let lo: u64 = lo.parse().map_err(|_| too_large(lo))?;
+            let hi: u64 = hi.parse().map_err(|_| too_large(hi))?;
             if lo > hi {
-                return Err(format!(
-                    "--kill-after {after}: the window is empty ({lo} > {hi}); write it low..high"
+                return Err(flag(format!(
+                    "the window is empty ({lo} > {hi}); write it low..high"
+                )));
+            }
+            if hi == 0 {
+                return Err(flag(
+                    "every kill would land before the first commit, so every trial is intact and tests nothing; write it like 1..20".into(),
                 ));
             }
-            let (dlo, dhi) = split_range(delay)?;
-            let delay = (parse_duration(dlo)?, parse_duration(dhi)?);
+            let delay_flag = |e: String| format!("--kill-delay {delay}: {e}");
+            let (dlo, dhi) = split_range(delay).map_err(delay_flag)?;
+            let delay = (
+                parse_duration(dlo).map_err(delay_flag)?,
+                parse_duration(dhi).map_err(delay_flag)?,
+            );
             if delay.0 > delay.1 {
                 return Err(format!(
                     "--kill-delay {}: the window is empty; write it low..high",
@@ -76,10 +93,17 @@ impl KillPolicy {
                 delay,
             })
         } else {
-            let window = (parse_duration(lo)?, parse_duration(hi)?);
+            let window = (
+                parse_duration(lo).map_err(flag)?,
+                parse_duration(hi).map_err(flag)?,
+            );
             if window.0 > window.1 {
+                return Err(flag("the window is empty; write it low..high".into()));
+            }
+            // A delay after a commit means nothing when the kill is at a time: refused, not ignored.
+            if delay.trim() != crate::cli::DEFAULT_KILL_DELAY {
                 return Err(format!(
-                    "--kill-after {after}: the window is empty; write it low..high"
+                    "--kill-delay {delay} applies after a commit and --kill-after {after} is a time window; drop --kill-delay, or give --kill-after in commits (1..20)"
                 ));
             }
             Ok(KillPolicy::AfterTime { window })
@@ -162,7 +186,7 @@ mod tests {
             }
         );
         assert_eq!(
-            KillPolicy::parse("2ms..30ms", "0").unwrap(),
+            KillPolicy::parse("2ms..30ms", crate::cli::DEFAULT_KILL_DELAY).unwrap(),
             KillPolicy::AfterTime {
                 window: (Duration::from_millis(2), Duration::from_millis(30))
             }
@@ -190,6 +214,52 @@ mod tests {
             let err = KillPolicy::parse(after, delay).unwrap_err();
             assert!(!err.is_empty(), "{after} {delay}");
         }
+    }
+
+    /// Issue 20, R7, R16, R18: a window that tests nothing, a delay that would be ignored, and
+    /// windows with a missing or huge end are refused with a line that names the flag.
+    #[test]
+    fn windows_that_test_nothing_or_would_be_ignored_are_refused_naming_the_flag() {
+        for (after, delay, needle) in [
+            (
+                "0..0",
+                crate::cli::DEFAULT_KILL_DELAY,
+                "--kill-after 0..0: every kill",
+            ),
+            (
+                "0",
+                crate::cli::DEFAULT_KILL_DELAY,
+                "before the first commit",
+            ),
+            (
+                "..",
+                crate::cli::DEFAULT_KILL_DELAY,
+                "--kill-after ..: give both ends",
+            ),
+            (
+                "1..",
+                crate::cli::DEFAULT_KILL_DELAY,
+                "--kill-after 1..: give both ends",
+            ),
+            ("..5", crate::cli::DEFAULT_KILL_DELAY, "give both ends"),
+            (
+                "1..99999999999999999999",
+                crate::cli::DEFAULT_KILL_DELAY,
+                "--kill-after 1..99999999999999999999: `99999999999999999999` is too large",
+            ),
+            (
+                "2ms..30ms",
+                "1ms..2ms",
+                "--kill-delay 1ms..2ms applies after a commit",
+            ),
+            ("1..5", "1x", "--kill-delay 1x:"),
+            ("1ms..5x", "0", "--kill-after 1ms..5x:"),
+        ] {
+            let err = KillPolicy::parse(after, delay).unwrap_err();
+            assert!(err.contains(needle), "{after} {delay}: {err}");
+        }
+        // Negative control: a window that starts at 0 still reaches commits.
+        assert!(KillPolicy::parse("0..3", crate::cli::DEFAULT_KILL_DELAY).is_ok());
     }
 
     #[test]

@@ -144,8 +144,14 @@ fn trials_path(input: &Path) -> Result<PathBuf, ReportError> {
         } else {
             Err(ReportError::NoTrialsCsv(input.to_path_buf()))
         }
-    } else if input.exists() {
+    } else if input.is_file() {
         Ok(input.to_path_buf())
+    } else if input.exists() {
+        // A FIFO, `/dev/zero` or `/dev/urandom` would never end, or grow without bound.
+        Err(ReportError::Unreadable {
+            path: input.to_path_buf(),
+            reason: "not a regular file; give a results folder or its trials.csv".into(),
+        })
     } else {
         Err(ReportError::NotFound(input.to_path_buf()))
     }

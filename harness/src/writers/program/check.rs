@@ -546,6 +546,14 @@ fn run_verify_cmd(env: &CheckEnv<'_>, cmd: &str) -> Result<Option<String>, Strin
         return Ok(None);
     }
     let said = tail(&std::fs::read(&out).unwrap_or_default(), 300);
+    // 126/127: the shell could not run a command of it (not found, not executable): the set-up's
+    // failure, never a verdict on the database.
+    if matches!(status.code(), Some(126 | 127)) {
+        return Err(format!(
+            "--verify-cmd: the shell could not run it ({}: {said})",
+            describe_status(status)
+        ));
+    }
     Ok(Some(format!(
         "--verify-cmd {}{}{said}",
         describe_status(status),

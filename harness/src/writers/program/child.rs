@@ -414,21 +414,86 @@ pub(crate) struct Run {
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
 pub(crate) fn argv(command: &[String], shell: bool, db: &Path) -> Vec<String> {
-    let mut db = db.to_string_lossy().into_owned();
-    // For `sh -c`, a path the shell would read as code (`$(…)`, spaces, quotes) is single-quoted.
-    if shell
-        && !db
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=%".contains(c))
-    {
-        db = format!("'{}'", db.replace('\'', "'\\''"));
-    }
-    let words: Vec<String> = command.iter().map(|a| a.replace("{db}", &db)).collect();
+    let db = db.to_string_lossy().into_owned();
+    // A path of these characters reads the same in every quoting of `sh -c` and holds no code.
+    let plain = db
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@=%".contains(c));
     if shell {
-        vec!["/bin/sh".into(), "-c".into(), words.join(" ")]
+        let script = command.join(" ");
+        let script = if plain {
+            script.replace("{db}", &db)
+        } else {
+            db_as_variable(&script)
+        };
+        vec!["/bin/sh".into(), "-c".into(), script]
     } else {
-        words
+        command.iter().map(|a| a.replace("{db}", &db)).collect()
     }
+}
+
+/// Every `{db}` of a `sh -c` script as the shell's own expansion of `TORTURE_DB` (set for the
+/// program, the `--verify-cmd` and in the reproduce line), written for the quoting in force where
+/// it stands, so the path's bytes never enter the script: no path is read as code, in any quoting.
+pub(crate) fn db_as_variable(script: &str) -> String {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut out = String::with_capacity(script.len());
+    let mut quote = Quote::None;
+    let mut rest = script;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{db}") {
+            out.push_str(match quote {
+                Quote::None => "\"${TORTURE_DB}\"",
+                Quote::Double => "${TORTURE_DB}",
+                Quote::Single => "'\"${TORTURE_DB}\"'",
+            });
+            rest = &rest["{db}".len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        match (&quote, c) {
+            (Quote::None | Quote::Double, '\\') => {
+                // The escaped character is taken as it is.
+                if let Some(next) = rest.chars().next() {
+                    out.push(next);
+                    rest = &rest[next.len_utf8()..];
+                }
+            }
+            (Quote::None, '\'') => quote = Quote::Single,
+            (Quote::None, '"') => quote = Quote::Double,
+            (Quote::Single, '\'') | (Quote::Double, '"') => quote = Quote::None,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Refuses a `sh -c` script the shell cannot parse (`sh -n`), before any trial: a syntax error
+/// would otherwise fail every check and read as a verdict.
+pub(crate) fn check_shell_syntax(script: &str, what: &str) -> Result<(), String> {
+    let script = db_as_variable(script);
+    let out = Command::new("/bin/sh")
+        .args(["-n", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{what}: cannot start /bin/sh to check it ({e})"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    Err(format!(
+        "{what}: the shell cannot parse it ({}); fix its quoting",
+        said.trim()
+    ))
 }
 
 /// A command that drops the lab's descriptors; start it with [`process::spawn_program`], which

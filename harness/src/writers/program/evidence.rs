@@ -12,7 +12,9 @@ use torture_preload::Variant;
 use super::check::{self, CheckEnv};
 use super::child;
 use super::{Engine, ExecOptions};
+use crate::app::{shell_quote, shell_words_str};
 use crate::exit_code;
+use crate::output::out_dir::{self, write_no_follow};
 use crate::trial::evidence::with_suffix;
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Judged, Pragmas};
@@ -141,39 +143,117 @@ pub(crate) fn save_evidence(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     snapshot.complete(db_dir);
+    // Written without following a link planted in OUT.
     for (name, bytes) in &snapshot.files {
-        std::fs::write(dir.join(name), bytes)?;
+        write_no_follow(&dir.join(name), bytes)?;
     }
     if stderr.is_file() {
-        std::fs::copy(stderr, dir.join("stderr.txt"))?;
+        write_no_follow(&dir.join("stderr.txt"), &std::fs::read(stderr)?)?;
     }
     for (i, tail) in stdout_tails.iter().enumerate() {
         let name = match i {
             0 => "stdout-tail.txt".to_string(),
             i => format!("stdout-tail-{i}.txt"),
         };
-        std::fs::write(dir.join(name), tail)?;
+        write_no_follow(&dir.join(name), tail)?;
     }
     // Kill timing depends on the machine, so a trial cannot be replayed exactly: say how to run the
     // same program with the same seed and kill it at the same time, and where the files are.
     let scratch = Path::new("/tmp/torture-exec-replay.db");
-    let argv = child::argv(&note.exec.command, note.exec.shell, scratch).join(" ");
+    // Every word quoted: a path or a key with shell syntax in it stays one word.
+    let argv = shell_words_str(&child::argv(&note.exec.command, note.exec.shell, scratch));
     let key = note
         .exec
         .key
         .as_deref()
-        .map(|k| format!("TORTURE_KEY='{}' ", k.replace('\'', r"'\''")))
+        .map(|k| format!("TORTURE_KEY={} ", shell_quote(k)))
         .unwrap_or_default();
     note.reproduce = format!(
         "inspect {files} (the files as the program left them; `torture replay {files}` checks them again); to run it again: {key}TORTURE_DB={db} TORTURE_SEED={seed} {argv} & sleep {secs:.6}; kill -9 $!  (the whole run: {line})",
-        files = dir.display(),
+        files = shell_quote(&dir.to_string_lossy()),
         db = scratch.display(),
         seed = note.record.seed,
         secs = kill_at.as_secs_f64(),
         line = note.command_line,
     );
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("trial.json"), json)
+    write_no_follow(&dir.join("trial.json"), json.as_bytes())
+}
+
+/// What the user named on `torture replay`'s command line: the only commands a re-check runs.
+/// An evidence folder is data; what its `trial.json` asks to execute runs only with `trust_folder`.
+#[derive(Clone, Debug, Default)]
+pub struct Named {
+    /// `--trust-folder`: run the `--verify-cmd` and `--python` the folder names.
+    pub trust_folder: bool,
+    /// `--verify-cmd`: the invariant command, instead of the folder's.
+    pub verify_cmd: Option<String>,
+    /// `--python`: the interpreter of a DuckDB or libSQL check, instead of the folder's.
+    pub python: Option<String>,
+}
+
+impl Named {
+    /// The options the re-check runs with: the folder's, with every command in them either named
+    /// again by the user or allowed by `--trust-folder`; else the one line that refuses.
+    fn resolve(&self, mut exec: ExecOptions, note_path: &Path) -> Result<ExecOptions, String> {
+        match (&self.verify_cmd, &exec.verify_cmd) {
+            (Some(mine), _) => exec.verify_cmd = Some(mine.clone()),
+            (None, Some(theirs)) if !self.trust_folder => {
+                return Err(format!(
+                    "{} asks to run a command (--verify-cmd {}); replay runs nothing a folder names: name it again with --verify-cmd, or pass --trust-folder if you trust this folder",
+                    note_path.display(),
+                    shell_quote(theirs)
+                ))
+            }
+            (None, _) => {}
+        }
+        let default_python = ExecOptions::new(Vec::new()).python;
+        match &self.python {
+            Some(mine) => exec.python = mine.clone(),
+            None if exec.engine.python_module().is_some()
+                && exec.python != default_python
+                && !self.trust_folder =>
+            {
+                return Err(format!(
+                    "{} asks to check with the interpreter {}; replay runs nothing a folder names: name it again with --python, or pass --trust-folder if you trust this folder",
+                    note_path.display(),
+                    shell_quote(&exec.python)
+                ))
+            }
+            None if exec.engine.python_module().is_none() => exec.python = default_python,
+            None => {}
+        }
+        if let Some(cmd) = &exec.verify_cmd {
+            child::check_shell_syntax(cmd, "--verify-cmd")?;
+        }
+        Ok(exec)
+    }
+}
+
+/// Refuses a folder with anything but regular files and folders in it (a symlink could make the
+/// re-check read outside it, a FIFO or a device would never end).
+fn check_plain_folder(folder: &Path, depth: u32) -> Result<(), String> {
+    let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+    for e in entries.flatten() {
+        let path = e.path();
+        let kind = e
+            .file_type()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if kind.is_dir() && depth > 0 {
+            check_plain_folder(&path, depth - 1)?;
+        } else if !kind.is_file() {
+            return Err(format!(
+                "{} is {}; an evidence folder holds only regular files: give a folder a run wrote",
+                path.display(),
+                if kind.is_symlink() {
+                    "a symlink"
+                } else {
+                    "not a regular file"
+                }
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Files of an evidence folder that are not the database's.
@@ -206,10 +286,11 @@ impl Recheck {
     }
 }
 
-/// Runs the check of the trial saved in `folder` again, on a copy of its files.
-pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
+/// Runs the check of the trial saved in `folder` again, on a copy of its files, running only the
+/// commands `named` allows.
+pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
     let note_path = folder.join("trial.json");
-    let note: ExecTrialNote = std::fs::read_to_string(&note_path)
+    let mut note: ExecTrialNote = out_dir::read_data_text(&note_path, out_dir::MAX_NOTE_BYTES)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
         .map_err(|e| {
@@ -218,8 +299,11 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
                 note_path.display()
             )
         })?;
+    check_plain_folder(folder, 2)?;
+    note.exec = named.resolve(note.exec, &note_path)?;
     let work = tempfile::Builder::new()
         .prefix("torture-recheck-")
+        .permissions(crate::app::private_dir())
         .tempdir()
         .map_err(|e| format!("cannot make a folder: {e}"))?;
     let db_dir = work.path().join("db");
@@ -306,8 +390,8 @@ pub fn recheck_folder(folder: &Path) -> Result<Recheck, String> {
 /// Exit 0 when the re-check agrees with the recorded verdict, 1 when it does not (the recorded
 /// verdict is not confirmed: look at it), 2 for a folder that is not exec evidence, 3 when the
 /// check itself could not run (a missing Python package).
-pub fn recheck(folder: &Path) -> i32 {
-    let r = match recheck_folder(folder) {
+pub fn recheck(folder: &Path, named: &Named) -> i32 {
+    let r = match recheck_folder(folder, named) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("torture: replay: {e}");

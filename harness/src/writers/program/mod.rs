@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 pub use after_run::after_run;
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
-pub use evidence::{recheck, recheck_folder, ExecTrialNote, Recheck};
+pub use evidence::{recheck, recheck_folder, ExecTrialNote, Named, Recheck};
 pub use fault::{CrashStates, ExecFault};
 pub use recorded::{probe as probe_recording, run_trial as run_recorded};
 pub use states::summary as crash_states_summary;
@@ -386,6 +386,13 @@ impl ExecOptions {
                     "--synchronous {s}: give off, normal, full or extra (as PRAGMA synchronous names them)"
                 ));
             }
+        }
+        // A script the shell cannot parse would fail every trial's check as a verdict.
+        if let Some(cmd) = &self.verify_cmd {
+            child::check_shell_syntax(cmd, "--verify-cmd")?;
+        }
+        if self.shell {
+            child::check_shell_syntax(&self.command.join(" "), "--shell")?;
         }
         if self.instances == 0 {
             return Err(

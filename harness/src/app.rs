@@ -104,8 +104,8 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
         return usage_error(&e);
     }
     match report::report(results, format) {
-        Ok(text) => {
-            for note in report::partial_notes(results) {
+        Ok((text, skipped)) => {
+            for note in skipped.into_iter().chain(report::partial_notes(results)) {
                 eprintln!("torture: note: {note}");
             }
             print!("{text}");

@@ -122,6 +122,9 @@ const HEADER: [&str; 28] = [
     "kills_not_reached",
 ];
 
+/// How this export begins, so `torture report` can tell its own CSV from a trials.csv.
+pub const HEADER_START: &str = "profile,journal_mode,synchronous,workload,fault,trials,judged,";
+
 impl Exporter for Csv {
     fn render(&self, report: &Report) -> String {
         let mut w = csv::WriterBuilder::new()
@@ -150,6 +153,7 @@ mod tests {
         w.serialize(Row::new(&report.groups[0])).unwrap();
         let serde = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(serde.lines().next(), Some(HEADER.join(",").as_str()));
+        assert!(HEADER.join(",").starts_with(HEADER_START));
         assert_eq!(
             Csv.render(&Report::build(&[])),
             format!("{}\n", HEADER.join(","))

@@ -14,6 +14,8 @@ use crate::trial::outcome::TrialRecord;
 pub enum ReportError {
     #[error("no results given; pass one or more result folders or trials.csv files")]
     NoInputs,
+    #[error("every input is a report torture wrote; pass the result folders (`torture --out`) or their trials.csv")]
+    OnlyReports,
     #[error(
         "{0}: no such file or folder; pass a result folder (`torture --out`) or its trials.csv"
     )]
@@ -22,6 +24,8 @@ pub enum ReportError {
         "{0} has no trials.csv; pass the folder a run wrote (`torture --out`) or a trials.csv"
     )]
     NoTrialsCsv(PathBuf),
+    #[error("{0} is neither a folder nor a regular file; pass a result folder (`torture --out`) or its trials.csv")]
+    NotAFile(PathBuf),
     #[error("cannot read {path}: {reason}; check that it exists and is readable")]
     Unreadable { path: PathBuf, reason: String },
     #[error("{path}:{line}: {reason}; this is not a trials.csv row of this torture version, or the file was edited: fix or delete that line")]
@@ -58,6 +62,11 @@ impl fmt::Display for Source {
 /// overlapping shards or the same folder given twice are harmless; a trial found twice with
 /// different rows is an error, because the report would otherwise mix two runs silently.
 pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
+    load_with_notes(inputs).map(|(records, _)| records)
+}
+
+/// [`load`], and one note per input skipped (a report torture wrote, given among the results).
+pub fn load_with_notes(inputs: &[PathBuf]) -> Result<(Vec<TrialRecord>, Vec<String>), ReportError> {
     if inputs.is_empty() {
         return Err(ReportError::NoInputs);
     }
@@ -65,8 +74,17 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
     // (the nightly's) share indices without being the same trials.
     type Key = (String, String, u64);
     let mut by_iteration: BTreeMap<Key, (TrialRecord, Source)> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut read_any = false;
     for input in inputs {
-        let path = trials_path(input)?;
+        let path = match classify(input)? {
+            Input::Trials(path) => path,
+            Input::OwnReport(path) => {
+                notes.push(skipped_note(&path));
+                continue;
+            }
+        };
+        read_any = true;
         for (record, source) in read_rows(&path)? {
             let key = (
                 record.workload.clone(),
@@ -88,7 +106,10 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
             }
         }
     }
-    Ok(by_iteration.into_values().map(|(r, _)| r).collect())
+    if !read_any {
+        return Err(ReportError::OnlyReports);
+    }
+    Ok((by_iteration.into_values().map(|(r, _)| r).collect(), notes))
 }
 
 /// The run settings next to an input (a result folder's `run.json`, or the one beside a trials.csv).
@@ -136,19 +157,64 @@ pub fn partial_notes(inputs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-fn trials_path(input: &Path) -> Result<PathBuf, ReportError> {
-    if input.is_dir() {
+/// What one input is: the trials.csv to read, or a report `torture report` wrote (a glob such as
+/// `merged/*` picks up the `report.md` written beside the result folders), which is skipped with
+/// a note rather than refused.
+enum Input {
+    Trials(PathBuf),
+    OwnReport(PathBuf),
+}
+
+fn classify(input: &Path) -> Result<Input, ReportError> {
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReportError::NotFound(input.to_path_buf()),
+        _ => ReportError::Unreadable {
+            path: input.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })?;
+    if meta.is_dir() {
         let path = input.join("trials.csv");
-        if path.is_file() {
-            Ok(path)
+        return if path.is_file() {
+            Ok(Input::Trials(path))
         } else {
             Err(ReportError::NoTrialsCsv(input.to_path_buf()))
-        }
-    } else if input.exists() {
-        Ok(input.to_path_buf())
-    } else {
-        Err(ReportError::NotFound(input.to_path_buf()))
+        };
     }
+    if !meta.is_file() {
+        return Err(ReportError::NotAFile(input.to_path_buf()));
+    }
+    if is_own_report(input) {
+        Ok(Input::OwnReport(input.to_path_buf()))
+    } else {
+        Ok(Input::Trials(input.to_path_buf()))
+    }
+}
+
+/// Whether the file begins as one of `torture report`'s own formats does (it reads 512 bytes).
+fn is_own_report(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(512);
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&head);
+    head.starts_with("# torture report\n")
+        || head.starts_with("torture report: ")
+        || (head.starts_with("<!DOCTYPE html>") && head.contains("<title>torture report</title>"))
+        || (head.starts_with('{') && head.contains("\"sqlite_versions\""))
+        || head.starts_with(super::csv_export::HEADER_START)
+}
+
+/// The note for a skipped report file.
+fn skipped_note(path: &Path) -> String {
+    format!(
+        "skipped {}: it is a report torture wrote, not results",
+        path.display()
+    )
 }
 
 /// Like [`trials_csv::read`], but keeps each row's line number for error messages and checks the
@@ -317,5 +383,39 @@ mod tests {
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
         let msg = load(&[path]).unwrap_err().to_string();
         assert!(msg.contains("header lacks iteration, seed,"), "{msg}");
+    }
+
+    #[test]
+    fn reports_torture_wrote_are_skipped_with_a_note_and_other_files_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("inserts");
+        let records = vec![rec(0, "wal", Outcome::Intact, Verdict::Ok)];
+        write_run(&run, &records);
+        // As `torture report merged/* --format F > merged/report.EXT` leaves them.
+        let mut inputs = vec![run.clone()];
+        for format in crate::output::report::Format::ALL {
+            let path = d.path().join(format!("report.{format}"));
+            std::fs::write(&path, crate::output::report::render(&records, format)).unwrap();
+            inputs.push(path);
+        }
+        let (loaded, notes) = load_with_notes(&inputs).unwrap();
+        assert_eq!(loaded, records);
+        assert_eq!(notes.len(), 5, "{notes:?}");
+        assert!(notes[0].contains("report.table") && notes[0].contains("a report torture wrote"));
+        assert!(matches!(
+            load_with_notes(&inputs[1..]),
+            Err(ReportError::OnlyReports)
+        ));
+        // A text file that is neither: refused as before, not skipped.
+        let other = d.path().join("notes.md");
+        std::fs::write(&other, "# my notes\n").unwrap();
+        let err = load(&[run.clone(), other]).unwrap_err();
+        assert!(matches!(err, ReportError::NotTrialsCsv { .. }), "{err}");
+        // A FIFO would block a read forever: refused by its type, without opening it.
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = load(&[run, fifo]).unwrap_err();
+        assert!(matches!(err, ReportError::NotAFile(_)), "{err}");
+        assert_eq!(err.to_string().lines().count(), 1);
     }
 }

@@ -24,7 +24,9 @@ pub use crate::output::stats::{fisher_exact_two_sided, Rate};
 pub use csv_export::Csv;
 pub use html::Html;
 pub use json::Json;
-pub use load::{check_one_run_per_shard_set, load, partial_notes, ReportError, Source};
+pub use load::{
+    check_one_run_per_shard_set, load, load_with_notes, partial_notes, ReportError, Source,
+};
 pub use markdown::Markdown;
 pub use table::Table;
 
@@ -109,9 +111,11 @@ pub fn render(records: &[TrialRecord], format: Format) -> String {
     format.exporter().render(&Report::build(records))
 }
 
-/// `torture report RESULTS... --format F` in one call: load, merge, render.
-pub fn report(inputs: &[PathBuf], format: Format) -> Result<String, ReportError> {
-    Ok(render(&load(inputs)?, format))
+/// `torture report RESULTS... --format F` in one call: load, merge, render. Also returns a note
+/// per input skipped.
+pub fn report(inputs: &[PathBuf], format: Format) -> Result<(String, Vec<String>), ReportError> {
+    let (records, notes) = load_with_notes(inputs)?;
+    Ok((render(&records, format), notes))
 }
 
 #[cfg(test)]

@@ -100,12 +100,9 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
-    if let Err(e) = report::check_one_run_per_shard_set(results) {
-        return usage_error(&e);
-    }
     match report::report(results, format) {
-        Ok((text, skipped)) => {
-            for note in skipped.into_iter().chain(report::partial_notes(results)) {
+        Ok((text, notes)) => {
+            for note in notes {
                 eprintln!("torture: note: {note}");
             }
             print!("{text}");

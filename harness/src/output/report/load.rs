@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::runs::{self, Run};
 use crate::options::RunSpecFile;
 use crate::output::trials_csv;
 use crate::trial::outcome::TrialRecord;
@@ -36,7 +37,7 @@ pub enum ReportError {
     },
     #[error("{path} is not a trials.csv: its header lacks {missing}; pass a trials.csv that torture wrote")]
     NotTrialsCsv { path: PathBuf, missing: String },
-    #[error("trial {iteration} appears twice with different rows, in {first} and in {second}; these are not shards of one run: report them separately")]
+    #[error("trial {iteration} appears twice with different rows, in {first} and in {second}; these are not shards of one run, and no run.json beside them tells their runs apart: report them separately")]
     Conflict {
         iteration: u64,
         first: Source,
@@ -60,22 +61,40 @@ impl fmt::Display for Source {
 /// Reads every input (a result folder, whose `trials.csv` is read, or a `trials.csv` itself) and
 /// merges them, sorted by (workload, fault, iteration). A trial found twice with the same row is kept once, so
 /// overlapping shards or the same folder given twice are harmless; a trial found twice with
-/// different rows is an error, because the report would otherwise mix two runs silently.
+/// different rows is an error, because the report would otherwise mix two runs silently. (`merge`
+/// reads shards so; `torture report` reads [`load_runs`].)
 pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
-    load_with_notes(inputs).map(|(records, _)| records)
-}
-
-/// [`load`], and one note per input skipped (a report torture wrote, given among the results).
-pub fn load_with_notes(inputs: &[PathBuf]) -> Result<(Vec<TrialRecord>, Vec<String>), ReportError> {
     if inputs.is_empty() {
         return Err(ReportError::NoInputs);
     }
-    // A trial is identified by its run's workload and fault and its index: runs of other workloads
-    // (the nightly's) share indices without being the same trials.
-    type Key = (String, String, u64);
-    let mut by_iteration: BTreeMap<Key, (TrialRecord, Source)> = BTreeMap::new();
+    let mut paths = Vec::new();
+    for input in inputs {
+        if let Input::Trials(path) = classify(input)? {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(ReportError::OnlyReports);
+    }
+    pool(&paths)
+}
+
+/// What `torture report` reads: the inputs as runs (shards of one run joined, separate runs apart,
+/// see [`runs`](super::runs)), and notes to print: inputs skipped, runs that lack trials.
+pub struct Loaded {
+    pub runs: Vec<Run>,
+    pub notes: Vec<String>,
+}
+
+/// Reads every input into the run it belongs to. Within a run, trials are merged as [`load`]
+/// merges them; separate runs keep their own trials, so two runs of one command may be compared.
+pub fn load_runs(inputs: &[PathBuf]) -> Result<Loaded, ReportError> {
+    if inputs.is_empty() {
+        return Err(ReportError::NoInputs);
+    }
     let mut notes = Vec::new();
-    let mut read_any = false;
+    let mut runs: Vec<(Run, Vec<PathBuf>)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for input in inputs {
         let path = match classify(input)? {
             Input::Trials(path) => path,
@@ -84,8 +103,59 @@ pub fn load_with_notes(inputs: &[PathBuf]) -> Result<(Vec<TrialRecord>, Vec<Stri
                 continue;
             }
         };
-        read_any = true;
-        for (record, source) in read_rows(&path)? {
+        // The same trials.csv given twice (as a folder and as a file) is read once.
+        if !seen.insert(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+            continue;
+        }
+        let spec = spec_of(input);
+        match runs
+            .iter_mut()
+            .find(|(run, _)| runs::joins(run, spec.as_ref()))
+        {
+            Some((run, paths)) => {
+                run.inputs.push(input.clone());
+                if let (Some(s), Some(r)) = (&spec, &mut run.spec) {
+                    // Shards start on their own machines at their own times: the run started
+                    // with its first shard, on a machine only if all shards agree.
+                    if s.machine != r.machine {
+                        r.machine = None;
+                    }
+                    if s.started < r.started {
+                        r.started = s.started.clone();
+                    }
+                }
+                paths.push(path);
+            }
+            None => runs.push((
+                Run {
+                    inputs: vec![input.clone()],
+                    spec,
+                    records: Vec::new(),
+                },
+                vec![path],
+            )),
+        }
+    }
+    if runs.is_empty() {
+        return Err(ReportError::OnlyReports);
+    }
+    let mut out = Vec::new();
+    for (mut run, paths) in runs {
+        run.records = pool(&paths)?;
+        notes.extend(incomplete_note(&run));
+        out.push(run);
+    }
+    Ok(Loaded { runs: out, notes })
+}
+
+/// The trials of `paths`, merged: see [`load`].
+fn pool(paths: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
+    // A trial is identified by its run's workload and fault and its index: runs of other workloads
+    // (the nightly's) share indices without being the same trials.
+    type Key = (String, String, u64);
+    let mut by_iteration: BTreeMap<Key, (TrialRecord, Source)> = BTreeMap::new();
+    for path in paths {
+        for (record, source) in read_rows(path)? {
             let key = (
                 record.workload.clone(),
                 record.fault.clone(),
@@ -106,55 +176,71 @@ pub fn load_with_notes(inputs: &[PathBuf]) -> Result<(Vec<TrialRecord>, Vec<Stri
             }
         }
     }
-    if !read_any {
-        return Err(ReportError::OnlyReports);
-    }
-    Ok((by_iteration.into_values().map(|(r, _)| r).collect(), notes))
+    Ok(by_iteration.into_values().map(|(r, _)| r).collect())
 }
 
-/// The run settings next to an input (a result folder's `run.json`, or the one beside a trials.csv).
+/// A warning for a run with fewer trials than its run.json plans: a shard not given, a shard or
+/// run stopped early (resume it), a partial merge. Counted from the trials themselves, so a
+/// partial merge whose folder was resumed to completion is not called partial.
+fn incomplete_note(run: &Run) -> Option<String> {
+    let spec = run.spec.as_ref()?;
+    let total = spec.iterations?.saturating_mul(spec.profiles.len() as u64);
+    let have = run.records.len() as u64;
+    if have >= total {
+        return None;
+    }
+    let folders: Vec<String> = run.inputs.iter().map(|p| p.display().to_string()).collect();
+    let mut why = Vec::new();
+    let shards: Vec<_> = run
+        .inputs
+        .iter()
+        .filter_map(|i| spec_of(i).and_then(|s| s.partition))
+        .collect();
+    if let Some(n) = shards.first().map(|p| p.n) {
+        let absent: Vec<String> = (1..=n)
+            .filter(|k| !shards.iter().any(|p| p.k == *k))
+            .map(|k| format!("{k}/{n}"))
+            .collect();
+        if !absent.is_empty() {
+            why.push(format!("shard(s) {} not given", absent.join(", ")));
+        }
+    }
+    if let Some(p) = &spec.partial {
+        why.push(format!("it is {p}"));
+    }
+    if why.is_empty() {
+        why.push(if folders.len() == 1 {
+            format!(
+                "it stopped early: resume it with torture --resume {}",
+                folders[0]
+            )
+        } else {
+            "a shard stopped early: resume it with torture --resume SHARD".to_string()
+        });
+    }
+    Some(format!(
+        "{} holds {have} of its {total} trials ({}); its rates rest on fewer trials than planned",
+        folders.join(" + "),
+        why.join("; ")
+    ))
+}
+
+/// The run settings next to an input (a result folder's `run.json`, or the one beside a
+/// trials.csv); `None` when there is none, or it is not a regular file of a sane size, or not a
+/// run.json (the run is then neither labelled nor joined by its settings; its trials still count).
 fn spec_of(input: &Path) -> Option<RunSpecFile> {
     let dir = if input.is_dir() {
         input
     } else {
         input.parent()?
     };
-    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Refuses to pool shards of different runs: two inputs of one workload and fault, at least one a
-/// `--partition` shard, with different master seeds (their trial indices would not collide, so
-/// `load` could not tell). One line, as `merge` says it.
-pub fn check_one_run_per_shard_set(inputs: &[PathBuf]) -> Result<(), String> {
-    let specs: Vec<(&PathBuf, RunSpecFile)> = inputs
-        .iter()
-        .filter_map(|i| spec_of(i).map(|s| (i, s)))
-        .collect();
-    for (i, (a, sa)) in specs.iter().enumerate() {
-        for (b, sb) in &specs[i + 1..] {
-            let shards = sa.partition.is_some() || sb.partition.is_some();
-            if shards && sa.workload == sb.workload && sa.fault == sb.fault && sa.seed != sb.seed {
-                return Err(format!(
-                    "{} and {} are shards of different runs (seed {} vs {}); report the shards of one run together, or merge each run first",
-                    a.display(),
-                    b.display(),
-                    sa.seed,
-                    sb.seed
-                ));
-            }
-        }
+    let path = dir.join("run.json");
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() > 16 << 20 {
+        return None;
     }
-    Ok(())
-}
-
-/// One note per input that `merge --partial` made, saying what it lacks.
-pub fn partial_notes(inputs: &[PathBuf]) -> Vec<String> {
-    inputs
-        .iter()
-        .filter_map(|i| spec_of(i).and_then(|s| s.partial).map(|p| (i, p)))
-        .map(|(i, p)| format!("{} is {p}", i.display()))
-        .collect()
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// What one input is: the trials.csv to read, or a report `torture report` wrote (a glob such as
@@ -398,12 +484,13 @@ mod tests {
             std::fs::write(&path, crate::output::report::render(&records, format)).unwrap();
             inputs.push(path);
         }
-        let (loaded, notes) = load_with_notes(&inputs).unwrap();
-        assert_eq!(loaded, records);
+        let Loaded { runs, notes } = load_runs(&inputs).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].records, records);
         assert_eq!(notes.len(), 5, "{notes:?}");
         assert!(notes[0].contains("report.table") && notes[0].contains("a report torture wrote"));
         assert!(matches!(
-            load_with_notes(&inputs[1..]),
+            load_runs(&inputs[1..]),
             Err(ReportError::OnlyReports)
         ));
         // A text file that is neither: refused as before, not skipped.

@@ -102,8 +102,8 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
     };
     match report::report(results, format) {
         Ok((text, notes)) => {
-            for note in notes {
-                eprintln!("torture: note: {note}");
+            for line in notes {
+                eprintln!("torture: {line}");
             }
             print!("{text}");
             exit_code::CLEAN

@@ -80,10 +80,11 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
 }
 
 /// What `torture report` reads: the inputs as runs (shards of one run joined, separate runs apart,
-/// see [`runs`](super::runs)), and notes to print: inputs skipped, runs that lack trials.
+/// see [`runs`](super::runs)), notes (inputs skipped) and warnings (runs that lack trials).
 pub struct Loaded {
     pub runs: Vec<Run>,
     pub notes: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Reads every input into the run it belongs to. Within a run, trials are merged as [`load`]
@@ -140,12 +141,17 @@ pub fn load_runs(inputs: &[PathBuf]) -> Result<Loaded, ReportError> {
         return Err(ReportError::OnlyReports);
     }
     let mut out = Vec::new();
+    let mut warnings = Vec::new();
     for (mut run, paths) in runs {
         run.records = pool(&paths)?;
-        notes.extend(incomplete_note(&run));
+        warnings.extend(incomplete_note(&run));
         out.push(run);
     }
-    Ok(Loaded { runs: out, notes })
+    Ok(Loaded {
+        runs: out,
+        notes,
+        warnings,
+    })
 }
 
 /// The trials of `paths`, merged: see [`load`].
@@ -191,32 +197,45 @@ fn incomplete_note(run: &Run) -> Option<String> {
     }
     let folders: Vec<String> = run.inputs.iter().map(|p| p.display().to_string()).collect();
     let mut why = Vec::new();
-    let shards: Vec<_> = run
+    let shards: Vec<(&PathBuf, crate::lab::plan::Partition)> = run
         .inputs
         .iter()
-        .filter_map(|i| spec_of(i).and_then(|s| s.partition))
+        .filter_map(|i| spec_of(i).and_then(|s| s.partition).map(|p| (i, p)))
         .collect();
-    if let Some(n) = shards.first().map(|p| p.n) {
+    if let Some(n) = shards.first().map(|(_, p)| p.n) {
         let absent: Vec<String> = (1..=n)
-            .filter(|k| !shards.iter().any(|p| p.k == *k))
+            .filter(|k| !shards.iter().any(|(_, p)| p.k == *k))
             .map(|k| format!("{k}/{n}"))
             .collect();
         if !absent.is_empty() {
             why.push(format!("shard(s) {} not given", absent.join(", ")));
         }
     }
+    // Shards cover disjoint ranges of trial indices: each one's count is the run's in its range.
+    for (input, p) in &shards {
+        let range = p.range(total);
+        let want = range.end - range.start;
+        let count = run
+            .records
+            .iter()
+            .filter(|r| range.contains(&r.iteration))
+            .count() as u64;
+        if count < want {
+            why.push(format!(
+                "{} has {count} of its {want}: resume it with torture --resume {}",
+                input.display(),
+                input.display()
+            ));
+        }
+    }
     if let Some(p) = &spec.partial {
         why.push(format!("it is {p}"));
     }
     if why.is_empty() {
-        why.push(if folders.len() == 1 {
-            format!(
-                "it stopped early: resume it with torture --resume {}",
-                folders[0]
-            )
-        } else {
-            "a shard stopped early: resume it with torture --resume SHARD".to_string()
-        });
+        why.push(format!(
+            "it stopped early: resume it with torture --resume {}",
+            folders[0]
+        ));
     }
     Some(format!(
         "{} holds {have} of its {total} trials ({}); its rates rest on fewer trials than planned",
@@ -484,7 +503,7 @@ mod tests {
             std::fs::write(&path, crate::output::report::render(&records, format)).unwrap();
             inputs.push(path);
         }
-        let Loaded { runs, notes } = load_runs(&inputs).unwrap();
+        let Loaded { runs, notes, .. } = load_runs(&inputs).unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].records, records);
         assert_eq!(notes.len(), 5, "{notes:?}");

@@ -122,11 +122,20 @@ pub fn build(runs: Vec<Run>) -> Report {
     Report::build_runs(&runs)
 }
 
-/// `torture report RESULTS... --format F` in one call: load, join, render. Also returns the notes
-/// to print (inputs skipped, runs that lack trials).
+/// `torture report RESULTS... --format F` in one call: load, join, render. Also returns the lines
+/// to print on stderr: `note: ` an input skipped, `warning: ` a run that lacks trials.
 pub fn report(inputs: &[PathBuf], format: Format) -> Result<(String, Vec<String>), ReportError> {
-    let Loaded { runs, notes } = load_runs(inputs)?;
-    Ok((format.exporter().render(&build(runs)), notes))
+    let Loaded {
+        runs,
+        notes,
+        warnings,
+    } = load_runs(inputs)?;
+    let lines = notes
+        .into_iter()
+        .map(|n| format!("note: {n}"))
+        .chain(warnings.into_iter().map(|w| format!("warning: {w}")))
+        .collect();
+    Ok((format.exporter().render(&build(runs)), lines))
 }
 
 #[cfg(test)]

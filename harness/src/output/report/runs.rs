@@ -69,6 +69,14 @@ pub fn describe(runs: &[Run]) -> Vec<RunInfo> {
                 .join(", ")
         })
         .collect();
+    for (label, setting) in labels.iter_mut().zip(settings(runs)) {
+        if !setting.is_empty() {
+            if !label.is_empty() {
+                label.push_str(", ");
+            }
+            label.push_str(&setting);
+        }
+    }
     // Runs alike in all of these (a rerun of one command) are told apart by their folders.
     let distinct = labels.iter().collect::<BTreeSet<_>>().len() == labels.len();
     if !distinct {
@@ -94,6 +102,68 @@ pub fn describe(runs: &[Run]) -> Vec<RunInfo> {
             machine: f.machine,
         })
         .collect()
+}
+
+/// Per run, the other settings of run.json in which the runs differ (`lying_disk=true`,
+/// `workload=bank`), so a label never hides the difference that matters; empty for every run when
+/// they agree. Seeds and versions are labelled above; what only a shard or a rerun changes is not
+/// a setting.
+fn settings(runs: &[Run]) -> Vec<String> {
+    let objects: Vec<Option<serde_json::Map<String, serde_json::Value>>> = runs
+        .iter()
+        .map(|r| match r.spec.as_ref().and_then(identity) {
+            Some(serde_json::Value::Object(mut m)) => {
+                for k in ["seed", "sqlite_version", "engine"] {
+                    m.remove(k);
+                }
+                Some(m)
+            }
+            _ => None,
+        })
+        .collect();
+    let keys: BTreeSet<&String> = objects.iter().flatten().flat_map(|m| m.keys()).collect();
+    let differing: Vec<&String> = keys
+        .into_iter()
+        .filter(|k| {
+            objects
+                .iter()
+                .map(|m| m.as_ref().and_then(|m| m.get(*k)))
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0] != w[1])
+        })
+        .collect();
+    objects
+        .iter()
+        .map(|m| {
+            let Some(m) = m else {
+                return String::new();
+            };
+            differing
+                .iter()
+                .filter_map(|k| Some(format!("{k}={}", spell(k, m.get(*k)?))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect()
+}
+
+/// A setting's value for a label: strings bare, profiles by name, anything long cut.
+fn spell(key: &str, value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) if key == "profiles" => items
+            .iter()
+            .filter_map(|p| p.get("name").and_then(|n| n.as_str()))
+            .collect::<Vec<_>>()
+            .join(","),
+        v => v.to_string(),
+    };
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(39).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// One labelled fact of a run, and how its value is spelled in a label.

@@ -486,17 +486,7 @@ fn run(args: RunArgs, command_line: String) -> i32 {
 /// The command line as one string, quoting words that need it.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
-        .map(|a| {
-            let s = a.to_string_lossy();
-            if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
-            {
-                s.into_owned()
-            } else {
-                format!("'{}'", s.replace('\'', "'\\''"))
-            }
-        })
+        .map(|a| crate::output::reproduce::quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }

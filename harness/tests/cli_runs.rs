@@ -450,3 +450,56 @@ fn the_nightly_runs_as_the_workflow_runs_it_shards_then_merge_report_and_gate() 
     );
     assert!(violated.join("report.html").is_file());
 }
+
+#[test]
+fn the_reproduce_line_pastes_as_one_command_and_names_the_folder_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("first run");
+    let o = run(&[
+        "-s",
+        "11",
+        "--profile",
+        "wal-full",
+        "--iterations",
+        "3",
+        "--no-progress",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let stdout = text(&o.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reproduce: "))
+        .expect("a reproduce line");
+    assert!(line.ends_with("--seed 11"), "{line}");
+    assert!(
+        !line.contains("first run") && !line.contains("-o "),
+        "{line}"
+    );
+    let hint = format!("torture --resume '{}'", out.display());
+    assert!(stdout.contains(&hint), "{stdout}");
+    // Pasted into a shell (from another folder): it runs, into a new folder, the same trials.
+    let o = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{line}: {}", say(&o));
+    let made: Vec<_> = std::fs::read_dir(tmp.path().join("results"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(made.len(), 1);
+    // Rows come in finishing order: compare the trials (index and seed) as sets.
+    let trials = |dir: &Path| {
+        let mut t: Vec<(String, String)> = rows(dir)
+            .into_iter()
+            .map(|r| (r["iteration"].clone(), r["seed"].clone()))
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(trials(&made[0].path()), trials(&out));
+    assert_eq!(trials(&out).len(), 3);
+}

@@ -118,13 +118,10 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
-    if let Err(e) = report::check_one_run_per_shard_set(results) {
-        return usage_error(&e);
-    }
     match report::report(results, format) {
-        Ok(text) => {
-            for note in report::partial_notes(results) {
-                eprintln!("torture: note: {note}");
+        Ok((text, notes)) => {
+            for line in notes {
+                eprintln!("torture: {line}");
             }
             print!("{text}");
             exit_code::CLEAN
@@ -571,7 +568,7 @@ fn run(args: RunArgs, command_line: String) -> i32 {
 /// The command line as one string, quoting words that need it.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
-        .map(|a| shell_quote(&a.to_string_lossy()))
+        .map(|a| crate::output::reproduce::quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -616,20 +613,9 @@ pub fn shell_words_str(words: &[String]) -> String {
         .join(" ")
 }
 
-/// `word` as one shell word that no shell reads as code: as it is when it holds only safe
-/// characters, else single-quoted (a `'` inside written `'\''`). Control characters are escaped
-/// by [`printable`] when the line is printed.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
+/// `word` as one shell word that no shell reads as code (one quoting rule for every suggested
+/// command: [`crate::output::reproduce::quote`]).
+pub use crate::output::reproduce::quote as shell_quote;
 
 /// Scratch folders hold copies of databases, which may hold a user's data: owner only.
 pub fn private_dir() -> std::fs::Permissions {

@@ -253,8 +253,8 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         println!("{line}");
     }
     println!(
-        "reproduce: {}",
-        reproduce_command(&opts.command_line, opts.seed)
+        "{}",
+        crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir)
     );
     println!("results:   {}", trials_path.display());
     match junit_written {
@@ -486,37 +486,6 @@ fn refused_out(out: &std::path::Path, e: &std::io::Error, fix: &str) -> Refused 
         )
     }
 }
-
-/// The command line with the run's actual seed, placed before a `--` (exec's program comes after it).
-fn reproduce_command(command_line: &str, seed: u64) -> String {
-    let stripped = strip_seed(command_line);
-    match stripped.split_once(" -- ") {
-        Some((head, program)) => format!("{head} --seed {seed} -- {program}"),
-        None => format!("{stripped} --seed {seed}"),
-    }
-}
-
-/// The command line without its `--seed` (the caller adds the run's actual seed).
-fn strip_seed(command_line: &str) -> String {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for w in command_line.split(' ') {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if w == "--seed" || w == "-s" {
-            skip = true;
-            continue;
-        }
-        if w.starts_with("--seed=") {
-            continue;
-        }
-        out.push(w);
-    }
-    out.join(" ")
-}
-
 #[cfg(test)]
 mod never_fired_tests {
     use super::fault_never_fired;

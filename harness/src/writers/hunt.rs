@@ -141,7 +141,9 @@ fn run_program(
         .args(["--seed", &seed.to_string(), "--out"])
         .arg(out);
     if o.fault != "sigkill" {
-        cmd.args(["--fault", &o.fault]);
+        // Half the exec default per trial: a program's states are many and alike, and the
+        // hunt's budget is better spent on more programs.
+        cmd.args(["--fault", &o.fault, "--max-states", "32"]);
     }
     if o.engine == "duckdb" {
         cmd.args(["--engine", "duckdb"]);

@@ -142,3 +142,31 @@ fn bad_hunt_settings_are_one_line_and_exit_2() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A program the lab could not test is never "nothing found": with a cache the recorder cannot
+/// be written to, exec exits 3 and so does the hunt, saying why.
+#[test]
+fn a_hunt_whose_programs_cannot_be_tested_is_a_lab_error() {
+    let t = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_torture"))
+        .args([
+            "hunt",
+            "--budget",
+            "1s",
+            "--seed",
+            "3",
+            "--transactions",
+            "2",
+            "--out",
+        ])
+        .arg(t.path().join("h"))
+        .env("XDG_CACHE_HOME", "/proc/torture-no-cache")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("could not test the program"),
+        "{}",
+        say(&o)
+    );
+}

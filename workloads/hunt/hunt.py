@@ -424,6 +424,17 @@ def cmd_oracle(args):
 
 
 def cmd_repro(args):
+    """Exit 1: the bug reproduces; 0: it does not; 3: nothing could be checked."""
+    try:
+        repro(args)
+    except SystemExit:
+        raise
+    except Exception as e:
+        print(f"hunt.py repro: could not check: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+def repro(args):
     acked = 0
     if "--acked" in args:
         i = args.index("--acked")
@@ -431,9 +442,13 @@ def cmd_repro(args):
         del args[i : i + 2]
     src, state = args
     p = load(src)
+    if not os.path.isdir(state):
+        print(f"hunt.py repro: no saved state at {state}", file=sys.stderr)
+        sys.exit(3)
     names = [n for n in os.listdir(state) if not n.endswith(("-wal", "-shm", "-journal", ".wal"))]
     if len(names) != 1:
-        sys.exit(f"hunt.py repro: expected one database file in {state}, found {names}")
+        print(f"hunt.py repro: expected one database file in {state}, found {names}", file=sys.stderr)
+        sys.exit(3)
     import shutil
     import tempfile
 

@@ -90,6 +90,11 @@ struct State {
     programs: u64,
     crash_states: u64,
     findings: u64,
+    /// Findings like one already filed (same [`signature`]): counted, not shrunk or filed again.
+    #[serde(default)]
+    duplicates: u64,
+    #[serde(default)]
+    signatures: Vec<String>,
 }
 
 fn python(args: &[&std::ffi::OsStr]) -> Result<std::process::Output, String> {
@@ -169,6 +174,27 @@ fn run_program(
         )
     })?;
     let code = r.status.code().unwrap_or(exit_code::LAB_ERROR);
+    if code != exit_code::CLEAN && code != exit_code::VIOLATION && code != exit_code::USAGE {
+        // Never "nothing found" for a program that was not tested.
+        let said = String::from_utf8_lossy(&r.stdout);
+        let err = String::from_utf8_lossy(&r.stderr);
+        let last = |t: &str| {
+            t.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string()
+        };
+        return Err((
+            exit_code::LAB_ERROR,
+            format!(
+                "torture exec could not test the program (exit {code}; results in {}): {} {}",
+                out.display(),
+                last(&said),
+                last(&err)
+            ),
+        ));
+    }
     if code == exit_code::USAGE {
         let said = String::from_utf8_lossy(&r.stderr);
         return Err((
@@ -222,6 +248,12 @@ fn try_candidate(
     candidate: &serde_json::Value,
     seed: u64,
 ) -> Result<bool, (i32, String)> {
+    if candidate["transactions"]
+        .as_array()
+        .is_none_or(|t| t.is_empty())
+    {
+        return Ok(false);
+    }
     let raw = work.join("candidate-raw.json");
     let valid = work.join("candidate.json");
     std::fs::write(&raw, candidate.to_string())
@@ -236,7 +268,8 @@ fn try_candidate(
     if !v.status.success() {
         return Ok(false);
     }
-    Ok(run_program(o, script, &valid, seed, &work.join("run"))?.violation)
+    // A candidate exec refuses or cannot test (nothing acknowledged, say) does not reproduce.
+    Ok(run_program(o, script, &valid, seed, &work.join("run")).is_ok_and(|r| r.violation))
 }
 
 /// Drops transactions, then statements, one at a time while the finding reproduces. Returns the
@@ -312,6 +345,54 @@ fn shrink(
         log.push(format!("stopped after {runs} runs (--max-shrink-runs)"));
     }
     Ok(best)
+}
+
+/// The failing state's files in an exec evidence folder: `crash-state/` under a fault, the
+/// database files themselves after a SIGKILL.
+fn save_state(evidence: &Path, to: &Path) -> std::io::Result<bool> {
+    if evidence.join("crash-state").is_dir() {
+        copy_dir(&evidence.join("crash-state"), to)?;
+        return Ok(true);
+    }
+    let mut any = false;
+    for e in std::fs::read_dir(evidence)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("trial.db") && e.file_type()?.is_file() {
+            std::fs::create_dir_all(to)?;
+            std::fs::copy(e.path(), to.join(&name))?;
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+/// What makes two findings the same: the outcome and the worst state's finding with its cut,
+/// numbers and paths left out (an engine that cannot open a file torn at creation fails alike in
+/// every program).
+fn signature(verdict: &str) -> String {
+    let outcome = verdict.split(':').next().unwrap_or("");
+    let worst = verdict.split("; worst: ").nth(1).unwrap_or(verdict);
+    // Past the cut's name: `cut=op 83/303 (sync 0) tear-last `.
+    let finding = match worst.find(") ") {
+        Some(i) if worst.starts_with("cut=") => worst[i + 2..].split_once(' ').map_or("", |x| x.1),
+        _ => worst,
+    };
+    let mut out = String::new();
+    for w in finding.split_whitespace() {
+        let w = if w.contains('/') {
+            "PATH".to_string()
+        } else {
+            w.chars()
+                .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                .collect()
+        };
+        out.push_str(&w);
+        out.push(' ');
+        if out.len() > 120 {
+            break;
+        }
+    }
+    format!("{outcome}: {}", out.trim_end())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -433,57 +514,71 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
         let r = run_program(o, &script, &program, pseed, &pdir.join("run"))?;
         state.programs += 1;
         state.crash_states += r.states;
-        if let (true, Some((verdict, evidence, acked))) = (r.violation, r.finding) {
-            state.findings += 1;
-            let id = format!("{:04}-seed{pseed}", i);
-            let bug = base.join(&id);
-            let full = read_program(&program).map_err(lab)?;
-            let mut log = vec![format!("finding: {verdict}")];
-            let shrunk = shrink(o, &script, &pdir, &full, pseed, &mut log)?;
-            std::fs::create_dir_all(&bug).map_err(|e| lab(e.to_string()))?;
-            let write = |name: &str, text: String| {
-                std::fs::write(bug.join(name), text).map_err(|e| lab(e.to_string()))
-            };
-            std::fs::copy(&program, bug.join("program.json")).map_err(|e| lab(e.to_string()))?;
-            write(
-                "shrunk.json",
-                serde_json::to_string_pretty(&shrunk).unwrap_or_default(),
-            )?;
-            // The shrunk program's model, for the reproduction's oracle.
-            let shrunk_raw = bug.join("shrunk.json");
-            let _ = python(&[
-                script.as_os_str(),
-                "validate".as_ref(),
-                shrunk_raw.as_os_str(),
-                bug.join("shrunk-model.json").as_os_str(),
-            ]);
-            write("seed", format!("{pseed}\n"))?;
-            write(
-                "verdict.txt",
-                format!("{} {version}, --fault {}: {verdict}\n", o.engine, o.fault),
-            )?;
-            write("shrink.log", log.join("\n") + "\n")?;
-            std::fs::copy(&script, bug.join("hunt.py")).map_err(|e| lab(e.to_string()))?;
-            if evidence.join("crash-state").is_dir() {
-                copy_dir(&evidence.join("crash-state"), &bug.join("crash-state"))
-                    .map_err(|e| lab(e.to_string()))?;
+        let seen = |v: &str| state.signatures.contains(&signature(v));
+        if let (true, Some((verdict, _, _))) = (r.violation, r.finding.as_ref()) {
+            if seen(verdict) {
+                state.duplicates += 1;
+                eprintln!(
+                    "torture: program {i} fails like a finding already filed ({}): counted, not filed again",
+                    signature(verdict)
+                );
             }
-            // The shrunk program once more, to keep its own crash state.
-            let mut shrunk_line = String::new();
-            let valid = pdir.join("candidate.json");
-            if try_candidate(o, &script, &pdir, &shrunk, pseed)? {
-                let again = run_program(o, &script, &valid, pseed, &pdir.join("run"))?;
-                if let Some((_, ev, k)) = again.finding {
-                    if ev.join("crash-state").is_dir() {
-                        copy_dir(&ev.join("crash-state"), &bug.join("shrunk-crash-state"))
-                            .map_err(|e| lab(e.to_string()))?;
-                        shrunk_line = format!(
+        }
+        if let (true, Some((verdict, evidence, acked))) = (r.violation, r.finding) {
+            if seen(&verdict) {
+                // Counted above.
+            } else {
+                state.signatures.push(signature(&verdict));
+                state.findings += 1;
+                let id = format!("{:04}-seed{pseed}", i);
+                let bug = base.join(&id);
+                let full = read_program(&program).map_err(lab)?;
+                let mut log = vec![format!("finding: {verdict}")];
+                let shrunk = shrink(o, &script, &pdir, &full, pseed, &mut log)?;
+                std::fs::create_dir_all(&bug).map_err(|e| lab(e.to_string()))?;
+                let write = |name: &str, text: String| {
+                    std::fs::write(bug.join(name), text).map_err(|e| lab(e.to_string()))
+                };
+                std::fs::copy(&program, bug.join("program.json"))
+                    .map_err(|e| lab(e.to_string()))?;
+                write(
+                    "shrunk.json",
+                    serde_json::to_string_pretty(&shrunk).unwrap_or_default(),
+                )?;
+                // The shrunk program's model, for the reproduction's oracle.
+                let shrunk_raw = bug.join("shrunk.json");
+                let _ = python(&[
+                    script.as_os_str(),
+                    "validate".as_ref(),
+                    shrunk_raw.as_os_str(),
+                    bug.join("shrunk-model.json").as_os_str(),
+                ]);
+                write("seed", format!("{pseed}\n"))?;
+                write(
+                    "verdict.txt",
+                    format!("{} {version}, --fault {}: {verdict}\n", o.engine, o.fault),
+                )?;
+
+                std::fs::copy(&script, bug.join("hunt.py")).map_err(|e| lab(e.to_string()))?;
+                let saved = save_state(&evidence, &bug.join("crash-state"))
+                    .map_err(|e| lab(e.to_string()))?;
+                // The shrunk program once more, to keep its own crash state.
+                let mut shrunk_line = String::new();
+                let valid = pdir.join("candidate.json");
+                if try_candidate(o, &script, &pdir, &shrunk, pseed)? {
+                    // try_candidate left the shrunk program's run in pdir/run.
+                    let again = run_program(o, &script, &valid, pseed, &pdir.join("run"))?;
+                    if let Some((_, ev, k)) = again.finding {
+                        if save_state(&ev, &bug.join("shrunk-crash-state"))
+                            .map_err(|e| lab(e.to_string()))?
+                        {
+                            shrunk_line = format!(
                             "python3 hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit 1\n"
                         );
+                        }
                     }
                 }
-            }
-            write(
+                write(
                 "repro.sh",
                 format!(
                     "#!/bin/sh\n# {} {version}, --fault {}: needs only python3 with the `{}` package.\n# Checks a saved crash state against its program's model: acknowledged commits,\n# prefix consistency, index lookups, integrity. Exit 1: the bug reproduces.\ncd \"$(dirname \"$0\")\" || exit 3\n{shrunk_line}python3 hunt.py repro program.json crash-state --acked {acked}\n",
@@ -492,12 +587,20 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
                     if o.engine == "sqlite" { "sqlite3 (stdlib)" } else { "duckdb" }
                 ),
             )?;
-            eprintln!(
-                "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
-                id,
-                shrunk["transactions"].as_array().map_or(0, Vec::len),
-                bug.display()
-            );
+                if !saved {
+                    log.push(
+                        "the failing trial kept no database files: repro.sh has nothing to check"
+                            .into(),
+                    );
+                }
+                write("shrink.log", log.join("\n") + "\n")?;
+                eprintln!(
+                    "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
+                    id,
+                    shrunk["transactions"].as_array().map_or(0, Vec::len),
+                    bug.display()
+                );
+            }
         } else {
             let _ = std::fs::remove_dir_all(&pdir);
         }
@@ -506,20 +609,41 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
         crate::output::out_dir::write_whole(&state_path, json.as_bytes())
             .map_err(|e| lab(e.to_string()))?;
         eprintln!(
-            "torture: hunt: {} program(s), {} crash state(s) checked, {} finding(s), {:.0}s",
+            "torture: hunt: {} program(s), {} crash state(s) checked, {} finding(s) ({} more alike), {:.0}s",
             state.programs,
             state.crash_states,
             state.findings,
+            state.duplicates,
             started.elapsed().as_secs_f64()
         );
     }
     let _ = std::fs::remove_dir(&work);
     println!(
-        "hunt: {} program(s), {} crash state(s) checked, {} finding(s); bug base: {}",
+        "hunt: {} program(s), {} crash state(s) checked, {} finding(s) ({} more alike); bug base: {}",
         state.programs,
         state.crash_states,
         state.findings,
+        state.duplicates,
         base.display()
     );
     Ok(state.findings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+
+    #[test]
+    fn findings_alike_but_for_numbers_and_paths_share_a_signature() {
+        let a = "open-failed: 53 crash states (…); worst: cut=op 83/303 (sync 0) tear-last reopen with DuckDB: IOException: IO Error: Could not read enough bytes from file \"/dev/shm/a/trial.db\": attempted to read 2048 bytes from location 10240";
+        let b = "open-failed: 40 crash states (…); worst: cut=op 91/410 (sync 2) lose-all reopen with DuckDB: IOException: IO Error: Could not read enough bytes from file \"/dev/shm/b/trial.db\": attempted to read 4096 bytes from location 8192";
+        assert_eq!(signature(a), signature(b));
+        let c = "lost-commit: 9 crash states; worst: cut=op 12/40 (sync 1) lose-all [acked-before-durable] commit 3: acked before any sync covered it";
+        assert_ne!(signature(a), signature(c));
+        assert!(
+            signature(c).starts_with("lost-commit: "),
+            "{}",
+            signature(c)
+        );
+    }
 }

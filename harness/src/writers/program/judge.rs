@@ -227,8 +227,15 @@ impl<'a> Causes<'a> {
                         scratch: self.scratch,
                         close_fds: self.close_fds,
                     });
-                    c.missing.is_empty()
-                        && matches!(c.outcome, Outcome::Intact | Outcome::Atomicity)
+                    // A state the check cannot read (corrupt, unopenable, the check failing)
+                    // says nothing about the commit: taken as present, so the loss is judged by
+                    // the strict rule (lost after durable) rather than excused.
+                    match c.outcome {
+                        Outcome::Intact | Outcome::Atomicity | Outcome::LostCommit => {
+                            c.missing.is_empty()
+                        }
+                        _ => true,
+                    }
                 }
             }
             Err(_) => true,

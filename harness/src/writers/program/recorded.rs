@@ -677,9 +677,11 @@ pub fn run_trial(
             record.outcome = Outcome::WorkerError;
             record.verdict = Verdict::ProgramError;
         }
-    } else if !blind_spots(&rec.log).is_empty() {
-        // Writes the recorder could not follow are missing from every state: damage found in them
-        // may be the lab's omission, so it is not judged (the states' rows say what they showed).
+    }
+    if !blind_spots(&rec.log).is_empty() && record.verdict != Verdict::ProgramError {
+        // Writes the recorder could not follow are missing from every state: what the states
+        // showed, intact or damaged, may be the lab's omission, so the trial is not judged (the
+        // states' rows say what they showed).
         record.outcome = Outcome::WorkerError;
         record.verdict = Verdict::LabError;
         detail = format!(

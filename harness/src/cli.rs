@@ -276,6 +276,11 @@ pub struct CommonArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(help_heading = "Output", long)]
     pub no_progress: bool,
+
+    /// Print only warnings, errors and the verdict line (VIOLATION, lab error, interrupted): no
+    /// progress bar, no table, nothing on a clean run. The files are written as always.
+    #[arg(help_heading = "Output", short, long)]
+    pub quiet: bool,
 }
 
 /// A count of trials: a whole number, said so in one line when it is not (clap would call `-5` an

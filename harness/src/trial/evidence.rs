@@ -114,8 +114,8 @@ pub fn save(
         command_line: spec.command_line.clone(),
         reproduce: format!(
             "torture replay {} (re-runs this trial alone); the whole run: {}",
-            dir.display(),
-            spec.command_line
+            crate::output::reproduce::quote(&dir.display().to_string()),
+            crate::output::reproduce::command(&spec.command_line, spec.seed).0
         ),
         run: spec.clone(),
     };

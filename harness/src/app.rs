@@ -469,6 +469,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     }
     let mut run_args = default_run_args();
     run_args.common = args.common.clone();
+    crate::output::set_quiet(args.common.quiet);
     let mut opts = match RunOptions::validate_with(run_args, Defaults::EXEC, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
@@ -538,6 +539,7 @@ fn scenario_run(args: crate::cli::ScenarioRunArgs, command_line: String) -> i32 
     run_args.workload = args.workload.clone();
     run_args.kill = args.kill.clone();
     run_args.common = args.common.clone();
+    crate::output::set_quiet(args.common.quiet);
     let mut opts = match RunOptions::validate_with(run_args, Defaults::SCENARIO, command_line) {
         Ok(o) => o,
         Err(e) => return usage_error(&e.0),
@@ -555,6 +557,7 @@ fn default_run_args() -> RunArgs {
 }
 
 fn run(args: RunArgs, command_line: String) -> i32 {
+    crate::output::set_quiet(args.common.quiet);
     if let Err(e) = crate::options::check_fault_flags(&args) {
         return usage_error(&e.0);
     }

@@ -202,7 +202,7 @@ impl RunOptions {
             jobs,
             out_dir,
             work_base,
-            progress: !common.no_progress,
+            progress: !common.no_progress && !common.quiet,
             junit: common.junit.clone(),
             max_evidence: common.max_evidence,
             resume: false,
@@ -253,7 +253,7 @@ impl RunOptions {
             out,
             jobs,
             work_base,
-            args.no_progress,
+            args.no_progress || args.quiet,
             args.junit.clone(),
             true,
         )

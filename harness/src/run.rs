@@ -91,7 +91,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         std::time::Duration::ZERO
     };
     let budget = opts.mode.duration().map(|d| d.saturating_sub(used));
-    eprintln!(
+    crate::output::chatter(format_args!(
         "torture: {} ({} profile(s), workload {}, {} jobs, seed {}{}{})",
         match (to_run, budget) {
             (Some(n), _) => format!("{n} trials"),
@@ -119,7 +119,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         } else {
             String::new()
         }
-    );
+    ));
     let started = std::time::Instant::now();
     let deadline = budget.map(|d| started + d);
     let indices = plan::indices(opts.total_trials(), opts.partition, done);
@@ -208,8 +208,11 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         .junit
         .as_ref()
         .map(|path| junit::write(path, &summary, opts.fail_on_any).map(|()| path));
-    print!("{}", summary.render_table());
-    if opts.exec.as_ref().is_some_and(|e| e.fault.is_some()) {
+    let quiet = crate::output::quiet();
+    if !quiet {
+        print!("{}", summary.render_table());
+    }
+    if !quiet && opts.exec.as_ref().is_some_and(|e| e.fault.is_some()) {
         if let Some(s) = crate::writers::program::crash_states_summary(&opts.out_dir) {
             println!("{s}");
         }
@@ -244,40 +247,44 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         r if r > 0.0 => format!("{:.1} s/trial", 1.0 / r),
         _ => "no trials".to_string(),
     };
-    println!(
-        "\n{ran} trials in {:.1}s ({rate}), seed {}",
-        end.elapsed.as_secs_f64(),
-        opts.seed
-    );
-    if let Some(line) = summary.crash_states_line(end.elapsed) {
-        println!("{line}");
-    }
-    println!(
-        "{}",
-        crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir)
-    );
-    println!("results:   {}", trials_path.display());
-    match junit_written {
-        Some(Ok(path)) => println!("junit:     {}", path.display()),
-        Some(Err(e)) => eprintln!("torture: could not write the JUnit report: {e}"),
-        None => {}
-    }
-    if failures > 0 {
+    if !quiet {
         println!(
-            "evidence:  {} ({kept} of {failures} failures kept{})",
-            failures_dir.display(),
-            if kept < failures {
-                format!(", --max-evidence {}", opts.max_evidence)
-            } else {
-                String::new()
-            }
+            "\n{ran} trials in {:.1}s ({rate}), seed {}",
+            end.elapsed.as_secs_f64(),
+            opts.seed
         );
-    }
-    if let Some(first) = never_fired.first() {
+        if let Some(line) = summary.crash_states_line(end.elapsed) {
+            println!("{line}");
+        }
         println!(
+            "{}",
+            crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir)
+        );
+        println!("results:   {}", trials_path.display());
+    }
+    match junit_written {
+        Some(Ok(path)) if !quiet => println!("junit:     {}", path.display()),
+        Some(Err(e)) => eprintln!("torture: could not write the JUnit report: {e}"),
+        _ => {}
+    }
+    if !quiet {
+        if failures > 0 {
+            println!(
+                "evidence:  {} ({kept} of {failures} failures kept{})",
+                failures_dir.display(),
+                if kept < failures {
+                    format!(", --max-evidence {}", opts.max_evidence)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(first) = never_fired.first() {
+            println!(
             "note: the fault never fired in {} trial(s), which ran without it: {first} (the operation it was drawn for, or --crash-at, lies beyond what the run made)",
             never_fired.len()
         );
+        }
     }
     let not_intact: u64 = Outcome::ALL
         .iter()

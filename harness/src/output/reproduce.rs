@@ -133,16 +133,12 @@ fn short_value(word: &str, short: char) -> Option<&str> {
 /// The lines a run prints: `reproduce: COMMAND`, and when the run's folder exists, a hint that
 /// pasting writes a new folder and `--resume OUT` continues this one.
 pub fn lines(command_line: &str, seed: u64, out_dir: &Path) -> String {
-    let (line, out) = command(command_line, seed);
+    let (line, _) = command(command_line, seed);
     let mut text = format!("reproduce: {line}");
     if out_dir.exists() {
         let resume = format!("torture --resume {}", quote(&out_dir.display().to_string()));
-        let target = match out {
-            Some(_) => "add --out NEW_FOLDER (this run's --out holds its results)",
-            None => "it writes a new folder under results/",
-        };
         text.push_str(&format!(
-            "\n           ({target}; to continue this run instead: {resume})"
+            "\n           (it writes a new folder under results/, or add --out; to continue this run's folder instead: {resume})"
         ));
     }
     text

@@ -116,8 +116,8 @@ pub fn save(
         command_line: spec.command_line.clone(),
         reproduce: format!(
             "torture replay {} (re-runs this trial alone); the whole run: {}",
-            crate::app::shell_quote(&dir.to_string_lossy()),
-            spec.command_line
+            crate::output::reproduce::quote(&dir.display().to_string()),
+            crate::output::reproduce::command(&spec.command_line, spec.seed).0
         ),
         run: spec.clone(),
     };

@@ -90,7 +90,7 @@ impl Exporter for Markdown {
             .flat_map(|g| {
                 g.outcomes.iter().map(|o| {
                     vec![
-                        g.profile.clone(),
+                        text::side(&g.profile, &g.run),
                         g.workload.clone(),
                         g.fault.clone(),
                         o.outcome.to_string(),

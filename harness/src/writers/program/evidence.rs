@@ -394,7 +394,7 @@ pub fn recheck(folder: &Path, named: &Named) -> i32 {
     let r = match recheck_folder(folder, named) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("torture: replay: {e}");
+            eprintln!("torture: replay: {}", crate::app::printable(&e));
             return exit_code::USAGE;
         }
     };

@@ -69,7 +69,9 @@ fn edit_note(folder: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn replay(cwd: &Path, folder: &Path, extra: &[&str]) -> Output {
+    // A replay that differs keeps its folder in the temporary folder: this test's own.
     torture()
+        .env("TMPDIR", cwd)
         .current_dir(cwd)
         .arg("replay")
         .arg(folder)
@@ -553,4 +555,36 @@ fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
         );
     }
     eprintln!("{runs} mutated inputs");
+}
+
+/// S3 for merge: a shard whose evidence holds a symlink (to a file outside it) is refused, and
+/// nothing of the link's target reaches the merged folder. Negative control: without the link
+/// the same merge copies the evidence.
+#[test]
+fn s3_merge_refuses_a_symlink_in_a_shard_and_copies_nothing_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = tmp.path().join("core");
+    core_run(&shard);
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "not for the artifact").unwrap();
+    let db = shard.join("failures/0/trial.db");
+    let real = tmp.path().join("trial.db");
+    std::fs::rename(&db, &real).unwrap();
+    std::os::unix::fs::symlink(&secret, &db).unwrap();
+    let merged = tmp.path().join("merged");
+    let r = run(&["merge", merged.to_str().unwrap(), shard.to_str().unwrap()]);
+    assert_one_line_refusal(&r, "symlink");
+    assert!(
+        !merged.join("failures/0/trial.db").exists(),
+        "the link's target was copied"
+    );
+    std::fs::remove_file(&db).unwrap();
+    std::fs::rename(&real, &db).unwrap();
+    let merged = tmp.path().join("merged2");
+    let r = run(&["merge", merged.to_str().unwrap(), shard.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert_eq!(
+        std::fs::read(merged.join("failures/0/trial.db")).unwrap(),
+        std::fs::read(&db).unwrap()
+    );
 }

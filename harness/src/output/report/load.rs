@@ -98,7 +98,12 @@ fn spec_of(input: &Path) -> Option<RunSpecFile> {
     } else {
         input.parent()?
     };
-    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
+    // A regular file, capped: a results folder is data (a FIFO or /dev/zero there never ends).
+    let text = crate::output::out_dir::read_data_text(
+        &dir.join("run.json"),
+        crate::output::out_dir::MAX_NOTE_BYTES,
+    )
+    .ok()?;
     serde_json::from_str(&text).ok()
 }
 

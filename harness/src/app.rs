@@ -87,6 +87,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             Err(e) => usage_error(&e),
         },
         Some(Command::Exec(args)) => exec(args, command_line),
+        Some(Command::Hunt(args)) => hunt(&args),
         Some(Command::Scenario { action }) => match action {
             crate::cli::ScenarioAction::List => {
                 print!("{}", crate::writers::scenario::list_text());
@@ -117,13 +118,10 @@ fn report(results: &[PathBuf], format: &str) -> i32 {
         Ok(f) => f,
         Err(e) => return usage_error(&e.to_string()),
     };
-    if let Err(e) = report::check_one_run_per_shard_set(results) {
-        return usage_error(&e);
-    }
     match report::report(results, format) {
-        Ok(text) => {
-            for note in report::partial_notes(results) {
-                eprintln!("torture: note: {note}");
+        Ok((text, notes)) => {
+            for line in notes {
+                eprintln!("torture: {line}");
             }
             print!("{text}");
             exit_code::CLEAN
@@ -570,9 +568,40 @@ fn run(args: RunArgs, command_line: String) -> i32 {
 /// The command line as one string, quoting words that need it.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
-        .map(|a| shell_quote(&a.to_string_lossy()))
+        .map(|a| crate::output::reproduce::quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn hunt(args: &crate::cli::HuntArgs) -> i32 {
+    let budget = match crate::trial::kill_point::parse_duration(&args.budget) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            eprintln!("torture: --budget must be more than 0 (e.g. 10m)");
+            return crate::exit_code::USAGE;
+        }
+        Err(e) => {
+            eprintln!("torture: --budget {}: {e} (e.g. 90s, 10m)", args.budget);
+            return crate::exit_code::USAGE;
+        }
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
+    });
+    crate::writers::hunt::hunt(&crate::writers::hunt::HuntOptions {
+        engine: args.engine.clone(),
+        budget,
+        seed,
+        fault: args.fault.clone(),
+        out: args.out.clone(),
+        trials: args.trials,
+        transactions: args.transactions,
+        weights: args.weights.clone(),
+        resume: args.resume,
+        max_shrink_runs: args.max_shrink_runs,
+    })
 }
 
 /// Words as one shell command line, each quoted when it needs it.
@@ -584,20 +613,9 @@ pub fn shell_words_str(words: &[String]) -> String {
         .join(" ")
 }
 
-/// `word` as one shell word that no shell reads as code: as it is when it holds only safe
-/// characters, else single-quoted (a `'` inside written `'\''`). Control characters are escaped
-/// by [`printable`] when the line is printed.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@".contains(c))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
+/// `word` as one shell word that no shell reads as code (one quoting rule for every suggested
+/// command: [`crate::output::reproduce::quote`]).
+pub use crate::output::reproduce::quote as shell_quote;
 
 /// Scratch folders hold copies of databases, which may hold a user's data: owner only.
 pub fn private_dir() -> std::fs::Permissions {

@@ -61,6 +61,9 @@ pub enum Command {
     /// TORTURE_DB in its environment), SIGKILL it at a seeded time, verify the database. The program
     /// prints `ack N` on stdout after its commit N returned (see workloads/exec/README.md).
     Exec(Box<ExecArgs>),
+    /// Crash bugs nobody wrote a trigger for: generated transaction programs run under a fault,
+    /// judged by a prefix-consistency oracle, shrunk when they fail, filed in OUT/<engine>-<version>/.
+    Hunt(Box<HuntArgs>),
     /// The postmortems as named scenarios: `scenario list`, `scenario run NAME`.
     Scenario {
         #[command(subcommand)]
@@ -402,4 +405,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    /// sqlite (Python's sqlite3) or duckdb (the duckdb package; --engine-version V for a managed
+    /// release).
+    #[arg(long, default_value = "sqlite")]
+    pub engine: String,
+    /// How long to hunt (e.g. 90s, 10m).
+    #[arg(long, default_value = "10m")]
+    pub budget: String,
+    /// power-loss, kill-at-op or sigkill.
+    #[arg(long, default_value = "power-loss")]
+    pub fault: String,
+    /// Program seeds start here (default: drawn).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The hunt's folder: hunt.json (progress), <engine>-<version>/<id>/ (the bug base).
+    #[arg(long, default_value = "hunt")]
+    pub out: PathBuf,
+    /// exec trials per generated program.
+    #[arg(long, default_value_t = 2)]
+    pub trials: u64,
+    /// Transactions per generated program.
+    #[arg(long, default_value_t = 12)]
+    pub transactions: u32,
+    /// A TOML file of statement weights (workloads/hunt/weights.toml lists them).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Continue the hunt in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// At most this many runs to shrink one finding.
+    #[arg(long, default_value_t = 60)]
+    pub max_shrink_runs: u32,
 }

@@ -47,6 +47,9 @@ pub struct RunConfig {
     pub engine: Engine,
     /// Set by `torture merge --partial`: what the merged folder lacks.
     pub partial: Option<String>,
+    /// Where and when the run started (absent in folders written before they were recorded).
+    pub machine: Option<Machine>,
+    pub started: Option<String>,
     /// How the windows and the fault filter were spelled, so `run.json` says what was typed.
     spelled: Spelled,
 }
@@ -127,6 +130,8 @@ impl RunConfig {
             scenario: file.scenario,
             engine: file.engine,
             partial: file.partial,
+            machine: file.machine,
+            started: file.started,
             spelled: Spelled {
                 kill_after: file.kill_after,
                 kill_delay: file.kill_delay,
@@ -199,6 +204,8 @@ impl From<RunConfig> for RunSpecFile {
             engine: c.engine,
             partial: c.partial,
             op_counter: Some(OP_COUNTER.to_string()),
+            machine: c.machine,
+            started: c.started,
         }
     }
 }
@@ -261,6 +268,37 @@ pub struct RunSpecFile {
     /// kill-at-op, io-error and disk-full counted SQLite's VFS calls in the shim.
     #[serde(default)]
     pub op_counter: Option<String>,
+    /// The machine the run started on, so `torture report` can tell runs of two machines apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+    /// When the run started, UTC (`2026-12-04T13:44:08Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+}
+
+/// The machine a run started on: its host name and how many CPUs it could use.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub hostname: String,
+    pub cpus: usize,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn this() -> Machine {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            hostname: if hostname.is_empty() {
+                "unknown".to_string()
+            } else {
+                hostname
+            },
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 pub(crate) fn default_fault() -> String {

@@ -194,6 +194,8 @@ impl RunOptions {
             engine,
             partial: None,
             op_counter: Some(crate::config::OP_COUNTER.to_string()),
+            machine: Some(crate::config::Machine::this()),
+            started: Some(utc_now()),
         })?;
         Ok(RunOptions {
             spec,
@@ -467,6 +469,21 @@ fn default_run_name(seed: u64) -> String {
     let (y, m, d) = civil_from_days(days as i64);
     format!(
         "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-seed{seed}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Now, UTC, as `2026-12-04T13:44:08Z`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60

@@ -70,6 +70,18 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             }
         }
     }
+    // Crash-state rows likewise: those of trials that run again go (issue 20 R1).
+    if opts.resume {
+        if let Err(e) = crate::writers::program::states::keep_finished(&opts.out_dir, &done) {
+            eprintln!(
+                "torture: --resume: cannot tidy {}: {e}",
+                opts.out_dir
+                    .join(crate::writers::program::states::FILE)
+                    .display()
+            );
+            return exit_code::LAB_ERROR;
+        }
+    }
     let already = done.len() as u64;
     let planned = opts.planned_trials();
     let to_run = planned.map(|p| p.saturating_sub(already));
@@ -241,8 +253,8 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         println!("{line}");
     }
     println!(
-        "reproduce: {}",
-        reproduce_command(&opts.command_line, opts.seed)
+        "{}",
+        crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir)
     );
     println!("results:   {}", trials_path.display());
     match junit_written {
@@ -263,7 +275,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     }
     if let Some(first) = never_fired.first() {
         println!(
-            "note: the fault never fired in {} trial(s): {first} (--crash-at asks for an operation the workload never reaches)",
+            "note: the fault never fired in {} trial(s), which ran without it: {first} (the operation it was drawn for, or --crash-at, lies beyond what the run made)",
             never_fired.len()
         );
     }
@@ -307,6 +319,9 @@ fn fault_never_fired(kill_point: &str, detail: &str) -> Option<String> {
         let said = &detail[i + "injected: ".len()..];
         if let Some(end) = said.find(" (not reached: the writers made fewer") {
             return Some(format!("{} (the writers made fewer)", &said[..end]));
+        }
+        if let Some(end) = said.find(" — not reached (the program made fewer)") {
+            return Some(format!("{} (the program made fewer)", &said[..end]));
         }
     }
     if let Some(i) = detail.find("--crash-at ") {
@@ -471,33 +486,19 @@ fn refused_out(out: &std::path::Path, e: &std::io::Error, fix: &str) -> Refused 
         )
     }
 }
+#[cfg(test)]
+mod never_fired_tests {
+    use super::fault_never_fired;
 
-/// The command line with the run's actual seed, placed before a `--` (exec's program comes after it).
-fn reproduce_command(command_line: &str, seed: u64) -> String {
-    let stripped = strip_seed(command_line);
-    match stripped.split_once(" -- ") {
-        Some((head, program)) => format!("{head} --seed {seed} -- {program}"),
-        None => format!("{stripped} --seed {seed}"),
+    #[test]
+    fn an_exec_io_error_the_program_never_reached_is_noted() {
+        let d =
+            "6 crash states; injected: EIO on the 40th sync — not reached (the program made fewer)";
+        assert_eq!(
+            fault_never_fired("end", d).as_deref(),
+            Some("EIO on the 40th sync (the program made fewer)")
+        );
+        let fired = "injected: EIO on the 4th sync (1 op(s) failed)";
+        assert_eq!(fault_never_fired("end", fired), None);
     }
-}
-
-/// The command line without its `--seed` (the caller adds the run's actual seed).
-fn strip_seed(command_line: &str) -> String {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for w in command_line.split(' ') {
-        if skip {
-            skip = false;
-            continue;
-        }
-        if w == "--seed" || w == "-s" {
-            skip = true;
-            continue;
-        }
-        if w.starts_with("--seed=") {
-            continue;
-        }
-        out.push(w);
-    }
-    out.join(" ")
 }

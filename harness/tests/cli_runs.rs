@@ -300,32 +300,206 @@ fn the_nightly_script_runs_end_to_end_on_a_small_budget() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("wal-full") && md.contains("bank"), "{md}");
+    // The power-loss matrix and the exec target are reported next to the SIGKILL matrix.
+    assert!(md.contains("power-loss") && md.contains("python"), "{md}");
+}
+
+/// The nightly workflow, parsed.
+fn nightly_workflow() -> yaml_rust2::Yaml {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/nightly.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    docs.remove(0)
+}
+
+/// The step of a job whose `run` mentions `needle`.
+fn step_running<'a>(job: &'a yaml_rust2::Yaml, needle: &str) -> &'a yaml_rust2::Yaml {
+    job["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["run"].as_str().is_some_and(|r| r.contains(needle)))
+        .unwrap_or_else(|| panic!("a step runs {needle}"))
+}
+
+/// A `run:` as GitHub runs it (`bash --noprofile --norc -eo pipefail`).
+fn github_shell(run: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.args(["--noprofile", "--norc", "-eo", "pipefail", "-c", run]);
+    c
+}
+
+/// Sets a row's verdict to `violation`, as a run that found one writes it.
+fn plant_violation(trials_csv: &Path) {
+    let mut r = csv::Reader::from_path(trials_csv).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let col = headers.iter().position(|h| h == "verdict").unwrap();
+    let mut rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    let mut row: Vec<String> = rows[0].iter().map(String::from).collect();
+    row[col] = "violation".into();
+    rows[0] = csv::StringRecord::from(row);
+    let mut w = csv::Writer::from_path(trials_csv).unwrap();
+    w.write_record(&headers).unwrap();
+    for row in rows {
+        w.write_record(&row).unwrap();
+    }
+    w.flush().unwrap();
 }
 
 #[test]
-fn the_nightly_workflow_is_valid_yaml_that_runs_the_script_in_shards() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/nightly.yml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
-    let wf = &docs[0];
-    let jobs = &wf["jobs"];
-    assert_eq!(
-        jobs["shard"]["strategy"]["matrix"]["shard"]
-            .as_vec()
-            .unwrap()
-            .len(),
-        4
-    );
-    let steps = jobs["shard"]["steps"].as_vec().unwrap();
-    assert!(steps
-        .iter()
-        .any(|s| s["run"].as_str() == Some("scripts/nightly")));
-    assert!(steps.iter().any(|s| s["uses"]
-        .as_str()
-        .is_some_and(|u| u.starts_with("actions/upload-artifact"))));
-    let merge = jobs["report"]["steps"].as_vec().unwrap();
-    assert!(merge.iter().any(|s| s["run"]
-        .as_str()
-        .is_some_and(|r| r.contains("torture merge"))));
+fn the_nightly_runs_as_the_workflow_runs_it_shards_then_merge_report_and_gate() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = env!("CARGO_BIN_EXE_torture");
+    let wf = nightly_workflow();
     assert!(!wf["on"]["schedule"].is_badvalue());
+    let shard_job = &wf["jobs"]["shard"];
+    let matrix = shard_job["strategy"]["matrix"]["shard"].as_vec().unwrap();
+    let n = matrix.len();
+    assert!(n >= 2, "the nightly runs in shards");
+    let step = step_running(shard_job, "scripts/nightly");
+    let run = step["run"].as_str().unwrap();
+    // The shard step's environment, each value set as the runner would (a small size, a fixed
+    // seed, and the artifact's folder as download-artifact lays it out): a variable added to the
+    // workflow fails here rather than going untested.
+    let mut keys: Vec<&str> = step["env"]
+        .as_hash()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "BIN",
+            "NIGHTLY_ITERATIONS",
+            "NIGHTLY_OUT",
+            "NIGHTLY_SEED",
+            "SHARD"
+        ]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let shards = tmp.path().join("shards");
+    for k in matrix {
+        let k = k.as_i64().unwrap();
+        let o = github_shell(run)
+            .current_dir(&repo)
+            .env("SHARD", format!("{k}/{n}"))
+            .env("NIGHTLY_ITERATIONS", "2")
+            .env("NIGHTLY_SEED", "7")
+            .env("NIGHTLY_OUT", shards.join(format!("shard-{k}")))
+            .env("BIN", bin)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "shard {k}/{n}: {}", say(&o));
+    }
+    // The report job, from the repository's root as checked out: its one step, as written.
+    let report_job = &wf["jobs"]["report"];
+    let step = step_running(report_job, "scripts/nightly-report");
+    let run = step["run"].as_str().unwrap();
+    assert_eq!(step["env"]["BIN"].as_str(), Some("target/release/torture"));
+    std::os::unix::fs::symlink(repo.join("scripts"), tmp.path().join("scripts")).unwrap();
+    let summary = tmp.path().join("step-summary.md");
+    let o = github_shell(run)
+        .current_dir(tmp.path())
+        .env("BIN", bin)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let merged = tmp.path().join("merged");
+    let upload = report_job["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|s| s["with"]["name"].as_str() == Some("nightly-report"))
+        .expect("the report is uploaded");
+    assert_eq!(upload["with"]["path"].as_str(), Some("merged"));
+    // Every part merged whole: the SIGKILL workloads, the power-loss matrix, the exec target.
+    for part in ["inserts", "bank", "mixed", "power-loss", "exec-power-loss"] {
+        let spec = std::fs::read_to_string(merged.join(part).join("run.json")).unwrap();
+        assert!(!spec.contains("\"partial\""), "{part} merged whole: {spec}");
+    }
+    let html = std::fs::read_to_string(merged.join("report.html")).unwrap();
+    let md = std::fs::read_to_string(merged.join("report.md")).unwrap();
+    for needle in ["wal-full", "bank", "mixed", "power-loss", "python"] {
+        assert!(md.contains(needle), "report.md shows {needle}:\n{md}");
+    }
+    assert!(
+        html.contains("<svg") && html.contains("power-loss"),
+        "{html}"
+    );
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), md);
+    // The gate's positive control: one violation in one part fails the report step.
+    let violated = tmp.path().join("violated");
+    std::fs::create_dir_all(violated.join("bank")).unwrap();
+    for f in ["trials.csv", "run.json"] {
+        std::fs::copy(merged.join("bank").join(f), violated.join("bank").join(f)).unwrap();
+    }
+    plant_violation(&violated.join("bank/trials.csv"));
+    let o = Command::new(repo.join("scripts/nightly-report"))
+        .arg(&violated)
+        .env("BIN", bin)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    assert!(
+        text(&o.stderr).contains("1 trials with a violation"),
+        "{}",
+        say(&o)
+    );
+    assert!(violated.join("report.html").is_file());
+}
+
+#[test]
+fn the_reproduce_line_pastes_as_one_command_and_names_the_folder_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("first run");
+    let o = run(&[
+        "-s",
+        "11",
+        "--profile",
+        "wal-full",
+        "--iterations",
+        "3",
+        "--no-progress",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let stdout = text(&o.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reproduce: "))
+        .expect("a reproduce line");
+    assert!(line.ends_with("--seed 11"), "{line}");
+    assert!(
+        !line.contains("first run") && !line.contains("-o "),
+        "{line}"
+    );
+    let hint = format!("torture --resume '{}'", out.display());
+    assert!(stdout.contains(&hint), "{stdout}");
+    // Pasted into a shell (from another folder): it runs, into a new folder, the same trials.
+    let o = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{line}: {}", say(&o));
+    let made: Vec<_> = std::fs::read_dir(tmp.path().join("results"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(made.len(), 1);
+    // Rows come in finishing order: compare the trials (index and seed) as sets.
+    let trials = |dir: &Path| {
+        let mut t: Vec<(String, String)> = rows(dir)
+            .into_iter()
+            .map(|r| (r["iteration"].clone(), r["seed"].clone()))
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(trials(&made[0].path()), trials(&out));
+    assert_eq!(trials(&out).len(), 3);
 }

@@ -22,18 +22,8 @@ fn main() {
     for op in &log.ops {
         let detail = match &op.kind {
             OpKind::Write {
-                path,
-                offset,
-                data,
-                pre_image,
-                ..
-            } => format!(
-                "{} @{} +{} (pre {})",
-                path.display(),
-                offset,
-                data.len(),
-                pre_image.len()
-            ),
+                path, offset, data, ..
+            } => format!("{} @{} +{}", path.display(), offset, data.len()),
             OpKind::Open {
                 path,
                 fd,

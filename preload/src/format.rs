@@ -27,15 +27,16 @@ pub const SLOT_FAIL_FIRED: usize = 4;
 pub enum Tag {
     /// `ppid u32, process_index u64, forked u8, exe bytes`
     Start = 1,
-    /// `file, flags i32, created u8, is_dir u8, truncated u8, old_size u64, cut_tail bytes`
+    /// `file, flags i32, created u8, is_dir u8, truncated u8, old_size u64, reserved bytes` (empty)
     Open = 2,
-    /// `file, offset u64, old_size u64, data bytes, pre_image bytes`
+    /// `file, offset u64, old_size u64, data bytes, reserved bytes` (empty: crash states are
+    /// rebuilt forward from the start snapshot, so what a write overwrote is never needed)
     Write = 3,
     /// `file, how u8, is_dir u8`
     Sync = 4,
-    /// `file, old_size u64, new_size u64, cut_tail bytes`
+    /// `file, old_size u64, new_size u64, reserved bytes` (empty)
     Truncate = 5,
-    /// `file, mode i32, offset u64, len u64, old_size u64, new_size u64, pre_image bytes`
+    /// `file, mode i32, offset u64, len u64, old_size u64, new_size u64, reserved bytes` (empty)
     Fallocate = 6,
     /// `path bytes, ino u64, is_dir u8`
     Unlink = 7,

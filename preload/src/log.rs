@@ -80,10 +80,9 @@ pub enum OpKind {
         /// The open created the file (it did not exist before).
         created: bool,
         is_dir: bool,
-        /// `O_TRUNC` cut an existing file to zero; `cut_tail` is what it held.
+        /// `O_TRUNC` cut an existing file to zero.
         truncated: bool,
         old_size: u64,
-        cut_tail: Vec<u8>,
     },
     Write {
         fd: i32,
@@ -93,8 +92,6 @@ pub enum OpKind {
         old_size: u64,
         /// The bytes the call wrote (only as many as it reported written).
         data: Vec<u8>,
-        /// What `[offset, offset + data.len())` held before, clipped to `old_size`.
-        pre_image: Vec<u8>,
     },
     Sync {
         fd: i32,
@@ -110,7 +107,6 @@ pub enum OpKind {
         ino: u64,
         old_size: u64,
         new_size: u64,
-        cut_tail: Vec<u8>,
     },
     Fallocate {
         fd: i32,
@@ -121,7 +117,6 @@ pub enum OpKind {
         len: u64,
         old_size: u64,
         new_size: u64,
-        pre_image: Vec<u8>,
     },
     Unlink {
         path: PathBuf,
@@ -296,40 +291,51 @@ impl From<std::io::Error> for LogError {
 }
 
 /// Reads the log at `path`. A missing file is an empty log (no process loaded the recorder).
+///
+/// Read a record at a time, so the parsed operations are the only copy of the log in memory.
 pub fn read_log(path: &Path) -> Result<Log, LogError> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse_log(&bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Log::default()),
-        Err(e) => Err(e.into()),
-    }
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let size = file.metadata()?.len() as usize;
+    parse_from(
+        std::io::BufReader::with_capacity(1 << 20, file.take(size as u64)),
+        size,
+    )
 }
 
-/// Parses a whole log. A record cut short or failing its checksum at the very end is a write a
-/// SIGKILL interrupted: dropped and counted. Anywhere else it is damage and an error.
-pub fn parse_log(bytes: &[u8]) -> Result<Log, LogError> {
+/// [`parse_log`] over `size` bytes from `r`, a record at a time.
+fn parse_from(mut r: impl std::io::Read, size: usize) -> Result<Log, LogError> {
     let mut log = Log::default();
+    let mut payload = Vec::new();
     let mut at = 0usize;
-    while at < bytes.len() {
-        let torn = |log: &mut Log| log.torn_tail_bytes = (bytes.len() - at) as u64;
-        let Some(frame) = bytes.get(at..at + 8) else {
-            torn(&mut log);
+    while at < size {
+        let mut frame = [0u8; 8];
+        if size - at < 8 {
+            log.torn_tail_bytes = (size - at) as u64;
             break;
-        };
+        }
+        r.read_exact(&mut frame)?;
         let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
         let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
-            torn(&mut log);
+        if size - at - 8 < len {
+            log.torn_tail_bytes = (size - at) as u64;
             break;
-        };
-        let is_last = at + 8 + len == bytes.len();
-        if crc32(payload) != crc {
+        }
+        payload.resize(len, 0);
+        r.read_exact(&mut payload)?;
+        let is_last = at + 8 + len == size;
+        if crc32(&payload) != crc {
             if is_last {
-                torn(&mut log);
+                log.torn_tail_bytes = (size - at) as u64;
                 break;
             }
             return Err(corrupt(at, "checksum mismatch"));
         }
-        let op = decode(payload).map_err(|reason| corrupt(at, reason))?;
+        let op = decode(&payload).map_err(|reason| corrupt(at, reason))?;
         if let OpKind::Repair { .. } = op.kind {
             log.repaired_records += 1;
         }
@@ -337,6 +343,12 @@ pub fn parse_log(bytes: &[u8]) -> Result<Log, LogError> {
         at += 8 + len;
     }
     Ok(log)
+}
+
+/// Parses a whole log. A record cut short or failing its checksum at the very end is a write a
+/// SIGKILL interrupted: dropped and counted. Anywhere else it is damage and an error.
+pub fn parse_log(bytes: &[u8]) -> Result<Log, LogError> {
+    parse_from(bytes, bytes.len())
 }
 
 fn corrupt(at: usize, reason: &str) -> LogError {
@@ -375,8 +387,11 @@ fn decode(payload: &[u8]) -> Result<Op, &'static str> {
                 created: r.bool()?,
                 is_dir: r.bool()?,
                 truncated: r.bool()?,
-                old_size: r.u64()?,
-                cut_tail: r.bytes()?.to_vec(),
+                old_size: {
+                    let old = r.u64()?;
+                    r.bytes()?; // reserved (older logs: what O_TRUNC cut)
+                    old
+                },
             }
         }
         Tag::Write => {
@@ -387,8 +402,11 @@ fn decode(payload: &[u8]) -> Result<Op, &'static str> {
                 ino,
                 offset: r.u64()?,
                 old_size: r.u64()?,
-                data: r.bytes()?.to_vec(),
-                pre_image: r.bytes()?.to_vec(),
+                data: {
+                    let data = r.bytes()?.to_vec();
+                    r.bytes()?; // reserved (older logs: the pre-image)
+                    data
+                },
             }
         }
         Tag::Sync => {
@@ -408,8 +426,11 @@ fn decode(payload: &[u8]) -> Result<Op, &'static str> {
                 path: p,
                 ino,
                 old_size: r.u64()?,
-                new_size: r.u64()?,
-                cut_tail: r.bytes()?.to_vec(),
+                new_size: {
+                    let new = r.u64()?;
+                    r.bytes()?; // reserved (older logs: the cut tail)
+                    new
+                },
             }
         }
         Tag::Fallocate => {
@@ -422,8 +443,11 @@ fn decode(payload: &[u8]) -> Result<Op, &'static str> {
                 offset: r.u64()?,
                 len: r.u64()?,
                 old_size: r.u64()?,
-                new_size: r.u64()?,
-                pre_image: r.bytes()?.to_vec(),
+                new_size: {
+                    let new = r.u64()?;
+                    r.bytes()?; // reserved (older logs: the zeroed range's pre-image)
+                    new
+                },
             }
         }
         Tag::Unlink => OpKind::Unlink {

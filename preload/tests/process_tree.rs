@@ -578,3 +578,45 @@ fn sync_makes_every_file_and_name_durable() {
         Some(&b"kept"[..])
     );
 }
+
+/// `pwritev2(…, RWF_DSYNC)` makes that one write durable (Linux), as `O_DSYNC` does for every write
+/// of a descriptor: the lose-all state after it keeps the bytes. A plain `pwritev` of the same
+/// bytes is not durable: lose-all loses it (the control).
+#[test]
+fn a_write_with_rwf_dsync_is_durable_and_a_plain_one_is_not() {
+    for (flag, durable) in [("os.RWF_DSYNC", true), ("0", false)] {
+        let tmp = new_folder();
+        let dir = tmp.path().join("db");
+        std::fs::write(dir.join("f.bin"), b"").unwrap();
+        let start = torture_preload::snapshot(&dir).unwrap();
+        let mut cmd = Command::new(python());
+        cmd.args([
+            "-c",
+            &format!(
+                "import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY)\nos.pwritev(fd, [b'durable?'], 0, {flag})\nos.close(fd)"
+            ),
+        ])
+        .arg(dir.join("f.bin"));
+        let r = record_cmd(tmp, cmd, &[]);
+        assert!(
+            r.output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&r.output.stderr)
+        );
+        let end = r.log.ops.last().unwrap().seq;
+        let lost = torture_preload::build_state(
+            &start,
+            &r.log,
+            torture_preload::Cut { after: end },
+            torture_preload::Variant::LoseAll,
+            &torture_preload::Model::default(),
+        )
+        .unwrap();
+        let kept = lost.get(std::path::Path::new("f.bin")).cloned();
+        assert_eq!(
+            kept.as_deref() == Some(&b"durable?"[..]),
+            durable,
+            "{flag}: {kept:?}"
+        );
+    }
+}

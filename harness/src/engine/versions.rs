@@ -227,7 +227,7 @@ fn engine_venv(args: &[OsString], version: &str) -> Result<(), i32> {
         .iter()
         .skip(1)
         .take_while(|a| *a != "--")
-        .any(|a| a == "exec");
+        .any(|a| a == "exec" || a == "hunt");
     let engine = peek_flag(args, "engine").unwrap_or_default();
     let package = match engine.as_str() {
         "duckdb" => "duckdb",

@@ -11,15 +11,59 @@ use std::path::{Path, PathBuf};
 
 use torture_preload::env;
 
+/// The recorder this binary was built with (harness/build.rs builds `preload/` and embeds it).
+static RECORDER: &[u8] = include_bytes!(env!("TORTURE_PRELOAD_SO"));
+
 /// Where `libtorture_preload.so` is for the running binary; `Err` is one line naming the fix.
+///
+/// One recorder, whatever the install: the one embedded in this binary, written on first use into
+/// the cache (`$XDG_CACHE_HOME/torture/recorder/`, else `~/.cache/…`) under a name carrying its
+/// checksum, so binaries of different builds never share one; a file there that differs from it
+/// (a torn write, an edit) is replaced.
 pub fn library() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    torture_preload::find_library(&exe).ok_or_else(|| {
+    static AT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    AT.get_or_init(|| install(&crate::engine::versions::cache_dir().join("recorder")))
+        .clone()
+}
+
+fn install(dir: &Path) -> Result<PathBuf, String> {
+    // FNV-1a: a name, not a defence; the content is compared below.
+    let sum = RECORDER.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let path = dir.join(format!("libtorture_preload-{sum:016x}.so"));
+    if std::fs::read(&path).is_ok_and(|b| b == RECORDER) {
+        return Ok(path);
+    }
+    let fail = |e: std::io::Error| {
         format!(
-            "libtorture_preload.so is not beside {}: run `cargo build --release` (it builds the recorder too)",
-            exe.display()
+            "cannot write the file-operation recorder into {}: {e} — set XDG_CACHE_HOME to a writable folder",
+            dir.display()
         )
-    })
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let tmp = dir.join(format!(
+        ".libtorture_preload-{sum:016x}.{}.tmp",
+        std::process::id()
+    ));
+    let written = (|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&tmp)?;
+        f.write_all(RECORDER)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    Ok(path)
 }
 
 /// What one recorded run of a program needs in its environment.
@@ -120,5 +164,25 @@ mod tests {
         assert!(v.contains(&(env::DIR, "/d".into())));
         assert!(v.contains(&(env::SEED, "7".into())));
         assert!(v.contains(&(env::FAIL_AT, "sync:3:eio".into())));
+    }
+
+    #[test]
+    fn the_embedded_recorder_is_written_once_and_a_damaged_copy_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let p = install(t.path()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), RECORDER);
+        let again = install(t.path()).unwrap();
+        assert_eq!(p, again);
+        std::fs::write(&p, b"torn").unwrap();
+        assert_eq!(install(t.path()).unwrap(), p);
+        assert_eq!(std::fs::read(&p).unwrap(), RECORDER);
+        // Only the library is left: no temporary file.
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_unwritable_cache_is_one_line() {
+        let e = install(Path::new("/proc/torture-no-such-dir")).unwrap_err();
+        assert!(e.contains("XDG_CACHE_HOME") && !e.contains('\n'), "{e}");
     }
 }

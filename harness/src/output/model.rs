@@ -255,6 +255,9 @@ pub struct OutcomeRate {
 /// [`Tally`]'s numbers, evaluated, plus the group's kill histogram.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GroupStats {
+    /// The run's label when the report sets runs side by side; empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub run: String,
     pub profile: String,
     /// journal_mode read back; several values joined by `/` if the trials disagree.
     pub journal_mode: String,
@@ -287,6 +290,7 @@ pub struct GroupStats {
 impl GroupStats {
     pub fn new(t: &Tally, kills: KillHistogram) -> GroupStats {
         GroupStats {
+            run: String::new(),
             profile: t.profile.clone(),
             journal_mode: t.journal_mode(),
             synchronous: t.synchronous(),
@@ -314,9 +318,22 @@ impl GroupStats {
         }
     }
 
-    /// `profile · workload · fault`, for charts and headings.
+    /// `profile · workload · fault`, for charts and headings; `[run]` before it when runs are set
+    /// side by side.
     pub fn label(&self) -> String {
-        format!("{} · {} · {}", self.profile, self.workload, self.fault)
+        let key = format!("{} · {} · {}", self.profile, self.workload, self.fault);
+        if self.run.is_empty() {
+            key
+        } else {
+            format!("[{}] {key}", self.run)
+        }
+    }
+
+    /// Whether `other` is the same profile × workload × fault (of another run, perhaps).
+    fn same_key(&self, other: &GroupStats) -> bool {
+        self.profile == other.profile
+            && self.workload == other.workload
+            && self.fault == other.fault
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -336,6 +353,12 @@ pub struct Comparison {
     /// The profile with the lower observed damage rate.
     pub better: String,
     pub worse: String,
+    /// The runs of `better` and `worse` when runs are set side by side (the same run for two
+    /// profiles of one run; two runs for one profile across runs); empty otherwise.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub better_run: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub worse_run: String,
     pub better_damage: Rate,
     pub worse_damage: Rate,
     pub p_value: f64,
@@ -343,9 +366,41 @@ pub struct Comparison {
     pub supported: bool,
 }
 
+impl Comparison {
+    /// One profile × workload × fault in two runs (rather than two profiles of one run).
+    pub fn across_runs(&self) -> bool {
+        self.better_run != self.worse_run
+    }
+}
+
+/// One run of a report that sets runs side by side, labelled by what differs between them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// What tells this run from the others: `SQLite 3.51.2`, `seed 7, 2026-12-04`, a folder.
+    pub label: String,
+    /// The folders (or trials.csv files) it was read from.
+    pub inputs: Vec<String>,
+    pub trials: u64,
+    /// When it started (UTC), if its run.json says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The engine and its versions, `SQLite 3.54.1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `host (N CPUs)`, if its run.json says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+}
+
 /// Everything a report shows.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
+    /// The runs set side by side; empty when the report is of one run (or of runs that share no
+    /// profile × workload × fault, which read as one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunInfo>,
     pub trials: u64,
     /// Distinct `sqlite_version` values, sorted.
     pub sqlite_versions: Vec<String>,
@@ -382,6 +437,7 @@ impl Report {
         sqlite_versions.dedup();
         sqlite_versions.retain(|v| !v.is_empty());
         Report {
+            runs: Vec::new(),
             trials: records.len() as u64,
             sqlite_versions,
             groups,
@@ -389,6 +445,108 @@ impl Report {
             indistinguishable_pairs,
         }
     }
+}
+
+impl Report {
+    /// The report of several runs: one run, or runs that share no profile × workload × fault, read
+    /// as one (as [`Report::build`]); otherwise the runs side by side, each group labelled with
+    /// its run, the same profile × workload × fault of two runs next to each other and compared
+    /// across the runs, and each run's profiles compared within it as usual.
+    pub fn build_runs(runs: &[(RunInfo, Vec<TrialRecord>)]) -> Report {
+        let per_run: Vec<Report> = runs.iter().map(|(_, r)| Report::build(r)).collect();
+        let shared = per_run.iter().enumerate().any(|(i, a)| {
+            per_run[i + 1..].iter().any(|b| {
+                a.groups
+                    .iter()
+                    .any(|g| b.groups.iter().any(|h| g.same_key(h)))
+            })
+        });
+        if !shared {
+            let all: Vec<TrialRecord> = runs.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
+            return Report::build(&all);
+        }
+        // Groups in order of first appearance of their key, then run order.
+        let mut groups: Vec<GroupStats> = Vec::new();
+        for ((info, _), report) in runs.iter().zip(&per_run) {
+            for g in &report.groups {
+                let mut g = g.clone();
+                g.run = info.label.clone();
+                match groups.iter().rposition(|h| h.same_key(&g)) {
+                    Some(at) => groups.insert(at + 1, g),
+                    None => groups.push(g),
+                }
+            }
+        }
+        let mut comparisons = Vec::new();
+        let mut indistinguishable = 0;
+        for ((info, _), report) in runs.iter().zip(&per_run) {
+            for c in &report.comparisons {
+                let mut c = c.clone();
+                c.better_run = info.label.clone();
+                c.worse_run = info.label.clone();
+                comparisons.push(c);
+            }
+            indistinguishable += report.indistinguishable_pairs;
+        }
+        for (i, a) in groups.iter().enumerate() {
+            for b in &groups[i + 1..] {
+                if !a.same_key(b) || a.run == b.run {
+                    continue;
+                }
+                match fisher(a, b) {
+                    Some(c) => comparisons.push(c),
+                    None => indistinguishable += 1,
+                }
+            }
+        }
+        comparisons.sort_by(|x, y| x.p_value.total_cmp(&y.p_value));
+        let mut sqlite_versions: Vec<String> = per_run
+            .iter()
+            .flat_map(|r| r.sqlite_versions.iter().cloned())
+            .collect();
+        sqlite_versions.sort();
+        sqlite_versions.dedup();
+        Report {
+            runs: runs.iter().map(|(info, _)| info.clone()).collect(),
+            trials: per_run.iter().map(|r| r.trials).sum(),
+            sqlite_versions,
+            groups,
+            comparisons,
+            indistinguishable_pairs: indistinguishable,
+        }
+    }
+}
+
+/// Fisher's exact test on the damage rates of two groups, the better survivor first; `None` when
+/// neither has damage (the data cannot tell them apart).
+fn fisher(a: &GroupStats, b: &GroupStats) -> Option<Comparison> {
+    if a.damage.count == 0 && b.damage.count == 0 {
+        return None;
+    }
+    // Name the observed better survivor first; on a tie keep group order.
+    let (better, worse) = if b.damage.rate < a.damage.rate {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let p_value = six_digits(fisher_exact_two_sided(
+        better.damage.count,
+        better.damage.n - better.damage.count,
+        worse.damage.count,
+        worse.damage.n - worse.damage.count,
+    ));
+    Some(Comparison {
+        workload: a.workload.clone(),
+        fault: a.fault.clone(),
+        better: better.profile.clone(),
+        worse: worse.profile.clone(),
+        better_run: better.run.clone(),
+        worse_run: worse.run.clone(),
+        better_damage: better.damage,
+        worse_damage: worse.damage,
+        p_value,
+        supported: p_value < ALPHA && better.damage.rate < worse.damage.rate,
+    })
 }
 
 fn compare(groups: &[GroupStats]) -> (Vec<Comparison>, u64) {
@@ -399,32 +557,10 @@ fn compare(groups: &[GroupStats]) -> (Vec<Comparison>, u64) {
             if a.workload != b.workload || a.fault != b.fault {
                 continue;
             }
-            if a.damage.count == 0 && b.damage.count == 0 {
-                indistinguishable += 1;
-                continue;
+            match fisher(a, b) {
+                Some(c) => comparisons.push(c),
+                None => indistinguishable += 1,
             }
-            // Name the observed better survivor first; on a tie keep group order.
-            let (better, worse) = if b.damage.rate < a.damage.rate {
-                (b, a)
-            } else {
-                (a, b)
-            };
-            let p_value = six_digits(fisher_exact_two_sided(
-                better.damage.count,
-                better.damage.n - better.damage.count,
-                worse.damage.count,
-                worse.damage.n - worse.damage.count,
-            ));
-            comparisons.push(Comparison {
-                workload: a.workload.clone(),
-                fault: a.fault.clone(),
-                better: better.profile.clone(),
-                worse: worse.profile.clone(),
-                better_damage: better.damage,
-                worse_damage: worse.damage,
-                p_value,
-                supported: p_value < ALPHA && better.damage.rate < worse.damage.rate,
-            });
         }
     }
     // Stable sort: equal p-values keep group order, so the output is deterministic.

@@ -136,9 +136,18 @@ impl Summary {
     /// The table printed at the end of a run.
     pub fn render_table(&self) -> String {
         let mut out = String::new();
+        // As wide as the longest name (26 at least, so short names keep one layout): never cut.
+        let w = self
+            .groups
+            .tallies()
+            .iter()
+            .map(|t| t.profile.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(26);
         let _ = writeln!(
             out,
-            "{:<26} {:>7} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6}  {:>8}  {:<17}  verdict",
+            "{:<w$} {:>7} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6}  {:>8}  {:<17}  verdict",
             "profile",
             "trials",
             "intact",
@@ -163,8 +172,8 @@ impl Summary {
             };
             let _ = writeln!(
                 out,
-                "{:<26} {:>7} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6}  {:>7.2}%  [{:>6.2}%, {:>6.2}%]  {}",
-                truncate(&p.profile, 26),
+                "{:<w$} {:>7} {:>7} {:>6} {:>6} {:>7} {:>6} {:>6}  {:>7.2}%  [{:>6.2}%, {:>6.2}%]  {}",
+                p.profile,
                 p.trials,
                 p.count(Outcome::Intact),
                 p.count(Outcome::LostCommit),
@@ -196,13 +205,6 @@ impl Summary {
     }
 }
 
-fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +229,22 @@ mod tests {
         let table = s.render_table();
         assert!(table.contains("VIOLATION x1"), "{table}");
         assert!(table.contains("expected losses: 1"), "{table}");
+    }
+
+    #[test]
+    fn long_names_are_never_cut_and_the_columns_stay_aligned() {
+        let mut s = Summary::default();
+        let long = "pool/delete-p10-nobusy-power";
+        s.add(&rec(long, Outcome::Intact, Verdict::Ok));
+        s.add(&rec("wal-full", Outcome::Intact, Verdict::Ok));
+        let table = s.render_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with(&format!("{long} ")), "{table}");
+        // Every row's `trials` column ends where the header's does.
+        let end = lines[0].find("trials").unwrap() + "trials".len();
+        for line in &lines[1..] {
+            assert_eq!(&line[end - 1..end], "1", "{table}");
+        }
     }
 
     #[test]

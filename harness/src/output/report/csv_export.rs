@@ -1,5 +1,6 @@
 //! CSV: one row per group with every number at full precision, for spreadsheets and scripts.
-//! Comparisons are a second shape of data and live in the JSON export instead.
+//! Comparisons are a second shape of data and live in the JSON export instead; with runs side by
+//! side each row names its run and carries Fisher's p against the same group in the first run.
 
 use serde::Serialize;
 
@@ -45,10 +46,15 @@ struct Row<'a> {
     trial_seconds: f64,
     trials_per_trial_second: Option<f64>,
     kills_not_reached: u64,
+    /// The run, when runs are side by side; empty otherwise.
+    run: &'a str,
+    /// Fisher's p between this group and the same profile × workload × fault in the first run
+    /// that has it; empty for that first run and for one run.
+    p_vs_first_run: Option<f64>,
 }
 
 impl<'a> Row<'a> {
-    fn new(g: &'a GroupStats) -> Row<'a> {
+    fn new(g: &'a GroupStats, p_vs_first_run: Option<f64>) -> Row<'a> {
         use crate::trial::outcome::Outcome::*;
         let Rate {
             rate: damage_rate,
@@ -85,13 +91,15 @@ impl<'a> Row<'a> {
             trial_seconds: g.trial_seconds,
             trials_per_trial_second: g.trials_per_trial_second,
             kills_not_reached: g.kills.not_reached,
+            run: &g.run,
+            p_vs_first_run,
         }
     }
 }
 
 /// The column names, in [`Row`]'s field order; written by hand so an empty report still has a
 /// header (serde only writes one with the first row).
-const HEADER: [&str; 28] = [
+const HEADER: [&str; 30] = [
     "profile",
     "journal_mode",
     "synchronous",
@@ -120,7 +128,38 @@ const HEADER: [&str; 28] = [
     "trial_seconds",
     "trials_per_trial_second",
     "kills_not_reached",
+    "run",
+    "p_vs_first_run",
 ];
+
+/// The p-value of `g` against the same profile × workload × fault in the first run that has it.
+fn p_vs_first_run(report: &Report, g: &GroupStats) -> Option<f64> {
+    let first = report
+        .groups
+        .iter()
+        .find(|h| h.profile == g.profile && h.workload == g.workload && h.fault == g.fault)?;
+    if first.run == g.run {
+        return None;
+    }
+    let pair = |a: &str, b: &str| (a == first.run && b == g.run) || (a == g.run && b == first.run);
+    // Neither with damage: no comparison made, and nothing to tell them apart (p = 1).
+    Some(
+        report
+            .comparisons
+            .iter()
+            .find(|c| {
+                c.across_runs()
+                    && c.better == g.profile
+                    && c.workload == g.workload
+                    && c.fault == g.fault
+                    && pair(&c.better_run, &c.worse_run)
+            })
+            .map_or(1.0, |c| c.p_value),
+    )
+}
+
+/// How this export begins, so `torture report` can tell its own CSV from a trials.csv.
+pub const HEADER_START: &str = "profile,journal_mode,synchronous,workload,fault,trials,judged,";
 
 impl Exporter for Csv {
     fn render(&self, report: &Report) -> String {
@@ -130,7 +169,8 @@ impl Exporter for Csv {
         w.write_record(HEADER).expect("write to memory");
         for g in &report.groups {
             // Writing plain numbers and strings into memory cannot fail.
-            w.serialize(Row::new(g)).expect("serialize a CSV row");
+            let p = p_vs_first_run(report, g);
+            w.serialize(Row::new(g, p)).expect("serialize a CSV row");
         }
         let bytes = w.into_inner().expect("flush to memory");
         String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
@@ -147,9 +187,10 @@ mod tests {
     fn header_matches_the_row_fields() {
         let report = Report::build(&[rec(0, "wal", Outcome::Intact, Verdict::Ok)]);
         let mut w = csv::Writer::from_writer(Vec::new());
-        w.serialize(Row::new(&report.groups[0])).unwrap();
+        w.serialize(Row::new(&report.groups[0], None)).unwrap();
         let serde = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(serde.lines().next(), Some(HEADER.join(",").as_str()));
+        assert!(HEADER.join(",").starts_with(HEADER_START));
         assert_eq!(
             Csv.render(&Report::build(&[])),
             format!("{}\n", HEADER.join(","))

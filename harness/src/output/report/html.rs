@@ -61,6 +61,13 @@ impl Exporter for Html {
         out.push_str(STYLE);
         out.push_str("</style>\n</head>\n<body>\n<main>\n<h1>torture report</h1>\n");
         let _ = writeln!(out, "<p>{}.</p>", esc(&text::headline(report)));
+        if !report.runs.is_empty() {
+            out.push_str("<h2>Runs side by side</h2>\n<ul>\n");
+            for r in &report.runs {
+                let _ = writeln!(out, "<li>{}</li>", esc(&text::run_line(r)));
+            }
+            out.push_str("</ul>\n");
+        }
         if !report.groups.is_empty() {
             survival_section(&mut out, report);
             mix_section(&mut out, report);
@@ -414,7 +421,7 @@ fn tables_section(out: &mut String, report: &Report) {
         .iter()
         .map(|g| {
             vec![
-                g.profile.clone(),
+                text::side(&g.profile, &g.run),
                 g.workload.clone(),
                 g.fault.clone(),
                 g.journal_mode.clone(),
@@ -509,8 +516,8 @@ fn comparisons_section(out: &mut String, report: &Report) {
             .map(|c| {
                 vec![
                     format!("{} · {}", c.workload, c.fault),
-                    c.better.clone(),
-                    c.worse.clone(),
+                    text::side(&c.better, &c.better_run),
+                    text::side(&c.worse, &c.worse_run),
                     text::count_of(&c.better_damage),
                     text::count_of(&c.worse_damage),
                     text::p_value(c.p_value),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::runs::{self, Run};
 use crate::options::RunSpecFile;
 use crate::output::trials_csv;
 use crate::trial::outcome::TrialRecord;
@@ -14,6 +15,8 @@ use crate::trial::outcome::TrialRecord;
 pub enum ReportError {
     #[error("no results given; pass one or more result folders or trials.csv files")]
     NoInputs,
+    #[error("every input is a report torture wrote; pass the result folders (`torture --out`) or their trials.csv")]
+    OnlyReports,
     #[error(
         "{0}: no such file or folder; pass a result folder (`torture --out`) or its trials.csv"
     )]
@@ -22,6 +25,8 @@ pub enum ReportError {
         "{0} has no trials.csv; pass the folder a run wrote (`torture --out`) or a trials.csv"
     )]
     NoTrialsCsv(PathBuf),
+    #[error("{0} is neither a folder nor a regular file; pass a result folder (`torture --out`) or its trials.csv")]
+    NotAFile(PathBuf),
     #[error("cannot read {path}: {reason}; check that it exists and is readable")]
     Unreadable { path: PathBuf, reason: String },
     #[error("{path}:{line}: {reason}; this is not a trials.csv row of this torture version, or the file was edited: fix or delete that line")]
@@ -32,7 +37,7 @@ pub enum ReportError {
     },
     #[error("{path} is not a trials.csv: its header lacks {missing}; pass a trials.csv that torture wrote")]
     NotTrialsCsv { path: PathBuf, missing: String },
-    #[error("trial {iteration} appears twice with different rows, in {first} and in {second}; these are not shards of one run: report them separately")]
+    #[error("trial {iteration} appears twice with different rows, in {first} and in {second}; these are not shards of one run, and no run.json beside them tells their runs apart: report them separately")]
     Conflict {
         iteration: u64,
         first: Source,
@@ -56,18 +61,107 @@ impl fmt::Display for Source {
 /// Reads every input (a result folder, whose `trials.csv` is read, or a `trials.csv` itself) and
 /// merges them, sorted by (workload, fault, iteration). A trial found twice with the same row is kept once, so
 /// overlapping shards or the same folder given twice are harmless; a trial found twice with
-/// different rows is an error, because the report would otherwise mix two runs silently.
+/// different rows is an error, because the report would otherwise mix two runs silently. (`merge`
+/// reads shards so; `torture report` reads [`load_runs`].)
 pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
     if inputs.is_empty() {
         return Err(ReportError::NoInputs);
     }
+    let mut paths = Vec::new();
+    for input in inputs {
+        if let Input::Trials(path) = classify(input)? {
+            paths.push(path);
+        }
+    }
+    if paths.is_empty() {
+        return Err(ReportError::OnlyReports);
+    }
+    pool(&paths)
+}
+
+/// What `torture report` reads: the inputs as runs (shards of one run joined, separate runs apart,
+/// see [`runs`](super::runs)), notes (inputs skipped) and warnings (runs that lack trials).
+pub struct Loaded {
+    pub runs: Vec<Run>,
+    pub notes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads every input into the run it belongs to. Within a run, trials are merged as [`load`]
+/// merges them; separate runs keep their own trials, so two runs of one command may be compared.
+pub fn load_runs(inputs: &[PathBuf]) -> Result<Loaded, ReportError> {
+    if inputs.is_empty() {
+        return Err(ReportError::NoInputs);
+    }
+    let mut notes = Vec::new();
+    let mut runs: Vec<(Run, Vec<PathBuf>)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for input in inputs {
+        let path = match classify(input)? {
+            Input::Trials(path) => path,
+            Input::OwnReport(path) => {
+                notes.push(skipped_note(&path));
+                continue;
+            }
+        };
+        // The same trials.csv given twice (as a folder and as a file) is read once.
+        if !seen.insert(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+            continue;
+        }
+        let spec = spec_of(input);
+        match runs
+            .iter_mut()
+            .find(|(run, _)| runs::joins(run, spec.as_ref()))
+        {
+            Some((run, paths)) => {
+                run.inputs.push(input.clone());
+                if let (Some(s), Some(r)) = (&spec, &mut run.spec) {
+                    // Shards start on their own machines at their own times: the run started
+                    // with its first shard, on a machine only if all shards agree.
+                    if s.machine != r.machine {
+                        r.machine = None;
+                    }
+                    if s.started < r.started {
+                        r.started = s.started.clone();
+                    }
+                }
+                paths.push(path);
+            }
+            None => runs.push((
+                Run {
+                    inputs: vec![input.clone()],
+                    spec,
+                    records: Vec::new(),
+                },
+                vec![path],
+            )),
+        }
+    }
+    if runs.is_empty() {
+        return Err(ReportError::OnlyReports);
+    }
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for (mut run, paths) in runs {
+        run.records = pool(&paths)?;
+        warnings.extend(incomplete_note(&run));
+        out.push(run);
+    }
+    Ok(Loaded {
+        runs: out,
+        notes,
+        warnings,
+    })
+}
+
+/// The trials of `paths`, merged: see [`load`].
+fn pool(paths: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
     // A trial is identified by its run's workload and fault and its index: runs of other workloads
     // (the nightly's) share indices without being the same trials.
     type Key = (String, String, u64);
     let mut by_iteration: BTreeMap<Key, (TrialRecord, Source)> = BTreeMap::new();
-    for input in inputs {
-        let path = trials_path(input)?;
-        for (record, source) in read_rows(&path)? {
+    for path in paths {
+        for (record, source) in read_rows(path)? {
             let key = (
                 record.workload.clone(),
                 record.fault.clone(),
@@ -91,75 +185,141 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<TrialRecord>, ReportError> {
     Ok(by_iteration.into_values().map(|(r, _)| r).collect())
 }
 
-/// The run settings next to an input (a result folder's `run.json`, or the one beside a trials.csv).
+/// A warning for a run with fewer trials than its run.json plans: a shard not given, a shard or
+/// run stopped early (resume it), a partial merge. Counted from the trials themselves, so a
+/// partial merge whose folder was resumed to completion is not called partial.
+fn incomplete_note(run: &Run) -> Option<String> {
+    let spec = run.spec.as_ref()?;
+    let total = spec.iterations?.saturating_mul(spec.profiles.len() as u64);
+    let have = run.records.len() as u64;
+    if have >= total {
+        return None;
+    }
+    let folders: Vec<String> = run.inputs.iter().map(|p| p.display().to_string()).collect();
+    let mut why = Vec::new();
+    let shards: Vec<(&PathBuf, crate::lab::plan::Partition)> = run
+        .inputs
+        .iter()
+        .filter_map(|i| spec_of(i).and_then(|s| s.partition).map(|p| (i, p)))
+        .collect();
+    if let Some(n) = shards.first().map(|(_, p)| p.n) {
+        let absent: Vec<String> = (1..=n)
+            .filter(|k| !shards.iter().any(|(_, p)| p.k == *k))
+            .map(|k| format!("{k}/{n}"))
+            .collect();
+        if !absent.is_empty() {
+            why.push(format!("shard(s) {} not given", absent.join(", ")));
+        }
+    }
+    // Shards cover disjoint ranges of trial indices: each one's count is the run's in its range.
+    for (input, p) in &shards {
+        let range = p.range(total);
+        let want = range.end - range.start;
+        let count = run
+            .records
+            .iter()
+            .filter(|r| range.contains(&r.iteration))
+            .count() as u64;
+        if count < want {
+            why.push(format!(
+                "{} has {count} of its {want}: resume it with torture --resume {}",
+                input.display(),
+                input.display()
+            ));
+        }
+    }
+    if let Some(p) = &spec.partial {
+        why.push(format!("it is {p}"));
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "it stopped early: resume it with torture --resume {}",
+            folders[0]
+        ));
+    }
+    Some(format!(
+        "{} holds {have} of its {total} trials ({}); its rates rest on fewer trials than planned",
+        folders.join(" + "),
+        why.join("; ")
+    ))
+}
+
+/// The run settings next to an input (a result folder's `run.json`, or the one beside a
+/// trials.csv); `None` when there is none, or it is not a regular file of a sane size, or not a
+/// run.json (the run is then neither labelled nor joined by its settings; its trials still count).
 fn spec_of(input: &Path) -> Option<RunSpecFile> {
     let dir = if input.is_dir() {
         input
     } else {
         input.parent()?
     };
-    // A regular file, capped: a results folder is data (a FIFO or /dev/zero there never ends).
-    let text = crate::output::out_dir::read_data_text(
-        &dir.join("run.json"),
-        crate::output::out_dir::MAX_NOTE_BYTES,
-    )
-    .ok()?;
+    let path = dir.join("run.json");
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() > 16 << 20 {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-/// Refuses to pool shards of different runs: two inputs of one workload and fault, at least one a
-/// `--partition` shard, with different master seeds (their trial indices would not collide, so
-/// `load` could not tell). One line, as `merge` says it.
-pub fn check_one_run_per_shard_set(inputs: &[PathBuf]) -> Result<(), String> {
-    let specs: Vec<(&PathBuf, RunSpecFile)> = inputs
-        .iter()
-        .filter_map(|i| spec_of(i).map(|s| (i, s)))
-        .collect();
-    for (i, (a, sa)) in specs.iter().enumerate() {
-        for (b, sb) in &specs[i + 1..] {
-            let shards = sa.partition.is_some() || sb.partition.is_some();
-            if shards && sa.workload == sb.workload && sa.fault == sb.fault && sa.seed != sb.seed {
-                return Err(format!(
-                    "{} and {} are shards of different runs (seed {} vs {}); report the shards of one run together, or merge each run first",
-                    a.display(),
-                    b.display(),
-                    sa.seed,
-                    sb.seed
-                ));
-            }
-        }
-    }
-    Ok(())
+/// What one input is: the trials.csv to read, or a report `torture report` wrote (a glob such as
+/// `merged/*` picks up the `report.md` written beside the result folders), which is skipped with
+/// a note rather than refused.
+enum Input {
+    Trials(PathBuf),
+    OwnReport(PathBuf),
 }
 
-/// One note per input that `merge --partial` made, saying what it lacks.
-pub fn partial_notes(inputs: &[PathBuf]) -> Vec<String> {
-    inputs
-        .iter()
-        .filter_map(|i| spec_of(i).and_then(|s| s.partial).map(|p| (i, p)))
-        .map(|(i, p)| format!("{} is {p}", i.display()))
-        .collect()
-}
-
-fn trials_path(input: &Path) -> Result<PathBuf, ReportError> {
-    if input.is_dir() {
+fn classify(input: &Path) -> Result<Input, ReportError> {
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReportError::NotFound(input.to_path_buf()),
+        _ => ReportError::Unreadable {
+            path: input.to_path_buf(),
+            reason: e.to_string(),
+        },
+    })?;
+    if meta.is_dir() {
         let path = input.join("trials.csv");
-        if path.is_file() {
-            Ok(path)
+        return if path.is_file() {
+            Ok(Input::Trials(path))
         } else {
             Err(ReportError::NoTrialsCsv(input.to_path_buf()))
-        }
-    } else if input.is_file() {
-        Ok(input.to_path_buf())
-    } else if input.exists() {
-        // A FIFO, `/dev/zero` or `/dev/urandom` would never end, or grow without bound.
-        Err(ReportError::Unreadable {
-            path: input.to_path_buf(),
-            reason: "not a regular file; give a results folder or its trials.csv".into(),
-        })
-    } else {
-        Err(ReportError::NotFound(input.to_path_buf()))
+        };
     }
+    if !meta.is_file() {
+        return Err(ReportError::NotAFile(input.to_path_buf()));
+    }
+    if is_own_report(input) {
+        Ok(Input::OwnReport(input.to_path_buf()))
+    } else {
+        Ok(Input::Trials(input.to_path_buf()))
+    }
+}
+
+/// Whether the file begins as one of `torture report`'s own formats does (it reads 512 bytes).
+fn is_own_report(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(512);
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&head);
+    head.starts_with("# torture report\n")
+        || head.starts_with("torture report: ")
+        || (head.starts_with("<!DOCTYPE html>") && head.contains("<title>torture report</title>"))
+        || (head.starts_with('{') && head.contains("\"sqlite_versions\""))
+        || head.starts_with(super::csv_export::HEADER_START)
+}
+
+/// The note for a skipped report file.
+fn skipped_note(path: &Path) -> String {
+    format!(
+        "skipped {}: it is a report torture wrote, not results",
+        path.display()
+    )
 }
 
 /// Like [`trials_csv::read`], but keeps each row's line number for error messages and checks the
@@ -328,5 +488,40 @@ mod tests {
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
         let msg = load(&[path]).unwrap_err().to_string();
         assert!(msg.contains("header lacks iteration, seed,"), "{msg}");
+    }
+
+    #[test]
+    fn reports_torture_wrote_are_skipped_with_a_note_and_other_files_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("inserts");
+        let records = vec![rec(0, "wal", Outcome::Intact, Verdict::Ok)];
+        write_run(&run, &records);
+        // As `torture report merged/* --format F > merged/report.EXT` leaves them.
+        let mut inputs = vec![run.clone()];
+        for format in crate::output::report::Format::ALL {
+            let path = d.path().join(format!("report.{format}"));
+            std::fs::write(&path, crate::output::report::render(&records, format)).unwrap();
+            inputs.push(path);
+        }
+        let Loaded { runs, notes, .. } = load_runs(&inputs).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].records, records);
+        assert_eq!(notes.len(), 5, "{notes:?}");
+        assert!(notes[0].contains("report.table") && notes[0].contains("a report torture wrote"));
+        assert!(matches!(
+            load_runs(&inputs[1..]),
+            Err(ReportError::OnlyReports)
+        ));
+        // A text file that is neither: refused as before, not skipped.
+        let other = d.path().join("notes.md");
+        std::fs::write(&other, "# my notes\n").unwrap();
+        let err = load(&[run.clone(), other]).unwrap_err();
+        assert!(matches!(err, ReportError::NotTrialsCsv { .. }), "{err}");
+        // A FIFO would block a read forever: refused by its type, without opening it.
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = load(&[run, fifo]).unwrap_err();
+        assert!(matches!(err, ReportError::NotAFile(_)), "{err}");
+        assert_eq!(err.to_string().lines().count(), 1);
     }
 }

@@ -38,6 +38,12 @@ impl Exporter for Markdown {
         if report.groups.is_empty() {
             return out;
         }
+        if !report.runs.is_empty() {
+            let _ = writeln!(out, "\n## Runs side by side\n");
+            for r in &report.runs {
+                let _ = writeln!(out, "- {}", cell(&text::run_line(r)));
+            }
+        }
 
         let _ = writeln!(
             out,
@@ -48,7 +54,7 @@ impl Exporter for Markdown {
             .iter()
             .map(|g| {
                 vec![
-                    g.profile.clone(),
+                    text::side(&g.profile, &g.run),
                     g.workload.clone(),
                     g.fault.clone(),
                     text::thousands(g.trials),
@@ -115,7 +121,7 @@ impl Exporter for Markdown {
             .iter()
             .map(|g| {
                 vec![
-                    g.profile.clone(),
+                    text::side(&g.profile, &g.run),
                     g.workload.clone(),
                     g.fault.clone(),
                     g.journal_mode.clone(),
@@ -148,16 +154,26 @@ impl Exporter for Markdown {
             out,
             "\n## Comparisons\n\n\"A survives better than B\", on the damage rate, by Fisher's exact test (two-sided).\n"
         );
-        if !report.comparisons.is_empty() {
-            let rows: Vec<Vec<String>> = report
+        for (title, across) in text::comparison_parts(report) {
+            let part: Vec<&crate::output::model::Comparison> = report
                 .comparisons
+                .iter()
+                .filter(|c| c.across_runs() == across)
+                .collect();
+            if part.is_empty() {
+                continue;
+            }
+            if let Some(title) = title {
+                let _ = writeln!(out, "### {title}\n");
+            }
+            let rows: Vec<Vec<String>> = part
                 .iter()
                 .map(|c| {
                     vec![
                         c.workload.clone(),
                         c.fault.clone(),
-                        c.better.clone(),
-                        c.worse.clone(),
+                        text::side(&c.better, &c.better_run),
+                        text::side(&c.worse, &c.worse_run),
                         text::count_of(&c.better_damage),
                         text::count_of(&c.worse_damage),
                         text::p_value(c.p_value),

@@ -15,17 +15,19 @@ mod html;
 mod json;
 mod load;
 mod markdown;
+mod runs;
 mod table;
 mod text;
 
 pub use crate::output::kills::{parse_kill_point, KillAt, KillAxis, KillBin, KillHistogram};
-pub use crate::output::model::{Comparison, GroupStats, OutcomeRate, Report, ALPHA};
+pub use crate::output::model::{Comparison, GroupStats, OutcomeRate, Report, RunInfo, ALPHA};
 pub use crate::output::stats::{fisher_exact_two_sided, Rate};
 pub use csv_export::Csv;
 pub use html::Html;
 pub use json::Json;
-pub use load::{check_one_run_per_shard_set, load, partial_notes, ReportError, Source};
+pub use load::{load, load_runs, Loaded, ReportError, Source};
 pub use markdown::Markdown;
+pub use runs::Run;
 pub use table::Table;
 
 use crate::trial::outcome::TrialRecord;
@@ -109,9 +111,31 @@ pub fn render(records: &[TrialRecord], format: Format) -> String {
     format.exporter().render(&Report::build(records))
 }
 
-/// `torture report RESULTS... --format F` in one call: load, merge, render.
-pub fn report(inputs: &[PathBuf], format: Format) -> Result<String, ReportError> {
-    Ok(render(&load(inputs)?, format))
+/// The report of runs: shards of one run joined, separate runs side by side (see [`runs`]).
+pub fn build(runs: Vec<Run>) -> Report {
+    let infos = runs::describe(&runs);
+    let runs: Vec<(RunInfo, Vec<TrialRecord>)> = infos
+        .into_iter()
+        .zip(runs)
+        .map(|(info, run)| (info, run.records))
+        .collect();
+    Report::build_runs(&runs)
+}
+
+/// `torture report RESULTS... --format F` in one call: load, join, render. Also returns the lines
+/// to print on stderr: `note: ` an input skipped, `warning: ` a run that lacks trials.
+pub fn report(inputs: &[PathBuf], format: Format) -> Result<(String, Vec<String>), ReportError> {
+    let Loaded {
+        runs,
+        notes,
+        warnings,
+    } = load_runs(inputs)?;
+    let lines = notes
+        .into_iter()
+        .map(|n| format!("note: {n}"))
+        .chain(warnings.into_iter().map(|w| format!("warning: {w}")))
+        .collect();
+    Ok((format.exporter().render(&build(runs)), lines))
 }
 
 #[cfg(test)]

@@ -18,12 +18,20 @@ const KEY: [(&str, Align); 3] = [
     ("fault", Align::Left),
 ];
 
-fn key(g: &GroupStats) -> Vec<String> {
-    vec![g.profile.clone(), g.workload.clone(), g.fault.clone()]
+/// A group's key cells: its run first when runs are set side by side.
+fn key(report: &Report, g: &GroupStats) -> Vec<String> {
+    let run = (!report.runs.is_empty()).then(|| g.run.clone());
+    run.into_iter()
+        .chain([g.profile.clone(), g.workload.clone(), g.fault.clone()])
+        .collect()
 }
 
-fn columns(extra: &[(&'static str, Align)]) -> Vec<(&'static str, Align)> {
-    KEY.iter().chain(extra).copied().collect()
+fn columns(report: &Report, extra: &[(&'static str, Align)]) -> Vec<(&'static str, Align)> {
+    let run = (!report.runs.is_empty()).then_some(("run", Align::Left));
+    run.into_iter()
+        .chain(KEY.iter().copied())
+        .chain(extra.iter().copied())
+        .collect()
 }
 
 impl Exporter for Table {
@@ -33,20 +41,29 @@ impl Exporter for Table {
         if report.groups.is_empty() {
             return out;
         }
+        if !report.runs.is_empty() {
+            let _ = writeln!(out, "\nRuns side by side (labelled by what differs)");
+            for r in &report.runs {
+                let _ = writeln!(out, "  {}", text::run_line(r));
+            }
+        }
 
         let _ = writeln!(
             out,
             "\nDamage (any outcome but intact, among judged trials; worker errors are not judged)"
         );
-        let mut t = TextTable::new(&columns(&[
-            ("trials", Align::Right),
-            ("judged", Align::Right),
-            ("expected", Align::Right),
-            ("violations", Align::Right),
-            ("damage", Align::Left),
-        ]));
+        let mut t = TextTable::new(&columns(
+            report,
+            &[
+                ("trials", Align::Right),
+                ("judged", Align::Right),
+                ("expected", Align::Right),
+                ("violations", Align::Right),
+                ("damage", Align::Left),
+            ],
+        ));
         for g in &report.groups {
-            let mut row = key(g);
+            let mut row = key(report, g);
             row.extend([
                 text::thousands(g.trials),
                 text::thousands(g.judged),
@@ -59,15 +76,18 @@ impl Exporter for Table {
         out.push_str(&t.render());
 
         let _ = writeln!(out, "\nOutcomes (share of all trials, 95% Wilson interval)");
-        let mut t = TextTable::new(&columns(&[
-            ("outcome", Align::Left),
-            ("count", Align::Right),
-            ("rate", Align::Right),
-            ("95% interval", Align::Left),
-        ]));
+        let mut t = TextTable::new(&columns(
+            report,
+            &[
+                ("outcome", Align::Left),
+                ("count", Align::Right),
+                ("rate", Align::Right),
+                ("95% interval", Align::Left),
+            ],
+        ));
         for g in &report.groups {
             for o in &g.outcomes {
-                let mut row = key(g);
+                let mut row = key(report, g);
                 row.extend([
                     o.outcome.to_string(),
                     text::thousands(o.rate.count),
@@ -80,16 +100,19 @@ impl Exporter for Table {
         out.push_str(&t.render());
 
         let _ = writeln!(out, "\nSpeed and contention");
-        let mut t = TextTable::new(&columns(&[
-            ("journal", Align::Left),
-            ("sync", Align::Left),
-            ("busy/trial", Align::Right),
-            ("acked/trial", Align::Right),
-            ("trial-s", Align::Right),
-            ("trials/trial-s", Align::Right),
-        ]));
+        let mut t = TextTable::new(&columns(
+            report,
+            &[
+                ("journal", Align::Left),
+                ("sync", Align::Left),
+                ("busy/trial", Align::Right),
+                ("acked/trial", Align::Right),
+                ("trial-s", Align::Right),
+                ("trials/trial-s", Align::Right),
+            ],
+        ));
         for g in &report.groups {
-            let mut row = key(g);
+            let mut row = key(report, g);
             row.extend([
                 g.journal_mode.clone(),
                 g.synchronous.clone(),
@@ -107,8 +130,17 @@ impl Exporter for Table {
             out,
             "\n\"A survives better than B\" (damage rate, Fisher's exact test, two-sided)"
         );
-        for c in &report.comparisons {
-            let _ = writeln!(out, "  {}", text::comparison_sentence(c));
+        for (title, across) in text::comparison_parts(report) {
+            if let Some(title) = title {
+                let _ = writeln!(out, "  {title}:");
+            }
+            for c in report
+                .comparisons
+                .iter()
+                .filter(|c| c.across_runs() == across)
+            {
+                let _ = writeln!(out, "  {}", text::comparison_sentence(c));
+            }
         }
         let _ = writeln!(out, "  {}", text::indistinguishable_line(report));
 

@@ -1,7 +1,7 @@
 //! Number and sentence formatting shared by the exporters, so a rate reads the same in a terminal,
 //! in Markdown and in HTML.
 
-use crate::output::model::{Comparison, Report};
+use crate::output::model::{Comparison, Report, RunInfo};
 use crate::output::stats::Rate;
 
 /// `10000` -> `10,000`.
@@ -92,12 +92,64 @@ pub fn verdict(c: &Comparison) -> &'static str {
     }
 }
 
+/// A comparison's side: the profile, with its run in brackets when runs are side by side.
+pub fn side(profile: &str, run: &str) -> String {
+    if run.is_empty() {
+        profile.to_string()
+    } else {
+        format!("{profile} [{run}]")
+    }
+}
+
+/// The comparisons' parts, in order: across runs first, then within each run, each with a title
+/// when runs are side by side; one untitled part otherwise.
+pub fn comparison_parts(report: &Report) -> Vec<(Option<&'static str>, bool)> {
+    if report.runs.is_empty() {
+        vec![(None, false)]
+    } else {
+        vec![
+            (
+                Some("The same profile · workload · fault across runs"),
+                true,
+            ),
+            (Some("Profiles within each run"), false),
+        ]
+    }
+}
+
+/// A run's line: `[label] 1,000 trials from results/a (seed 7, SQLite 3.54.1, started …)`.
+pub fn run_line(r: &RunInfo) -> String {
+    let mut facts = Vec::new();
+    if let Some(v) = &r.version {
+        facts.push(v.clone());
+    }
+    if let Some(s) = r.seed {
+        facts.push(format!("seed {s}"));
+    }
+    if let Some(s) = &r.started {
+        facts.push(format!("started {s}"));
+    }
+    if let Some(m) = &r.machine {
+        facts.push(format!("on {m}"));
+    }
+    let mut line = format!(
+        "[{}] {} trials from {}",
+        r.label,
+        thousands(r.trials),
+        r.inputs.join(" + ")
+    );
+    if !facts.is_empty() {
+        line.push_str(&format!(" ({})", facts.join(", ")));
+    }
+    line
+}
+
 /// One comparison as a sentence.
 pub fn comparison_sentence(c: &Comparison) -> String {
     format!(
         "{} survives better than {} ({} · {}): {} (Fisher p = {}; damage {} vs {})",
-        c.better,
-        c.worse,
+        side(&c.better, &c.better_run),
+        side(&c.worse, &c.worse_run),
         c.workload,
         c.fault,
         verdict(c),
@@ -131,6 +183,9 @@ pub fn headline(report: &Report) -> String {
     if !report.sqlite_versions.is_empty() {
         s.push_str("; SQLite ");
         s.push_str(&report.sqlite_versions.join(", "));
+    }
+    if !report.runs.is_empty() {
+        s.push_str(&format!("; {} runs side by side", report.runs.len()));
     }
     s
 }

@@ -172,6 +172,8 @@ pub fn calibrate_report(
     let stop = Stop::Calibrate {
         timeout,
         run_for: opts.calibrate_for,
+        acks_expected: opts.recovered_sql.is_some(),
+        min_run: Duration::ZERO,
     };
     let program = child::run(&t.launch_with(&db, &stderr, None), stop, Some(&db))?;
     let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400);
@@ -351,7 +353,13 @@ mod tests {
         let o = writer(&["--start-delay", "0.4", "--commits", "300"]);
         let c = calibrate_report(&o, d.path(), Duration::from_secs(30), &run(d.path())).unwrap();
         eprintln!("{c}");
-        assert!(c.exited && c.acked == 300, "{c:?}");
+        // On a quiet machine it exits after its 300 commits; on a loaded one the calibration may
+        // have seen enough first (ENOUGH_ACKS over a long enough span) and stopped it: either way
+        // the window starts after the boot.
+        assert!(
+            (c.exited && c.acked == 300) || (!c.exited && c.acked >= super::child::ENOUGH_ACKS),
+            "{c:?}"
+        );
         let (lo, hi) = c.window;
         assert!(lo >= Duration::from_millis(350), "{c}");
         assert!(hi > lo && hi <= c.ran_for, "{c}");

@@ -75,6 +75,11 @@ pub(crate) enum Stop {
     Calibrate {
         timeout: Duration,
         run_for: Option<Duration>,
+        /// The program is to print `ack N` (`--recovered-sql`): only acks show enough, not the
+        /// database changing (a program's set-up can write for seconds before its first ack).
+        acks_expected: bool,
+        /// Enough is not judged before this: a program that exits within it runs to its end.
+        min_run: Duration,
     },
 }
 
@@ -570,8 +575,24 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
             None => started + kill_time(stop, &said, kth_ack_at),
         };
         let enough = lingering.is_none()
-            && matches!(stop, Stop::Calibrate { run_for: None, .. })
-            && enough(&said, watcher.as_ref().and_then(Watcher::span));
+            && match stop {
+                Stop::Calibrate {
+                    run_for: None,
+                    acks_expected,
+                    min_run,
+                    ..
+                } => {
+                    started.elapsed() >= min_run
+                        && enough(
+                            &said,
+                            watcher
+                                .as_ref()
+                                .and_then(Watcher::span)
+                                .filter(|_| !acks_expected),
+                        )
+                }
+                _ => false,
+            };
         let survivors_done = lingering.is_some_and(|(_, at)| {
             launch
                 .kill_one
@@ -775,7 +796,9 @@ const REAP_PATIENCE: Duration = Duration::from_secs(10);
 fn kill_time(stop: Stop, said: &Said, kth_ack_at: Option<Duration>) -> Duration {
     match stop {
         Stop::At(t) => t,
-        Stop::Calibrate { timeout, run_for } => run_for.unwrap_or(timeout),
+        Stop::Calibrate {
+            timeout, run_for, ..
+        } => run_for.unwrap_or(timeout),
         Stop::AfterAcks { delay, cap, .. } => kth_ack_at.map_or(cap, |k| (k + delay).min(cap)),
         Stop::Anchored { at, anchor } if at < anchor => at,
         Stop::Anchored { at, anchor } => match said.first_ack {

@@ -133,6 +133,8 @@ fn the_program_gets_the_path_as_db_and_as_torture_db() {
         Stop::Calibrate {
             timeout: Duration::from_secs(10),
             run_for: None,
+            acks_expected: false,
+            min_run: Duration::ZERO,
         },
         None,
     )

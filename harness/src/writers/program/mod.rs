@@ -31,7 +31,7 @@ mod evidence;
 mod fault;
 mod judge;
 mod recorded;
-mod states;
+pub(crate) mod states;
 mod trial;
 
 use std::path::{Path, PathBuf};

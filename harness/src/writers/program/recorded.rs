@@ -122,6 +122,10 @@ fn pids(log: &Log) -> usize {
         .len()
 }
 
+/// How long a probe lets a program run before it may judge that it has seen enough of a program
+/// that does not exit (a server); `--calibrate-for` fixes the span instead.
+const PROBE_SPAN: Duration = Duration::from_secs(5);
+
 /// Which instance each writer of acks is: a process is its instance's when its chain of parents
 /// (the recorder's `Start` records) reaches that instance's leader; an `ack N ID` writer, and any
 /// process the chain does not place, is instance 0.
@@ -284,6 +288,8 @@ pub fn run_trial(
         (None, None) => Stop::Calibrate {
             timeout: run.trial_timeout,
             run_for: Some(run.trial_timeout),
+            acks_expected: false,
+            min_run: Duration::ZERO,
         },
     };
     let profile = exec.profile_name();
@@ -671,6 +677,17 @@ pub fn run_trial(
             record.outcome = Outcome::WorkerError;
             record.verdict = Verdict::ProgramError;
         }
+    } else if !blind_spots(&rec.log).is_empty() {
+        // Writes the recorder could not follow are missing from every state: damage found in them
+        // may be the lab's omission, so it is not judged (the states' rows say what they showed).
+        record.outcome = Outcome::WorkerError;
+        record.verdict = Verdict::LabError;
+        detail = format!(
+            "not judged: the recording misses writes the program made, so its crash states are not what a power cut leaves; run it with plain `torture exec` (SIGKILL); {detail}"
+        );
+        for r in rows.iter_mut().filter(|r| r.verdict == Verdict::Violation) {
+            r.verdict = Verdict::LabError;
+        }
     }
     if !problems.is_empty() {
         detail.push_str(&format!("; also: {}", problems.join("; ")));
@@ -782,8 +799,11 @@ pub fn probe(
         close_fds: &[],
     };
     // The probe records what trials will reach: up to --kill-after's end when given, else until
-    // the program exits or has shown enough of its writing (a server never exits), as a
-    // calibration does.
+    // the program exits — a finite program is then recorded whole in every trial — or, for one
+    // still running after PROBE_SPAN (a server never exits), until it has shown enough of its
+    // writing, as a calibration does (never before its acks when --recovered-sql expects them,
+    // however slow a loaded machine makes its start): its trials stop at a point drawn from the
+    // acks it made, so a recording stays as short as its calibration.
     let stop = match (exec.kill_acks, exec.kill_window) {
         (Some((_, most)), _) => Stop::AfterAcks {
             acks: most,
@@ -794,6 +814,8 @@ pub fn probe(
         (None, None) => Stop::Calibrate {
             timeout,
             run_for: exec.calibrate_for,
+            acks_expected: exec.recovered_sql.is_some(),
+            min_run: PROBE_SPAN,
         },
     };
     let rec =
@@ -805,6 +827,18 @@ pub fn probe(
     let blind = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name()));
     if let Some(why) = blind.as_ref().filter(|_| !stopped_early) {
         return Err((crate::exit_code::USAGE, why.clone()));
+    }
+    // Writes the recorder cannot follow (a shared writable mapping, stdio streams) would be
+    // missing from every crash state: refused, not judged.
+    let unseen = blind_spots(&rec.log);
+    if !unseen.is_empty() {
+        return Err((
+            crate::exit_code::USAGE,
+            format!(
+                "the recorder cannot follow every write of the program, so its crash states would not be what a power cut leaves ({}); run it with plain `torture exec` (SIGKILL), which needs no recording",
+                unseen.join("; ")
+            ),
+        ));
     }
     let syncs = rec
         .log
@@ -859,12 +893,8 @@ pub fn probe(
             ));
         }
     }
-    for n in blind_spots(&rec.log)
-        .into_iter()
-        .chain(rec.run.said.garbled_note().map(|g| format!("WARNING: {g}")))
-    {
-        line.push_str("; ");
-        line.push_str(&n);
+    if let Some(g) = rec.run.said.garbled_note() {
+        line.push_str(&format!("; WARNING: {g}"));
     }
     Ok(line)
 }

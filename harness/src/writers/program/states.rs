@@ -98,6 +98,47 @@ pub fn append(out_dir: &Path, rows: &[StateRow]) -> std::io::Result<()> {
     (&file).write_all(&bytes)
 }
 
+/// For `--resume`: keeps the rows of the trials that have their row in `trials.csv` (`done`), so a
+/// trial that runs again — the parent died after its states were written, before its row — has its
+/// states once. A torn last row (a full disk, a kill mid-write) goes too. Rewritten whole (a
+/// temporary file renamed over it) only when something goes; no file, nothing to do.
+pub fn keep_finished(
+    out_dir: &Path,
+    done: &std::collections::BTreeSet<u64>,
+) -> std::io::Result<()> {
+    let path = out_dir.join(FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut kept = Vec::new();
+    let mut dropped = false;
+    let mut r = csv::Reader::from_reader(&bytes[..]);
+    for row in r.deserialize::<StateRow>() {
+        match row {
+            Ok(row) if done.contains(&row.iteration) => kept.push(row),
+            Ok(_) => dropped = true,
+            Err(_) => {
+                dropped = true;
+                break;
+            }
+        }
+    }
+    if !dropped {
+        return Ok(());
+    }
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(HEADER)?;
+    for row in &kept {
+        w.serialize(row).map_err(std::io::Error::other)?;
+    }
+    let out = w.into_inner().map_err(|e| e.into_error())?;
+    crate::output::out_dir::write_whole(&path, &out)
+}
+
 /// Reads the rows back.
 pub fn read(out_dir: &Path) -> Result<Vec<StateRow>, String> {
     let path = out_dir.join(FILE);

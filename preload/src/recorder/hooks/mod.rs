@@ -145,8 +145,8 @@ fn sync_if_synchronous(locked: &Locked, fd: c_int, info: &FdInfo, flags: c_int, 
 }
 
 /// A write whose bytes the caller does not hand over (`sendfile`, `copy_file_range`, `splice`):
-/// the pre-image is read before the call and the written bytes are read back after it.
-fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssize_t) -> ssize_t {
+/// the written bytes are read back after the call.
+fn logged_copy_write(fd: c_int, at: At, call: impl FnOnce() -> ssize_t) -> ssize_t {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -175,8 +175,6 @@ fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssi
         set_errno(e);
         return -1;
     }
-    let pre_len = old_size.saturating_sub(offset).min(count as u64) as usize;
-    let pre = read_range(fd, offset, pre_len);
     let ret = call();
     let err = errno();
     let n = ret.max(0) as usize;
@@ -186,7 +184,7 @@ fn logged_copy_write(fd: c_int, at: At, count: usize, call: impl FnOnce() -> ssi
         .u64(offset)
         .u64(old_size)
         .bytes(&data)
-        .bytes(&pre[..pre.len().min(n)]);
+        .bytes(&[]);
     locked.append(&mut rec);
     sync_if_synchronous(&locked, fd, &info, flags, ret);
     drop(locked);
@@ -213,7 +211,7 @@ pub unsafe extern "C" fn sendfile(out: c_int, inp: c_int, off: *mut off_t, n: si
     if !write_watched(out) || fd_kind(out) != KIND_FILE {
         return unsafe { f(out, inp, off, n) };
     }
-    logged_copy_write(out, At::Current, n, || unsafe { f(out, inp, off, n) })
+    logged_copy_write(out, At::Current, || unsafe { f(out, inp, off, n) })
 }
 
 #[no_mangle]
@@ -222,7 +220,7 @@ pub unsafe extern "C" fn sendfile64(out: c_int, inp: c_int, off: *mut off_t, n: 
     if !write_watched(out) || fd_kind(out) != KIND_FILE {
         return unsafe { f(out, inp, off, n) };
     }
-    logged_copy_write(out, At::Current, n, || unsafe { f(out, inp, off, n) })
+    logged_copy_write(out, At::Current, || unsafe { f(out, inp, off, n) })
 }
 
 #[no_mangle]
@@ -238,7 +236,7 @@ pub unsafe extern "C" fn copy_file_range(
     if !write_watched(fd_out) || fd_kind(fd_out) != KIND_FILE {
         return unsafe { f(fd_in, off_in, fd_out, off_out, n, flags) };
     }
-    logged_copy_write(fd_out, at_ptr(off_out), n, || unsafe {
+    logged_copy_write(fd_out, at_ptr(off_out), || unsafe {
         f(fd_in, off_in, fd_out, off_out, n, flags)
     })
 }
@@ -256,12 +254,33 @@ pub unsafe extern "C" fn splice(
     if !write_watched(fd_out) || fd_kind(fd_out) != KIND_FILE {
         return unsafe { f(fd_in, off_in, fd_out, off_out, n, flags) };
     }
-    logged_copy_write(fd_out, at_ptr(off_out), n, || unsafe {
+    logged_copy_write(fd_out, at_ptr(off_out), || unsafe {
         f(fd_in, off_in, fd_out, off_out, n, flags)
     })
 }
 
 fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) -> ssize_t {
+    logged_write_flags(fd, data, at, 0, call)
+}
+
+/// `pwritev2`'s per-call flags: `RWF_DSYNC`/`RWF_SYNC` make that one write durable, as `O_DSYNC`
+/// does for every write of a descriptor.
+fn rwf_sync(flags: c_int) -> c_int {
+    if flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
+        libc::O_DSYNC
+    } else {
+        0
+    }
+}
+
+/// [`logged_write`], with `extra` open flags for this call (`O_DSYNC` from `RWF_DSYNC`).
+fn logged_write_flags(
+    fd: c_int,
+    data: &[u8],
+    at: At,
+    extra: c_int,
+    call: impl FnOnce() -> ssize_t,
+) -> ssize_t {
     let Some(_g) = HookGuard::enter() else {
         return call();
     };
@@ -278,7 +297,7 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
     };
     let old_size = st.st_size as u64;
     // SAFETY: a plain call on a valid fd.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0);
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) }.max(0) | extra;
     let offset = write_offset(fd, at, old_size, flags);
     locked.crash_check();
     if let Some(e) = locked.fail_check(FailKind::Write) {
@@ -293,8 +312,6 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
         set_errno(e);
         return -1;
     }
-    let pre_len = old_size.saturating_sub(offset).min(data.len() as u64) as usize;
-    let pre = read_range(fd, offset, pre_len);
     let ret = call();
     let err = errno();
     let n = (ret.max(0) as usize).min(data.len());
@@ -303,7 +320,7 @@ fn logged_write(fd: c_int, data: &[u8], at: At, call: impl FnOnce() -> ssize_t) 
         .u64(offset)
         .u64(old_size)
         .bytes(&data[..n])
-        .bytes(&pre[..pre.len().min(n)]);
+        .bytes(&[]);
     locked.append(&mut rec);
     sync_if_synchronous(&locked, fd, &info, flags, ret);
     drop(locked);
@@ -427,7 +444,7 @@ pub unsafe extern "C" fn pwritev2(
         return unsafe { f(fd, iov, cnt, off, flags) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, v2_at(off), || unsafe {
+    logged_write_flags(fd, &data, v2_at(off), rwf_sync(flags), || unsafe {
         f(fd, iov, cnt, off, flags)
     })
 }
@@ -445,7 +462,7 @@ pub unsafe extern "C" fn pwritev64v2(
         return unsafe { f(fd, iov, cnt, off, flags) };
     }
     let data = unsafe { gather(iov, cnt) };
-    logged_write(fd, &data, v2_at(off), || unsafe {
+    logged_write_flags(fd, &data, v2_at(off), rwf_sync(flags), || unsafe {
         f(fd, iov, cnt, off, flags)
     })
 }
@@ -569,23 +586,18 @@ fn logged_truncate(fd: c_int, len: off_t, call: impl FnOnce() -> c_int) -> c_int
     let old_size = st.st_size as u64;
     let new_size = len.max(0) as u64;
     locked.crash_check();
-    let (ret, err, injected, tail) = match locked.fail_check(FailKind::Truncate) {
-        Some(e) => (-1, e, true, Vec::new()),
+    let (ret, err, injected) = match locked.fail_check(FailKind::Truncate) {
+        Some(e) => (-1, e, true),
         None => {
-            let tail = if new_size < old_size {
-                read_range(fd, new_size, (old_size - new_size) as usize)
-            } else {
-                Vec::new()
-            };
             let r = call();
-            (r, if r < 0 { errno() } else { 0 }, false, tail)
+            (r, if r < 0 { errno() } else { 0 }, false)
         }
     };
     let mut rec = locked.enc(Tag::Truncate, err, injected);
     rec.file(fd, &info.path, info.ino)
         .u64(old_size)
         .u64(new_size)
-        .bytes(&tail);
+        .bytes(&[]);
     locked.append(&mut rec);
     drop(locked);
     set_errno(err);
@@ -633,15 +645,9 @@ fn logged_fallocate(
     let old_size = st.st_size as u64;
     let (off, len) = (off.max(0) as u64, len.max(0) as u64);
     locked.crash_check();
-    let zeroing = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0;
-    let (ret, err, injected, pre) = match locked.fail_check(FailKind::Fallocate) {
-        Some(e) => (if posix { e } else { -1 }, e, true, Vec::new()),
+    let (ret, err, injected) = match locked.fail_check(FailKind::Fallocate) {
+        Some(e) => (if posix { e } else { -1 }, e, true),
         None => {
-            let pre = if zeroing {
-                read_range(fd, off, old_size.saturating_sub(off).min(len) as usize)
-            } else {
-                Vec::new()
-            };
             let r = call();
             let err = if posix {
                 r
@@ -650,7 +656,7 @@ fn logged_fallocate(
             } else {
                 0
             };
-            (r, err, false, pre)
+            (r, err, false)
         }
     };
     let new_size = file_size(fd);
@@ -661,7 +667,7 @@ fn logged_fallocate(
         .u64(len)
         .u64(old_size)
         .u64(new_size)
-        .bytes(&pre);
+        .bytes(&[]);
     locked.append(&mut rec);
     drop(locked);
     if !posix {

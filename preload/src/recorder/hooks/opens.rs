@@ -80,11 +80,6 @@ fn logged_open(
             return -1;
         }
     }
-    let tail = if truncating && old_size > 0 {
-        read_whole(&abs)
-    } else {
-        Vec::new()
-    };
     let fd = call();
     let err = errno();
     if fd < 0 {
@@ -128,7 +123,7 @@ fn logged_open(
             .u8(u8::from(kind == KIND_DIR))
             .u8(u8::from(truncating))
             .u64(old_size)
-            .bytes(&tail);
+            .bytes(&[]);
         locked.append(&mut rec);
     }
     drop(locked);

@@ -127,24 +127,18 @@ fn logged_path_truncate(path: *const c_char, len: off_t, call: impl FnOnce() -> 
     let (ino, old_size) = st.map(|s| (s.st_ino, s.st_size as u64)).unwrap_or((0, 0));
     let new_size = len.max(0) as u64;
     locked.crash_check();
-    let (ret, err, injected, tail) = match locked.fail_check(FailKind::Truncate) {
-        Some(e) => (-1, e, true, Vec::new()),
+    let (ret, err, injected) = match locked.fail_check(FailKind::Truncate) {
+        Some(e) => (-1, e, true),
         None => {
-            let tail = if new_size < old_size {
-                let whole = read_whole(&abs);
-                whole.get(new_size as usize..).unwrap_or_default().to_vec()
-            } else {
-                Vec::new()
-            };
             let r = call();
-            (r, if r < 0 { errno() } else { 0 }, false, tail)
+            (r, if r < 0 { errno() } else { 0 }, false)
         }
     };
     let mut rec = locked.enc(Tag::Truncate, err, injected);
     rec.file(-1, &rel, ino)
         .u64(old_size)
         .u64(new_size)
-        .bytes(&tail);
+        .bytes(&[]);
     locked.append(&mut rec);
     drop(locked);
     set_errno(err);

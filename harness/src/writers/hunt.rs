@@ -1,0 +1,525 @@
+//! `torture hunt`: crash bugs nobody wrote a trigger for. Generated transaction programs
+//! (`workloads/hunt/hunt.py`, embedded in this binary) run as exec programs under a fault; a
+//! program that fails is shrunk while the failure keeps reproducing, and filed in a bug base.
+//!
+//! One program is: `hunt.py gen` (seeded grammar, weights from `--weights`) → `hunt.py validate`
+//! (one uncrashed run on a fresh database of the same engine: statements the engine rejects are
+//! dropped, and the model — the content hash after every prefix of commits — is stored) → `torture
+//! exec --fault F` with `--recovered-sql 'SELECT k FROM hunt_acks'` (every ack survived) and
+//! `--verify-cmd 'hunt.py oracle'` (integrity, index lookups agree with scans, the content equals a
+//! prefix of the committed transactions). A run that exits 1 (a violation) is a finding.
+//!
+//! Shrinking drops transactions, then statements, one at a time while the finding keeps
+//! reproducing with the same exec seed (deterministic: the same program and seed give the same
+//! recording's states up to the program's own timing), and logs each step. The bug base:
+//! `OUT/<engine>-<version>/<id>/` with `program.json`, `shrunk.json`, `seed`, `verdict.txt`, the
+//! crash state's files (`crash-state/`), `hunt.py` and `repro.sh` (needs only the engine's Python
+//! package), and `shrink.log`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::exit_code;
+
+/// The generator, driver and oracle, as the binary carries them.
+const HUNT_PY: &str = include_str!("../../../workloads/hunt/hunt.py");
+
+pub struct HuntOptions {
+    pub engine: String,
+    pub budget: Duration,
+    pub seed: u64,
+    pub fault: String,
+    pub out: PathBuf,
+    pub trials: u64,
+    pub transactions: u32,
+    pub weights: Option<PathBuf>,
+    pub resume: bool,
+    pub max_shrink_runs: u32,
+}
+
+/// Checks the options; `Err` is one line naming the fix (exit 2).
+pub fn validate(o: &HuntOptions) -> Result<(), String> {
+    if !["sqlite", "duckdb"].contains(&o.engine.as_str()) {
+        return Err(format!(
+            "--engine {}: hunt drives sqlite or duckdb (through their Python packages)",
+            o.engine
+        ));
+    }
+    if !["power-loss", "kill-at-op", "sigkill"].contains(&o.fault.as_str()) {
+        return Err(format!(
+            "--fault {}: hunt runs under power-loss, kill-at-op or sigkill",
+            o.fault
+        ));
+    }
+    if o.trials == 0 || o.transactions == 0 {
+        return Err("--trials and --transactions are at least 1".into());
+    }
+    if let Some(w) = &o.weights {
+        if !w.is_file() {
+            return Err(format!(
+                "--weights {}: no such file; give a TOML file of weights (workloads/hunt/weights.toml)",
+                w.display()
+            ));
+        }
+    }
+    let state = o.out.join("hunt.json");
+    if state.exists() && !o.resume {
+        return Err(format!(
+            "--out {} already holds a hunt; continue it with --resume, or give a new folder",
+            o.out.display()
+        ));
+    }
+    if o.resume && !state.exists() {
+        return Err(format!(
+            "--resume: {} holds no hunt (no hunt.json); start one without --resume",
+            o.out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// What the hunt has done, kept in `OUT/hunt.json` after every program (for `--resume`).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct State {
+    seed: u64,
+    engine: String,
+    fault: String,
+    /// The next program's index.
+    next: u64,
+    programs: u64,
+    crash_states: u64,
+    findings: u64,
+}
+
+fn python(args: &[&std::ffi::OsStr]) -> Result<std::process::Output, String> {
+    Command::new("python3")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))
+}
+
+fn engine_version(engine: &str) -> Result<String, String> {
+    let code = match engine {
+        "sqlite" => "import sqlite3; print(sqlite3.sqlite_version)",
+        _ => "import duckdb; print(duckdb.__version__)",
+    };
+    let o = python(&["-c".as_ref(), code.as_ref()])?;
+    if !o.status.success() {
+        return Err(format!(
+            "python3 cannot import the {engine} package: `pip install {engine}` (or --engine-version V for a managed one)"
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The result of one exec run of a program.
+struct Outcome {
+    violation: bool,
+    states: u64,
+    /// The first violating trial: its outcome and detail, its evidence folder, and the commits
+    /// acknowledged before its worst state's cut.
+    finding: Option<(String, PathBuf, u64)>,
+}
+
+/// Runs `program` under the fault with `seed`: `torture exec` in a fresh folder `out`.
+fn run_program(
+    o: &HuntOptions,
+    script: &Path,
+    program: &Path,
+    seed: u64,
+    out: &Path,
+) -> Result<Outcome, (i32, String)> {
+    let _ = std::fs::remove_dir_all(out);
+    // This very binary, even if a rebuild replaced its file meanwhile.
+    let exe = Path::new("/proc/self/exe");
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    let mut cmd = Command::new(exe);
+    cmd.args(["exec", "--no-progress", "-n"])
+        .arg(o.trials.to_string())
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out);
+    if o.fault != "sigkill" {
+        // Half the exec default per trial: a program's states are many and alike, and the
+        // hunt's budget is better spent on more programs.
+        cmd.args(["--fault", &o.fault, "--max-states", "32"]);
+    }
+    if o.engine == "duckdb" {
+        cmd.args(["--engine", "duckdb"]);
+    } else {
+        cmd.args(["--synchronous", "full", "--journal-mode", "wal"]);
+    }
+    cmd.args(["--recovered-sql", "SELECT k FROM hunt_acks", "--verify-cmd"])
+        .arg(format!(
+            "python3 {} oracle {} {{db}}",
+            quote(script),
+            quote(program)
+        ))
+        .args(["--", "python3"])
+        .arg(script)
+        .arg("run")
+        .arg(program)
+        .arg("{db}")
+        .stdin(Stdio::null());
+    let r = cmd.output().map_err(|e| {
+        (
+            exit_code::LAB_ERROR,
+            format!("cannot run torture exec: {e}"),
+        )
+    })?;
+    let code = r.status.code().unwrap_or(exit_code::LAB_ERROR);
+    if code == exit_code::USAGE {
+        let said = String::from_utf8_lossy(&r.stderr);
+        return Err((
+            exit_code::LAB_ERROR,
+            format!(
+                "a generated program was refused by exec (the generator's fault): {}",
+                said.trim()
+            ),
+        ));
+    }
+    let mut states = 0;
+    let mut finding = None;
+    if let Ok(mut rd) = csv::Reader::from_path(out.join("trials.csv")) {
+        let h = rd.headers().cloned().unwrap_or_default();
+        let col = |n: &str| h.iter().position(|x| x == n);
+        for rec in rd.records().flatten() {
+            let get = |n: &str| col(n).and_then(|i| rec.get(i)).unwrap_or("").to_string();
+            states += get("crash_states").parse::<u64>().unwrap_or(0);
+            if finding.is_none() && get("verdict") == "violation" {
+                let it = get("iteration");
+                let ev = ["failures", "evidence"]
+                    .iter()
+                    .map(|d| out.join(d).join(&it))
+                    .find(|p| p.is_dir())
+                    .unwrap_or_default();
+                finding = Some((
+                    format!("{}: {}", get("outcome"), get("detail")),
+                    ev,
+                    get("acked_commits").parse().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    Ok(Outcome {
+        violation: code == exit_code::VIOLATION && finding.is_some(),
+        states,
+        finding,
+    })
+}
+
+fn read_program(p: &Path) -> Result<serde_json::Value, String> {
+    let t = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&t).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Re-validates a candidate (its model changes with its transactions) and runs it.
+fn try_candidate(
+    o: &HuntOptions,
+    script: &Path,
+    work: &Path,
+    candidate: &serde_json::Value,
+    seed: u64,
+) -> Result<bool, (i32, String)> {
+    let raw = work.join("candidate-raw.json");
+    let valid = work.join("candidate.json");
+    std::fs::write(&raw, candidate.to_string())
+        .map_err(|e| (exit_code::LAB_ERROR, e.to_string()))?;
+    let v = python(&[
+        script.as_os_str(),
+        "validate".as_ref(),
+        raw.as_os_str(),
+        valid.as_os_str(),
+    ])
+    .map_err(|e| (exit_code::LAB_ERROR, e))?;
+    if !v.status.success() {
+        return Ok(false);
+    }
+    Ok(run_program(o, script, &valid, seed, &work.join("run"))?.violation)
+}
+
+/// Drops transactions, then statements, one at a time while the finding reproduces. Returns the
+/// smallest program and the log of its steps.
+fn shrink(
+    o: &HuntOptions,
+    script: &Path,
+    work: &Path,
+    program: &serde_json::Value,
+    seed: u64,
+    log: &mut Vec<String>,
+) -> Result<serde_json::Value, (i32, String)> {
+    let mut best = program.clone();
+    if let Some(m) = best.as_object_mut() {
+        m.remove("model");
+        m.remove("dropped");
+    }
+    let mut runs = 0;
+    let txs = |p: &serde_json::Value| p["transactions"].as_array().cloned().unwrap_or_default();
+    // Transactions.
+    let mut i = 0;
+    while i < txs(&best).len() && runs < o.max_shrink_runs {
+        let mut c = best.clone();
+        c["transactions"].as_array_mut().unwrap().remove(i);
+        if let Some(m) = c["maintenance"].as_array_mut().filter(|m| i < m.len()) {
+            m.remove(i);
+        }
+        runs += 1;
+        if try_candidate(o, script, work, &c, seed)? {
+            log.push(format!("drop transaction {}: still fails", i + 1));
+            best = c;
+        } else {
+            log.push(format!("drop transaction {}: passes, kept", i + 1));
+            i += 1;
+        }
+    }
+    // Statements within the remaining transactions, and maintenance steps.
+    for t in 0..txs(&best).len() {
+        let mut s = 0;
+        while s < best["transactions"][t].as_array().map_or(0, Vec::len) && runs < o.max_shrink_runs
+        {
+            if best["transactions"][t].as_array().map_or(0, Vec::len) <= 1 {
+                break;
+            }
+            let mut c = best.clone();
+            c["transactions"][t].as_array_mut().unwrap().remove(s);
+            runs += 1;
+            if try_candidate(o, script, work, &c, seed)? {
+                log.push(format!(
+                    "drop statement {} of transaction {}: still fails",
+                    s + 1,
+                    t + 1
+                ));
+                best = c;
+            } else {
+                s += 1;
+            }
+        }
+        if best["maintenance"][t] != "none" && runs < o.max_shrink_runs {
+            let mut c = best.clone();
+            c["maintenance"][t] = "none".into();
+            runs += 1;
+            if try_candidate(o, script, work, &c, seed)? {
+                log.push(format!(
+                    "drop the maintenance after transaction {}: still fails",
+                    t + 1
+                ));
+                best = c;
+            }
+        }
+    }
+    if runs >= o.max_shrink_runs {
+        log.push(format!("stopped after {runs} runs (--max-shrink-runs)"));
+    }
+    Ok(best)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `torture hunt`: returns the exit code (0 nothing found, 1 findings, 2 bad usage, 3 lab error).
+pub fn hunt(o: &HuntOptions) -> i32 {
+    if let Err(e) = validate(o) {
+        eprintln!("torture: {e}");
+        return exit_code::USAGE;
+    }
+    match run(o) {
+        Ok(findings) if findings > 0 => exit_code::VIOLATION,
+        Ok(_) => exit_code::CLEAN,
+        Err((code, e)) => {
+            eprintln!("torture: {e}");
+            code
+        }
+    }
+}
+
+fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
+    let lab = |e: String| (exit_code::LAB_ERROR, e);
+    let version = engine_version(&o.engine).map_err(|e| (exit_code::USAGE, e))?;
+    std::fs::create_dir_all(&o.out).map_err(|e| lab(format!("{}: {e}", o.out.display())))?;
+    let script = o.out.join("hunt.py");
+    std::fs::write(&script, HUNT_PY).map_err(|e| lab(e.to_string()))?;
+    let state_path = o.out.join("hunt.json");
+    let mut state: State = if o.resume {
+        read_program(&state_path)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+            .map_err(|e| (exit_code::USAGE, format!("--resume: {e}")))?
+    } else {
+        State {
+            seed: o.seed,
+            engine: o.engine.clone(),
+            fault: o.fault.clone(),
+            ..State::default()
+        }
+    };
+    if state.engine != o.engine || state.fault != o.fault {
+        return Err((
+            exit_code::USAGE,
+            format!(
+                "--resume: this hunt ran --engine {} --fault {}; give the same",
+                state.engine, state.fault
+            ),
+        ));
+    }
+    let base = o.out.join(format!("{}-{version}", o.engine));
+    let work = o.out.join("work");
+    eprintln!(
+        "torture: hunting {} {version} under {}, seed {}, budget {:.0}s, {} trial(s) per program",
+        o.engine,
+        o.fault,
+        state.seed,
+        o.budget.as_secs_f64(),
+        o.trials
+    );
+    let started = Instant::now();
+    while started.elapsed() < o.budget {
+        let i = state.next;
+        let pseed = state.seed.wrapping_add(i);
+        let pdir = work.join(i.to_string());
+        let _ = std::fs::remove_dir_all(&pdir);
+        std::fs::create_dir_all(&pdir).map_err(|e| lab(e.to_string()))?;
+        let raw = pdir.join("raw.json");
+        let mut gen_args: Vec<std::ffi::OsString> = vec![
+            script.clone().into(),
+            "gen".into(),
+            "--engine".into(),
+            o.engine.clone().into(),
+            "--seed".into(),
+            pseed.to_string().into(),
+            "--transactions".into(),
+            o.transactions.to_string().into(),
+        ];
+        if let Some(w) = &o.weights {
+            gen_args.push("--weights".into());
+            gen_args.push(w.clone().into());
+        }
+        let g = Command::new("python3")
+            .args(&gen_args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| lab(format!("python3: {e}")))?;
+        if !g.status.success() {
+            return Err((
+                exit_code::USAGE,
+                format!("hunt.py gen: {}", String::from_utf8_lossy(&g.stderr).trim()),
+            ));
+        }
+        std::fs::write(&raw, &g.stdout).map_err(|e| lab(e.to_string()))?;
+        let program = pdir.join("program.json");
+        let v = python(&[
+            script.as_os_str(),
+            "validate".as_ref(),
+            raw.as_os_str(),
+            program.as_os_str(),
+        ])
+        .map_err(lab)?;
+        if !v.status.success() {
+            return Err(lab(format!(
+                "hunt.py validate (program {i}): {}",
+                String::from_utf8_lossy(&v.stderr).trim()
+            )));
+        }
+        let r = run_program(o, &script, &program, pseed, &pdir.join("run"))?;
+        state.programs += 1;
+        state.crash_states += r.states;
+        if let (true, Some((verdict, evidence, acked))) = (r.violation, r.finding) {
+            state.findings += 1;
+            let id = format!("{:04}-seed{pseed}", i);
+            let bug = base.join(&id);
+            let full = read_program(&program).map_err(lab)?;
+            let mut log = vec![format!("finding: {verdict}")];
+            let shrunk = shrink(o, &script, &pdir, &full, pseed, &mut log)?;
+            std::fs::create_dir_all(&bug).map_err(|e| lab(e.to_string()))?;
+            let write = |name: &str, text: String| {
+                std::fs::write(bug.join(name), text).map_err(|e| lab(e.to_string()))
+            };
+            std::fs::copy(&program, bug.join("program.json")).map_err(|e| lab(e.to_string()))?;
+            write(
+                "shrunk.json",
+                serde_json::to_string_pretty(&shrunk).unwrap_or_default(),
+            )?;
+            // The shrunk program's model, for the reproduction's oracle.
+            let shrunk_raw = bug.join("shrunk.json");
+            let _ = python(&[
+                script.as_os_str(),
+                "validate".as_ref(),
+                shrunk_raw.as_os_str(),
+                bug.join("shrunk-model.json").as_os_str(),
+            ]);
+            write("seed", format!("{pseed}\n"))?;
+            write(
+                "verdict.txt",
+                format!("{} {version}, --fault {}: {verdict}\n", o.engine, o.fault),
+            )?;
+            write("shrink.log", log.join("\n") + "\n")?;
+            std::fs::copy(&script, bug.join("hunt.py")).map_err(|e| lab(e.to_string()))?;
+            if evidence.join("crash-state").is_dir() {
+                copy_dir(&evidence.join("crash-state"), &bug.join("crash-state"))
+                    .map_err(|e| lab(e.to_string()))?;
+            }
+            // The shrunk program once more, to keep its own crash state.
+            let mut shrunk_line = String::new();
+            let valid = pdir.join("candidate.json");
+            if try_candidate(o, &script, &pdir, &shrunk, pseed)? {
+                let again = run_program(o, &script, &valid, pseed, &pdir.join("run"))?;
+                if let Some((_, ev, k)) = again.finding {
+                    if ev.join("crash-state").is_dir() {
+                        copy_dir(&ev.join("crash-state"), &bug.join("shrunk-crash-state"))
+                            .map_err(|e| lab(e.to_string()))?;
+                        shrunk_line = format!(
+                            "python3 hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit 1\n"
+                        );
+                    }
+                }
+            }
+            write(
+                "repro.sh",
+                format!(
+                    "#!/bin/sh\n# {} {version}, --fault {}: needs only python3 with the `{}` package.\n# Checks a saved crash state against its program's model: acknowledged commits,\n# prefix consistency, index lookups, integrity. Exit 1: the bug reproduces.\ncd \"$(dirname \"$0\")\" || exit 3\n{shrunk_line}python3 hunt.py repro program.json crash-state --acked {acked}\n",
+                    o.engine,
+                    o.fault,
+                    if o.engine == "sqlite" { "sqlite3 (stdlib)" } else { "duckdb" }
+                ),
+            )?;
+            eprintln!(
+                "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
+                id,
+                shrunk["transactions"].as_array().map_or(0, Vec::len),
+                bug.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&pdir);
+        }
+        state.next += 1;
+        let json = serde_json::to_string_pretty(&state).unwrap_or_default();
+        crate::output::out_dir::write_whole(&state_path, json.as_bytes())
+            .map_err(|e| lab(e.to_string()))?;
+        eprintln!(
+            "torture: hunt: {} program(s), {} crash state(s) checked, {} finding(s), {:.0}s",
+            state.programs,
+            state.crash_states,
+            state.findings,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir(&work);
+    println!(
+        "hunt: {} program(s), {} crash state(s) checked, {} finding(s); bug base: {}",
+        state.programs,
+        state.crash_states,
+        state.findings,
+        base.display()
+    );
+    Ok(state.findings)
+}

@@ -1,0 +1,144 @@
+//! `torture hunt` end to end, with real SQLite (Python's sqlite3), real power-loss recordings and
+//! the real shrinker. The positive control is a driver that acknowledges each transaction before
+//! its COMMIT (`TORTURE_HUNT_CONTROL=ack-before-commit`): the hunt must catch it, shrink it and
+//! file a reproduction that reproduces. The negative control is the honest driver: no finding.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hunt(out: &Path, extra: &[&str], control: bool) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.args([
+        "hunt",
+        "--budget",
+        "1s",
+        "--seed",
+        "3",
+        "--transactions",
+        "3",
+    ])
+    .arg("--out")
+    .arg(out)
+    .args(extra);
+    if control {
+        c.env("TORTURE_HUNT_CONTROL", "ack-before-commit");
+    } else {
+        c.env_remove("TORTURE_HUNT_CONTROL");
+    }
+    c.output().expect("torture runs")
+}
+
+fn say(o: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn state(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("hunt.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_lying_driver_is_caught_shrunk_and_filed_with_a_reproduction() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("h");
+    let o = hunt(&out, &["--max-shrink-runs", "10"], true);
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    assert_eq!(state(&out)["findings"], 1, "{}", say(&o));
+    let base = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("sqlite-"))
+        .expect("the bug base")
+        .path();
+    let bug = std::fs::read_dir(&base)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in [
+        "program.json",
+        "shrunk.json",
+        "seed",
+        "verdict.txt",
+        "shrink.log",
+        "hunt.py",
+        "repro.sh",
+    ] {
+        assert!(bug.join(f).is_file(), "{f} in {}", bug.display());
+    }
+    let count = |f: &str| -> usize {
+        let p: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(bug.join(f)).unwrap()).unwrap();
+        p["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_array().unwrap().len())
+            .sum()
+    };
+    assert!(
+        count("shrunk.json") < count("program.json"),
+        "nothing was shrunk"
+    );
+    assert!(std::fs::read_to_string(bug.join("verdict.txt"))
+        .unwrap()
+        .contains("lost-commit"));
+    // The reproduction needs only python3 and the saved files: it reproduces (exit 1).
+    let r = Command::new("sh")
+        .arg(bug.join("repro.sh"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1), "{}", say(&r));
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("acknowledged commits"),
+        "{}",
+        say(&r)
+    );
+}
+
+#[test]
+fn the_honest_driver_finds_nothing_and_resume_continues() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("h");
+    let o = hunt(&out, &[], false);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let s = state(&out);
+    assert_eq!(s["findings"], 0);
+    assert_eq!(s["programs"], 1);
+    assert!(s["crash_states"].as_u64().unwrap() > 0);
+    // The same folder again: refused without --resume, continued with it.
+    let o = hunt(&out, &[], false);
+    assert_eq!(o.status.code(), Some(2), "{}", say(&o));
+    let o = hunt(&out, &["--resume"], false);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert_eq!(state(&out)["programs"], 2);
+    assert_eq!(state(&out)["next"], 2);
+}
+
+#[test]
+fn bad_hunt_settings_are_one_line_and_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["--engine", "oracle"], "--engine oracle"),
+        (vec!["--fault", "io-error"], "--fault io-error"),
+        (vec!["--budget", "soon"], "--budget soon"),
+        (vec!["--weights", "/no/such.toml"], "--weights"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_torture"))
+            .arg("hunt")
+            .arg("--out")
+            .arg(t.path().join("h"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -168,6 +168,12 @@ fn s1_resume_of_an_exec_run_needs_trust_folder_to_run_the_folder_s_program() {
     let tmp = tempfile::tempdir().unwrap();
     let o = exec_run(tmp.path(), "o", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    // The run's own hint says what a resume of it takes.
+    assert!(
+        text(&o.stdout).contains("torture --resume o --trust-folder"),
+        "{}",
+        say(&o)
+    );
     let out = tmp.path().join("o");
     let pwned = tmp.path().join("pwned");
     let spec = out.join("run.json");

@@ -375,6 +375,14 @@ impl FaultOptions {
         if spec.fault_commits == 0 {
             return Err(usage("--fault-commits 0 writes nothing; give at least 1"));
         }
+        // Every crash state replays the recording up to its cut: a recording without end (the
+        // writers then run until the trial timeout) makes each state cost minutes.
+        if spec.fault_commits > MAX_FAULT_COMMITS {
+            return Err(usage(format!(
+                "--fault-commits {}: at most {MAX_FAULT_COMMITS} (every crash state rebuilds the recording up to its cut); give fewer",
+                spec.fault_commits
+            )));
+        }
         if !(512..=65536).contains(&spec.sector_size) || !spec.sector_size.is_power_of_two() {
             return Err(usage(format!(
                 "--sector-size {} is not a power of two from 512 to 65536",
@@ -561,6 +569,9 @@ pub(crate) fn check_plan_size(mode: Mode, profiles: usize) -> Result<(), UsageEr
     }
     Ok(())
 }
+
+/// The most commits a writer makes in an op-indexed trial.
+const MAX_FAULT_COMMITS: u64 = 100_000;
 
 /// The most trials one run numbers: far beyond any machine's reach, well inside `u64`.
 const MAX_TRIALS: u64 = 1 << 48;

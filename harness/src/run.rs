@@ -256,10 +256,20 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         if let Some(line) = summary.crash_states_line(end.elapsed) {
             println!("{line}");
         }
-        println!(
-            "{}",
-            crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir)
-        );
+        let mut lines =
+            crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir);
+        if opts.exec.is_some() {
+            // Resuming an exec run runs the program OUT/run.json names: it takes --trust-folder.
+            let plain = format!(
+                "torture --resume {})",
+                crate::app::shell_quote(&opts.out_dir.display().to_string())
+            );
+            lines = lines.replace(
+                &plain,
+                &format!("{} --trust-folder)", &plain[..plain.len() - 1]),
+            );
+        }
+        println!("{lines}");
         println!("results:   {}", trials_path.display());
     }
     match junit_written {

@@ -356,7 +356,7 @@ fn merge_refuses_missing_or_mismatched_shards_and_partial_says_so() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(
-        out.contains("2 runs side by side") && out.contains("[seed 6]"),
+        out.contains("2 runs side by side") && out.contains("[seed 5]") && out.contains("[seed 6]"),
         "{out}"
     );
     let err = text(&o.stderr);

@@ -695,8 +695,16 @@ fn r8_endless_and_special_files_are_refused_never_read_without_end() {
     cmd.args(["profiles", "--profile-file", big.to_str().unwrap()]);
     let err = one_line_exit(&capped(cmd), 2);
     assert!(err.contains("larger than"), "{err}");
-    // trial.json as a FIFO and as /dev/zero (a symlink to it is refused as a symlink).
+    // trial.json as a FIFO (a symlink to /dev/zero is refused as a symlink).
     let failure = built_in_failure(&tmp, "core");
+    // A results folder whose run.json is a FIFO: the report reads its rows and returns.
+    let out = failure.parent().unwrap().parent().unwrap().to_path_buf();
+    std::fs::rename(out.join("run.json"), tmp.path().join("run.json")).unwrap();
+    mkfifo(&out.join("run.json"));
+    let mut cmd = torture();
+    cmd.arg("report").arg(&out);
+    let o = capped(cmd);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     std::fs::remove_file(failure.join("trial.json")).unwrap();
     mkfifo(&failure.join("trial.json"));
     let mut cmd = torture();

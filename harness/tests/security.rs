@@ -69,7 +69,9 @@ fn edit_note(folder: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn replay(cwd: &Path, folder: &Path, extra: &[&str]) -> Output {
+    // A replay that differs keeps its folder in the temporary folder: this test's own.
     torture()
+        .env("TMPDIR", cwd)
         .current_dir(cwd)
         .arg("replay")
         .arg(folder)
@@ -166,6 +168,12 @@ fn s1_resume_of_an_exec_run_needs_trust_folder_to_run_the_folder_s_program() {
     let tmp = tempfile::tempdir().unwrap();
     let o = exec_run(tmp.path(), "o", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    // The run's own hint says what a resume of it takes.
+    assert!(
+        text(&o.stdout).contains("torture --resume o --trust-folder"),
+        "{}",
+        say(&o)
+    );
     let out = tmp.path().join("o");
     let pwned = tmp.path().join("pwned");
     let spec = out.join("run.json");
@@ -413,4 +421,176 @@ fn s6_scratch_folders_are_owner_only() {
     // Trials before the first ack skip the command; the replay's check always runs it.
     assert!(!seen.is_empty(), "{}", say(&o));
     assert!(seen.iter().all(|m| *m == "700"), "{seen:?}");
+}
+
+/// Every node's JSON pointer.
+fn pointers_of(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, child) in m {
+                pointers_of(
+                    child,
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                pointers_of(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// One mutation of a JSON text: a node replaced by a value of another kind, the
+/// text cut short, or a byte changed.
+fn mutate_json(text: &str, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    use rand::RngExt;
+    let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+    match rng.random_range(0..4u8) {
+        0 | 1 => {
+            // A random node, by its JSON pointer.
+            let mut pointers = Vec::new();
+            pointers_of(&v, String::new(), &mut pointers);
+            let at = pointers[rng.random_range(0..pointers.len())].clone();
+            let node = v.pointer_mut(&at).unwrap();
+            let values = [
+                serde_json::json!(null),
+                serde_json::json!(-1),
+                serde_json::json!(1e308),
+                serde_json::json!(u64::MAX),
+                serde_json::json!("x\n'$(touch fuzz-pwned)"),
+                serde_json::json!([]),
+                serde_json::json!({}),
+                serde_json::json!(true),
+                serde_json::json!("../../.."),
+            ];
+            *node = values[rng.random_range(0..values.len())].clone();
+            serde_json::to_vec_pretty(&v).unwrap()
+        }
+        2 => {
+            let b = text.as_bytes();
+            b[..rng.random_range(0..b.len())].to_vec()
+        }
+        _ => {
+            let mut b = text.as_bytes().to_vec();
+            let i = rng.random_range(0..b.len());
+            b[i] = rng.random();
+            b
+        }
+    }
+}
+
+/// Acceptance (issue 20): `trial.json` of a built-in and of an exec trial, and `trials.csv` for
+/// the report loader, mutated at random for a bounded time (~15 s): replay and report always exit
+/// 0, 1, 2 or 3, a usage error is one line, nothing panics or hangs, and no mutated field runs
+/// anything (the planted `$(touch fuzz-pwned)` never runs). `TORTURE_FUZZ_SEED` replays a run.
+#[test]
+fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
+    use rand::{RngExt, SeedableRng};
+    let seed: u64 = std::env::var("TORTURE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("fuzz seed {seed} (TORTURE_FUZZ_SEED={seed} replays it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let core = core_run(&tmp.path().join("core"));
+    let o = exec_run(tmp.path(), "o", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let exec = tmp.path().join("o/evidence/0");
+    let notes = [
+        (
+            core.clone(),
+            std::fs::read_to_string(core.join("trial.json")).unwrap(),
+        ),
+        (
+            exec.clone(),
+            std::fs::read_to_string(exec.join("trial.json")).unwrap(),
+        ),
+    ];
+    let csv_path = tmp.path().join("core/trials.csv");
+    let csv = std::fs::read(&csv_path).unwrap();
+    let started = std::time::Instant::now();
+    let mut runs = 0;
+    while started.elapsed() < std::time::Duration::from_secs(15) {
+        runs += 1;
+        let one = std::time::Instant::now();
+        let o = if rng.random_range(0..3u8) < 2 {
+            let (folder, text) = &notes[rng.random_range(0..notes.len())];
+            std::fs::write(folder.join("trial.json"), mutate_json(text, &mut rng)).unwrap();
+            replay(tmp.path(), folder, &[])
+        } else {
+            let mut bytes = csv.clone();
+            for _ in 0..rng.random_range(1..4u8) {
+                match rng.random_range(0..3u8) {
+                    0 => bytes.truncate(rng.random_range(0..bytes.len().max(1))),
+                    1 if !bytes.is_empty() => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] = rng.random();
+                    }
+                    _ => bytes.extend_from_slice(b"\n9,x,,,\"\n"),
+                }
+            }
+            let input = tmp.path().join("fuzz.csv");
+            std::fs::write(&input, &bytes).unwrap();
+            torture().arg("report").arg(&input).output().unwrap()
+        };
+        let err = text(&o.stderr);
+        let code = o.status.code();
+        // Not a timing test: only a run that seems never to end is a failure (a hang).
+        assert!(
+            one.elapsed() < std::time::Duration::from_secs(120),
+            "seed {seed}: one input took {:?}: {err}",
+            one.elapsed()
+        );
+        assert!(
+            matches!(code, Some(0..=3)),
+            "seed {seed}: exit {code:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "seed {seed}: {err}");
+        if code == Some(2) {
+            assert_eq!(err.trim_end().lines().count(), 1, "seed {seed}: {err}");
+        }
+        assert!(
+            !tmp.path().join("fuzz-pwned").exists(),
+            "seed {seed}: a field ran"
+        );
+    }
+    eprintln!("{runs} mutated inputs");
+}
+
+/// S3 for merge: a shard whose evidence holds a symlink (to a file outside it) is refused, and
+/// nothing of the link's target reaches the merged folder. Negative control: without the link
+/// the same merge copies the evidence.
+#[test]
+fn s3_merge_refuses_a_symlink_in_a_shard_and_copies_nothing_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = tmp.path().join("core");
+    core_run(&shard);
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "not for the artifact").unwrap();
+    let db = shard.join("failures/0/trial.db");
+    let real = tmp.path().join("trial.db");
+    std::fs::rename(&db, &real).unwrap();
+    std::os::unix::fs::symlink(&secret, &db).unwrap();
+    let merged = tmp.path().join("merged");
+    let r = run(&["merge", merged.to_str().unwrap(), shard.to_str().unwrap()]);
+    assert_one_line_refusal(&r, "symlink");
+    assert!(
+        !merged.join("failures/0/trial.db").exists(),
+        "the link's target was copied"
+    );
+    std::fs::remove_file(&db).unwrap();
+    std::fs::rename(&real, &db).unwrap();
+    let merged = tmp.path().join("merged2");
+    let r = run(&["merge", merged.to_str().unwrap(), shard.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert_eq!(
+        std::fs::read(merged.join("failures/0/trial.db")).unwrap(),
+        std::fs::read(&db).unwrap()
+    );
 }

@@ -213,9 +213,15 @@ fn missing_parts(
             let want = range.end - range.start;
             if count < want {
                 missing.push(format!(
-                    "{} has {count} of its {want} trials (resume it: torture --resume {})",
+                    "{} has {count} of its {want} trials (resume it: torture --resume {}{})",
                     shard.display(),
-                    shard.display()
+                    crate::app::shell_quote(&shard.to_string_lossy()),
+                    // An exec run's program runs again only when the user trusts the folder.
+                    if specs[0].exec.is_some() {
+                        " --trust-folder"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

@@ -141,7 +141,10 @@ pub(crate) fn save_evidence(
     stdout_tails: &[Vec<u8>],
     kill_at: Duration,
 ) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    // Owner only: the files may hold a user's data, and the calibration's folder waits in the
+    // scratch disk (`/dev/shm`) until the run moves it to OUT.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)?;
     snapshot.complete(db_dir);
     // Written without following a link planted in OUT.
     for (name, bytes) in &snapshot.files {
@@ -394,7 +397,7 @@ pub fn recheck(folder: &Path, named: &Named) -> i32 {
     let r = match recheck_folder(folder, named) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("torture: replay: {e}");
+            eprintln!("torture: replay: {}", crate::app::printable(&e));
             return exit_code::USAGE;
         }
     };

@@ -42,6 +42,9 @@ fn main() {
             || k.starts_with("CARGO_CFG_")
             || k == "CARGO_TARGET_DIR"
             || k == "CARGO_BUILD_TARGET_DIR"
+            // The recorder is preloaded into programs of this machine: built for the host, where
+            // the path below expects it.
+            || k == "CARGO_BUILD_TARGET"
             || k == "CARGO_ENCODED_RUSTFLAGS"
             || k == "RUSTC_WRAPPER"
             || k == "RUSTC_WORKSPACE_WRAPPER"

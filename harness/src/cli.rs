@@ -151,7 +151,7 @@ pub struct RunArgs {
 
     /// With --resume of a `torture exec` run: run the program (and --verify-cmd) that OUT/run.json
     /// names. Without it, resume refuses a folder that asks to run a program.
-    #[arg(long, requires = "resume")]
+    #[arg(help_heading = "How many, and where", long, requires = "resume")]
     pub trust_folder: bool,
 
     #[command(flatten)]

@@ -409,6 +409,148 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `hunt.py gen` then `validate`: the program `pdir/program.json`, statements the engine
+/// rejects dropped, with its model.
+fn generate(
+    o: &HuntOptions,
+    script: &Path,
+    pdir: &Path,
+    pseed: u64,
+    i: u64,
+) -> Result<PathBuf, (i32, String)> {
+    let lab = |e: String| (exit_code::LAB_ERROR, e);
+    let raw = pdir.join("raw.json");
+    let mut gen_args: Vec<std::ffi::OsString> = vec![
+        script.to_path_buf().into(),
+        "gen".into(),
+        "--engine".into(),
+        o.engine.clone().into(),
+        "--seed".into(),
+        pseed.to_string().into(),
+        "--transactions".into(),
+        o.transactions.to_string().into(),
+    ];
+    if let Some(w) = &o.weights {
+        gen_args.push("--weights".into());
+        gen_args.push(w.clone().into());
+    }
+    let g = Command::new("python3")
+        .args(&gen_args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| lab(format!("python3: {e}")))?;
+    if !g.status.success() {
+        return Err((
+            exit_code::USAGE,
+            format!("hunt.py gen: {}", String::from_utf8_lossy(&g.stderr).trim()),
+        ));
+    }
+    std::fs::write(&raw, &g.stdout).map_err(|e| lab(e.to_string()))?;
+    let program = pdir.join("program.json");
+    let v = python(&[
+        script.as_os_str(),
+        "validate".as_ref(),
+        raw.as_os_str(),
+        program.as_os_str(),
+    ])
+    .map_err(lab)?;
+    if !v.status.success() {
+        return Err(lab(format!(
+            "hunt.py validate (program {i}): {}",
+            String::from_utf8_lossy(&v.stderr).trim()
+        )));
+    }
+    Ok(program)
+}
+
+/// Files one finding in the bug base: the program and its shrunk form (each with its crash
+/// state), the seed, the verdict, the shrinking log and a standalone reproduction.
+struct Filing<'a> {
+    o: &'a HuntOptions,
+    script: &'a Path,
+    pdir: &'a Path,
+    program: &'a Path,
+    seed: u64,
+    version: &'a str,
+}
+
+impl Filing<'_> {
+    fn file(
+        &self,
+        bug: &Path,
+        (verdict, evidence, acked): (String, PathBuf, u64),
+    ) -> Result<(), (i32, String)> {
+        let (o, script, pdir, pseed, version) =
+            (self.o, self.script, self.pdir, self.seed, self.version);
+        let lab = |e: String| (exit_code::LAB_ERROR, e);
+        let io = |e: std::io::Error| (exit_code::LAB_ERROR, e.to_string());
+        let full = read_program(self.program).map_err(lab)?;
+        let mut log = vec![format!("finding: {verdict}")];
+        let shrunk = shrink(o, script, pdir, &full, pseed, &mut log)?;
+        std::fs::create_dir_all(bug).map_err(io)?;
+        let write = |name: &str, text: String| std::fs::write(bug.join(name), text).map_err(io);
+        std::fs::copy(self.program, bug.join("program.json")).map_err(io)?;
+        write(
+            "shrunk.json",
+            serde_json::to_string_pretty(&shrunk).unwrap_or_default(),
+        )?;
+        // The shrunk program validated: its model, for the reproduction's oracle.
+        let _ = python(&[
+            script.as_os_str(),
+            "validate".as_ref(),
+            bug.join("shrunk.json").as_os_str(),
+            bug.join("shrunk-model.json").as_os_str(),
+        ]);
+        write("seed", format!("{pseed}\n"))?;
+        write(
+            "verdict.txt",
+            format!("{} {version}, --fault {}: {verdict}\n", o.engine, o.fault),
+        )?;
+        std::fs::copy(script, bug.join("hunt.py")).map_err(io)?;
+        let saved = save_state(&evidence, &bug.join("crash-state")).map_err(io)?;
+        // The shrunk program once more, to keep its own crash state.
+        let mut shrunk_line = String::new();
+        if try_candidate(o, script, pdir, &shrunk, pseed)? {
+            let again = run_program(
+                o,
+                script,
+                &pdir.join("candidate.json"),
+                pseed,
+                &pdir.join("run"),
+            )?;
+            if let Some((_, ev, k)) = again.finding {
+                if save_state(&ev, &bug.join("shrunk-crash-state")).map_err(io)? {
+                    shrunk_line = format!(
+                        "python3 hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit 1\n"
+                    );
+                }
+            }
+        }
+        write(
+            "repro.sh",
+            format!(
+                "#!/bin/sh\n# {} {version}, --fault {}: needs only python3 with the `{}` package.\n# Checks a saved crash state against its program's model: acknowledged commits,\n# prefix consistency, index lookups, integrity. Exit 1: the bug reproduces.\ncd \"$(dirname \"$0\")\" || exit 3\n{shrunk_line}python3 hunt.py repro program.json crash-state --acked {acked}\n",
+                o.engine,
+                o.fault,
+                if o.engine == "sqlite" { "sqlite3 (stdlib)" } else { "duckdb" }
+            ),
+        )?;
+        if !saved {
+            log.push(
+                "the failing trial kept no database files: repro.sh has nothing to check".into(),
+            );
+        }
+        write("shrink.log", log.join("\n") + "\n")?;
+        eprintln!(
+            "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
+            bug.file_name().unwrap_or_default().to_string_lossy(),
+            shrunk["transactions"].as_array().map_or(0, Vec::len),
+            bug.display()
+        );
+        Ok(())
+    }
+}
+
 /// `torture hunt`: returns the exit code (0 nothing found, 1 findings, 2 bad usage, 3 lab error).
 pub fn hunt(o: &HuntOptions) -> i32 {
     if let Err(e) = validate(o) {
@@ -470,139 +612,35 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
         let pdir = work.join(i.to_string());
         let _ = std::fs::remove_dir_all(&pdir);
         std::fs::create_dir_all(&pdir).map_err(|e| lab(e.to_string()))?;
-        let raw = pdir.join("raw.json");
-        let mut gen_args: Vec<std::ffi::OsString> = vec![
-            script.clone().into(),
-            "gen".into(),
-            "--engine".into(),
-            o.engine.clone().into(),
-            "--seed".into(),
-            pseed.to_string().into(),
-            "--transactions".into(),
-            o.transactions.to_string().into(),
-        ];
-        if let Some(w) = &o.weights {
-            gen_args.push("--weights".into());
-            gen_args.push(w.clone().into());
-        }
-        let g = Command::new("python3")
-            .args(&gen_args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| lab(format!("python3: {e}")))?;
-        if !g.status.success() {
-            return Err((
-                exit_code::USAGE,
-                format!("hunt.py gen: {}", String::from_utf8_lossy(&g.stderr).trim()),
-            ));
-        }
-        std::fs::write(&raw, &g.stdout).map_err(|e| lab(e.to_string()))?;
-        let program = pdir.join("program.json");
-        let v = python(&[
-            script.as_os_str(),
-            "validate".as_ref(),
-            raw.as_os_str(),
-            program.as_os_str(),
-        ])
-        .map_err(lab)?;
-        if !v.status.success() {
-            return Err(lab(format!(
-                "hunt.py validate (program {i}): {}",
-                String::from_utf8_lossy(&v.stderr).trim()
-            )));
-        }
+        let program = generate(o, &script, &pdir, pseed, i)?;
         let r = run_program(o, &script, &program, pseed, &pdir.join("run"))?;
         state.programs += 1;
         state.crash_states += r.states;
-        let seen = |v: &str| state.signatures.contains(&signature(v));
-        if let (true, Some((verdict, _, _))) = (r.violation, r.finding.as_ref()) {
-            if seen(verdict) {
+        match (r.violation, r.finding) {
+            (true, Some((verdict, _, _))) if state.signatures.contains(&signature(&verdict)) => {
                 state.duplicates += 1;
                 eprintln!(
                     "torture: program {i} fails like a finding already filed ({}): counted, not filed again",
-                    signature(verdict)
+                    signature(&verdict)
                 );
+                let _ = std::fs::remove_dir_all(&pdir);
             }
-        }
-        if let (true, Some((verdict, evidence, acked))) = (r.violation, r.finding) {
-            if seen(&verdict) {
-                // Counted above.
-            } else {
-                state.signatures.push(signature(&verdict));
+            (true, Some(finding)) => {
+                state.signatures.push(signature(&finding.0));
                 state.findings += 1;
-                let id = format!("{:04}-seed{pseed}", i);
-                let bug = base.join(&id);
-                let full = read_program(&program).map_err(lab)?;
-                let mut log = vec![format!("finding: {verdict}")];
-                let shrunk = shrink(o, &script, &pdir, &full, pseed, &mut log)?;
-                std::fs::create_dir_all(&bug).map_err(|e| lab(e.to_string()))?;
-                let write = |name: &str, text: String| {
-                    std::fs::write(bug.join(name), text).map_err(|e| lab(e.to_string()))
+                let f = Filing {
+                    o,
+                    script: &script,
+                    pdir: &pdir,
+                    program: &program,
+                    seed: pseed,
+                    version: &version,
                 };
-                std::fs::copy(&program, bug.join("program.json"))
-                    .map_err(|e| lab(e.to_string()))?;
-                write(
-                    "shrunk.json",
-                    serde_json::to_string_pretty(&shrunk).unwrap_or_default(),
-                )?;
-                // The shrunk program's model, for the reproduction's oracle.
-                let shrunk_raw = bug.join("shrunk.json");
-                let _ = python(&[
-                    script.as_os_str(),
-                    "validate".as_ref(),
-                    shrunk_raw.as_os_str(),
-                    bug.join("shrunk-model.json").as_os_str(),
-                ]);
-                write("seed", format!("{pseed}\n"))?;
-                write(
-                    "verdict.txt",
-                    format!("{} {version}, --fault {}: {verdict}\n", o.engine, o.fault),
-                )?;
-
-                std::fs::copy(&script, bug.join("hunt.py")).map_err(|e| lab(e.to_string()))?;
-                let saved = save_state(&evidence, &bug.join("crash-state"))
-                    .map_err(|e| lab(e.to_string()))?;
-                // The shrunk program once more, to keep its own crash state.
-                let mut shrunk_line = String::new();
-                let valid = pdir.join("candidate.json");
-                if try_candidate(o, &script, &pdir, &shrunk, pseed)? {
-                    // try_candidate left the shrunk program's run in pdir/run.
-                    let again = run_program(o, &script, &valid, pseed, &pdir.join("run"))?;
-                    if let Some((_, ev, k)) = again.finding {
-                        if save_state(&ev, &bug.join("shrunk-crash-state"))
-                            .map_err(|e| lab(e.to_string()))?
-                        {
-                            shrunk_line = format!(
-                            "python3 hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit 1\n"
-                        );
-                        }
-                    }
-                }
-                write(
-                "repro.sh",
-                format!(
-                    "#!/bin/sh\n# {} {version}, --fault {}: needs only python3 with the `{}` package.\n# Checks a saved crash state against its program's model: acknowledged commits,\n# prefix consistency, index lookups, integrity. Exit 1: the bug reproduces.\ncd \"$(dirname \"$0\")\" || exit 3\n{shrunk_line}python3 hunt.py repro program.json crash-state --acked {acked}\n",
-                    o.engine,
-                    o.fault,
-                    if o.engine == "sqlite" { "sqlite3 (stdlib)" } else { "duckdb" }
-                ),
-            )?;
-                if !saved {
-                    log.push(
-                        "the failing trial kept no database files: repro.sh has nothing to check"
-                            .into(),
-                    );
-                }
-                write("shrink.log", log.join("\n") + "\n")?;
-                eprintln!(
-                    "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
-                    id,
-                    shrunk["transactions"].as_array().map_or(0, Vec::len),
-                    bug.display()
-                );
+                f.file(&base.join(format!("{i:04}-seed{pseed}")), finding)?;
             }
-        } else {
-            let _ = std::fs::remove_dir_all(&pdir);
+            _ => {
+                let _ = std::fs::remove_dir_all(&pdir);
+            }
         }
         state.next += 1;
         let json = serde_json::to_string_pretty(&state).unwrap_or_default();

@@ -23,7 +23,7 @@ fn main() {
         let detail = match &op.kind {
             OpKind::Write {
                 path, offset, data, ..
-            } => format!("{} @{} +{}", path.display(), offset, data.len()),
+            } => format!("{} @{} +{}", path.display(), offset, data.len),
             OpKind::Open {
                 path,
                 fd,

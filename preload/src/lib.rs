@@ -44,7 +44,7 @@ pub use acks::{acks_before, parse_before, AckParser, AckedCommits, Writer, LAB_R
 pub use append::LogAppender;
 pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
 pub use faults::{parse_crash_at, parse_seed, FailAt, FailKind, FileFilter, OpFilter};
-pub use log::{parse_log, read_log, Coverage, Log, LogError, Op, OpKind, SyncHow};
+pub use log::{parse_log, read_log, Coverage, Data, Log, LogError, Op, OpKind, SyncHow};
 pub use model::{build_state, write_files, Cut, Model, Variant};
 pub use snapshot::{snapshot, Snapshot};
 pub use sqlite::{wal_checkpoints, Checkpoint};

@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::format::{crc32, Dec, Tag};
 
@@ -90,8 +91,9 @@ pub enum OpKind {
         ino: u64,
         offset: u64,
         old_size: u64,
-        /// The bytes the call wrote (only as many as it reported written).
-        data: Vec<u8>,
+        /// Where the bytes the call wrote are in the log (only as many as it reported written):
+        /// [`Log::data`] reads them.
+        data: Data,
     },
     Sync {
         fd: i32,
@@ -203,6 +205,25 @@ impl OpKind {
     }
 }
 
+/// Where a write's bytes are: a range of the log itself, read when a crash state needs them. A
+/// parsed log holds no file data, so its memory follows the number of operations, not the bytes
+/// they wrote (a server recorded for seconds writes hundreds of megabytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Data {
+    /// Byte offset in the log.
+    pub at: u64,
+    pub len: u64,
+}
+
+/// The bytes a [`Data`] points into: the log file (kept open) or a log parsed from memory.
+#[derive(Debug, Clone, Default)]
+enum Source {
+    #[default]
+    Empty,
+    Mem(Arc<Vec<u8>>),
+    File(Arc<std::fs::File>),
+}
+
 /// A whole log, read back.
 #[derive(Debug, Clone, Default)]
 pub struct Log {
@@ -211,6 +232,7 @@ pub struct Log {
     pub torn_tail_bytes: u64,
     /// Torn records the recorder cut off in the middle of the run (`Repair` records).
     pub repaired_records: u64,
+    source: Source,
 }
 
 /// What a log shows about the program, so the lab can tell "nothing seen" from "nothing written".
@@ -225,6 +247,35 @@ pub enum Coverage {
 }
 
 impl Log {
+    /// The bytes a write wrote, read from the log. The log was read whole and checksummed when it
+    /// was parsed and stays open, so this cannot meet a short file; an I/O error of the scratch
+    /// disk under it is the lab's own failure: one line and exit 3.
+    pub fn data(&self, d: Data) -> Vec<u8> {
+        let mut buf = vec![0u8; d.len as usize];
+        let ok = match &self.source {
+            Source::Mem(bytes) => match bytes.get(d.at as usize..(d.at + d.len) as usize) {
+                Some(b) => {
+                    buf.copy_from_slice(b);
+                    Ok(())
+                }
+                None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            },
+            Source::File(f) => {
+                use std::os::unix::fs::FileExt as _;
+                f.read_exact_at(&mut buf, d.at)
+            }
+            Source::Empty if d.len == 0 => Ok(()),
+            Source::Empty => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+        };
+        if let Err(e) = ok {
+            eprintln!(
+                "torture: the recorder's operation log could not be read again ({e}): the lab's scratch disk failed"
+            );
+            std::process::exit(3);
+        }
+        buf
+    }
+
     pub fn coverage(&self) -> Coverage {
         if !self
             .ops
@@ -301,10 +352,13 @@ pub fn read_log(path: &Path) -> Result<Log, LogError> {
         Err(e) => return Err(e.into()),
     };
     let size = file.metadata()?.len() as usize;
-    parse_from(
-        std::io::BufReader::with_capacity(1 << 20, file.take(size as u64)),
+    let reader = file.try_clone()?;
+    let mut log = parse_from(
+        std::io::BufReader::with_capacity(1 << 20, reader.take(size as u64)),
         size,
-    )
+    )?;
+    log.source = Source::File(Arc::new(file));
+    Ok(log)
 }
 
 /// [`parse_log`] over `size` bytes from `r`, a record at a time.
@@ -335,7 +389,7 @@ fn parse_from(mut r: impl std::io::Read, size: usize) -> Result<Log, LogError> {
             }
             return Err(corrupt(at, "checksum mismatch"));
         }
-        let op = decode(&payload).map_err(|reason| corrupt(at, reason))?;
+        let op = decode(&payload, (at + 8) as u64).map_err(|reason| corrupt(at, reason))?;
         if let OpKind::Repair { .. } = op.kind {
             log.repaired_records += 1;
         }
@@ -348,7 +402,9 @@ fn parse_from(mut r: impl std::io::Read, size: usize) -> Result<Log, LogError> {
 /// Parses a whole log. A record cut short or failing its checksum at the very end is a write a
 /// SIGKILL interrupted: dropped and counted. Anywhere else it is damage and an error.
 pub fn parse_log(bytes: &[u8]) -> Result<Log, LogError> {
-    parse_from(bytes, bytes.len())
+    let mut log = parse_from(bytes, bytes.len())?;
+    log.source = Source::Mem(Arc::new(bytes.to_vec()));
+    Ok(log)
 }
 
 fn corrupt(at: usize, reason: &str) -> LogError {
@@ -362,7 +418,8 @@ fn path(b: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(b))
 }
 
-fn decode(payload: &[u8]) -> Result<Op, &'static str> {
+/// One record's payload, which starts at byte `base` of the log.
+fn decode(payload: &[u8], base: u64) -> Result<Op, &'static str> {
     let mut r = Dec { rest: payload };
     let tag = Tag::from_byte(r.u8()?).ok_or("unknown record tag")?;
     let seq = r.u64()?;
@@ -403,9 +460,10 @@ fn decode(payload: &[u8]) -> Result<Op, &'static str> {
                 offset: r.u64()?,
                 old_size: r.u64()?,
                 data: {
-                    let data = r.bytes()?.to_vec();
+                    let len = r.bytes()?.len() as u64;
+                    let at = base + (payload.len() - r.rest.len()) as u64 - len;
                     r.bytes()?; // reserved (older logs: the pre-image)
-                    data
+                    Data { at, len }
                 },
             }
         }

@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::log::{Log, Op, OpKind, SyncHow};
+use crate::log::{Data, Log, Op, OpKind, SyncHow};
 use crate::snapshot::Snapshot;
 
 /// What the simulated disk does with what was not made durable.
@@ -104,9 +104,10 @@ pub struct Cut {
 
 #[derive(Debug, Clone)]
 enum Change {
+    /// The bytes stay in the log until a state needs them.
     Write {
         offset: u64,
-        data: Vec<u8>,
+        data: Data,
         seq: u64,
     },
     SetSize(u64),
@@ -211,6 +212,7 @@ impl NameOp {
 /// The replay: the model's state after a prefix of the log.
 #[derive(Debug, Clone)]
 pub(crate) struct Replay<'a> {
+    log: &'a Log,
     ops: &'a [Op],
     next: usize,
     model: Model,
@@ -230,15 +232,15 @@ pub const MAX_FILE: u64 = 1 << 34;
 
 fn change_end(c: &Change) -> u64 {
     match c {
-        Change::Write { offset, data, .. } => offset.saturating_add(data.len() as u64),
+        Change::Write { offset, data, .. } => offset.saturating_add(data.len),
         Change::SetSize(n) => *n,
         Change::Zero { .. } => 0,
     }
 }
 
-fn apply(buf: &mut Vec<u8>, c: &Change) {
+fn apply(buf: &mut Vec<u8>, c: &Change, log: &Log) {
     match c {
-        Change::Write { offset, data, .. } => write_at(buf, *offset, data),
+        Change::Write { offset, data, .. } => write_at(buf, *offset, &log.data(*data)),
         Change::SetSize(n) => buf.resize(*n as usize, 0),
         Change::Zero { offset, len } => {
             let end = (*offset + *len).min(buf.len() as u64) as usize;
@@ -299,6 +301,7 @@ fn pieces(offset: u64, len: usize, sector: u64) -> Vec<(u64, u64)> {
 impl<'a> Replay<'a> {
     pub(crate) fn new(start: &Snapshot, log: &'a Log, model: &Model) -> Replay<'a> {
         let mut r = Replay {
+            log,
             ops: &log.ops,
             next: 0,
             model: model.clone(),
@@ -369,7 +372,7 @@ impl<'a> Replay<'a> {
         }
         let id = self.inode(ino);
         let inode = &mut self.inodes[id];
-        apply(&mut inode.cur, &c);
+        apply(&mut inode.cur, &c, self.log);
         inode.cur_hash.set(None);
         inode.pending.push(c);
     }
@@ -435,7 +438,7 @@ impl<'a> Replay<'a> {
                 *ino,
                 Change::Write {
                     offset: *offset,
-                    data: data.clone(),
+                    data: *data,
                     seq: op.seq,
                 },
             ),
@@ -475,7 +478,7 @@ impl<'a> Replay<'a> {
                 if *how == SyncHow::All {
                     for inode in &mut self.inodes {
                         for c in inode.pending.drain(..) {
-                            apply(&mut inode.durable, &c);
+                            apply(&mut inode.durable, &c, self.log);
                         }
                         inode.durable_hash.set(None);
                     }
@@ -495,7 +498,7 @@ impl<'a> Replay<'a> {
                 } else if let Some(&id) = self.by_ino.get(ino) {
                     let inode = &mut self.inodes[id];
                     for c in inode.pending.drain(..) {
-                        apply(&mut inode.durable, &c);
+                        apply(&mut inode.durable, &c, self.log);
                     }
                     inode.durable_hash.set(None);
                     if self.model.fsync_commits_names {
@@ -625,11 +628,11 @@ impl<'a> Replay<'a> {
                     _ => rng.chance(self.model.keep_probability),
                 };
                 if keep {
-                    apply(&mut buf, c);
+                    apply(&mut buf, c, self.log);
                 }
                 continue;
             };
-            let ps = pieces(*offset, data.len(), sector);
+            let ps = pieces(*offset, data.len as usize, sector);
             let n = ps.len();
             let kept: std::ops::Range<usize> = match variant {
                 Variant::TearLast if Some(i) == last_write => 0..n / 2,
@@ -648,6 +651,11 @@ impl<'a> Replay<'a> {
                         0..n
                     }
                 }
+            };
+            let data = if kept.is_empty() {
+                Vec::new()
+            } else {
+                self.log.data(*data)
             };
             for (start, end) in &ps[kept.clone()] {
                 let from = (start - offset) as usize;

@@ -106,7 +106,7 @@ fn a_descriptor_inherited_across_exec_is_relearned() {
         .ops
         .iter()
         .find_map(|o| match &o.kind {
-            OpKind::Write { path, data, .. } => Some((o.pid, path.clone(), data.clone())),
+            OpKind::Write { path, data, .. } => Some((o.pid, path.clone(), r.log.data(*data))),
             _ => None,
         })
         .expect("the write after exec was not logged");
@@ -390,7 +390,7 @@ fn a_descriptor_inherited_across_fork_is_tracked_in_the_child() {
         .ops
         .iter()
         .filter_map(|o| match &o.kind {
-            OpKind::Write { data, .. } => Some((o.pid, data.clone())),
+            OpKind::Write { data, .. } => Some((o.pid, r.log.data(*data))),
             _ => None,
         })
         .collect();
@@ -412,7 +412,7 @@ fn a_descriptor_inherited_across_fork_is_tracked_in_the_child() {
         .log
         .ops
         .iter()
-        .position(|o| matches!(&o.kind, OpKind::Write { data, .. } if data == b"parent"))
+        .position(|o| matches!(&o.kind, OpKind::Write { data, .. } if r.log.data(*data) == b"parent"))
         .unwrap();
     assert!(child_ack < parent_write);
 }
@@ -540,7 +540,7 @@ fn duplicated_descriptors_are_followed() {
         .ops
         .iter()
         .filter_map(|o| match &o.kind {
-            OpKind::Write { path, data, .. } if path.ends_with("f") => Some(data.clone()),
+            OpKind::Write { path, data, .. } if path.ends_with("f") => Some(r.log.data(*data)),
             _ => None,
         })
         .collect();

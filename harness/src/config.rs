@@ -8,7 +8,8 @@ use std::time::Duration;
 use torture_workloads::{Profile, Workload};
 
 use crate::engine::Engine;
-use crate::faults::{OpFilter, PowerLossModel};
+use crate::faults::OpFilter;
+use torture_preload::Model;
 use crate::lab::plan::Partition;
 use crate::options::UsageError;
 use crate::trial::kill_point::{parse_duration, KillPolicy};
@@ -195,7 +196,7 @@ impl From<RunConfig> for RunSpecFile {
             crash_at: c.spelled.crash_at,
             fault_commits: c.faults.commits,
             sector_size: c.faults.model.sector_size,
-            lying_disk: c.faults.model.ignore_fsync,
+            lying_disk: c.faults.model.lying_disk,
             no_powersafe_overwrite: !c.faults.model.powersafe_overwrite,
             crash_recovery: c.faults.crash_recovery,
             max_states: c.faults.max_states,
@@ -330,7 +331,8 @@ pub struct FaultOptions {
     pub op: Option<u64>,
     /// Commits per writer in an op-indexed trial.
     pub commits: u64,
-    pub model: PowerLossModel,
+    /// What a power cut does to the files (the recorder's persistence model).
+    pub model: Model,
     /// Crash the first opener mid-recovery before the oracle recovers.
     pub crash_recovery: bool,
     /// Power loss: at most this many crash states checked per trial.
@@ -409,11 +411,11 @@ impl FaultOptions {
             commits: spec.fault_commits,
             crash_recovery: spec.crash_recovery,
             max_states: spec.max_states,
-            model: PowerLossModel {
+            model: Model {
                 sector_size: spec.sector_size,
-                ignore_fsync: spec.lying_disk,
+                lying_disk: spec.lying_disk,
                 powersafe_overwrite: !spec.no_powersafe_overwrite,
-                ..PowerLossModel::default()
+                ..Model::default()
             },
         })
     }
@@ -425,7 +427,7 @@ impl FaultOptions {
 
     /// False when the power-loss model breaks an assumption SQLite documents, on request.
     pub fn hardware_as_documented(&self) -> bool {
-        !self.model.ignore_fsync && self.model.powersafe_overwrite
+        !self.model.lying_disk && self.model.powersafe_overwrite
     }
 }
 

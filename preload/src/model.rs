@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::log::{Data, Log, Op, OpKind, SyncHow};
+use crate::log::{Log, Op, OpKind, SyncHow};
 use crate::snapshot::Snapshot;
 
 /// What the simulated disk does with what was not made durable.
@@ -104,10 +104,11 @@ pub struct Cut {
 
 #[derive(Debug, Clone)]
 enum Change {
-    /// The bytes stay in the log until a state needs them.
+    /// Read from the log when the replay reaches the write; kept only until a sync makes it
+    /// durable (a replay holds the files and their unsynced writes, never the whole log).
     Write {
         offset: u64,
-        data: Data,
+        data: Vec<u8>,
         seq: u64,
     },
     SetSize(u64),
@@ -232,15 +233,15 @@ pub const MAX_FILE: u64 = 1 << 34;
 
 fn change_end(c: &Change) -> u64 {
     match c {
-        Change::Write { offset, data, .. } => offset.saturating_add(data.len),
+        Change::Write { offset, data, .. } => offset.saturating_add(data.len() as u64),
         Change::SetSize(n) => *n,
         Change::Zero { .. } => 0,
     }
 }
 
-fn apply(buf: &mut Vec<u8>, c: &Change, log: &Log) {
+fn apply(buf: &mut Vec<u8>, c: &Change) {
     match c {
-        Change::Write { offset, data, .. } => write_at(buf, *offset, &log.data(*data)),
+        Change::Write { offset, data, .. } => write_at(buf, *offset, data),
         Change::SetSize(n) => buf.resize(*n as usize, 0),
         Change::Zero { offset, len } => {
             let end = (*offset + *len).min(buf.len() as u64) as usize;
@@ -372,7 +373,7 @@ impl<'a> Replay<'a> {
         }
         let id = self.inode(ino);
         let inode = &mut self.inodes[id];
-        apply(&mut inode.cur, &c, self.log);
+        apply(&mut inode.cur, &c);
         inode.cur_hash.set(None);
         inode.pending.push(c);
     }
@@ -438,7 +439,7 @@ impl<'a> Replay<'a> {
                 *ino,
                 Change::Write {
                     offset: *offset,
-                    data: *data,
+                    data: self.log.data(*data),
                     seq: op.seq,
                 },
             ),
@@ -478,7 +479,7 @@ impl<'a> Replay<'a> {
                 if *how == SyncHow::All {
                     for inode in &mut self.inodes {
                         for c in inode.pending.drain(..) {
-                            apply(&mut inode.durable, &c, self.log);
+                            apply(&mut inode.durable, &c);
                         }
                         inode.durable_hash.set(None);
                     }
@@ -498,7 +499,7 @@ impl<'a> Replay<'a> {
                 } else if let Some(&id) = self.by_ino.get(ino) {
                     let inode = &mut self.inodes[id];
                     for c in inode.pending.drain(..) {
-                        apply(&mut inode.durable, &c, self.log);
+                        apply(&mut inode.durable, &c);
                     }
                     inode.durable_hash.set(None);
                     if self.model.fsync_commits_names {
@@ -628,11 +629,11 @@ impl<'a> Replay<'a> {
                     _ => rng.chance(self.model.keep_probability),
                 };
                 if keep {
-                    apply(&mut buf, c, self.log);
+                    apply(&mut buf, c);
                 }
                 continue;
             };
-            let ps = pieces(*offset, data.len as usize, sector);
+            let ps = pieces(*offset, data.len(), sector);
             let n = ps.len();
             let kept: std::ops::Range<usize> = match variant {
                 Variant::TearLast if Some(i) == last_write => 0..n / 2,
@@ -651,11 +652,6 @@ impl<'a> Replay<'a> {
                         0..n
                     }
                 }
-            };
-            let data = if kept.is_empty() {
-                Vec::new()
-            } else {
-                self.log.data(*data)
             };
             for (start, end) in &ps[kept.clone()] {
                 let from = (start - offset) as usize;

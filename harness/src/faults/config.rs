@@ -3,7 +3,6 @@
 //! power-loss reconstruction.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use rusqlite::ffi;
@@ -55,30 +54,9 @@ impl FileKind {
         }
     }
 
-    /// Only the files that carry the database's durable state are counted and logged.
+    /// Only the files that carry the database's durable state are counted.
     pub fn is_counted(self) -> bool {
         self != FileKind::Other
-    }
-
-    pub(crate) fn to_byte(self) -> u8 {
-        match self {
-            FileKind::MainDb => 1,
-            FileKind::MainJournal => 2,
-            FileKind::Wal => 3,
-            FileKind::SuperJournal => 4,
-            FileKind::Other => 0,
-        }
-    }
-
-    pub(crate) fn from_byte(b: u8) -> Option<FileKind> {
-        Some(match b {
-            1 => FileKind::MainDb,
-            2 => FileKind::MainJournal,
-            3 => FileKind::Wal,
-            4 => FileKind::SuperJournal,
-            0 => FileKind::Other,
-            _ => return None,
-        })
     }
 }
 
@@ -230,8 +208,6 @@ pub struct CrashAt {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultConfig {
     pub crash_at: Option<CrashAt>,
-    /// Append the operation log (pre-images for power-loss reconstruction) to this file.
-    pub log_path: Option<PathBuf>,
     /// Seed SQLite's own PRNG (WAL salts, journal nonces, super-journal names) so that the same
     /// workload writes byte-identical files run after run. `None` (or 0) leaves SQLite's randomness
     /// alone. It is process-wide: set it only in writer children.

@@ -23,8 +23,6 @@
 //! interleaving differs from run to run, so those trials sample rather than replay.
 
 pub mod config;
-pub mod log;
-pub mod power_loss;
 pub mod preload;
 pub mod recorded;
 pub mod recovery;
@@ -36,6 +34,4 @@ mod recorded_tests;
 pub(crate) mod testkit;
 
 pub use config::{CrashAt, FaultConfig, FileFilter, FileKind, OpFilter, OpKind, OpKindFilter};
-pub use log::{parse_log, read_log, LogError, LogEvent, LogRecord};
-pub use power_loss::{simulate_power_loss, PowerLossModel, PowerLossReport};
 pub use vfs::{configure, ops_matching_so_far, ops_so_far, register, VFS_NAME};

@@ -120,12 +120,11 @@ pub fn killed(status: WaitStatus) -> bool {
     matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _))
 }
 
-/// One trial's files: a fresh copy of the starting database, its acknowledgements and its log.
+/// One trial's files: a fresh copy of the starting database and its acknowledgements.
 pub struct Trial {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
     pub acks: PathBuf,
-    pub log: PathBuf,
 }
 
 impl Trial {
@@ -135,19 +134,17 @@ impl Trial {
         std::fs::copy(template, &db).expect("copy template");
         Trial {
             acks: dir.path().join("acks"),
-            log: dir.path().join("ops.log"),
             db,
             dir,
         }
     }
 
-    /// Runs `workload` in a forked writer configured with `crash_at` and the log; returns how the
+    /// Runs `workload` in a forked writer configured with `crash_at`; returns how the
     /// writer ended. The PRNG seed makes SQLite's own random choices (WAL salts) repeatable.
     pub fn run(&self, workload: &Workload<'_>, crash_at: Option<CrashAt>) -> WaitStatus {
         in_child(|| {
             vfs::configure(FaultConfig {
                 crash_at,
-                log_path: Some(self.log.clone()),
                 sqlite_prng_seed: Some(7),
             })
             .expect("configure");

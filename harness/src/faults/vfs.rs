@@ -1,28 +1,26 @@
 //! The "torture" VFS: a thin shim over SQLite's own unix VFS that counts every durable-state I/O
 //! operation of a writer process, can SIGKILL the process just before the N-th one or fail it with
-//! an I/O error, and logs each one (with its pre-image) for the power-loss reconstruction.
+//! an I/O error. Power cuts and every op-indexed fault of a trial are the recorder's
+//! (`faults/recorded.rs`, `preload/`); the shim stays only where a crash must land on one of
+//! SQLite's own VFS calls (`--crash-recovery`, the `checkpoint` and `recovery` scenarios).
 //!
 //! Everything else (locking, shared memory, mmap) is the real unix VFS, called with its own
 //! `sqlite3_vfs*` and its own `sqlite3_file`, which lives right after this shim's header in the
 //! allocation SQLite makes for us (`szOsFile` = header + real `szOsFile`).
 //!
 //! Counted operations, one process-wide sequence: `xWrite`, `xTruncate`, `xSync`, `xDelete` and
-//! creating `xOpen` of a database, journal, WAL or super-journal. Each is counted, checked, logged
-//! and performed under one process-wide lock: op index, log order and kernel order agree across
-//! threads, and a crash point stops them all. No deadlock: the unix VFS never calls back into the
+//! creating `xOpen` of a database, journal, WAL or super-journal. Each is counted, checked and
+//! performed under one process-wide lock: op index and kernel order agree across threads, and a
+//! crash point stops them all. No deadlock: the unix VFS never calls back into the
 //! shim, and its own short mutexes are never held by a thread waiting for ours.
 
-use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use rusqlite::ffi;
 
 use super::config::{FaultConfig, FileKind, OpFilter, OpKind};
-use super::log::{self, EventRef, RecordHead};
 
 /// The name connections use to open a database through the shim.
 pub const VFS_NAME: &str = "torture";
@@ -43,25 +41,13 @@ pub fn register() -> Result<&'static str, String> {
 
 /// Sets this process's fault configuration and resets its operation counters. Call it in the writer
 /// child after the fork, before any connection is opened on the shim. Registers the shim if that
-/// was not done yet, and opens the log for appending: several writer processes of one trial may
-/// share a log (records carry the pid), so the slot, not this, removes it before each trial.
+/// was not done yet.
 pub fn configure(config: FaultConfig) -> std::io::Result<()> {
     register().map_err(std::io::Error::other)?;
-    let log = match &config.log_path {
-        // std opens with O_CLOEXEC; O_APPEND makes every record one atomic append.
-        Some(path) => Some(OwnedFd::from(
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path)?,
-        )),
-        None => None,
-    };
     let seed = config.sqlite_prng_seed.unwrap_or(0);
     let mut state = lock_state();
     *state = State::INITIAL;
     state.config = config;
-    state.log = log;
     drop(state);
     // 0 reverts to the VFS's randomness.
     super::recorded::seed_sqlite_prng(seed);
@@ -122,25 +108,17 @@ struct State {
     ops: u64,
     counts: [[u64; 5]; 5],
     crash_matches: u64,
-    log: Option<OwnedFd>,
-    /// Reused buffers, so logging does not allocate per operation.
-    record: Vec<u8>,
-    image: Vec<u8>,
 }
 
 impl State {
     const INITIAL: State = State {
         config: FaultConfig {
             crash_at: None,
-            log_path: None,
             sqlite_prng_seed: None,
         },
         ops: 0,
         counts: [[0; 5]; 5],
         crash_matches: 0,
-        log: None,
-        record: Vec::new(),
-        image: Vec::new(),
     };
 
     /// Counts one operation and returns its index, or the error code to return instead of
@@ -159,28 +137,6 @@ impl State {
         Ok(self.ops)
     }
 
-    fn logging(&self) -> bool {
-        self.log.is_some()
-    }
-
-    /// Appends one record. A record that cannot be logged fails the operation: a reconstruction
-    /// from an incomplete log would be silently wrong.
-    fn log(&mut self, op: u64, file: FileKind, path: &[u8], event: EventRef<'_>) -> c_int {
-        let Some(fd) = self.log.as_ref().map(|f| f.as_raw_fd()) else {
-            return ffi::SQLITE_OK;
-        };
-        let head = RecordHead {
-            op,
-            pid: std::process::id(),
-            file,
-            path,
-        };
-        log::encode(&mut self.record, &head, &event);
-        match log::append(fd, &self.record) {
-            Ok(()) => ffi::SQLITE_OK,
-            Err(_) => ffi::SQLITE_IOERR,
-        }
-    }
 }
 
 fn lock_state() -> MutexGuard<'static, State> {
@@ -210,11 +166,6 @@ struct ShimFile {
     /// Must be first: SQLite sees this allocation as a `sqlite3_file`.
     base: ffi::sqlite3_file,
     kind: FileKind,
-    /// The unix VFS will fsync the directory at this handle's first successful xSync
-    /// (os_unix.c: `UNIXFILE_DIRSYNC` for a journal, WAL or super-journal opened with CREATE).
-    dirsync_pending: bool,
-    /// The name SQLite passed to xOpen; SQLite keeps it valid and unchanged until xClose.
-    path: *const c_char,
 }
 
 const HEADER_SIZE: usize = std::mem::size_of::<ShimFile>().next_multiple_of(8);
@@ -265,40 +216,6 @@ macro_rules! real_vfs {
     }};
 }
 
-/// The size of the real file, 0 if it cannot be read.
-unsafe fn real_size(file: *mut ffi::sqlite3_file) -> u64 {
-    let mut size: ffi::sqlite3_int64 = 0;
-    let rc = real_io!(file, xFileSize, ffi::SQLITE_IOERR, &mut size);
-    if rc == ffi::SQLITE_OK {
-        size.max(0) as u64
-    } else {
-        0
-    }
-}
-
-/// Replaces `image` with the bytes at `[offset, offset + len)` of the real file, cut at `size`.
-unsafe fn read_range(
-    file: *mut ffi::sqlite3_file,
-    image: &mut Vec<u8>,
-    offset: u64,
-    len: u64,
-    size: u64,
-) {
-    let avail = size.saturating_sub(offset).min(len) as usize;
-    image.clear();
-    image.resize(avail, 0);
-    if avail > 0 {
-        // A failed read leaves zeros; there is no better pre-image to record.
-        let _ = real_io!(
-            file,
-            xRead,
-            ffi::SQLITE_IOERR,
-            image.as_mut_ptr().cast::<c_void>(),
-            avail as c_int,
-            offset as ffi::sqlite3_int64
-        );
-    }
-}
 
 // The two method tables: the real unix VFS gives shared memory only to main database files (journals
 // and WALs use its no-lock methods), and SQLite decides whether WAL is possible from xShmMap.
@@ -357,25 +274,8 @@ unsafe extern "C" fn x_write(
         return real_io!(file, xWrite, ffi::SQLITE_IOERR_WRITE, buf, amount, offset);
     }
     let mut state = lock_state();
-    let index = match state.admit(OpKind::Write, sh.kind) {
-        Ok(i) => i,
-        Err(rc) => return rc,
-    };
-    if state.logging() {
-        let old_size = real_size(file);
-        let mut image = std::mem::take(&mut state.image);
-        read_range(file, &mut image, offset as u64, amount as u64, old_size);
-        let event = EventRef::Write {
-            offset: offset as u64,
-            len: amount as u32,
-            old_size,
-            pre_image: &image,
-        };
-        let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
-        state.image = image;
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
+    if let Err(rc) = state.admit(OpKind::Write, sh.kind) {
+        return rc;
     }
     real_io!(file, xWrite, ffi::SQLITE_IOERR_WRITE, buf, amount, offset)
 }
@@ -386,31 +286,8 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3
         return real_io!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size);
     }
     let mut state = lock_state();
-    let index = match state.admit(OpKind::Truncate, sh.kind) {
-        Ok(i) => i,
-        Err(rc) => return rc,
-    };
-    if state.logging() {
-        let old_size = real_size(file);
-        let new_size = size.max(0) as u64;
-        let mut image = std::mem::take(&mut state.image);
-        read_range(
-            file,
-            &mut image,
-            new_size,
-            old_size.saturating_sub(new_size),
-            old_size,
-        );
-        let event = EventRef::Truncate {
-            new_size,
-            old_size,
-            cut_tail: &image,
-        };
-        let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
-        state.image = image;
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
+    if let Err(rc) = state.admit(OpKind::Truncate, sh.kind) {
+        return rc;
     }
     real_io!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
 }
@@ -421,24 +298,10 @@ unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int
         return real_io!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags);
     }
     let mut state = lock_state();
-    let index = match state.admit(OpKind::Sync, sh.kind) {
-        Ok(i) => i,
-        Err(rc) => return rc,
-    };
-    let event = EventRef::Sync {
-        flags,
-        dir_sync: sh.dirsync_pending,
-    };
-    let rc = state.log(index, sh.kind, path_bytes(sh.path), event);
-    if rc != ffi::SQLITE_OK {
+    if let Err(rc) = state.admit(OpKind::Sync, sh.kind) {
         return rc;
     }
-    let rc = real_io!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags);
-    // unixSync clears its flag only after the file's own fsync succeeded.
-    if rc == ffi::SQLITE_OK {
-        sh.dirsync_pending = false;
-    }
-    rc
+    real_io!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags)
 }
 
 unsafe extern "C" fn x_file_size(
@@ -605,12 +468,6 @@ unsafe extern "C" fn v_open(
             pMethods: ptr::null(),
         },
         kind,
-        dirsync_pending: creates
-            && matches!(
-                kind,
-                FileKind::MainJournal | FileKind::Wal | FileKind::SuperJournal
-            ),
-        path: name,
     });
     let open_real = || {
         let real = real_file(file);
@@ -640,17 +497,8 @@ unsafe extern "C" fn v_open(
         return open_real();
     }
     let mut state = lock_state();
-    let index = match state.admit(OpKind::Open, kind) {
-        Ok(i) => i,
-        Err(rc) => return rc,
-    };
-    if state.logging() {
-        let path = path_bytes(name);
-        let existed = std::fs::symlink_metadata(Path::new(OsStr::from_bytes(path))).is_ok();
-        let rc = state.log(index, kind, path, EventRef::Open { existed });
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
+    if let Err(rc) = state.admit(OpKind::Open, kind) {
+        return rc;
     }
     open_real()
 }
@@ -666,21 +514,8 @@ unsafe extern "C" fn v_delete(
         return real_vfs!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir);
     }
     let mut state = lock_state();
-    let index = match state.admit(OpKind::Delete, kind) {
-        Ok(i) => i,
-        Err(rc) => return rc,
-    };
-    if state.logging() {
-        // Journals are small; keeping the whole file is what lets a power cut resurrect it.
-        let content = std::fs::read(Path::new(OsStr::from_bytes(path))).ok();
-        let event = EventRef::Delete {
-            sync_dir: sync_dir & 1 != 0,
-            content: content.as_deref(),
-        };
-        let rc = state.log(index, kind, path, event);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
+    if let Err(rc) = state.admit(OpKind::Delete, kind) {
+        return rc;
     }
     real_vfs!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rand::RngExt;
-use torture_preload::{Model, Variant};
+use torture_preload::Variant;
 
 use super::record::{self, Found, Judged, Pragmas, Trial};
 use super::{evidence, run_writers, writer_plan, Ending, SlotFiles, Stop};
@@ -107,12 +107,7 @@ pub fn run(
                     } else {
                         StateKind::PowerCut
                     },
-                    model: Model {
-                        sector_size: f.model.sector_size,
-                        lying_disk: f.model.ignore_fsync,
-                        powersafe_overwrite: f.model.powersafe_overwrite,
-                        ..Model::default()
-                    },
+                    model: f.model.clone(),
                     max_states: f.max_states as usize,
                     seed: trial_seed,
                     // io-error / disk-full: `--crash-at` placed the failure, not the cut.

@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use torture_preload::{Model, Snapshot, Variant};
+use torture_preload::{Snapshot, Variant};
 
 use super::engine::{Children, Ctx, Ending, Env, WriterSpec};
 use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan, StateKind};
@@ -216,12 +216,7 @@ impl<'a> Recording<'a> {
             DB_NAME,
             CheckPlan {
                 kind: StateKind::PowerCut,
-                model: Model {
-                    sector_size: f.model.sector_size,
-                    lying_disk: f.model.ignore_fsync,
-                    powersafe_overwrite: f.model.powersafe_overwrite,
-                    ..Model::default()
-                },
+                model: f.model.clone(),
                 max_states: f.max_states as usize,
                 seed: ctx.seed,
                 fixed: f

@@ -9,9 +9,11 @@ use torture_workloads::{Profile, Workload};
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
 use crate::lab::scheduler;
+use crate::lab::space::private_dir;
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
+use crate::output::reproduce::{printable, quote as shell_quote, shell_words_str};
 use crate::trial::evidence::TrialNote;
 use crate::trial::outcome::Outcome;
 
@@ -265,7 +267,7 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
     let mut same = now.outcome == was.outcome;
     if exact && now.outcome != Outcome::Intact {
         let replayed = out.join("failures").join(index.to_string());
-        for suffix in crate::trial::evidence::SIDECARS {
+        for suffix in crate::engine::SIDECARS {
             let name = format!("trial.db{suffix}");
             // The folder's file is data: a regular file, not through a symlink, capped.
             let a = crate::output::out_dir::read_data(&failure.join(&name), MAX_DB_BYTES).ok();
@@ -345,21 +347,6 @@ fn one_line(rendered: &str) -> String {
         out.push_str(line);
     }
     out + "; see torture --help"
-}
-
-/// `msg` with control characters escaped, so a message that quotes what the user typed (a path
-/// with a newline in it) stays one line.
-pub fn printable(msg: &str) -> String {
-    msg.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 fn usage_error(msg: &str) -> i32 {
@@ -605,23 +592,4 @@ fn hunt(args: &crate::cli::HuntArgs) -> i32 {
         resume: args.resume,
         max_shrink_runs: args.max_shrink_runs,
     })
-}
-
-/// Words as one shell command line, each quoted when it needs it.
-pub fn shell_words_str(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `word` as one shell word that no shell reads as code (one quoting rule for every suggested
-/// command: [`crate::output::reproduce::quote`]).
-pub use crate::output::reproduce::quote as shell_quote;
-
-/// Scratch folders hold copies of databases, which may hold a user's data: owner only.
-pub fn private_dir() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::Permissions::from_mode(0o700)
 }

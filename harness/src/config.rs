@@ -9,12 +9,11 @@ use torture_workloads::{Profile, Workload};
 
 use crate::engine::Engine;
 use crate::faults::OpFilter;
-use torture_preload::Model;
 use crate::lab::plan::Partition;
-use crate::options::UsageError;
 use crate::trial::kill_point::{parse_duration, KillPolicy};
 use crate::verify::verdict::Fault;
 use crate::writers::program::ExecOptions;
+use torture_preload::Model;
 
 fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
@@ -64,8 +63,10 @@ struct Spelled {
     crash_at: String,
 }
 
-/// Older name of [`RunConfig`], kept for the modules that name it so.
-pub type RunSpec = RunConfig;
+/// A usage error: printed as `torture: <message>` and exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 impl RunConfig {
     /// Checks every field of `file` and types it.

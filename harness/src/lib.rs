@@ -16,6 +16,7 @@ pub mod lab;
 pub mod options;
 pub mod output;
 pub mod run;
+pub mod seed;
 pub mod trial;
 pub mod verify;
 pub mod writers;

@@ -8,19 +8,14 @@ use torture_workloads::Profile;
 use crate::cli::{CommonArgs, KillArgs, RunArgs};
 use crate::engine::Engine;
 use crate::lab::plan::Partition;
-use crate::lab::seed;
+use crate::seed;
 use crate::verify::verdict::Fault;
-
-/// A usage error: printed as `torture: <message>` and exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 use crate::config::{
     check_plan_size, default_crash_at, default_fault_commits, default_max_states,
     default_sector_size, parse_workload,
 };
-pub use crate::config::{Defaults, FaultOptions, Mode, RunConfig, RunSpec, RunSpecFile};
+pub use crate::config::{Defaults, FaultOptions, Mode, RunConfig, RunSpecFile, UsageError};
 
 fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
@@ -245,7 +240,7 @@ impl RunOptions {
             return Err(usage(format!(
                 "--resume {}: its run.json runs a program ({}); resuming runs it again: add --trust-folder if you trust this folder",
                 out.display(),
-                crate::app::shell_words_str(&exec.command)
+                crate::output::reproduce::shell_words_str(&exec.command)
             )));
         }
         let mut opts = Self::from_spec(

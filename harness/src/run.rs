@@ -19,7 +19,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     // A resumed exec run runs the program OUT/run.json names: only with --trust-folder.
     let resume_hint = format!(
         "torture --resume {}{}",
-        crate::app::shell_quote(&opts.out_dir.to_string_lossy()),
+        crate::output::reproduce::quote(&opts.out_dir.to_string_lossy()),
         if opts.exec.is_some() {
             " --trust-folder"
         } else {
@@ -27,7 +27,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         }
     );
     if let Err(msg) = check_junit(opts.junit.as_deref(), &opts.out_dir) {
-        eprintln!("torture: {}", crate::app::printable(&msg));
+        eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
         return exit_code::USAGE;
     }
     // The scratch disk must have room before anything is written.
@@ -51,7 +51,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     let (_lock, mut csv) = match opened {
         Ok(x) => x,
         Err((code, msg)) => {
-            eprintln!("torture: {}", crate::app::printable(&msg));
+            eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
             return code;
         }
     };
@@ -262,7 +262,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             // Resuming an exec run runs the program OUT/run.json names: it takes --trust-folder.
             let plain = format!(
                 "torture --resume {})",
-                crate::app::shell_quote(&opts.out_dir.display().to_string())
+                crate::output::reproduce::quote(&opts.out_dir.display().to_string())
             );
             lines = lines.replace(
                 &plain,

@@ -412,7 +412,9 @@ fn a_descriptor_inherited_across_fork_is_tracked_in_the_child() {
         .log
         .ops
         .iter()
-        .position(|o| matches!(&o.kind, OpKind::Write { data, .. } if r.log.data(*data) == b"parent"))
+        .position(
+            |o| matches!(&o.kind, OpKind::Write { data, .. } if r.log.data(*data) == b"parent"),
+        )
         .unwrap();
     assert!(child_ack < parent_write);
 }

@@ -12,6 +12,16 @@ use std::sync::OnceLock;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+/// The suffixes of the files that make up one database on disk.
+pub const SIDECARS: [&str; 4] = ["", "-wal", "-shm", "-journal"];
+
+/// `db` with `suffix` appended to its file name (`x.db` → `x.db-wal`).
+pub fn with_suffix(db: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    std::path::PathBuf::from(s)
+}
+
 /// The key `--engine sqlcipher` uses when `--key` is not given: a raw 256-bit key, which SQLCipher
 /// uses as is. A passphrase goes through PBKDF2 (256,000 rounds, ~0.1 s) on every open, which
 /// would make each trial ~100× slower without changing what a crash does to the file.

@@ -288,7 +288,9 @@ pub fn check_recording(
     plan: CheckPlan<'_>,
 ) -> Result<Checked, String> {
     // Seconds of CPU: never at the slot's real-time priority.
-    crate::lab::slot::at_normal_priority(|| check_states(start, log_path, scratch, db_name, plan))
+    crate::trial::process::at_normal_priority(|| {
+        check_states(start, log_path, scratch, db_name, plan)
+    })
 }
 
 fn check_states(
@@ -596,7 +598,7 @@ pub fn choose_cuts(
     // Three variants a cut, about two thirds of them distinct: twice the cuts would be sampled down.
     let budget = (max_states / 2).max(2);
     let sampled = syncs.len() + inside.len() + 1 > budget;
-    let mut rng = crate::lab::seed::rng_for(seed, crate::lab::seed::FAULT_STREAM + 3);
+    let mut rng = crate::seed::rng_for(seed, crate::seed::FAULT_STREAM + 3);
     let mut sample = |v: &mut Vec<u64>, keep: usize| {
         if v.len() > keep {
             for i in 0..keep {

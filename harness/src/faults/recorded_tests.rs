@@ -11,7 +11,7 @@ use torture_workloads::{Profile, Workload};
 
 use super::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
 use super::testkit::{in_child, scratch_dir, serial};
-use crate::lab::seed;
+use crate::seed;
 use crate::trial::outcome::{Outcome, Verdict};
 use crate::verify::verdict::{self, Fault};
 

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use rusqlite::OpenFlags;
 
 use super::{configure, ops_so_far, CrashAt, FaultConfig, OpFilter, VFS_NAME};
-use crate::trial::evidence::{with_suffix, SIDECARS};
+use crate::engine::{with_suffix, SIDECARS};
 use crate::trial::process;
 
 /// Crashes the first opener of `db` at an operation drawn over the operations an uncrashed recovery

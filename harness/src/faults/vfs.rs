@@ -136,7 +136,6 @@ impl State {
         }
         Ok(self.ops)
     }
-
 }
 
 fn lock_state() -> MutexGuard<'static, State> {
@@ -215,7 +214,6 @@ macro_rules! real_vfs {
         }
     }};
 }
-
 
 // The two method tables: the real unix VFS gives shared memory only to main database files (journals
 // and WALs use its no-lock methods), and SQLite decides whether WAL is possible from xShmMap.

@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::faults::config::CrashAt;
-use std::path::Path;
 use crate::faults::testkit::{self, killed, Trial, Workload};
 use nix::sys::wait::WaitStatus;
 use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
 
 fn open_shim(path: &Path) -> Connection {
     let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), register().unwrap())

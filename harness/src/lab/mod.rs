@@ -3,6 +3,5 @@
 
 pub mod plan;
 pub mod scheduler;
-pub mod seed;
 pub mod slot;
 pub mod space;

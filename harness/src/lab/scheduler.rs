@@ -67,7 +67,7 @@ pub fn run(
     // Owner only: the trials' databases may hold a user's data.
     let work_dir = tempfile::Builder::new()
         .prefix("torture-")
-        .permissions(crate::app::private_dir())
+        .permissions(crate::lab::space::private_dir())
         .tempdir_in(&opts.work_base)?;
     claim(work_dir.path())?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);

@@ -12,7 +12,7 @@ use torture_workloads::{Profile, Workload};
 
 use crate::options::RunOptions;
 use crate::trial::process::exit_now;
-use crate::trial::{self, SlotFiles};
+use crate::trial::{self, children::SlotFiles};
 
 /// The body of slot process `slot`. Never returns.
 pub fn run_slot(
@@ -138,28 +138,6 @@ fn wake_on_time() {
     }
 }
 
-/// Runs `f` at normal scheduling, then restores the slot's real-time priority if it had one. A
-/// slot is real-time only to wake on time for a kill; checking hundreds of crash states is seconds
-/// of CPU, and at `SCHED_FIFO` it would starve every other process on that CPU — other slots,
-/// other runs, the very program another slot is timing.
-pub fn at_normal_priority<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: plain syscalls on this process, with valid arguments.
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    let realtime = policy >= 0 && (policy & !libc::SCHED_RESET_ON_FORK) == libc::SCHED_FIFO;
-    if realtime {
-        let normal = libc::sched_param { sched_priority: 0 };
-        // SAFETY: as above.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
-    }
-    let out = f();
-    if realtime {
-        let rt = libc::sched_param { sched_priority: 1 };
-        // SAFETY: as above.
-        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt) };
-    }
-    out
-}
-
 /// Makes the database every trial of a profile starts from: schema, starting rows, page size and
 /// (for WAL) the persistent journal mode, closed cleanly. Trials copy it, which is cheaper than
 /// creating a database and means each trial starts from a database that already exists.
@@ -168,8 +146,8 @@ pub fn make_starting_database(
     profile: &Profile,
     workload: Workload,
 ) -> rusqlite::Result<()> {
-    for suffix in crate::trial::evidence::SIDECARS {
-        let _ = std::fs::remove_file(crate::trial::evidence::with_suffix(path, suffix));
+    for suffix in crate::engine::SIDECARS {
+        let _ = std::fs::remove_file(crate::engine::with_suffix(path, suffix));
     }
     let conn = crate::engine::open(path, rusqlite::OpenFlags::default(), None)?;
     profile.prepare_new_database(&conn)?;

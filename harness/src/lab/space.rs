@@ -82,6 +82,12 @@ fn first_error(detail: &str) -> &str {
     &s[..s.floor_char_boundary(160)]
 }
 
+/// Scratch folders hold copies of databases, which may hold a user's data: owner only.
+pub fn private_dir() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o700)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

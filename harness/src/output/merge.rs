@@ -215,7 +215,7 @@ fn missing_parts(
                 missing.push(format!(
                     "{} has {count} of its {want} trials (resume it: torture --resume {}{})",
                     shard.display(),
-                    crate::app::shell_quote(&shard.to_string_lossy()),
+                    crate::output::reproduce::quote(&shard.to_string_lossy()),
                     // An exec run's program runs again only when the user trusts the folder.
                     if specs[0].exec.is_some() {
                         " --trust-folder"

@@ -144,6 +144,30 @@ pub fn lines(command_line: &str, seed: u64, out_dir: &Path) -> String {
     text
 }
 
+/// Words as one shell command line, each quoted when it needs it.
+pub fn shell_words_str(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+/// `word` as one shell word that no shell reads as code (one quoting rule for every suggested
+/// command: [`crate::output::reproduce::quote`]).
+pub use crate::output::reproduce::quote as shell_quote;
+
+/// `msg` with control characters escaped, so a message that quotes what the user typed (a path
+/// with a newline in it) stays one line.
+pub fn printable(msg: &str) -> String {
+    msg.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

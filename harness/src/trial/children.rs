@@ -5,6 +5,7 @@
 //! this one type; a user's program runs through `process::spawn_program`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,47 @@ use nix::unistd::Pid;
 use crate::trial::ack::{AckBoard, AckSender, SharedWords, TrialEvents};
 use crate::trial::kill_point::KillPoint;
 use crate::trial::process::{self, Exit};
-use crate::trial::SlotFiles;
 use crate::verify::sqlite_error;
+
+/// The files a slot reuses trial after trial.
+pub struct SlotFiles {
+    pub dir: PathBuf,
+    pub db: PathBuf,
+    /// Descriptors the slot holds that writers must not inherit (closed in the child after fork).
+    pub close_in_writers: Vec<RawFd>,
+    /// Shared memory the writers acknowledge commits on.
+    pub board: AckBoard,
+    /// Shared counters a scenario's children keep (checkpoints done, failures by code, …).
+    pub tally: Tally,
+}
+
+impl SlotFiles {
+    /// A slot's files in `dir`: the trial database's path, an ack board with room for
+    /// `max_writers` writers (64 at least: scenarios start more acknowledging children than their
+    /// variant's profile names), and the shared tally. `close_in_writers`: the slot's descriptors
+    /// its children must not inherit.
+    pub fn new(
+        dir: PathBuf,
+        max_writers: u32,
+        close_in_writers: Vec<RawFd>,
+    ) -> std::io::Result<SlotFiles> {
+        Ok(SlotFiles {
+            db: dir.join("trial.db"),
+            dir,
+            close_in_writers,
+            board: AckBoard::new(max_writers.max(64) as usize)?,
+            tally: Tally::new()?,
+        })
+    }
+
+    /// Removes the previous trial's database and sidecars.
+    pub(crate) fn clear(&self) {
+        for suffix in crate::engine::SIDECARS {
+            let _ = std::fs::remove_file(crate::engine::with_suffix(&self.db, suffix));
+        }
+        let _ = std::fs::remove_file(self.dir.join("ops.log"));
+    }
+}
 
 /// Words of a [`Tally`]. Scenarios use the named slots below; the first 64 count failed
 /// transactions by primary result code.

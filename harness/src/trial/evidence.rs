@@ -6,12 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use torture_workloads::Profile;
 
-use crate::options::RunSpec;
+use crate::config::RunConfig;
+use crate::engine::{with_suffix, SIDECARS};
 use crate::output::out_dir::write_no_follow;
 use crate::trial::outcome::TrialRecord;
-
-/// The suffixes of the files that make up one database on disk.
-pub const SIDECARS: [&str; 4] = ["", "-wal", "-shm", "-journal"];
 
 /// The database and its sidecar files as the writers left them.
 ///
@@ -69,13 +67,6 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// `db` with `suffix` appended to its file name (`x.db` → `x.db-wal`).
-pub fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// What `OUT/failures/<iteration>/trial.json` holds: enough to re-run the trial alone.
 #[derive(Serialize, serde::Deserialize)]
 pub struct TrialNote {
@@ -85,7 +76,7 @@ pub struct TrialNote {
     pub command_line: String,
     pub reproduce: String,
     /// The whole run's settings: what `torture replay` re-creates the trial from.
-    pub run: RunSpec,
+    pub run: RunConfig,
 }
 
 /// Writes the snapshot and the note into `failures_dir/<iteration>/`.
@@ -95,7 +86,7 @@ pub fn save(
     db: &Path,
     record: &TrialRecord,
     profile: &Profile,
-    spec: &RunSpec,
+    spec: &RunConfig,
     op_log: Option<&Path>,
 ) -> std::io::Result<PathBuf> {
     let dir = failures_dir.join(record.iteration.to_string());

@@ -14,62 +14,22 @@ pub mod record;
 mod recorded_trial;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use torture_workloads::Profile;
 
-use crate::lab::seed;
 use crate::options::RunOptions;
-use crate::trial::ack::{AckBoard, TrialEvents};
+use crate::seed;
+use crate::trial::ack::TrialEvents;
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle;
 use crate::verify::verdict::Fault;
 use crate::writers::workload::{self, WriterPlan};
-use children::{Children, Landing};
+use children::{Children, Landing, SlotFiles};
 use evidence::Snapshot;
 use record::{Found, Judged, Pragmas, Trial};
-
-/// The files a slot reuses trial after trial.
-pub struct SlotFiles {
-    pub dir: PathBuf,
-    pub db: PathBuf,
-    /// Descriptors the slot holds that writers must not inherit (closed in the child after fork).
-    pub close_in_writers: Vec<RawFd>,
-    /// Shared memory the writers acknowledge commits on.
-    pub board: AckBoard,
-    /// Shared counters a scenario's children keep (checkpoints done, failures by code, …).
-    pub tally: children::Tally,
-}
-
-impl SlotFiles {
-    /// A slot's files in `dir`: the trial database's path, an ack board with room for
-    /// `max_writers` writers (64 at least: scenarios start more acknowledging children than their
-    /// variant's profile names), and the shared tally. `close_in_writers`: the slot's descriptors
-    /// its children must not inherit.
-    pub fn new(
-        dir: PathBuf,
-        max_writers: u32,
-        close_in_writers: Vec<RawFd>,
-    ) -> std::io::Result<SlotFiles> {
-        Ok(SlotFiles {
-            db: dir.join("trial.db"),
-            dir,
-            close_in_writers,
-            board: AckBoard::new(max_writers.max(64) as usize)?,
-            tally: children::Tally::new()?,
-        })
-    }
-
-    /// Removes the previous trial's database and sidecars.
-    fn clear(&self) {
-        for suffix in evidence::SIDECARS {
-            let _ = std::fs::remove_file(evidence::with_suffix(&self.db, suffix));
-        }
-        let _ = std::fs::remove_file(self.dir.join("ops.log"));
-    }
-}
 
 /// How the writers' lives ended.
 #[derive(Debug, Default)]

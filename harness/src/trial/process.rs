@@ -212,6 +212,28 @@ pub fn reap_group(group: Pid, until: Instant) -> bool {
     }
 }
 
+/// Runs `f` at normal scheduling, then restores the slot's real-time priority if it had one. A
+/// slot is real-time only to wake on time for a kill; checking hundreds of crash states is seconds
+/// of CPU, and at `SCHED_FIFO` it would starve every other process on that CPU — other slots,
+/// other runs, the very program another slot is timing.
+pub fn at_normal_priority<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain syscalls on this process, with valid arguments.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    let realtime = policy >= 0 && (policy & !libc::SCHED_RESET_ON_FORK) == libc::SCHED_FIFO;
+    if realtime {
+        let normal = libc::sched_param { sched_priority: 0 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
+    }
+    let out = f();
+    if realtime {
+        let rt = libc::sched_param { sched_priority: 1 };
+        // SAFETY: as above.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt) };
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

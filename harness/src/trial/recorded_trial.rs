@@ -15,11 +15,12 @@ use std::time::Instant;
 use rand::RngExt;
 use torture_preload::Variant;
 
+use super::children::SlotFiles;
 use super::record::{self, Found, Judged, Pragmas, Trial};
-use super::{evidence, run_writers, writer_plan, Ending, SlotFiles, Stop};
+use super::{evidence, run_writers, writer_plan, Ending, Stop};
 use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
-use crate::lab::seed;
 use crate::options::RunOptions;
+use crate::seed;
 use crate::trial::ack::TrialEvents;
 use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle::Verification;

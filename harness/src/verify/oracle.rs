@@ -176,7 +176,7 @@ fn classify_error(db: &Path, e: &rusqlite::Error, during: &str) -> Verification 
 /// still in the WAL: `trial.db`, its `-wal` and `-shm`, copied while the writer has them open.
 #[cfg(test)]
 pub(crate) fn crashed_wal_database(dir: &Path, commits: u64) -> std::path::PathBuf {
-    use crate::trial::evidence::{with_suffix, SIDECARS};
+    use crate::engine::{with_suffix, SIDECARS};
     use rand::SeedableRng;
     let live = dir.join("live.db");
     let mut c = Connection::open(&live).unwrap();

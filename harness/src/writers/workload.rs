@@ -9,7 +9,7 @@ use std::path::Path;
 use torture_workloads::{Profile, Workload};
 
 use crate::faults::recorded::{self, RecordingPlan};
-use crate::lab::seed;
+use crate::seed;
 use rusqlite::Connection;
 
 use crate::faults::CrashAt;

@@ -895,7 +895,7 @@ impl Watcher {
     fn new(db: &Path) -> Watcher {
         let files: Vec<PathBuf> = ["", "-wal", "-journal", ".wal"]
             .iter()
-            .map(|s| crate::trial::evidence::with_suffix(db, s))
+            .map(|s| crate::engine::with_suffix(db, s))
             .collect();
         let last = files.iter().map(|f| stamp(f)).collect();
         Watcher {

@@ -12,10 +12,10 @@ use torture_preload::Variant;
 use super::check::{self, CheckEnv};
 use super::child;
 use super::{Engine, ExecOptions};
-use crate::app::{shell_quote, shell_words_str};
+use crate::engine::with_suffix;
 use crate::exit_code;
 use crate::output::out_dir::{self, write_no_follow};
-use crate::trial::evidence::with_suffix;
+use crate::output::reproduce::{quote as shell_quote, shell_words_str};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Judged, Pragmas};
 
@@ -306,7 +306,7 @@ pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
     note.exec = named.resolve(note.exec, &note_path)?;
     let work = tempfile::Builder::new()
         .prefix("torture-recheck-")
-        .permissions(crate::app::private_dir())
+        .permissions(crate::lab::space::private_dir())
         .tempdir()
         .map_err(|e| format!("cannot make a folder: {e}"))?;
     let db_dir = work.path().join("db");
@@ -397,7 +397,10 @@ pub fn recheck(folder: &Path, named: &Named) -> i32 {
     let r = match recheck_folder(folder, named) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("torture: replay: {}", crate::app::printable(&e));
+            eprintln!(
+                "torture: replay: {}",
+                crate::output::reproduce::printable(&e)
+            );
             return exit_code::USAGE;
         }
     };

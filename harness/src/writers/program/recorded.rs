@@ -22,11 +22,11 @@ use super::states::{self, StateRow};
 use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
 use crate::faults::preload::{self as recorder, RecorderEnv};
-use crate::lab::seed;
 use crate::options::RunOptions;
+use crate::seed;
+use crate::trial::children::SlotFiles;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
-use crate::trial::SlotFiles;
 use crate::verify::verdict;
 
 /// What one recorded run of the program left.
@@ -520,7 +520,7 @@ pub fn run_trial(
     let mut row_causes: Vec<Option<&'static str>> = Vec::with_capacity(e.len());
     let journal_crash_safe = torture_workloads::JournalMode::parse(&record.journal_mode)
         .is_none_or(|m| m.is_crash_safe());
-    crate::lab::slot::at_normal_priority(|| {
+    crate::trial::process::at_normal_priority(|| {
         for state in e.states() {
             let cut = cut_name(&rec.log, &state);
             let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);

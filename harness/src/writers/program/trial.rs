@@ -11,13 +11,13 @@ use super::check::{self, Check, CheckEnv};
 use super::child::{self, End, KillOne, Launch, Run, Stop};
 use super::evidence::{save_evidence, ExecTrialNote, Snapshot};
 use super::{Engine, ExecOptions};
-use crate::lab::seed;
+use crate::engine::with_suffix;
 use crate::options::RunOptions;
-use crate::trial::evidence::with_suffix;
+use crate::seed;
+use crate::trial::children::SlotFiles;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Found, Judged, Pragmas};
-use crate::trial::SlotFiles;
 use crate::verify::verdict::Fault;
 
 /// With `--kill one`: the survivors stop after this many more acks, or after `LINGER`.

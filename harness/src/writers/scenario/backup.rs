@@ -21,8 +21,9 @@ use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{self, code_name, record, word, Children, Ctx, Ending, Env, Metrics};
 use super::{base_profile, power, Kind, Scenario, Variant};
+use crate::engine::with_suffix;
 use crate::faults::recorded;
-use crate::trial::evidence::{with_suffix, Snapshot};
+use crate::trial::evidence::Snapshot;
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::verify::oracle::Verification;
 use torture_workloads::Workload;

@@ -24,8 +24,8 @@ use super::engine::{
     Tally, WriterSpec,
 };
 use super::{base_profile, power, Kind, Scenario, Variant};
+use crate::engine::with_suffix;
 use crate::faults::{CrashAt, OpFilter};
-use crate::trial::evidence::with_suffix;
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::TrialRecord;
 

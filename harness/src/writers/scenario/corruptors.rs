@@ -13,7 +13,7 @@ use super::engine::{
     Children, Ctx, Ending, Env, Metrics, WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
-use crate::trial::evidence::with_suffix;
+use crate::engine::with_suffix;
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::TrialRecord;
 
@@ -363,7 +363,7 @@ fn unlink_recreate<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Children<'a>, 
     end.kill_point = run.wait_kill_point(kp).describe(kp);
     let db = ctx.db();
     let at_unlink = run.board.acked(0);
-    for suffix in crate::trial::evidence::SIDECARS {
+    for suffix in crate::engine::SIDECARS {
         let _ = std::fs::remove_file(with_suffix(db, suffix));
     }
     let tmp = ctx.path("start.tmp");

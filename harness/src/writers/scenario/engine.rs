@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use torture_workloads::Workload;
 
-use crate::lab::seed;
 use crate::options::RunOptions;
+use crate::seed;
+use crate::trial::children::SlotFiles;
 use crate::trial::evidence::{self, Snapshot};
 use crate::trial::kill_point::KillPoint;
 use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
-use crate::trial::SlotFiles;
 use crate::verify::oracle::Verification;
 use crate::verify::verdict::Fault;
 
@@ -131,13 +131,13 @@ impl Ctx<'_> {
 
     /// Removes the database, its sidecars and every scratch file of the previous trial.
     pub fn clear(&self) {
-        for suffix in evidence::SIDECARS {
-            let _ = std::fs::remove_file(evidence::with_suffix(self.db(), suffix));
+        for suffix in crate::engine::SIDECARS {
+            let _ = std::fs::remove_file(crate::engine::with_suffix(self.db(), suffix));
         }
         for name in ["backup.db", "deleted", "start.tmp", "ops.log"] {
             let base = self.path(name);
-            for suffix in evidence::SIDECARS {
-                let _ = std::fs::remove_file(evidence::with_suffix(&base, suffix));
+            for suffix in crate::engine::SIDECARS {
+                let _ = std::fs::remove_file(crate::engine::with_suffix(&base, suffix));
             }
         }
         let _ = std::fs::remove_dir_all(self.path("deleted"));
@@ -386,7 +386,7 @@ pub(crate) fn file_size(path: &Path) -> u64 {
 /// A rollback journal that recovery would play back: non-empty and starting with the journal magic.
 pub(crate) fn hot_journal(db: &Path) -> bool {
     const MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
-    std::fs::read(evidence::with_suffix(db, "-journal"))
+    std::fs::read(crate::engine::with_suffix(db, "-journal"))
         .map(|b| b.len() >= 8 && b[..8] == MAGIC)
         .unwrap_or(false)
 }

@@ -209,10 +209,8 @@ fn worker(env: &Env<'_>, db: &Path, p: &Params, go: BorrowedFd<'_>, first: u32, 
         // Everyone blocks here until the slot closes the write end: they start at the same instant.
         env.tally.add(word::AT_START, 1);
         let _ = nix::unistd::read(go, &mut [0u8; 1]);
-        let mut rng = crate::lab::seed::rng_for(
-            seed,
-            crate::lab::seed::WRITER_STREAM_BASE + u64::from(writer),
-        );
+        let mut rng =
+            crate::seed::rng_for(seed, crate::seed::WRITER_STREAM_BASE + u64::from(writer));
         let mut seen = [false; 5];
         let mut seq = 1;
         for _ in 0..REQUESTS {

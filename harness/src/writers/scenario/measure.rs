@@ -19,8 +19,8 @@ use nix::sys::wait::waitpid;
 use super::engine::{fork_child, testing, Metrics};
 use crate::output::stats::wilson_95;
 use crate::output::{Summary, TrialsCsv};
+use crate::trial::children::SlotFiles;
 use crate::trial::outcome::{Outcome, TrialRecord};
-use crate::trial::SlotFiles;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Line {

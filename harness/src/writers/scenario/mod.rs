@@ -28,8 +28,8 @@ use std::fmt::Write as _;
 use torture_workloads::{JournalMode, Profile, Synchronous};
 
 use crate::options::RunOptions;
+use crate::trial::children::SlotFiles;
 use crate::trial::outcome::TrialRecord;
-use crate::trial::SlotFiles;
 
 pub(crate) use engine::Metrics;
 
@@ -175,7 +175,7 @@ pub(crate) fn run_measured(
         opts,
         files,
         index,
-        seed: crate::lab::seed::trial_seed(opts.seed, index),
+        seed: crate::seed::trial_seed(opts.seed, index),
         variant,
         workload,
         sqlite_version,
@@ -203,7 +203,7 @@ fn unknown_row(
     let profile = format!("{scenario}/?");
     let trial = crate::trial::record::Trial {
         iteration: index,
-        seed: crate::lab::seed::trial_seed(opts.seed, index),
+        seed: crate::seed::trial_seed(opts.seed, index),
         profile: &profile,
         connections: 0,
         processes: 0,

@@ -12,8 +12,8 @@ use super::engine::{
     self, file_size, hot_journal, record, Children, Ctx, Ending, Metrics, WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
+use crate::engine::with_suffix;
 use crate::faults::{CrashAt, OpFilter};
-use crate::trial::evidence::with_suffix;
 use crate::trial::outcome::TrialRecord;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::engine::{
     WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
-use crate::trial::evidence::with_suffix;
+use crate::engine::with_suffix;
 use crate::trial::outcome::TrialRecord;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use super::engine::{
     WriterSpec,
 };
 use super::{base_profile, Kind, Scenario, Variant};
-use crate::lab::seed;
+use crate::seed;
 use crate::trial::outcome::TrialRecord;
 
 pub(crate) struct Params {

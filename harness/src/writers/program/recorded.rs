@@ -240,7 +240,9 @@ fn verdict_rank(v: Verdict) -> u8 {
     }
 }
 
-/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts).
+/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts):
+/// prepare and record the run, read the program's settings from it, check its crash states, then
+/// the row, `crash-states.csv` and the evidence.
 pub fn run_trial(
     run: &RunOptions,
     exec: &ExecOptions,
@@ -252,9 +254,78 @@ pub fn run_trial(
     let started = Instant::now();
     let trial_seed = seed::trial_seed(run.seed, index);
     let dir = files.dir.join(format!("exec-{index}"));
-    let db_dir = dir.join("db");
-    let db = db_dir.join(exec.db_file_name());
-    let stop = match (exec.kill_acks, exec.kill_window) {
+    let profile = exec.profile_name();
+    let mut record = blank_row(index, trial_seed, &profile, fault, sqlite_version, started);
+    let (rec, fail_at) = match record_trial(run, exec, fault, files, trial_seed, index, &dir) {
+        Ok(r) => r,
+        Err(e) => {
+            record.detail = e;
+            return finish(record, started, &dir);
+        }
+    };
+    settings_from_recording(exec, &rec, &mut record);
+    let db = dir.join("db").join(exec.db_file_name());
+    if let Some(why) = coverage_problem(&rec.log, &db) {
+        record.kill_point = rec.stop;
+        // The probe run proved the program shows its writes to the recorder; a cut that fell
+        // before its first one (a slow start, a loaded machine) leaves the folder as it was: nothing
+        // was acknowledged, nothing can be lost. As `torture exec` says for an early SIGKILL.
+        if rec.run.end == End::Killed && rec.run.said.max_ack == 0 && rec.run.said.ack_lines == 0 {
+            record.outcome = Outcome::Intact;
+            record.verdict = Verdict::Ok;
+            record.detail = "cut before the program's first file operation (nothing acknowledged): not a failure".into();
+        } else {
+            record.detail = why;
+        }
+        return finish(record, started, &dir);
+    }
+    let (notes, problems) = run_notes(&rec, fail_at.as_deref(), &dir);
+    record.acked_commits = rec.run.said.max_ack;
+    let trial = TrialOf {
+        run,
+        exec,
+        fault,
+        files,
+        index,
+        trial_seed,
+        dir: &dir,
+        rec: &rec,
+    };
+    let mut checked = match check_states(&trial, &record) {
+        Ok(c) => c,
+        Err(err) => {
+            record.detail = format!("crash states: {err}");
+            return finish(record, started, &dir);
+        }
+    };
+    conclude(&mut record, &trial, &mut checked, notes, problems);
+    if let Err(err) = states::append(&run.out_dir, &checked.rows) {
+        record
+            .detail
+            .push_str(&format!("; crash-states.csv not written: {err}"));
+    }
+    if record.outcome != Outcome::Intact {
+        save_worst(&mut record, &trial, &checked);
+    }
+    finish(record, started, &dir)
+}
+
+/// One recorded trial as its steps see it.
+struct TrialOf<'a> {
+    run: &'a RunOptions,
+    exec: &'a ExecOptions,
+    fault: &'a ExecFault,
+    files: &'a SlotFiles,
+    index: u64,
+    trial_seed: u64,
+    dir: &'a Path,
+    rec: &'a Recording,
+}
+
+/// Where the recording stops: `--kill-after` in acks or time (drawn from the trial's seed, as a
+/// SIGKILL trial draws its kill point), anchored at the first ack when calibrated, else the end.
+fn draw_stop(run: &RunOptions, exec: &ExecOptions, trial_seed: u64) -> Stop {
+    match (exec.kill_acks, exec.kill_window) {
         // `--kill-after 1..20`: stop the recording --kill-delay after the K-th ack, as a SIGKILL
         // trial would kill there.
         (Some(commits), _) => {
@@ -291,13 +362,22 @@ pub fn run_trial(
             acks_expected: false,
             min_run: Duration::ZERO,
         },
-    };
-    let profile = exec.profile_name();
-    // Filled in as the trial goes; the row starts as a lab error until the states are checked.
-    let mut record = crate::trial::record::Trial {
+    }
+}
+
+/// The row before anything is known: a lab error until the states are checked.
+fn blank_row(
+    index: u64,
+    trial_seed: u64,
+    profile: &str,
+    fault: &ExecFault,
+    sqlite_version: &str,
+    started: Instant,
+) -> TrialRecord {
+    crate::trial::record::Trial {
         iteration: index,
         seed: trial_seed,
-        profile: &profile,
+        profile,
         connections: 1,
         processes: 1,
         workload: "exec",
@@ -318,44 +398,48 @@ pub fn run_trial(
         recovered_commits: 0,
         busy_errors: 0,
         detail: String::new(),
-    });
-    let fail_at = match fault.fail_spec(trial_seed) {
-        Ok(f) => f,
-        Err(e) => {
-            record.detail = e;
-            return finish(record, started, &dir);
-        }
-    };
-    let prepared = std::fs::remove_dir_all(&dir)
+    })
+}
+
+/// A fresh folder (with `--seed-db`'s copy), the failing operation drawn, the program recorded.
+fn record_trial(
+    run: &RunOptions,
+    exec: &ExecOptions,
+    fault: &ExecFault,
+    files: &SlotFiles,
+    trial_seed: u64,
+    index: u64,
+    dir: &Path,
+) -> Result<(Recording, Option<String>), String> {
+    let db_dir = dir.join("db");
+    let db = db_dir.join(exec.db_file_name());
+    let fail_at = fault.fail_spec(trial_seed)?;
+    std::fs::remove_dir_all(dir)
         .or(Ok(()))
         .and_then(|()| std::fs::create_dir_all(&db_dir))
-        .map_err(|e| format!("creating {}: {e}", db_dir.display()))
-        .and_then(|()| match &exec.seed_db {
-            Some(s) => copy_seed(s, &db),
-            None => Ok(()),
-        });
-    let recorded = prepared.and_then(|()| {
-        record_run(
-            exec,
-            &db_dir,
-            &dir,
-            stop,
-            RunFor {
-                trial_seed,
-                trial: &index.to_string(),
-                fail_at: fail_at.clone(),
-                close_fds: &files.close_in_writers,
-            },
-        )
-    });
-    let rec = match recorded {
-        Ok(r) => r,
-        Err(e) => {
-            record.detail = e;
-            return finish(record, started, &dir);
-        }
-    };
-    let said = rec.run.said.clone();
+        .map_err(|e| format!("creating {}: {e}", db_dir.display()))?;
+    if let Some(s) = &exec.seed_db {
+        copy_seed(s, &db)?;
+    }
+    let rec = record_run(
+        exec,
+        &db_dir,
+        dir,
+        draw_stop(run, exec, trial_seed),
+        RunFor {
+            trial_seed,
+            trial: &index.to_string(),
+            fail_at: fail_at.clone(),
+            close_fds: &files.close_in_writers,
+        },
+    )?;
+    Ok((rec, fail_at))
+}
+
+/// The settings the verdict uses, read from what the program printed and what it did: journal
+/// mode, `synchronous`, the SQLite version, the instances.
+fn settings_from_recording(exec: &ExecOptions, rec: &Recording, record: &mut TrialRecord) {
+    let said = &rec.run.said;
     // No `journal_mode` line and no --journal-mode: a `-wal` the program opened says WAL.
     let opened_wal = rec.log.ops.iter().any(|o| match &o.kind {
         OpKind::Open { path, .. } => path.to_string_lossy().ends_with("-wal"),
@@ -385,24 +469,16 @@ pub fn run_trial(
             record.sqlite_version = v.clone();
         }
     }
-    if let Some(why) = coverage_problem(&rec.log, &db) {
-        record.kill_point = rec.stop;
-        // The probe run proved the program shows its writes to the recorder; a cut that fell
-        // before its first one (a slow start, a loaded machine) leaves the folder as it was: nothing
-        // was acknowledged, nothing can be lost. As `torture exec` says for an early SIGKILL.
-        if rec.run.end == End::Killed && rec.run.said.max_ack == 0 && rec.run.said.ack_lines == 0 {
-            record.outcome = Outcome::Intact;
-            record.verdict = Verdict::Ok;
-            record.detail = "cut before the program's first file operation (nothing acknowledged): not a failure".into();
-        } else {
-            record.detail = why;
-        }
-        return finish(record, started, &dir);
-    }
+}
+
+/// What the run itself says, before any state is checked: notes for the row (what the recorder
+/// could not follow, garbled acks, the injected failure, how the run ended, acks placed late) and
+/// problems (the program failed on its own).
+fn run_notes(rec: &Recording, fail_at: Option<&str>, dir: &Path) -> (Vec<String>, Vec<String>) {
     let mut notes = blind_spots(&rec.log);
     notes.extend(rec.run.said.garbled_note());
     let injected = rec.log.ops.iter().filter(|o| o.injected).count();
-    if let Some(spec) = &fail_at {
+    if let Some(spec) = fail_at {
         notes.push(match injected {
             0 => format!(
                 "injected: {} — not reached (the program made fewer)",
@@ -443,11 +519,9 @@ pub fn run_trial(
             stderr_tail()
         )),
     }
-    record.acked_commits = rec.run.said.max_ack;
     // Acks the recorder did not see written (Go's runtime, C stdio's `printf`, raw syscalls) took
     // their place in the order when the lab read them: a little late (fewer cuts count them,
     // never more), and the row says so. Any the lab could not place count at the end of the run.
-    let end_seq = rec.log.ops.last().map_or(0, |o| o.seq);
     let parsed = torture_preload::parse_before(&rec.log.ops, u64::MAX);
     if parsed.lab_read_only > 0 {
         notes.push(format!(
@@ -463,23 +537,41 @@ pub fn run_trial(
             rec.run.said.ack_lines
         ));
     }
+    (notes, problems)
+}
 
+/// Every checked state of a trial: its rows, the worst one, and what the row's summary counts.
+struct Checked {
+    rows: Vec<StateRow>,
+    /// (rank, outcome, row index, check, state) of the worst state.
+    worst: Option<(u8, Outcome, usize, Check, CrashState)>,
+    /// Per row: judged expected after an ignored directory-sync failure; the cause of its loss.
+    excused_rows: Vec<bool>,
+    row_causes: Vec<Option<&'static str>>,
+    cause_counts: std::collections::BTreeMap<&'static str, usize>,
+    engine_version: Option<String>,
+    /// The enumeration's counts and the WAL checkpoints, for `detail`.
+    cut_points: usize,
+    candidates: usize,
+    distinct: usize,
+    sampled: bool,
+    checkpoints: usize,
+}
+
+/// The seeded sample of the recording's crash states, each rebuilt, checked with exec's check
+/// and judged (a lost commit by its cause in the recording).
+fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String> {
+    let (rec, exec, fault) = (t.rec, t.exec, t.fault);
     let checkpoints = wal_checkpoints(&rec.log);
-    let mut plan = fault.plan(trial_seed);
+    let mut plan = fault.plan(t.trial_seed);
     // A sample, as for the built-in writers: the cuts inside checkpoints where there are few, the
     // syncs sampled to fill the budget, the end always in.
     if let (CutPoints::EverySync, Some(max)) = (&plan.cuts, plan.max_states) {
         let (cuts, _) =
-            crate::faults::recorded::choose_cuts(&rec.log, &checkpoints, max, trial_seed);
+            crate::faults::recorded::choose_cuts(&rec.log, &checkpoints, max, t.trial_seed);
         plan.cuts = CutPoints::Ops(cuts);
     }
-    let e = match enumerate(&rec.start, &rec.log, &plan) {
-        Ok(e) => e,
-        Err(err) => {
-            record.detail = format!("crash states: {err}");
-            return finish(record, started, &dir);
-        }
-    };
+    let e = enumerate(&rec.start, &rec.log, &plan)?;
     // SQLite's own `unixSync` ignores a failed directory fsync; another engine, or a file system
     // whose file fsync makes names durable anyway (--fsync-commits-names), is owed no excuse.
     let ignored_dir_syncs = if exec.engine == Engine::Sqlite && !fault.fsync_commits_names {
@@ -487,23 +579,9 @@ pub fn run_trial(
     } else {
         Vec::new()
     };
-    let mut excused = 0usize;
-    let mut engine_version: Option<String> = None;
-    let mut excused_rows: Vec<bool> = Vec::with_capacity(e.len());
-    let state_dir = dir.join("state");
-    let state_db = state_dir.join(exec.db_file_name());
-    let hardware = fault.hardware_as_documented();
-    let mut rows: Vec<StateRow> = Vec::with_capacity(e.len());
-    let mut worst: Option<(u8, Outcome, usize, Check, CrashState)> = None;
     let instance_of = instances_of(&rec.log, &rec.run.leaders);
     let instances = (exec.instances.max(1)) as usize;
-    let durable_declared =
-        judge::promises_durability(exec.engine, &record.journal_mode, &record.synchronous);
-    let settings = format!(
-        "journal_mode={} synchronous={}",
-        record.journal_mode, record.synchronous
-    );
-    let cause_dir = dir.join("cause");
+    let cause_dir = t.dir.join("cause");
     let mut causes = Causes::new(
         &rec.start,
         &rec.log,
@@ -512,130 +590,205 @@ pub fn run_trial(
         judge::ack_positions(&rec.log, &instance_of),
         instances,
         &cause_dir,
-        &dir,
-        run.trial_timeout,
-        &files.close_in_writers,
+        t.dir,
+        t.run.trial_timeout,
+        &t.files.close_in_writers,
     );
-    let mut cause_counts: std::collections::BTreeMap<&'static str, usize> = Default::default();
-    let mut row_causes: Vec<Option<&'static str>> = Vec::with_capacity(e.len());
-    let journal_crash_safe = torture_workloads::JournalMode::parse(&record.journal_mode)
-        .is_none_or(|m| m.is_crash_safe());
+    let judging = Judging {
+        journal_crash_safe: torture_workloads::JournalMode::parse(&record.journal_mode)
+            .is_none_or(|m| m.is_crash_safe()),
+        durable_declared: judge::promises_durability(
+            exec.engine,
+            &record.journal_mode,
+            &record.synchronous,
+        ),
+        settings: format!(
+            "journal_mode={} synchronous={}",
+            record.journal_mode, record.synchronous
+        ),
+        journal_mode: &record.journal_mode,
+        synchronous: &record.synchronous,
+        instances,
+        ignored_dir_syncs: &ignored_dir_syncs,
+        state_db: t.dir.join("state").join(exec.db_file_name()),
+        end_seq: rec.log.ops.last().map_or(0, |o| o.seq),
+    };
+    let mut out = Checked {
+        rows: Vec::with_capacity(e.len()),
+        worst: None,
+        excused_rows: Vec::with_capacity(e.len()),
+        row_causes: Vec::with_capacity(e.len()),
+        cause_counts: Default::default(),
+        engine_version: None,
+        cut_points: e.cut_points,
+        candidates: e.candidates,
+        distinct: e.distinct,
+        sampled: e.sampled,
+        checkpoints: checkpoints.len(),
+    };
     crate::trial::process::at_normal_priority(|| {
         for state in e.states() {
-            let cut = cut_name(&rec.log, &state);
-            let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
-            if state.cut.after >= end_seq {
-                acked = acked.max(rec.run.said.max_ack);
+            let acks = acks_of(&state.acks, &instance_of, instances);
+            let (mut row, check, excused, cause) =
+                check_state(t, &judging, &mut causes, &state, &acks);
+            row.in_checkpoint = checkpoints.iter().any(|c| c.contains(state.cut));
+            out.excused_rows.push(excused);
+            out.row_causes.push(cause);
+            if let Some(c) = cause {
+                *out.cause_counts.entry(c).or_default() += 1;
             }
-            // Every commit acknowledged before the cut (the recorder's ack records), per instance,
-            // for the set check: equal numbers of different instances are never merged.
-            let acks_before = acks_of(&state.acks, &instance_of, instances);
-            let check = match state.write_to(&state_dir) {
-                Ok(()) => check::verify(&CheckEnv {
-                    exec,
-                    db: &state_db,
-                    acked,
-                    acks: &acks_before,
-                    timeout: run.trial_timeout,
-                    scratch: &dir,
-                    close_fds: &files.close_in_writers,
-                }),
-                Err(err) => Check::new(
-                    Outcome::WorkerError,
-                    format!("writing the crash state: {err}"),
-                ),
-            };
-            let mut check = check;
-            let mut verdict = verdict::judge(
-                check.outcome,
-                &record.journal_mode,
-                &record.synchronous,
-                fault.fault.judged_as(state.variant == Variant::KeepAll),
-                hardware,
-            );
-            // A lost commit is judged by its cause in the recording, not by a guess at the settings.
-            let mut row_cause = None;
-            if check.outcome == Outcome::LostCommit && journal_crash_safe {
-                let power_cut = state.variant != Variant::KeepAll
-                    && fault.fault.judged_as(false) == crate::verify::verdict::Fault::PowerLoss;
-                if let Some((cause, instance, n)) = causes.of(&check.missing, power_cut) {
-                    let (v, why) =
-                        judge::verdict_of(cause, power_cut, hardware, durable_declared, &settings);
-                    verdict = v;
-                    *cause_counts.entry(cause.as_str()).or_default() += 1;
-                    row_cause = Some(cause.as_str());
-                    let whose = if instances > 1 {
-                        format!("instance {instance}'s ")
-                    } else {
-                        String::new()
-                    };
-                    check.detail = format!(
-                        "[{}] {whose}commit {n}: {why}; {}",
-                        cause.as_str(),
-                        check.detail
-                    );
-                }
-            }
-            // As for the built-in writers: SQLite ignores a failed directory fsync by design.
-            let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
-                &ignored_dir_syncs,
-                state.cut.after,
-                state.variant,
-                verdict,
-            );
-            excused_rows.push(excuse.is_some());
-            row_causes.push(row_cause);
-            excused += usize::from(excuse.is_some());
-            let verdict = excuse.unwrap_or(verdict);
-            rows.push(StateRow {
-                iteration: index,
-                seed: trial_seed,
-                fault: fault.fault.as_str().into(),
-                cut: cut.clone(),
-                state_hash: format!("{:016x}", state.hash),
-                in_checkpoint: checkpoints.iter().any(|c| c.contains(state.cut)),
-                acked_commits: acked,
-                recovered_commits: check.recovered,
-                outcome: check.outcome,
-                verdict,
-                detail: check.detail.clone(),
-            });
-            // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a state
-            // cut before the program made its database reaches none.
+            // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a
+            // state cut before the program made its database reaches none.
             if check.engine_version.is_some() {
-                engine_version.clone_from(&check.engine_version);
+                out.engine_version.clone_from(&check.engine_version);
             }
-            let rank = verdict_rank(verdict);
-            if worst
+            let rank = verdict_rank(row.verdict);
+            out.rows.push(row);
+            if out
+                .worst
                 .as_ref()
                 .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
             {
-                worst = Some((rank, check.outcome, rows.len() - 1, check, state));
+                out.worst = Some((rank, check.outcome, out.rows.len() - 1, check, state));
             }
         }
     });
-    let counts = states::count(&rows);
+    Ok(out)
+}
+
+/// What every state of a trial is judged by.
+struct Judging<'a> {
+    journal_crash_safe: bool,
+    durable_declared: bool,
+    settings: String,
+    journal_mode: &'a str,
+    synchronous: &'a str,
+    instances: usize,
+    ignored_dir_syncs: &'a [(u64, u64)],
+    state_db: PathBuf,
+    end_seq: u64,
+}
+
+/// One crash state: written out, checked, judged (a lost commit by its cause), its row; whether an
+/// ignored directory-sync failure excused it, and the cause of its loss.
+fn check_state(
+    t: &TrialOf<'_>,
+    j: &Judging<'_>,
+    causes: &mut Causes<'_>,
+    state: &CrashState,
+    acks_before: &[Vec<u64>],
+) -> (StateRow, Check, bool, Option<&'static str>) {
+    let (rec, fault) = (t.rec, t.fault);
+    let hardware = fault.hardware_as_documented();
+    let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
+    if state.cut.after >= j.end_seq {
+        acked = acked.max(rec.run.said.max_ack);
+    }
+    // Every commit acknowledged before the cut (the recorder's ack records), per instance, for
+    // the set check: equal numbers of different instances are never merged.
+    let mut check = match state.write_to(&t.dir.join("state")) {
+        Ok(()) => check::verify(&CheckEnv {
+            exec: t.exec,
+            db: &j.state_db,
+            acked,
+            acks: acks_before,
+            timeout: t.run.trial_timeout,
+            scratch: t.dir,
+            close_fds: &t.files.close_in_writers,
+        }),
+        Err(err) => Check::new(
+            Outcome::WorkerError,
+            format!("writing the crash state: {err}"),
+        ),
+    };
+    let mut verdict = verdict::judge(
+        check.outcome,
+        j.journal_mode,
+        j.synchronous,
+        fault.fault.judged_as(state.variant == Variant::KeepAll),
+        hardware,
+    );
+    // A lost commit is judged by its cause in the recording, not by a guess at the settings.
+    let mut row_cause = None;
+    if check.outcome == Outcome::LostCommit && j.journal_crash_safe {
+        let power_cut = state.variant != Variant::KeepAll
+            && fault.fault.judged_as(false) == crate::verify::verdict::Fault::PowerLoss;
+        if let Some((cause, instance, n)) = causes.of(&check.missing, power_cut) {
+            let (v, why) =
+                judge::verdict_of(cause, power_cut, hardware, j.durable_declared, &j.settings);
+            verdict = v;
+            row_cause = Some(cause.as_str());
+            let whose = if j.instances > 1 {
+                format!("instance {instance}'s ")
+            } else {
+                String::new()
+            };
+            check.detail = format!(
+                "[{}] {whose}commit {n}: {why}; {}",
+                cause.as_str(),
+                check.detail
+            );
+        }
+    }
+    // As for the built-in writers: SQLite ignores a failed directory fsync by design.
+    let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
+        j.ignored_dir_syncs,
+        state.cut.after,
+        state.variant,
+        verdict,
+    );
+    let row = StateRow {
+        iteration: t.index,
+        seed: t.trial_seed,
+        fault: fault.fault.as_str().into(),
+        cut: cut_name(&rec.log, state),
+        state_hash: format!("{:016x}", state.hash),
+        in_checkpoint: false,
+        acked_commits: acked,
+        recovered_commits: check.recovered,
+        outcome: check.outcome,
+        verdict: excuse.unwrap_or(verdict),
+        detail: check.detail.clone(),
+    };
+    (row, check, excuse.is_some(), row_cause)
+}
+
+/// The trial's row from its checked states: the worst state decides; the counts, the causes and
+/// the run's notes go in `detail`; a recording with writes the recorder could not follow is not
+/// judged.
+fn conclude(
+    record: &mut TrialRecord,
+    t: &TrialOf<'_>,
+    c: &mut Checked,
+    mut notes: Vec<String>,
+    problems: Vec<String>,
+) {
+    let (rec, fault) = (t.rec, t.fault);
+    let rows = &c.rows;
+    let counts = states::count(rows);
     let inside = rows.iter().filter(|r| r.in_checkpoint).count();
     let mut detail = format!(
         "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {counts}; {inside} cut inside one of {} WAL checkpoint(s); recording: {} ops, {} process(es), stop {}",
         rows.len(),
         fault.crash_states.as_str(),
-        e.cut_points,
-        e.candidates,
-        e.distinct,
-        if e.sampled { ", sampled" } else { "" },
-        checkpoints.len(),
+        c.cut_points,
+        c.candidates,
+        c.distinct,
+        if c.sampled { ", sampled" } else { "" },
+        c.checkpoints,
         rec.log.ops.last().map_or(0, |o| o.seq),
         pids(&rec.log),
         rec.stop,
     );
-    if !cause_counts.is_empty() {
-        let parts: Vec<String> = cause_counts
+    if !c.cause_counts.is_empty() {
+        let parts: Vec<String> = c
+            .cause_counts
             .iter()
             .map(|(c, n)| format!("{n} {c}"))
             .collect();
         notes.push(format!("lost commits by cause: {}", parts.join(", ")));
     }
+    let excused = c.excused_rows.iter().filter(|e| **e).count();
     if excused > 0 {
         notes.push(format!(
             "{excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync that SQLite ignores by design and before the next one, so nothing was promised of the names it should have made durable"
@@ -645,17 +798,17 @@ pub fn run_trial(
         detail.push_str("; ");
         detail.push_str(n);
     }
-    match &worst {
-        Some((_, _, i, c, _)) => {
+    match &c.worst {
+        Some((_, _, i, check, _)) => {
             let row = &rows[*i];
             record.kill_point = row.cut.clone();
-            record.recovered_commits = c.recovered;
-            record.outcome = c.outcome;
+            record.recovered_commits = check.recovered;
+            record.outcome = check.outcome;
             record.verdict = row.verdict;
-            if c.outcome != Outcome::Intact {
+            if check.outcome != Outcome::Intact {
                 // The row's numbers are the worst state's: what the verdict rests on.
                 record.acked_commits = row.acked_commits;
-                detail.push_str(&format!("; worst: {} {}", row.cut, c.detail));
+                detail.push_str(&format!("; worst: {} {}", row.cut, check.detail));
             } else {
                 // Nothing to single out: the row names what was covered.
                 record.kill_point = format!(
@@ -665,7 +818,7 @@ pub fn run_trial(
                     rows.last().map_or("", |r| r.cut.as_str())
                 );
             }
-            if let Some(v) = c.engine_version.as_ref().or(engine_version.as_ref()) {
+            if let Some(v) = check.engine_version.as_ref().or(c.engine_version.as_ref()) {
                 record.sqlite_version = v.clone();
             }
         }
@@ -687,7 +840,11 @@ pub fn run_trial(
         detail = format!(
             "not judged: the recording misses writes the program made, so its crash states are not what a power cut leaves; run it with plain `torture exec` (SIGKILL); {detail}"
         );
-        for r in rows.iter_mut().filter(|r| r.verdict == Verdict::Violation) {
+        for r in c
+            .rows
+            .iter_mut()
+            .filter(|r| r.verdict == Verdict::Violation)
+        {
             r.verdict = Verdict::LabError;
         }
     }
@@ -695,35 +852,38 @@ pub fn run_trial(
         detail.push_str(&format!("; also: {}", problems.join("; ")));
     }
     record.detail = detail;
-    record.crash_states = rows.len() as u64;
-    record.damaged_states = rows.iter().filter(|r| r.outcome != Outcome::Intact).count() as u64;
+    record.crash_states = c.rows.len() as u64;
+    record.damaged_states = c
+        .rows
+        .iter()
+        .filter(|r| r.outcome != Outcome::Intact)
+        .count() as u64;
     record.cuts_in_checkpoint = inside as u64;
-    if let Err(err) = states::append(&run.out_dir, &rows) {
+}
+
+/// A failed trial's evidence: the worst state's files, its acks per instance, the recording.
+fn save_worst(record: &mut TrialRecord, t: &TrialOf<'_>, c: &Checked) {
+    let Some((_, _, i, _, state)) = &c.worst else {
+        return;
+    };
+    let rec = t.rec;
+    let instance_of = instances_of(&rec.log, &rec.run.leaders);
+    let instances = (t.exec.instances.max(1)) as usize;
+    let acks_by_instance = acks_of(&state.acks, &instance_of, instances);
+    let recording = states::Recorded {
+        start: &rec.start,
+        leaders: &rec.run.leaders,
+        acks: &acks_by_instance,
+        cause: c.row_causes.get(*i).copied().flatten(),
+    };
+    let excused = c.excused_rows.get(*i).copied().unwrap_or(false);
+    if let Err(err) =
+        states::save_evidence(t.run, record, t.exec, state, excused, t.dir, &recording)
+    {
         record
             .detail
-            .push_str(&format!("; crash-states.csv not written: {err}"));
+            .push_str(&format!("; evidence not saved: {err}"));
     }
-    if record.outcome != Outcome::Intact {
-        if let Some((_, _, i, _, state)) = &worst {
-            let excused = excused_rows.get(*i).copied().unwrap_or(false);
-            let acks_by_instance = acks_of(&state.acks, &instance_of, instances);
-            let worst_cause = row_causes.get(*i).copied().flatten();
-            let recording = states::Recorded {
-                start: &rec.start,
-                leaders: &rec.run.leaders,
-                acks: &acks_by_instance,
-                cause: worst_cause,
-            };
-            if let Err(err) =
-                states::save_evidence(run, &record, exec, state, excused, &dir, &recording)
-            {
-                record
-                    .detail
-                    .push_str(&format!("; evidence not saved: {err}"));
-            }
-        }
-    }
-    finish(record, started, &dir)
 }
 
 /// The `synchronous` the verdict uses: `--synchronous`, else what the program printed, else — for

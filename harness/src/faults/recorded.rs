@@ -208,16 +208,6 @@ pub struct Checked {
     pub worst: Option<CrashState>,
 }
 
-/// A state's verdict severity: violation > lab error > expected > ok.
-fn rank(v: Verdict) -> u8 {
-    match v {
-        Verdict::Ok => 0,
-        Verdict::Expected => 1,
-        Verdict::LabError | Verdict::ProgramError => 2,
-        Verdict::Violation => 3,
-    }
-}
-
 /// `wK` → K; a mark ([`log_mark`]) or an unnamed ack → None.
 fn writer_number(w: &Writer) -> Option<u32> {
     match w {
@@ -238,6 +228,7 @@ fn acked_by_writer(state: &CrashState) -> BTreeMap<u32, u64> {
     out
 }
 
+/// A variant as rows and evidence name it (`keep-all`, `lose-all`, `tear-last`, `random:…`).
 pub fn variant_name(v: Variant) -> String {
     match v {
         Variant::KeepAll => "keep-all".into(),
@@ -402,7 +393,7 @@ fn check_states(
             checked.cuts_in_checkpoint += 1;
         }
         *counts.entry(v.outcome).or_default() += 1;
-        let r = (rank(verdict), v.outcome);
+        let r = (verdict.severity(), v.outcome);
         if worst_rank.is_none_or(|w| r > w) {
             worst_rank = Some(r);
             checked.outcome = v.outcome;

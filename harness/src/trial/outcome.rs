@@ -79,6 +79,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// How bad, for picking a trial's worst crash state: violation > lab or program error >
+    /// expected > ok.
+    pub fn severity(self) -> u8 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::Expected => 1,
+            Verdict::LabError | Verdict::ProgramError => 2,
+            Verdict::Violation => 3,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",

@@ -22,6 +22,7 @@ use super::states::{self, StateRow};
 use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
 use crate::faults::preload::{self as recorder, RecorderEnv};
+use crate::faults::recorded::cut_name;
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
@@ -196,31 +197,6 @@ fn blind_spots(log: &Log) -> Vec<String> {
     out
 }
 
-/// The name of a cut: `cut=op 123/456 (sync 17) lose-all`.
-pub(crate) fn cut_name(log: &Log, state: &CrashState) -> String {
-    let total = log.ops.last().map_or(0, |o| o.seq);
-    let syncs = log
-        .ops
-        .iter()
-        .take_while(|o| o.seq <= state.cut.after)
-        .filter(|o| o.errno == 0 && matches!(&o.kind, OpKind::Sync { how, .. } if how.is_durable()))
-        .count();
-    format!(
-        "cut=op {}/{total} (sync {syncs}) {}",
-        state.cut.after,
-        variant_name(state.variant)
-    )
-}
-
-pub(crate) fn variant_name(v: Variant) -> String {
-    match v {
-        Variant::KeepAll => "keep-all".into(),
-        Variant::LoseAll => "lose-all".into(),
-        Variant::TearLast => "tear-last".into(),
-        Variant::Random { seed } => format!("random:{seed:016x}"),
-    }
-}
-
 /// What the rules need of a variant saved by name in evidence (`keep-all`, `lose-all`, …): whether
 /// it kept everything (a process crash) or is a power cut (any other stands for all of them).
 pub(crate) fn variant_class(name: &str) -> Variant {
@@ -228,15 +204,6 @@ pub(crate) fn variant_class(name: &str) -> Variant {
         Variant::KeepAll
     } else {
         Variant::LoseAll
-    }
-}
-
-fn verdict_rank(v: Verdict) -> u8 {
-    match v {
-        Verdict::Ok => 0,
-        Verdict::Expected => 1,
-        Verdict::LabError | Verdict::ProgramError => 2,
-        Verdict::Violation => 3,
     }
 }
 
@@ -642,7 +609,7 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
             if check.engine_version.is_some() {
                 out.engine_version.clone_from(&check.engine_version);
             }
-            let rank = verdict_rank(row.verdict);
+            let rank = row.verdict.severity();
             out.rows.push(row);
             if out
                 .worst

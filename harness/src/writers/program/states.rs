@@ -229,7 +229,7 @@ pub fn save_evidence(
         acks: recording.acks.to_vec(),
         crash_state: Some(super::evidence::CrashStateNote {
             cut: state.cut.after,
-            variant: super::recorded::variant_name(state.variant),
+            variant: crate::faults::recorded::variant_name(state.variant),
             state_hash: format!("{:016x}", state.hash),
             hardware_as_documented: exec
                 .fault

@@ -122,7 +122,8 @@ pub fn save(
         run: spec.clone(),
     };
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    write_no_follow(&dir.join("trial.json"), json.as_bytes())?;
+    // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
+    crate::output::out_dir::write_whole(&dir.join("trial.json"), json.as_bytes())?;
     Ok(dir)
 }
 

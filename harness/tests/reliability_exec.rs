@@ -1,0 +1,129 @@
+//! The harness under faults of its own, the exec side (issue 20 R2, R3, R4, R12, R19): a full
+//! results disk mid-trial, a killed probe, a full scratch disk under a program, a program that
+//! escapes the kill with `setsid()`, and evidence capped in bytes. Real processes, real files, a
+//! real tmpfs (root or passwordless sudo; never skipped).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// `program` as root: directly when this process is root, else through `sudo -n` (CI runners).
+fn as_root(program: &str) -> std::process::Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        std::process::Command::new(program)
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}
+
+/// A small tmpfs (mode 1777), unmounted when dropped: a real full file system, ENOSPC and all.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn new(parent: &Path, name: &str, size: &str) -> Tmpfs {
+        let path = parent.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let o = as_root("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777")])
+            .arg("tmpfs")
+            .arg(&path)
+            .output()
+            .expect("mount(8) is installed");
+        assert!(
+            o.status.success(),
+            "mounting a {size} tmpfs at {} needs root (CAP_SYS_ADMIN) or passwordless sudo; run the tests as root or give sudo: {}",
+            path.display(),
+            text(&o.stderr)
+        );
+        Tmpfs { path }
+    }
+
+    /// Empties the file system, then fills it to leave about `free_kib` free.
+    fn fill_leaving(&self, free_kib: u64) {
+        for e in std::fs::read_dir(&self.path).unwrap().flatten() {
+            let p = e.path();
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+        let st = nix::sys::statvfs::statvfs(&self.path).unwrap();
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        let fill = free.saturating_sub(free_kib * 1024);
+        std::fs::write(self.path.join("filler"), vec![0u8; fill as usize]).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = as_root("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// R4: the results disk fills while a trial's note is written. The trial in flight when the run
+/// stops (drained, never given a row) wrote its note into a full OUT: a 0-byte `trial.json` that
+/// looked like evidence. Notes are written to a temporary name and renamed, so each is whole or
+/// absent, and no temporary file is left.
+#[test]
+fn a_full_out_never_leaves_a_torn_trial_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::new(tmp.path(), "results", "1m");
+    // A program that fails at once: its evidence is the note alone (no database, empty stderr and
+    // stdout), so the disk fills exactly at a `trial.json`. Free space in whole pages: one of
+    // these leaves room for the run's own files and a note or two, then none.
+    let mut stopped = 0;
+    for free_kib in [8, 12, 16, 20] {
+        disk.fill_leaving(free_kib);
+        let out = disk.path.join("out");
+        let o = torture()
+            .args(["exec", "-n", "6", "-j", "1", "--seed", "1", "--no-progress"])
+            .args(["--kill-after", "50ms..60ms", "--out"])
+            .arg(&out)
+            .args(["--", "sh", "-c", "exit 1"])
+            .output()
+            .unwrap();
+        let err = text(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        if o.status.code() == Some(3) && err.contains("cannot save the evidence") {
+            stopped += 1;
+        }
+        for p in walk(&out) {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                !name.contains("tmp-write"),
+                "{free_kib} KiB free: a stale {}",
+                p.display()
+            );
+            if name == "trial.json" {
+                let t = std::fs::read_to_string(&p).unwrap_or_default();
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&t).is_ok(),
+                    "{free_kib} KiB free: {} is torn ({} bytes): {err}",
+                    p.display(),
+                    t.len()
+                );
+            }
+        }
+    }
+    assert!(
+        stopped >= 2,
+        "the disk filled at a note in most sizes ({stopped} of 4)"
+    );
+}

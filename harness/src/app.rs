@@ -485,7 +485,11 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .permissions(private_dir())
             .tempdir_in(&opts.work_base)
             .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
-            .and_then(|d| crate::writers::program::probe_recording(&mut exec, d.path(), timeout));
+            .and_then(|d| {
+                // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
+                let _ = scheduler::claim(d.path());
+                crate::writers::program::probe_recording(&mut exec, d.path(), timeout)
+            });
         match probed {
             Ok(line) => eprintln!("torture: {line}"),
             Err((code, e)) => {

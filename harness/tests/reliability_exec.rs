@@ -7,6 +7,8 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// `program` as root: directly when this process is root, else through `sudo -n` (CI runners).
 fn as_root(program: &str) -> std::process::Command {
@@ -125,5 +127,79 @@ fn a_full_out_never_leaves_a_torn_trial_json() {
     assert!(
         stopped >= 2,
         "the disk filled at a note in most sizes ({stopped} of 4)"
+    );
+}
+
+/// The `torture-*` folders left in `dir`.
+fn scratch_left(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("torture-"))
+        .collect()
+}
+
+/// Waits (up to a minute) until `dir` holds a folder named `prefix*` with `inner` in it.
+fn wait_for_folder(dir: &Path, prefix: &str, inner: &str) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = std::fs::read_dir(dir).unwrap().flatten().find(|e| {
+            e.file_name().to_string_lossy().starts_with(prefix) && e.path().join(inner).exists()
+        });
+        if let Some(e) = found {
+            return e.path();
+        }
+        assert!(Instant::now() < deadline, "no {prefix}* folder appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// R2: `kill -9` of the parent while `exec --fault` probes the program left `D/torture-probe-*`
+/// with no owner file, and no later run swept it. The probe folder is claimed like a run's.
+#[test]
+fn a_killed_probe_leaves_a_folder_the_next_run_sweeps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let marker = format!("TORTURE_TEST_R2={}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    // A program that writes nothing and waits: the probe waits for it, so the kill lands in it.
+    let mut child = torture()
+        .env(k, v)
+        .args(["exec", "--fault", "power-loss", "-n", "1", "--no-progress"])
+        .args(["--calibration-timeout", "120s", "--dir"])
+        .arg(&scratch)
+        .arg("--out")
+        .arg(tmp.path().join("killed"))
+        .args([
+            "--",
+            "python3",
+            "-c",
+            "import sys, time; time.sleep(120)",
+            "{db}",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let probe = wait_for_folder(&scratch, "torture-probe-", "db");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_orphans(&marker);
+    assert!(probe.exists(), "the killed run left {}", probe.display());
+    let o = run(&[
+        "-n",
+        "2",
+        "--no-progress",
+        "--dir",
+        scratch.to_str().unwrap(),
+        "--out",
+        tmp.path().join("next").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(
+        scratch_left(&scratch).is_empty(),
+        "swept: {:?}",
+        scratch_left(&scratch)
     );
 }

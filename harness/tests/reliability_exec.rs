@@ -203,3 +203,65 @@ fn a_killed_probe_leaves_a_folder_the_next_run_sweeps() {
         scratch_left(&scratch)
     );
 }
+
+/// A program that fills its disk with 64 KiB commits and fails when the disk is full (the
+/// traceback it prints goes to a stderr file on that same full disk).
+const FILLER: &str = r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE IF NOT EXISTS t(x)")
+c.commit()
+for i in range(1, 1000000):
+    c.execute("INSERT INTO t VALUES (zeroblob(65536))")
+    c.commit()
+    print("ack", i, flush=True)
+"#;
+
+/// R3: on a full `--dir`, an exec run recorded `worker-error` rows ("exited with status 1 before
+/// the kill:", an empty stderr, which the full disk had swallowed) that resume never redid. It
+/// stops with exit 3 and the disk-full line, as the built-in path does, and records no such row.
+#[test]
+fn a_full_dir_stops_an_exec_run_with_the_disk_full_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::new(tmp.path(), "scratch", "3m");
+    let program = tmp.path().join("filler.py");
+    std::fs::write(&program, FILLER).unwrap();
+    let out = tmp.path().join("out");
+    // The kill comes long after the program has filled the disk: no race with the kill time.
+    let o = torture()
+        .args(["exec", "-n", "4", "-j", "1", "--seed", "1", "--no-progress"])
+        .args([
+            "--kill-after",
+            "20s..30s",
+            "--trial-timeout",
+            "60s",
+            "--dir",
+        ])
+        .arg(&disk.path)
+        .arg("--out")
+        .arg(&out)
+        .arg("--")
+        .arg("python3")
+        .arg(&program)
+        .arg("{db}")
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
+    let line = err
+        .lines()
+        .find(|l| l.contains("scratch disk is full"))
+        .unwrap_or_else(|| panic!("a line about the full disk: {err}"));
+    assert!(
+        line.contains(disk.path.to_str().unwrap()) && line.contains("--resume"),
+        "{line}"
+    );
+    if out.join("trials.csv").exists() {
+        let bad: Vec<Row> = rows(&out)
+            .into_iter()
+            .filter(|r| r["outcome"] == "worker-error")
+            .collect();
+        assert!(bad.is_empty(), "rows resume would not redo: {bad:?}");
+    }
+}

@@ -77,6 +77,19 @@ pub fn scratch_full(record: &TrialRecord, fault: Fault, dir: &Path) -> Option<St
     })
 }
 
+/// What to say of a program that failed with an empty stderr while the scratch disk under `dir` is
+/// full: its stderr file is on that disk too, so its own words ("database or disk is full") were
+/// lost, and the failure is the lab's full disk. `None` when the disk has room.
+pub fn silent_failure_note(dir: &Path) -> Option<String> {
+    let free = free_bytes(dir)?;
+    (free < LOW_SPACE).then(|| {
+        format!(
+            "(its stderr is empty: No space left on the scratch disk, {} free)",
+            human(free)
+        )
+    })
+}
+
 fn first_error(detail: &str) -> &str {
     let s = detail.split("; ").next().unwrap_or(detail);
     &s[..s.floor_char_boundary(160)]

@@ -151,6 +151,14 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
         Ok(v) => v,
         Err(e) => return refuse(&e),
     };
+    // A folder trimmed by --max-evidence-bytes lacks files a re-check compares: never a verdict.
+    if let Some(dropped) = crate::trial::evidence::dropped_for_recheck(&value) {
+        return usage_error(&format!(
+            "replay: {} was trimmed by --max-evidence-bytes (dropped {}), so it cannot be re-checked; run the trial again with a larger --max-evidence-bytes",
+            failure.display(),
+            printable(&dropped)
+        ));
+    }
     if value.get("kind").and_then(|k| k.as_str()) == Some("exec") {
         // A program's timing is its own: an exec trial is re-checked on its saved files instead.
         return crate::writers::program::recheck(failure, named);

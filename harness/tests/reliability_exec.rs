@@ -265,3 +265,170 @@ fn a_full_dir_stops_an_exec_run_with_the_disk_full_line() {
         assert!(bad.is_empty(), "rows resume would not redo: {bad:?}");
     }
 }
+
+/// The folders under `OUT/failures`, by iteration.
+fn failure_folders(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("failures"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter(|p| p.is_file())
+        .map(|p| p.metadata().unwrap().len())
+        .sum()
+}
+
+/// R19 / issue 18 item 4: the expected losses of a control keep one example per profile ×
+/// workload × fault; every other such row names that example.
+#[test]
+fn expected_losses_keep_one_example_per_group_and_their_rows_point_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("controls");
+    let o = run(&[
+        "-p",
+        "off-off,memory-off",
+        "-n",
+        "60",
+        "--seed",
+        "2",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let all = rows(&out);
+    let failed: Vec<&Row> = all.iter().filter(|r| r["outcome"] != "intact").collect();
+    assert!(failed.len() > 4, "the controls fail often enough");
+    assert!(failed.iter().all(|r| r["verdict"] == "expected"));
+    let groups: std::collections::BTreeSet<&str> =
+        failed.iter().map(|r| r["profile"].as_str()).collect();
+    let folders = failure_folders(&out);
+    assert_eq!(folders.len(), groups.len(), "one example each: {folders:?}");
+    for r in &failed {
+        if folders.contains(&r["iteration"]) {
+            continue;
+        }
+        let example = r["detail"]
+            .rsplit("failures/")
+            .next()
+            .and_then(|t| t.split(',').next())
+            .unwrap_or_else(|| panic!("the row names its example: {r:?}"));
+        assert!(folders.contains(&example.to_string()), "{r:?}");
+        let note = out.join("failures").join(example).join("trial.json");
+        let t = std::fs::read_to_string(note).unwrap();
+        assert!(t.contains(&format!("\"profile\": \"{}\"", r["profile"])));
+    }
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{} repeated expected loss(es) kept none",
+            failed.len() - groups.len()
+        )),
+        "{stdout}"
+    );
+}
+
+/// R19: evidence is capped in bytes per trial (a quarter of `--max-evidence-bytes`): the folder
+/// loses its biggest files, `trial.json` lists them, and `torture replay` refuses the folder
+/// with one line (exit 2) instead of a verdict on missing files.
+#[test]
+fn a_trial_over_the_byte_cap_keeps_its_note_and_replay_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("capped");
+    let o = run(&[
+        "--fault",
+        "power-loss",
+        "-p",
+        "delete-off",
+        "-n",
+        "4",
+        "--seed",
+        "3",
+        "--max-evidence-bytes",
+        "40k",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let folders = failure_folders(&out);
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let folder = out.join("failures").join(&folders[0]);
+    assert!(bytes_under(&folder) <= 12 << 10, "about 10 KiB per trial");
+    let note: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("trial.json")).unwrap()).unwrap();
+    let dropped: Vec<&str> = note["dropped"]
+        .as_array()
+        .expect("trial.json lists what the cap dropped")
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        dropped.iter().any(|d| d.starts_with("trial.db (")),
+        "{dropped:?}"
+    );
+    assert!(text(&o.stdout).contains("--max-evidence-bytes 40 KiB: 1 folder(s) trimmed"));
+    let o = torture().arg("replay").arg(&folder).output().unwrap();
+    let line = one_line_exit(&o, 2);
+    assert!(line.contains("--max-evidence-bytes"), "{line}");
+}
+
+/// R19: the whole run's evidence stays under `--max-evidence-bytes` (here failures a program
+/// makes, never `expected`, each with a 200 KiB database).
+#[test]
+fn a_run_keeps_no_more_evidence_than_its_byte_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run-cap");
+    let o = torture()
+        .args(["exec", "-n", "8", "-j", "1", "--seed", "1", "--no-progress"])
+        .args(["--kill-after", "20s..30s", "--trial-timeout", "60s"])
+        .args(["--max-evidence-bytes", "1M", "--out"])
+        .arg(&out)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "head -c 204800 /dev/zero > \"$1\"; exit 1",
+            "sh",
+            "{db}",
+        ])
+        .output()
+        .unwrap();
+    assert!(!text(&o.stderr).contains("panicked"), "{}", say(&o));
+    let failed = rows(&out)
+        .iter()
+        .filter(|r| r["outcome"] != "intact")
+        .count();
+    assert_eq!(failed, 8, "{}", say(&o));
+    assert!(
+        bytes_under(&out.join("failures")) <= (1 << 20) + (8 << 10),
+        "{} bytes kept",
+        bytes_under(&out.join("failures"))
+    );
+    let trimmed = failure_folders(&out)
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(out.join("failures").join(f).join("trial.json"))
+                .unwrap()
+                .contains("\"dropped\"")
+        })
+        .count();
+    assert!(
+        trimmed >= 2,
+        "the last trials lost their database: {trimmed}"
+    );
+    assert!(
+        text(&o.stdout).contains("of evidence dropped"),
+        "{}",
+        say(&o)
+    );
+}

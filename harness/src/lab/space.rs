@@ -30,6 +30,31 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// A size as people write it: `1G`, `512M`, `300k`, `2GiB`, `1000000` (bytes); binary units.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => u32::MAX,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1u64.checked_shl(shift)?))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a size; give bytes or a number with K, M, G or T, e.g. 500M or 2G"
+            )
+        })
+}
+
 /// True for an I/O error that means "no space": ENOSPC, EDQUOT, EFBIG.
 pub fn is_no_space(e: &std::io::Error) -> bool {
     matches!(
@@ -105,6 +130,13 @@ mod tests {
         assert_eq!(human(300 << 10), "300 KiB");
         assert_eq!(human(3 << 19), "1.5 MiB");
         assert!(free_bytes(Path::new("/")).is_some());
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("300k"), Ok(300 << 10));
+        assert_eq!(parse_bytes("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        for bad in ["", "-1", "1.5G", "12X", "99999999999T", "G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
         assert!(is_no_space(&std::io::Error::from_raw_os_error(
             libc::ENOSPC
         )));

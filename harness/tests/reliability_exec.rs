@@ -432,3 +432,81 @@ fn a_run_keeps_no_more_evidence_than_its_byte_cap() {
         say(&o)
     );
 }
+
+/// A program that double-forks a process into a session of its own (`setsid()`), out of the
+/// process group the lab kills; that process keeps writing the database for minutes. The program
+/// itself writes and acknowledges commits.
+const ESCAPER: &str = r#"
+import os, sqlite3, sys, time
+db = sys.argv[1]
+c = sqlite3.connect(db)
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE IF NOT EXISTS t(seq INTEGER)")
+c.commit()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        e = sqlite3.connect(db, timeout=30)
+        for _ in range(30000):
+            e.execute("INSERT INTO t VALUES (-1)")
+            e.commit()
+            time.sleep(0.01)
+    os._exit(0)
+for i in range(1, 100000):
+    c.execute("INSERT INTO t VALUES (?)", (i,))
+    c.commit()
+    print("ack", i, flush=True)
+    time.sleep(0.002)
+"#;
+
+/// R12: a program whose child calls `setsid()` escaped the kill: its trials were "intact" while
+/// the escaped process still wrote the database, and it outlived torture. The lab, subreaper of
+/// the program's processes, kills and reaps every process that came back to it before the check,
+/// and the row says so.
+#[test]
+fn a_process_that_leaves_the_group_with_setsid_is_killed_before_the_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let program = tmp.path().join("escaper.py");
+    std::fs::write(&program, ESCAPER).unwrap();
+    let out = tmp.path().join("out");
+    let marker = format!("TORTURE_TEST_R12={}", std::process::id());
+    let (k, v) = marker.split_once('=').unwrap();
+    let o = torture()
+        .env(k, v)
+        .args(["exec", "-n", "3", "-j", "1", "--seed", "1", "--no-progress"])
+        .args(["--kill-after", "300ms..500ms"])
+        .args(["--recovered-sql", "SELECT max(seq) FROM t", "--out"])
+        .arg(&out)
+        .arg("--")
+        .arg("python3")
+        .arg(&program)
+        .arg("{db}")
+        .output()
+        .unwrap();
+    // Whatever the lab left running is still here now that torture has exited.
+    let left = processes_with(&marker);
+    for &p in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        left.is_empty(),
+        "processes outlived torture: {left:?}\n{}",
+        say(&o)
+    );
+    assert!(!text(&o.stderr).contains("panicked"), "{}", say(&o));
+    let all = rows(&out);
+    assert_eq!(all.len(), 3, "{}", say(&o));
+    for r in &all {
+        // Never a silent "intact": either the escapee was killed before the check and the row
+        // says so, or the trial was not judged.
+        assert!(
+            r["detail"]
+                .contains("left its process group (setsid) and were killed before the check")
+                || r["outcome"] == "worker-error",
+            "{r:?}"
+        );
+    }
+}

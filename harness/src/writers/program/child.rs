@@ -410,6 +410,21 @@ pub(crate) struct Run {
     pub kill_one_note: Option<String>,
     /// A process of the run still alive after the reaping gave up (uninterruptible sleep).
     pub lingering: Option<String>,
+    /// Processes that had left the program's process groups (`setsid()`), found alive and
+    /// killed before the check (issue 20 R12).
+    pub escaped: usize,
+}
+
+impl Run {
+    /// The row's words for processes that left the program's process group, if any did.
+    pub fn escaped_note(&self) -> Option<String> {
+        (self.escaped > 0).then(|| {
+            format!(
+                "{} process(es) of the program had left its process group (setsid) and were killed before the check",
+                self.escaped
+            )
+        })
+    }
 }
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
@@ -543,6 +558,11 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     // Grandchildren whose parent dies (the sqlite3 shell of a killed pipeline) come back to us, so
     // the lab can wait for them before it looks at the files.
     process::become_subreaper();
+    // Children the program has no part in (a checker the slot keeps): never the program's escapees.
+    let known: Vec<Pid> = process::children().into_iter().map(|c| c.pid).collect();
+    let mut mark = b"TORTURE_DB=".to_vec();
+    mark.extend_from_slice(launch.db.as_os_str().as_encoded_bytes());
+    let known = (known, mark);
     let started = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for i in 0..launch.instances.max(1) {
@@ -552,7 +572,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                 for p in &mut procs {
                     p.kill();
                 }
-                finish_all(&mut procs);
+                finish_all(&mut procs, &known);
                 return Err(e);
             }
         }
@@ -643,7 +663,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                         for p in &mut procs {
                             p.kill();
                         }
-                        finish_all(&mut procs);
+                        finish_all(&mut procs, &known);
                         return Err(format!("waiting for the program: {e}"));
                     }
                 }
@@ -659,7 +679,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     for p in &mut procs {
         p.kill();
     }
-    let leftover = finish_all(&mut procs);
+    let (leftover, escaped) = finish_all(&mut procs, &known);
     if let Some(w) = &mut watcher {
         w.look(ran_for);
     }
@@ -716,6 +736,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         kth_ack_at,
         kill_one_note,
         lingering: leftover,
+        escaped,
     })
 }
 
@@ -763,7 +784,7 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
 /// Reaps every instance's leader, then waits until no process of their groups is left (the
 /// grandchildren come back to us as their subreaper). Says which group still lived when the lab
 /// gave up.
-fn finish_all(procs: &mut [Proc]) -> Option<String> {
+fn finish_all(procs: &mut [Proc], known: &(Vec<Pid>, Vec<u8>)) -> (Option<String>, usize) {
     let mut left = Vec::new();
     for p in procs.iter_mut() {
         if p.status.is_none() {
@@ -780,13 +801,21 @@ fn finish_all(procs: &mut [Proc]) -> Option<String> {
             left.push(p.group.to_string());
         }
     }
-    (!left.is_empty()).then(|| {
+    // A process that left the group (setsid) came back to us when its parent died: it must not
+    // write while the lab checks the database either.
+    let (escaped, all_gone) =
+        process::kill_escaped(&known.0, &known.1, Instant::now() + REAP_PATIENCE);
+    if !all_gone {
+        left.push("outside the program's process group (setsid)".to_string());
+    }
+    let leftover = (!left.is_empty()).then(|| {
         format!(
             "process group(s) {} still had a live process {:?} after the kill",
             left.join(", "),
             REAP_PATIENCE
         )
-    })
+    });
+    (leftover, escaped)
 }
 
 /// How long the lab waits for the last process of a killed group to be gone.

@@ -248,7 +248,8 @@ pub(crate) fn conclude(
     };
     let garbled = launched.as_ref().ok().and_then(|r| r.said.garbled_note());
     let kill_one = launched.as_ref().ok().and_then(|r| r.kill_one_note.clone());
-    for note in [kill_one, garbled].into_iter().flatten() {
+    let escaped = launched.as_ref().ok().and_then(|r| r.escaped_note());
+    for note in [kill_one, garbled, escaped].into_iter().flatten() {
         detail = if detail.is_empty() {
             note
         } else {

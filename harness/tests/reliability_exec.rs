@@ -96,7 +96,14 @@ fn a_full_out_never_leaves_a_torn_trial_json() {
         let out = disk.path.join("out");
         let o = torture()
             .args(["exec", "-n", "6", "-j", "1", "--seed", "1", "--no-progress"])
-            .args(["--kill-after", "50ms..60ms", "--out"])
+            // It exits long before the kill, however loaded the machine.
+            .args([
+                "--kill-after",
+                "20s..30s",
+                "--trial-timeout",
+                "60s",
+                "--out",
+            ])
             .arg(&out)
             .args(["--", "sh", "-c", "exit 1"])
             .output()
@@ -435,7 +442,7 @@ fn a_run_keeps_no_more_evidence_than_its_byte_cap() {
 
 /// A program that double-forks a process into a session of its own (`setsid()`), out of the
 /// process group the lab kills; that process keeps writing the database for minutes. The program
-/// itself writes and acknowledges commits.
+/// itself then writes and acknowledges commits.
 const ESCAPER: &str = r#"
 import os, sqlite3, sys, time
 db = sys.argv[1]
@@ -443,7 +450,8 @@ c = sqlite3.connect(db)
 c.execute("PRAGMA journal_mode=WAL")
 c.execute("CREATE TABLE IF NOT EXISTS t(seq INTEGER)")
 c.commit()
-if os.fork() == 0:
+first = os.fork()
+if first == 0:
     os.setsid()
     if os.fork() == 0:
         e = sqlite3.connect(db, timeout=30)
@@ -452,6 +460,8 @@ if os.fork() == 0:
             e.commit()
             time.sleep(0.01)
     os._exit(0)
+# The escapee exists once its parent has exited: only then the first ack.
+os.waitpid(first, 0)
 for i in range(1, 100000):
     c.execute("INSERT INTO t VALUES (?)", (i,))
     c.commit()
@@ -474,7 +484,8 @@ fn a_process_that_leaves_the_group_with_setsid_is_killed_before_the_check() {
     let o = torture()
         .env(k, v)
         .args(["exec", "-n", "3", "-j", "1", "--seed", "1", "--no-progress"])
-        .args(["--kill-after", "300ms..500ms"])
+        // Killed after the 3rd to 5th ack: the escapee is alive by then, however slow the machine.
+        .args(["--kill-after", "3..5"])
         .args(["--recovered-sql", "SELECT max(seq) FROM t", "--out"])
         .arg(&out)
         .arg("--")

@@ -559,10 +559,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     // the lab can wait for them before it looks at the files.
     process::become_subreaper();
     // Children the program has no part in (a checker the slot keeps): never the program's escapees.
-    let known: Vec<Pid> = process::children().into_iter().map(|c| c.pid).collect();
-    let mut mark = b"TORTURE_DB=".to_vec();
-    mark.extend_from_slice(launch.db.as_os_str().as_encoded_bytes());
-    let known = (known, mark);
+    let known = Escapees::before_the_run(launch.db);
     let started = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for i in 0..launch.instances.max(1) {
@@ -781,10 +778,29 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
     })
 }
 
+/// How the processes that leave the program's process groups are told from the lab's own
+/// children: not among the children before the run (a checker the slot keeps), and out of this
+/// process's session or with the trial's `TORTURE_DB` in their environment.
+struct Escapees {
+    children: Vec<Pid>,
+    env: Vec<u8>,
+}
+
+impl Escapees {
+    fn before_the_run(db: &Path) -> Escapees {
+        let mut env = b"TORTURE_DB=".to_vec();
+        env.extend_from_slice(db.as_os_str().as_encoded_bytes());
+        Escapees {
+            children: process::children().into_iter().map(|c| c.pid).collect(),
+            env,
+        }
+    }
+}
+
 /// Reaps every instance's leader, then waits until no process of their groups is left (the
 /// grandchildren come back to us as their subreaper). Says which group still lived when the lab
 /// gave up.
-fn finish_all(procs: &mut [Proc], known: &(Vec<Pid>, Vec<u8>)) -> (Option<String>, usize) {
+fn finish_all(procs: &mut [Proc], known: &Escapees) -> (Option<String>, usize) {
     let mut left = Vec::new();
     for p in procs.iter_mut() {
         if p.status.is_none() {
@@ -804,7 +820,7 @@ fn finish_all(procs: &mut [Proc], known: &(Vec<Pid>, Vec<u8>)) -> (Option<String
     // A process that left the group (setsid) came back to us when its parent died: it must not
     // write while the lab checks the database either.
     let (escaped, all_gone) =
-        process::kill_escaped(&known.0, &known.1, Instant::now() + REAP_PATIENCE);
+        process::kill_escaped(&known.children, &known.env, Instant::now() + REAP_PATIENCE);
     if !all_gone {
         left.push("outside the program's process group (setsid)".to_string());
     }

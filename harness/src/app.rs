@@ -8,7 +8,7 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
-use crate::lab::scheduler;
+use crate::lab::{scheduler, space};
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
@@ -496,7 +496,16 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .and_then(|d| {
                 // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
                 let _ = scheduler::claim(d.path());
-                crate::writers::program::probe_recording(&mut exec, d.path(), timeout)
+                crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
+                    |(code, e)| match space::scratch_full_before_the_run(
+                        d.path(),
+                        &opts.work_base,
+                        &e,
+                    ) {
+                        Some(full) => (exit_code::LAB_ERROR, full),
+                        None => (code, e),
+                    },
+                )
             });
         match probed {
             Ok(line) => eprintln!("torture: {line}"),
@@ -528,7 +537,16 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 calibration_held = c.held.clone();
                 exec = exec.with_calibration(&c);
             }
-            Err(e) => return usage_error(&e),
+            Err(e) => {
+                return match space::scratch_full_before_the_run(scratch.path(), &opts.work_base, &e)
+                {
+                    Some(full) => {
+                        eprintln!("torture: {full}");
+                        exit_code::LAB_ERROR
+                    }
+                    None => usage_error(&e),
+                }
+            }
         }
     }
     if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {

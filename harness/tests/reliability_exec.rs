@@ -271,6 +271,28 @@ fn a_full_dir_stops_an_exec_run_with_the_disk_full_line() {
             .collect();
         assert!(bad.is_empty(), "rows resume would not redo: {bad:?}");
     }
+    // Calibrated (no --kill-after): the uninterrupted run fills the disk; the lab's failure too
+    // (it was a usage error, exit 2), and no scratch folder is left.
+    std::fs::remove_dir_all(&out).unwrap();
+    let o = torture()
+        .args(["exec", "-n", "2", "-j", "1", "--seed", "1", "--no-progress"])
+        .args(["--calibration-timeout", "60s", "--dir"])
+        .arg(&disk.path)
+        .arg("--out")
+        .arg(&out)
+        .arg("--")
+        .arg("python3")
+        .arg(&program)
+        .arg("{db}")
+        .output()
+        .unwrap();
+    let line = one_line_exit(&o, 3);
+    assert!(
+        line.contains("scratch disk is full") && line.contains(disk.path.to_str().unwrap()),
+        "{line}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&disk.path).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// The folders under `OUT/failures`, by iteration.

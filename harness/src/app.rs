@@ -8,8 +8,8 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
-use crate::lab::scheduler;
 use crate::lab::space::private_dir;
+use crate::lab::{scheduler, space};
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
@@ -153,6 +153,14 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
         Ok(v) => v,
         Err(e) => return refuse(&e),
     };
+    // A folder trimmed by --max-evidence-bytes lacks files a re-check compares: never a verdict.
+    if let Some(dropped) = crate::trial::evidence::dropped_for_recheck(&value) {
+        return usage_error(&format!(
+            "replay: {} was trimmed by --max-evidence-bytes (dropped {}), so it cannot be re-checked; run the trial again with a larger --max-evidence-bytes",
+            failure.display(),
+            printable(&dropped)
+        ));
+    }
     if value.get("kind").and_then(|k| k.as_str()) == Some("exec") {
         // A program's timing is its own: an exec trial is re-checked on its saved files instead.
         return crate::writers::program::recheck(failure, named);
@@ -472,7 +480,20 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .permissions(private_dir())
             .tempdir_in(&opts.work_base)
             .map_err(|e| (exit_code::USAGE, format!("cannot make a probe folder: {e}")))
-            .and_then(|d| crate::writers::program::probe_recording(&mut exec, d.path(), timeout));
+            .and_then(|d| {
+                // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
+                let _ = scheduler::claim(d.path());
+                crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
+                    |(code, e)| match space::scratch_full_before_the_run(
+                        d.path(),
+                        &opts.work_base,
+                        &e,
+                    ) {
+                        Some(full) => (exit_code::LAB_ERROR, full),
+                        None => (code, e),
+                    },
+                )
+            });
         match probed {
             Ok(line) => eprintln!("torture: {line}"),
             Err((code, e)) => {
@@ -503,7 +524,16 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 calibration_held = c.held.clone();
                 exec = exec.with_calibration(&c);
             }
-            Err(e) => return usage_error(&e),
+            Err(e) => {
+                return match space::scratch_full_before_the_run(scratch.path(), &opts.work_base, &e)
+                {
+                    Some(full) => {
+                        eprintln!("torture: {full}");
+                        exit_code::LAB_ERROR
+                    }
+                    None => usage_error(&e),
+                }
+            }
         }
     }
     if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {

@@ -292,6 +292,13 @@ pub struct CommonArgs {
     #[arg(help_heading = "Output", long, default_value_t = 100)]
     pub max_evidence: u64,
 
+    /// Keep at most this many bytes of evidence in the whole run (e.g. 500M, 2G; 0 keeps none),
+    /// and at most a quarter of it per trial: a larger folder loses its biggest files first, and
+    /// its trial.json lists them. A repeated expected loss (same profile × workload × fault)
+    /// keeps no folder: the first is the group's example.
+    #[arg(help_heading = "Output", long, default_value = "1G", allow_negative_numbers = true, value_parser = crate::lab::space::parse_bytes)]
+    pub max_evidence_bytes: u64,
+
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(help_heading = "Output", long)]
     pub no_progress: bool,

@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub junit: Option<PathBuf>,
     /// Failed trials whose evidence is kept (`--max-evidence`).
     pub max_evidence: u64,
+    /// Bytes of evidence kept in the run (`--max-evidence-bytes`); a quarter of it per trial.
+    pub max_evidence_bytes: u64,
     /// Continue the run already in `out_dir`.
     pub resume: bool,
 }
@@ -200,6 +202,7 @@ impl RunOptions {
             progress: !common.no_progress && !common.quiet,
             junit: common.junit.clone(),
             max_evidence: common.max_evidence,
+            max_evidence_bytes: common.max_evidence_bytes,
             resume: false,
         })
     }
@@ -254,6 +257,7 @@ impl RunOptions {
         )
         .map_err(|e| usage(format!("--resume {}: {}", out.display(), e.0)))?;
         opts.max_evidence = args.max_evidence;
+        opts.max_evidence_bytes = args.max_evidence_bytes;
         Ok(opts)
     }
 
@@ -276,6 +280,7 @@ impl RunOptions {
             progress: !no_progress,
             junit,
             max_evidence: 100,
+            max_evidence_bytes: 1 << 30,
             resume,
         })
     }

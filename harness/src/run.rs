@@ -10,7 +10,8 @@ use crate::options::RunOptions;
 use crate::output::out_dir;
 use crate::output::progress::Progress;
 use crate::output::{junit, trials_csv, Summary, TrialsCsv};
-use crate::trial::outcome::Outcome;
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use std::path::Path;
 
 /// Runs `opts` and returns the exit code.
 pub fn run_validated(opts: RunOptions) -> i32 {
@@ -58,13 +59,17 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     // Evidence already kept: the folders of finished trials. A folder without a row belongs to a
     // trial that runs again, so it goes.
     let mut kept: u64 = 0;
+    let mut budget_left = EvidenceBudget::new(opts.max_evidence_bytes);
     for e in std::fs::read_dir(&failures_dir)
         .into_iter()
         .flatten()
         .flatten()
     {
         match e.file_name().to_string_lossy().parse::<u64>() {
-            Ok(i) if done.contains(&i) => kept += 1,
+            Ok(i) if done.contains(&i) => {
+                kept += 1;
+                budget_left.resumed(i, &e.path());
+            }
             _ => {
                 let _ = std::fs::remove_dir_all(e.path());
             }
@@ -129,7 +134,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     let mut stop: Option<String> = None;
     let mut never_fired: Vec<String> = Vec::new();
     let mut last_saved = started;
-    let result = scheduler::run(&opts, indices, deadline, &mut |record| {
+    let result = scheduler::run(&opts, indices, deadline, &mut |mut record| {
         let evidence = failures_dir.join(record.iteration.to_string());
         let halt = |stop: &mut Option<String>, msg: String| {
             let _ = std::fs::remove_dir_all(&evidence);
@@ -163,10 +168,15 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             }
             failures += 1;
             if evidence.is_dir() {
-                if kept < opts.max_evidence {
-                    kept += 1;
-                } else {
-                    let _ = std::fs::remove_dir_all(&evidence);
+                match budget_left.admit(&mut record, &evidence, kept < opts.max_evidence) {
+                    Ok(true) => kept += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        return halt(
+                            &mut stop,
+                            format!("cannot cap the evidence in {}: {e}", evidence.display()),
+                        )
+                    }
                 }
             }
         }
@@ -282,11 +292,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             println!(
                 "evidence:  {} ({kept} of {failures} failures kept{})",
                 failures_dir.display(),
-                if kept < failures {
-                    format!(", --max-evidence {}", opts.max_evidence)
-                } else {
-                    String::new()
-                }
+                budget_left.said(kept < failures, opts.max_evidence)
             );
         }
         if let Some(first) = never_fired.first() {
@@ -503,6 +509,130 @@ fn refused_out(out: &std::path::Path, e: &std::io::Error, fix: &str) -> Refused 
         )
     }
 }
+/// The evidence a run keeps, in bytes and in examples (issue 18 item 4, issue 20 R19): at most
+/// `--max-evidence-bytes` in the run and a quarter of it per trial, and one folder per
+/// profile × workload × fault whose losses are `expected` (a control's losses are all alike).
+struct EvidenceBudget {
+    max_bytes: u64,
+    kept_bytes: u64,
+    /// The first trial of each expected group with a folder: the group's example.
+    examples: std::collections::HashMap<(String, String, String), u64>,
+    /// Folders not kept because their group already has its example.
+    repeats: u64,
+    /// Folders not kept for `--max-evidence`.
+    over_count: u64,
+    /// Folders trimmed, and folders removed whole, for the byte cap.
+    trimmed: u64,
+    removed: u64,
+    dropped_bytes: u64,
+}
+
+impl EvidenceBudget {
+    fn new(max_bytes: u64) -> EvidenceBudget {
+        EvidenceBudget {
+            max_bytes,
+            kept_bytes: 0,
+            examples: Default::default(),
+            repeats: 0,
+            over_count: 0,
+            trimmed: 0,
+            removed: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    fn group(r: &TrialRecord) -> (String, String, String) {
+        (r.profile.clone(), r.workload.clone(), r.fault.clone())
+    }
+
+    /// Counts a folder kept by the run being resumed.
+    fn resumed(&mut self, iteration: u64, folder: &Path) {
+        self.kept_bytes += crate::trial::evidence::folder_bytes(folder);
+        let note = std::fs::read_to_string(folder.join("trial.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&note) {
+            if let Ok(r) = serde_json::from_value::<TrialRecord>(v["record"].clone()) {
+                if r.verdict == Verdict::Expected {
+                    self.examples.entry(Self::group(&r)).or_insert(iteration);
+                }
+            }
+        }
+    }
+
+    /// Keeps, trims or removes the evidence folder of the failed trial `record`; true when a
+    /// folder stays. A repeat of an expected loss says in its row where its group's example is.
+    fn admit(
+        &mut self,
+        record: &mut TrialRecord,
+        folder: &Path,
+        room: bool,
+    ) -> std::io::Result<bool> {
+        let example = (record.verdict == Verdict::Expected)
+            .then(|| {
+                *self
+                    .examples
+                    .entry(Self::group(record))
+                    .or_insert(record.iteration)
+            })
+            .filter(|&first| first != record.iteration);
+        if let Some(first) = example {
+            self.repeats += 1;
+            record.detail.push_str(&format!(
+                "; evidence: none kept, an expected loss like failures/{first}, its group's example"
+            ));
+        } else if !room {
+            self.over_count += 1;
+        }
+        if example.is_some() || !room {
+            self.dropped_bytes += crate::trial::evidence::folder_bytes(folder);
+            std::fs::remove_dir_all(folder)?;
+            return Ok(false);
+        }
+        let cap = (self.max_bytes / 4).min(self.max_bytes.saturating_sub(self.kept_bytes));
+        let c = crate::trial::evidence::cap_folder(folder, cap)?;
+        self.kept_bytes += c.kept_bytes;
+        self.dropped_bytes += c.dropped_bytes;
+        if c.removed {
+            self.removed += 1;
+        } else if !c.dropped.is_empty() {
+            self.trimmed += 1;
+        }
+        Ok(!c.removed)
+    }
+
+    /// The summary's words after "K of F failures kept".
+    fn said(&self, fewer: bool, max_evidence: u64) -> String {
+        let mut parts = Vec::new();
+        if self.repeats > 0 {
+            parts.push(format!(
+                "{} repeated expected loss(es) kept none: one example per profile × workload × fault",
+                self.repeats
+            ));
+        }
+        if self.over_count > 0 && fewer {
+            parts.push(format!(
+                "{} over --max-evidence {max_evidence}",
+                self.over_count
+            ));
+        }
+        if self.trimmed + self.removed > 0 {
+            parts.push(format!(
+                "--max-evidence-bytes {}: {} folder(s) trimmed (trial.json lists the files dropped), {} removed",
+                crate::lab::space::human(self.max_bytes),
+                self.trimmed,
+                self.removed
+            ));
+        }
+        if self.dropped_bytes > 0 {
+            parts.push(format!(
+                "{} of evidence dropped, {} kept",
+                crate::lab::space::human(self.dropped_bytes),
+                crate::lab::space::human(self.kept_bytes)
+            ));
+        }
+        parts.iter().map(|p| format!("; {p}")).collect()
+    }
+}
+
 #[cfg(test)]
 mod never_fired_tests {
     use super::fault_never_fired;

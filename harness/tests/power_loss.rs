@@ -96,6 +96,9 @@ fn journal_off_and_a_lying_disk_are_caught_with_their_evidence() {
     for r in &damaged {
         assert_ne!(r["outcome"], "intact");
         assert_eq!(r["verdict"], "expected");
+    }
+    // Expected losses keep one example (the first): issue 20 R19.
+    for r in damaged.iter().take(1) {
         let ev = out.join("failures").join(&r["iteration"]);
         assert!(
             ev.join("trial.db").is_file() && ev.join("ops.log").is_file(),

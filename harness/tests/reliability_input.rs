@@ -533,7 +533,10 @@ fn mkfifo(path: &std::path::Path) {
 /// A kill-at-op run of `off-off` (every trial loses something): its first failure folder.
 fn built_in_failure(tmp: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
     let out = out_dir(tmp, name);
+    // One slot: trial 0 is the first, the example folder of this expected loss (issue 20 R19).
     let o = run(&[
+        "-j",
+        "1",
         "-p",
         "off-off",
         "-n",

@@ -39,9 +39,12 @@ fn exec_run(cwd: &Path, out: &str, extra: &[&str]) -> Output {
     torture().current_dir(cwd).args(&args).output().unwrap()
 }
 
-/// A kill-at-op run of `off-off`: every trial loses something, so each keeps a failure folder.
+/// A kill-at-op run of `off-off`: every trial loses something; one slot, so trial 0 is the first
+/// and keeps the folder of this expected loss (one example per group, issue 20 R19).
 fn core_run(out: &Path) -> PathBuf {
     let o = run(&[
+        "-j",
+        "1",
         "-p",
         "off-off",
         "-n",

@@ -30,6 +30,31 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// A size as people write it: `1G`, `512M`, `300k`, `2GiB`, `1000000` (bytes); binary units.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => u32::MAX,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1u64.checked_shl(shift)?))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a size; give bytes or a number with K, M, G or T, e.g. 500M or 2G"
+            )
+        })
+}
+
 /// True for an I/O error that means "no space": ENOSPC, EDQUOT, EFBIG.
 pub fn is_no_space(e: &std::io::Error) -> bool {
     matches!(
@@ -77,6 +102,32 @@ pub fn scratch_full(record: &TrialRecord, fault: Fault, dir: &Path) -> Option<St
     })
 }
 
+/// What to say of a program that failed with an empty stderr while the scratch disk under `dir` is
+/// full: its stderr file is on that disk too, so its own words ("database or disk is full") were
+/// lost, and the failure is the lab's full disk. `None` when the disk has room.
+pub fn silent_failure_note(dir: &Path) -> Option<String> {
+    let free = free_bytes(dir)?;
+    (free < LOW_SPACE).then(|| {
+        format!(
+            "(its stderr is empty: No space left on the scratch disk, {} free)",
+            human(free)
+        )
+    })
+}
+
+/// The line for a probe or calibration of a program that failed while the scratch folder `dir`
+/// (under `--dir base`) was full, or `None` when the disk has room: then the failure is the
+/// program's, as it said.
+pub fn scratch_full_before_the_run(dir: &Path, base: &Path, failure: &str) -> Option<String> {
+    let free = free_bytes(dir).filter(|&f| f < LOW_SPACE)?;
+    Some(format!(
+        "the lab's scratch disk is full: --dir {} has {} free ({}); a full scratch disk is the lab's failure, not the program's; free space or point --dir at a larger file system",
+        base.display(),
+        human(free),
+        &failure[..failure.floor_char_boundary(400)]
+    ))
+}
+
 fn first_error(detail: &str) -> &str {
     let s = detail.split("; ").next().unwrap_or(detail);
     &s[..s.floor_char_boundary(160)]
@@ -98,6 +149,13 @@ mod tests {
         assert_eq!(human(300 << 10), "300 KiB");
         assert_eq!(human(3 << 19), "1.5 MiB");
         assert!(free_bytes(Path::new("/")).is_some());
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("300k"), Ok(300 << 10));
+        assert_eq!(parse_bytes("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        for bad in ["", "-1", "1.5G", "12X", "99999999999T", "G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
         assert!(is_no_space(&std::io::Error::from_raw_os_error(
             libc::ENOSPC
         )));

@@ -113,8 +113,115 @@ pub fn save(
         run: spec.clone(),
     };
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    write_no_follow(&dir.join("trial.json"), json.as_bytes())?;
+    // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
+    crate::output::out_dir::write_whole(&dir.join("trial.json"), json.as_bytes())?;
     Ok(dir)
+}
+
+/// Files of an evidence folder a re-check does without: the program's output and the operation
+/// log, for a person to read. A cap drops these first.
+const FOR_READING: [&str; 4] = ["stdout-tail", "stderr.txt", "ops.log", "faultfs.log.lock"];
+
+fn for_reading(relative: &str) -> bool {
+    FOR_READING.iter().any(|p| relative.starts_with(p))
+}
+
+/// What [`cap_folder`] did to an evidence folder.
+#[derive(Debug, Default)]
+pub struct Capped {
+    /// Bytes left in the folder.
+    pub kept_bytes: u64,
+    /// Bytes removed.
+    pub dropped_bytes: u64,
+    /// `name (size)` of each file removed, as `trial.json`'s `dropped` lists them.
+    pub dropped: Vec<String>,
+    /// Even the note was over the cap: the whole folder went.
+    pub removed: bool,
+}
+
+/// Every regular file under `dir`, as a path relative to it, with its size.
+fn files_under(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, u64)>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir.join(rel))? {
+        let e = e?;
+        let meta = e.path().symlink_metadata()?;
+        let r = rel.join(e.file_name());
+        if meta.is_dir() {
+            files_under(dir, &r, out)?;
+        } else if meta.is_file() {
+            out.push((r, meta.len()));
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of regular files under `dir` (0 when it is gone).
+pub fn folder_bytes(dir: &Path) -> u64 {
+    let mut files = Vec::new();
+    let _ = files_under(dir, Path::new(""), &mut files);
+    files.iter().map(|(_, n)| n).sum()
+}
+
+/// Brings the evidence folder `dir` under `cap` bytes (`--max-evidence-bytes`): the files a
+/// re-check does without go first, then the largest; `trial.json` stays and lists what went
+/// (`"dropped": ["trial.db-wal (812.0 MiB)"]`), so `torture replay` can tell a folder it cannot
+/// re-check. When even the note is over the cap, the folder goes.
+pub fn cap_folder(dir: &Path, cap: u64) -> std::io::Result<Capped> {
+    let mut files = Vec::new();
+    files_under(dir, Path::new(""), &mut files)?;
+    let mut c = Capped {
+        kept_bytes: files.iter().map(|(_, n)| n).sum(),
+        ..Capped::default()
+    };
+    if c.kept_bytes <= cap {
+        return Ok(c);
+    }
+    let note = Path::new("trial.json");
+    files.retain(|(r, _)| r != note);
+    files.sort_by_key(|(r, n)| (!for_reading(&r.to_string_lossy()), std::cmp::Reverse(*n)));
+    for (r, n) in files {
+        if c.kept_bytes <= cap {
+            break;
+        }
+        std::fs::remove_file(dir.join(&r))?;
+        c.kept_bytes -= n;
+        c.dropped_bytes += n;
+        c.dropped
+            .push(format!("{} ({})", r.display(), crate::lab::space::human(n)));
+    }
+    let note_path = dir.join(note);
+    let noted = std::fs::read_to_string(&note_path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    match noted {
+        Some(mut v) if c.kept_bytes <= cap => {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("dropped".into(), serde_json::json!(c.dropped));
+            }
+            let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+            crate::output::out_dir::write_whole(&note_path, text.as_bytes())?;
+            c.kept_bytes = folder_bytes(dir);
+        }
+        _ => {
+            std::fs::remove_dir_all(dir)?;
+            c.dropped_bytes += c.kept_bytes;
+            c.kept_bytes = 0;
+            c.removed = true;
+        }
+    }
+    Ok(c)
+}
+
+/// Why a note's folder cannot be re-checked: the files a cap dropped that a re-check needs
+/// (`None` when it dropped none, or only files for reading).
+pub fn dropped_for_recheck(note: &serde_json::Value) -> Option<String> {
+    let needed: Vec<&str> = note
+        .get("dropped")?
+        .as_array()?
+        .iter()
+        .filter_map(|d| d.as_str())
+        .filter(|d| !for_reading(d))
+        .collect();
+    (!needed.is_empty()).then(|| needed.join(", "))
 }
 
 #[cfg(test)]
@@ -138,5 +245,44 @@ mod tests {
             .unwrap()
             .1;
         assert!(shm == &shm_before, "the -shm as it was before recovery");
+    }
+
+    #[test]
+    fn a_capped_folder_drops_what_a_recheck_does_without_first_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("7");
+        std::fs::create_dir_all(dir.join("crash-state")).unwrap();
+        std::fs::write(dir.join("trial.json"), r#"{"record": {}}"#).unwrap();
+        std::fs::write(dir.join("stdout-tail.txt"), vec![b'x'; 3000]).unwrap();
+        std::fs::write(dir.join("crash-state/trial.db"), vec![0u8; 8192]).unwrap();
+        std::fs::write(dir.join("crash-state/trial.db-wal"), vec![0u8; 40000]).unwrap();
+        // Under the cap: nothing moves.
+        let c = cap_folder(&dir, 1 << 20).unwrap();
+        assert!(c.dropped.is_empty() && !c.removed);
+        // The tail goes first (for reading), then the largest database file.
+        let c = cap_folder(&dir, 10000).unwrap();
+        assert_eq!(c.dropped.len(), 2, "{:?}", c.dropped);
+        assert!(
+            c.dropped[0].starts_with("stdout-tail.txt"),
+            "{:?}",
+            c.dropped
+        );
+        assert!(
+            c.dropped[1].starts_with("crash-state/trial.db-wal"),
+            "{:?}",
+            c.dropped
+        );
+        assert!(dir.join("crash-state/trial.db").is_file());
+        assert_eq!(c.kept_bytes, folder_bytes(&dir));
+        let note: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trial.json")).unwrap())
+                .unwrap();
+        assert_eq!(note["dropped"].as_array().unwrap().len(), 2);
+        assert!(dropped_for_recheck(&note).unwrap().contains("trial.db-wal"));
+        // A cap smaller than the note: the folder goes.
+        let c = cap_folder(&dir, 10).unwrap();
+        assert!(c.removed && !dir.exists());
+        let only_tail = serde_json::json!({"dropped": ["stdout-tail.txt (3 KiB)"]});
+        assert_eq!(dropped_for_recheck(&only_tail), None);
     }
 }

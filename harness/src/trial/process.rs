@@ -110,6 +110,82 @@ pub fn become_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
+/// One child of this process, as `/proc/<pid>/stat` shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildProc {
+    pub pid: Pid,
+    /// The state letter: `Z` for one that has ended and waits to be reaped.
+    pub state: char,
+    pub session: i32,
+}
+
+/// This process's children now (processes whose parent it is).
+pub fn children() -> Vec<ChildProc> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // The command name (field 2) may hold spaces and parentheses: read after its last ')'.
+        // Then: state, ppid, process group, session.
+        let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..]
+            .split_whitespace()
+            .take(4)
+            .collect();
+        if f.len() == 4 && f[1] == me {
+            out.push(ChildProc {
+                pid: Pid::from_raw(pid),
+                state: f[0].chars().next().unwrap_or('?'),
+                session: f[3].parse().unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
+/// Kills and reaps every child of this process that is not in `known` and either left this
+/// process's session (`setsid()`) or carries `env` (`TORTURE_DB=<the trial's database>`) in its
+/// environment: the processes of a program that left its process group and came back to us,
+/// this process being their subreaper — round after round, as each one's own children come back
+/// to us when it dies. Any other child (another caller's, in a test binary's threads) is left
+/// alone. Returns how many were alive when found, and false if one still lived at `until`.
+pub fn kill_escaped(known: &[Pid], env: &[u8], until: Instant) -> (usize, bool) {
+    // SAFETY: getsid has no preconditions.
+    let my_session = unsafe { libc::getsid(0) };
+    let escaped = |c: &ChildProc| {
+        c.session != my_session
+            || std::fs::read(format!("/proc/{}/environ", c.pid))
+                .is_ok_and(|e| e.split(|&b| b == 0).any(|kv| kv == env))
+    };
+    let mut alive = 0;
+    loop {
+        let found: Vec<ChildProc> = children()
+            .into_iter()
+            .filter(|c| !known.contains(&c.pid) && escaped(c))
+            .collect();
+        if found.is_empty() {
+            return (alive, true);
+        }
+        alive += found.iter().filter(|c| c.state != 'Z').count();
+        for c in &found {
+            signal(c.pid, Signal::SIGKILL);
+        }
+        for c in &found {
+            // ECHILD: not ours after all (reaped already); else wait, bounded by `until`.
+            while let Ok(None) = try_reap(c.pid) {
+                if Instant::now() >= until {
+                    return (alive, false);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
+
 /// Starts `command` as the leader of a new process group that dies with this process. Its
 /// descendants share the group, so [`kill_group`] and [`reap_group`] reach all of them.
 pub fn spawn_program(command: &mut Command) -> std::io::Result<Child> {

@@ -176,7 +176,10 @@ pub fn calibrate_report(
         min_run: Duration::ZERO,
     };
     let program = child::run(&t.launch_with(&db, &stderr, None), stop, Some(&db))?;
-    let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400);
+    let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400) {
+        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
+        s => s,
+    };
     let ms = |d: Duration| format!("{:.0}ms", d.as_secs_f64() * 1e3);
     let argv = program.argv.join(" ");
     let exited = match program.end {

@@ -410,6 +410,21 @@ pub(crate) struct Run {
     pub kill_one_note: Option<String>,
     /// A process of the run still alive after the reaping gave up (uninterruptible sleep).
     pub lingering: Option<String>,
+    /// Processes that had left the program's process groups (`setsid()`), found alive and
+    /// killed before the check (issue 20 R12).
+    pub escaped: usize,
+}
+
+impl Run {
+    /// The row's words for processes that left the program's process group, if any did.
+    pub fn escaped_note(&self) -> Option<String> {
+        (self.escaped > 0).then(|| {
+            format!(
+                "{} process(es) of the program had left its process group (setsid) and were killed before the check",
+                self.escaped
+            )
+        })
+    }
 }
 
 /// The argument vector: `{db}` replaced everywhere; with `shell`, one `/bin/sh -c` string.
@@ -543,6 +558,8 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     // Grandchildren whose parent dies (the sqlite3 shell of a killed pipeline) come back to us, so
     // the lab can wait for them before it looks at the files.
     process::become_subreaper();
+    // Children the program has no part in (a checker the slot keeps): never the program's escapees.
+    let known = Escapees::before_the_run(launch.db);
     let started = Instant::now();
     let mut procs: Vec<Proc> = Vec::new();
     for i in 0..launch.instances.max(1) {
@@ -552,7 +569,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                 for p in &mut procs {
                     p.kill();
                 }
-                finish_all(&mut procs);
+                finish_all(&mut procs, &known);
                 return Err(e);
             }
         }
@@ -643,7 +660,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
                         for p in &mut procs {
                             p.kill();
                         }
-                        finish_all(&mut procs);
+                        finish_all(&mut procs, &known);
                         return Err(format!("waiting for the program: {e}"));
                     }
                 }
@@ -659,7 +676,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     for p in &mut procs {
         p.kill();
     }
-    let leftover = finish_all(&mut procs);
+    let (leftover, escaped) = finish_all(&mut procs, &known);
     if let Some(w) = &mut watcher {
         w.look(ran_for);
     }
@@ -716,6 +733,7 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         kth_ack_at,
         kill_one_note,
         lingering: leftover,
+        escaped,
     })
 }
 
@@ -760,10 +778,29 @@ fn spawn(launch: &Launch<'_>, argv: &[String], i: u32) -> Result<Proc, String> {
     })
 }
 
+/// How the processes that leave the program's process groups are told from the lab's own
+/// children: not among the children before the run (a checker the slot keeps), and out of this
+/// process's session or with the trial's `TORTURE_DB` in their environment.
+struct Escapees {
+    children: Vec<Pid>,
+    env: Vec<u8>,
+}
+
+impl Escapees {
+    fn before_the_run(db: &Path) -> Escapees {
+        let mut env = b"TORTURE_DB=".to_vec();
+        env.extend_from_slice(db.as_os_str().as_encoded_bytes());
+        Escapees {
+            children: process::children().into_iter().map(|c| c.pid).collect(),
+            env,
+        }
+    }
+}
+
 /// Reaps every instance's leader, then waits until no process of their groups is left (the
 /// grandchildren come back to us as their subreaper). Says which group still lived when the lab
 /// gave up.
-fn finish_all(procs: &mut [Proc]) -> Option<String> {
+fn finish_all(procs: &mut [Proc], known: &Escapees) -> (Option<String>, usize) {
     let mut left = Vec::new();
     for p in procs.iter_mut() {
         if p.status.is_none() {
@@ -780,13 +817,21 @@ fn finish_all(procs: &mut [Proc]) -> Option<String> {
             left.push(p.group.to_string());
         }
     }
-    (!left.is_empty()).then(|| {
+    // A process that left the group (setsid) came back to us when its parent died: it must not
+    // write while the lab checks the database either.
+    let (escaped, all_gone) =
+        process::kill_escaped(&known.children, &known.env, Instant::now() + REAP_PATIENCE);
+    if !all_gone {
+        left.push("outside the program's process group (setsid)".to_string());
+    }
+    let leftover = (!left.is_empty()).then(|| {
         format!(
             "process group(s) {} still had a live process {:?} after the kill",
             left.join(", "),
             REAP_PATIENCE
         )
-    })
+    });
+    (leftover, escaped)
 }
 
 /// How long the lab waits for the last process of a killed group to be gone.

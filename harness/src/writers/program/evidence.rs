@@ -180,7 +180,8 @@ pub(crate) fn save_evidence(
         line = note.command_line,
     );
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
-    write_no_follow(&dir.join("trial.json"), json.as_bytes())
+    // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
+    out_dir::write_whole(&dir.join("trial.json"), json.as_bytes())
 }
 
 /// What the user named on `torture replay`'s command line: the only commands a re-check runs.

@@ -240,9 +240,12 @@ pub fn save_evidence(
             cause: recording.cause.map(str::to_string),
         }),
     };
-    std::fs::write(
-        dir.join("trial.json"),
-        serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?,
+    // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
+    crate::output::out_dir::write_whole(
+        &dir.join("trial.json"),
+        serde_json::to_string_pretty(&note)
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
     )
 }
 

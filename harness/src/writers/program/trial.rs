@@ -195,7 +195,11 @@ pub(crate) fn conclude(
     };
 
     // The program's own failure only decides the outcome when the database itself is fine.
-    let stderr_tail = || check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300);
+    let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300) {
+        // Its words were lost with a full scratch disk: say so, and the run stops (exit 3).
+        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
+        s => s,
+    };
     let mut problems: Vec<String> = Vec::new();
     // Problems of the program itself (its exit, a signal), as opposed to the lab's.
     let mut program_problems = 0;
@@ -244,7 +248,8 @@ pub(crate) fn conclude(
     };
     let garbled = launched.as_ref().ok().and_then(|r| r.said.garbled_note());
     let kill_one = launched.as_ref().ok().and_then(|r| r.kill_one_note.clone());
-    for note in [kill_one, garbled].into_iter().flatten() {
+    let escaped = launched.as_ref().ok().and_then(|r| r.escaped_note());
+    for note in [kill_one, garbled, escaped].into_iter().flatten() {
         detail = if detail.is_empty() {
             note
         } else {

@@ -224,3 +224,135 @@ fn man_into_a_folder_it_cannot_make_is_one_usage_line() {
     let line = one_line_exit(&o, 2);
     assert!(line.contains("--out"), "{line}");
 }
+
+fn doc_commands() -> Command {
+    let mut c = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/doc-commands"));
+    c.env("BIN", env!("CARGO_BIN_EXE_torture"));
+    c
+}
+
+/// The `file:line` of every line in the project's docs that starts a command, found without the
+/// script: a `$ ` line, or in a ```sh/```bash block a line that starts with a program this
+/// repository's docs run and does not continue the line before.
+fn command_lines_in_docs() -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = vec![
+        "README.md".to_string(),
+        "workloads/exec/README.md".to_string(),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            files.push(format!("docs/{name}"));
+        }
+    }
+    let mut found = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(root.join(&file)).unwrap();
+        let (mut lang, mut previous) = (None::<String>, String::new());
+        for (n, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("```") {
+                lang = if lang.is_some() {
+                    None
+                } else {
+                    Some(rest.to_string())
+                };
+                continue;
+            }
+            let Some(lang) = &lang else { continue };
+            let starts = ["torture", "scripts/", "cargo ", "python3 ", "target/", "N="]
+                .iter()
+                .any(|w| t.starts_with(w));
+            if t.starts_with("$ ")
+                || (["sh", "bash"].contains(&lang.as_str()) && starts && !previous.ends_with('\\'))
+            {
+                found.insert(format!("{file}:{}", n + 1));
+            }
+            previous = t.to_string();
+        }
+    }
+    found
+}
+
+#[test]
+fn every_command_in_the_docs_is_run_or_excluded_with_a_reason() {
+    let o = doc_commands().arg("--list").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = text(&o.stdout);
+    let mut listed = BTreeSet::new();
+    let (mut run, mut excluded) = (0, 0);
+    for line in out.lines().filter(|l| !l.starts_with("doc-commands:")) {
+        let (status, rest) = line.split_once("  ").unwrap_or_else(|| panic!("{line}"));
+        if status == "RUN" {
+            run += 1;
+        } else {
+            let reason = status
+                .strip_prefix("EXCLUDED(")
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("neither run nor excluded: {line}"));
+            assert!(reason.len() > 10, "a reason, not a word: {line}");
+            excluded += 1;
+        }
+        listed.insert(rest.split_whitespace().next().unwrap().to_string());
+    }
+    assert!(run > 20 && excluded > 0, "{out}");
+    let expected = command_lines_in_docs();
+    assert!(expected.len() > 20, "{expected:?}");
+    let missing: Vec<_> = expected.difference(&listed).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "commands the script does not see: {missing:?}\n{out}"
+    );
+    // The small size, and nothing written into the repository.
+    assert!(out.contains("--iterations 2 "), "{out}");
+    for line in out
+        .lines()
+        .filter(|l| l.starts_with("RUN") && l.contains("torture exec"))
+    {
+        assert!(line.contains("--out /"), "{line}");
+    }
+}
+
+#[test]
+fn a_new_doc_command_is_run_and_a_failing_or_unmarked_one_fails_the_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = tmp.path().join("new.md");
+    std::fs::write(
+        &doc,
+        "Text.\n\n```sh\ntorture profiles   # the profiles\ntorture -n 5000 --profile wal-full \\\n    --seed 3\ntorture no-such-command\n```\n",
+    )
+    .unwrap();
+    let o = doc_commands()
+        .arg("--list")
+        .arg("--docs")
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = text(&o.stdout);
+    let run: Vec<&str> = out.lines().filter(|l| l.starts_with("RUN")).collect();
+    assert_eq!(run.len(), 3, "{out}");
+    assert!(
+        run[1].contains("-n 2 --profile wal-full --seed 3") && run[1].contains("--out /"),
+        "{out}"
+    );
+
+    let o = doc_commands().arg("--docs").arg(&doc).output().unwrap();
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    let status: Vec<&str> = out.lines().map(|l| l.split("  ").next().unwrap()).collect();
+    assert_eq!(status[..3], ["PASS", "PASS", "FAIL"], "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+
+    // A command in a block not marked as shell is an error, not a silent skip.
+    std::fs::write(&doc, "```\ntorture --profile wal-full -n 10\n```\n").unwrap();
+    let o = doc_commands()
+        .arg("--list")
+        .arg("--docs")
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    assert!(text(&o.stdout).contains("mark it ```sh"), "{}", say(&o));
+}

@@ -345,6 +345,28 @@ fn a_new_doc_command_is_run_and_a_failing_or_unmarked_one_fails_the_script() {
     assert_eq!(status[..3], ["PASS", "PASS", "FAIL"], "{out}");
     assert!(out.contains("1 failed"), "{out}");
 
+    // Only torture's own flags change: a program's, after `--`, stay as written.
+    let program = tmp.path().join("program.md");
+    std::fs::write(
+        &program,
+        "```sh\ntorture exec -- python3 w.py -n 5 --out x {db}\n```\n",
+    )
+    .unwrap();
+    let o = doc_commands()
+        .arg("--list")
+        .arg("--docs")
+        .arg(&program)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = text(&o.stdout);
+    let line = out.lines().next().unwrap();
+    assert!(line.contains("torture exec -n 2 --out /"), "{line}");
+    assert!(
+        line.ends_with(" -- python3 w.py -n 5 --out x {db}"),
+        "{line}"
+    );
+
     // A command in a block not marked as shell is an error, not a silent skip.
     std::fs::write(&doc, "```\ntorture --profile wal-full -n 10\n```\n").unwrap();
     let o = doc_commands()

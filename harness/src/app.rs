@@ -88,6 +88,12 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             }
             Err(e) => usage_error(&e),
         },
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            crate::output::manual::completions(shell, &mut script);
+            print_all(&script, "the completion script")
+        }
+        Some(Command::Man { out }) => man(out.as_deref()),
         Some(Command::Exec(args)) => exec(args, command_line),
         Some(Command::Hunt(args)) => hunt(&args),
         Some(Command::Scenario { action }) => match action {
@@ -98,6 +104,42 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             crate::cli::ScenarioAction::Run(args) => scenario_run(*args, command_line),
         },
         None => run(cli.run, command_line),
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`torture man | head`) is the reader's choice.
+fn print_all(bytes: &[u8], what: &str) -> i32 {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => exit_code::CLEAN,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_code::CLEAN,
+        Err(e) => {
+            eprintln!("torture: cannot print {what}: {e}");
+            exit_code::LAB_ERROR
+        }
+    }
+}
+
+/// `torture man`: torture.1 on stdout, or every page into `--out DIR`.
+fn man(out: Option<&std::path::Path>) -> i32 {
+    let Some(dir) = out else {
+        let mut page = Vec::new();
+        if let Err(e) = crate::output::manual::man_page(&mut page) {
+            eprintln!("torture: cannot render the man page: {e}");
+            return exit_code::LAB_ERROR;
+        }
+        return print_all(&page, "the man page");
+    };
+    match crate::output::manual::man_pages(dir) {
+        Ok(pages) => {
+            println!("wrote {} man pages in {}", pages.len(), dir.display());
+            exit_code::CLEAN
+        }
+        Err(e) => usage_error(&format!(
+            "cannot write the man pages in {}: {e}; give --out a folder you can write",
+            dir.display()
+        )),
     }
 }
 

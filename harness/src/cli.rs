@@ -111,6 +111,25 @@ pub enum Command {
         #[arg(long)]
         partial: bool,
     },
+    /// Print the completion script for SHELL (generated from this command line's definition).
+    #[command(after_help = "Examples:
+  torture completions bash > ~/.local/share/bash-completion/completions/torture
+  torture completions zsh > ~/.zfunc/_torture        (with fpath+=(~/.zfunc) in ~/.zshrc)
+  torture completions fish > ~/.config/fish/completions/torture.fish")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages: torture.1 and one per subcommand (torture-exec.1, torture-report.1, …).
+    #[command(after_help = "Examples:
+  torture man --out ~/.local/share/man/man1     then `man torture`, `man torture-exec`
+  torture man | man -l -                        read torture.1 without installing it")]
+    Man {
+        /// The folder to write every page into (created if missing). Without it, torture.1 alone is
+        /// printed on stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -564,4 +583,10 @@ pub struct HuntArgs {
     /// At most this many runs to shrink one finding.
     #[arg(long, default_value_t = 60)]
     pub max_shrink_runs: u32,
+    // Taken off the line by `engine::versions::prepare` before clap parses it; declared for --help
+    // and the completions.
+    /// With --engine duckdb: hunt on that release of the package (`1.5.6`), installed once in a
+    /// managed venv.
+    #[arg(long, value_name = "VERSION")]
+    pub engine_version: Option<String>,
 }

@@ -281,6 +281,8 @@ fn the_nightly_script_runs_end_to_end_on_a_small_budget() {
         .env("NIGHTLY_ITERATIONS", "3")
         .env("NIGHTLY_WORKLOADS", "inserts bank")
         .env("NIGHTLY_OUT", &out)
+        // The docs' commands only listed (they run in full in the real nightly; docs.rs tests them).
+        .env("NIGHTLY_DOCS", "list")
         .output()
         .unwrap();
     assert_eq!(
@@ -302,6 +304,11 @@ fn the_nightly_script_runs_end_to_end_on_a_small_budget() {
     assert!(md.contains("wal-full") && md.contains("bank"), "{md}");
     // The power-loss matrix and the exec target are reported next to the SIGKILL matrix.
     assert!(md.contains("power-loss") && md.contains("python"), "{md}");
+    let docs = std::fs::read_to_string(out.join("doc-commands.log")).unwrap();
+    assert!(
+        docs.contains("to run,") && docs.contains("0 problem(s)"),
+        "{docs}"
+    );
 }
 
 /// The nightly workflow, parsed.
@@ -389,6 +396,7 @@ fn the_nightly_runs_as_the_workflow_runs_it_shards_then_merge_report_and_gate() 
             .env("NIGHTLY_SEED", "7")
             .env("NIGHTLY_OUT", shards.join(format!("shard-{k}")))
             .env("BIN", bin)
+            .env("NIGHTLY_DOCS", "list")
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "shard {k}/{n}: {}", say(&o));

@@ -4,6 +4,7 @@
 
 pub mod junit;
 pub mod kills;
+pub mod manual;
 pub mod merge;
 pub mod model;
 pub mod out_dir;

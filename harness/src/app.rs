@@ -8,7 +8,7 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
-use crate::lab::{scheduler, space};
+use crate::lab::scheduler;
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
@@ -497,7 +497,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
                 let _ = scheduler::claim(d.path());
                 crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
-                    |(code, e)| match space::scratch_full_before_the_run(
+                    |(code, e)| match crate::lab::space::scratch_full_before_the_run(
                         d.path(),
                         &opts.work_base,
                         &e,
@@ -538,8 +538,11 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec = exec.with_calibration(&c);
             }
             Err(e) => {
-                return match space::scratch_full_before_the_run(scratch.path(), &opts.work_base, &e)
-                {
+                return match crate::lab::space::scratch_full_before_the_run(
+                    scratch.path(),
+                    &opts.work_base,
+                    &e,
+                ) {
                     Some(full) => {
                         eprintln!("torture: {full}");
                         exit_code::LAB_ERROR

@@ -8,8 +8,8 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
+use crate::lab::scheduler;
 use crate::lab::space::private_dir;
-use crate::lab::{scheduler, space};
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
@@ -526,7 +526,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
                 let _ = scheduler::claim(d.path());
                 crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
-                    |(code, e)| match space::scratch_full_before_the_run(
+                    |(code, e)| match crate::lab::space::scratch_full_before_the_run(
                         d.path(),
                         &opts.work_base,
                         &e,
@@ -567,8 +567,11 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec = exec.with_calibration(&c);
             }
             Err(e) => {
-                return match space::scratch_full_before_the_run(scratch.path(), &opts.work_base, &e)
-                {
+                return match crate::lab::space::scratch_full_before_the_run(
+                    scratch.path(),
+                    &opts.work_base,
+                    &e,
+                ) {
                     Some(full) => {
                         eprintln!("torture: {full}");
                         exit_code::LAB_ERROR

@@ -291,7 +291,7 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
     }
     let mut got = None;
     if let Err(e) = scheduler::run(&opts, std::iter::once(index), None, &mut |r| {
-        got = Some(r);
+        got = Some(r.record);
         Ok(())
     }) {
         eprintln!("torture: replay stopped: {e}");

@@ -10,7 +10,7 @@ use crate::options::RunOptions;
 use crate::output::out_dir;
 use crate::output::progress::Progress;
 use crate::output::{junit, trials_csv, Summary, TrialsCsv};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::outcome::{Finished, Outcome, TrialRecord, Verdict};
 use std::path::Path;
 
 /// Runs `opts` and returns the exit code.
@@ -134,7 +134,8 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     let mut stop: Option<String> = None;
     let mut never_fired: Vec<String> = Vec::new();
     let mut last_saved = started;
-    let result = scheduler::run(&opts, indices, deadline, &mut |mut record| {
+    let result = scheduler::run(&opts, indices, deadline, &mut |finished| {
+        let Finished { mut record, states } = finished;
         let evidence = failures_dir.join(record.iteration.to_string());
         let halt = |stop: &mut Option<String>, msg: String| {
             let _ = std::fs::remove_dir_all(&evidence);
@@ -182,6 +183,22 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         }
         if let Some(n) = fault_never_fired(&record.kill_point, &record.detail) {
             never_fired.push(n);
+        }
+        // The trial's crash states before its row: a trial is finished once its row is written,
+        // and `--resume` drops the states of unfinished ones.
+        if !states.is_empty() {
+            if let Err(e) = crate::writers::program::states::append(&opts.out_dir, &states) {
+                return halt(
+                    &mut stop,
+                    format!(
+                        "cannot write {} ({e}; {} free)",
+                        opts.out_dir
+                            .join(crate::writers::program::states::FILE)
+                            .display(),
+                        space::free_bytes(&opts.out_dir).map_or("?".into(), space::human)
+                    ),
+                );
+            }
         }
         if let Err(e) = csv.append(&record) {
             return halt(

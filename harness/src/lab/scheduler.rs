@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 use crate::lab::slot;
 use crate::options::RunOptions;
-use crate::trial::outcome::TrialRecord;
+use crate::trial::outcome::Finished;
 use crate::trial::process;
 
 /// Ctrl-C / SIGTERM count since the run started.
@@ -60,7 +60,7 @@ pub fn run(
     opts: &RunOptions,
     indices: impl Iterator<Item = u64>,
     deadline: Option<Instant>,
-    on_record: &mut dyn FnMut(TrialRecord) -> io::Result<()>,
+    on_record: &mut dyn FnMut(Finished) -> io::Result<()>,
 ) -> io::Result<RunEnd> {
     let started = Instant::now();
     sweep_orphans(&opts.work_base);
@@ -275,12 +275,12 @@ fn read_available(slot: &mut SlotHandle) -> bool {
 }
 
 /// Complete JSON lines received so far, parsed.
-fn take_records(slot: &mut SlotHandle) -> Vec<TrialRecord> {
+fn take_records(slot: &mut SlotHandle) -> Vec<Finished> {
     let mut out = Vec::new();
     let mut start = 0;
     while let Some(nl) = slot.pending[start..].iter().position(|&b| b == b'\n') {
         let line = &slot.pending[start..start + nl];
-        match serde_json::from_slice::<TrialRecord>(line) {
+        match serde_json::from_slice::<Finished>(line) {
             Ok(r) => out.push(r),
             Err(e) => eprintln!("torture: unreadable trial record from a slot: {e}"),
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use torture_workloads::{Profile, Workload};
 
 use crate::options::RunOptions;
+use crate::trial::outcome::Finished;
 use crate::trial::process::exit_now;
 use crate::trial::{self, children::SlotFiles};
 
@@ -63,9 +64,10 @@ pub fn run_slot(
                 .map(|()| path)
                 .map_err(|e| e.to_string())
         });
-        let record = match (&opts.exec, &opts.scenario) {
+        let finished: Finished = match (&opts.exec, &opts.scenario) {
             (_, Some(name)) => {
                 crate::writers::scenario::run_trial(opts, name, index, &files, sqlite_version)
+                    .into()
             }
             (Some(exec), None) if exec.fault.is_some() => crate::writers::program::run_recorded(
                 opts,
@@ -82,7 +84,8 @@ pub fn run_slot(
                 index,
                 &files,
                 sqlite_version,
-            ),
+            )
+            .into(),
             (None, None) => trial::run_trial(
                 opts,
                 index,
@@ -92,14 +95,15 @@ pub fn run_slot(
                     .map(PathBuf::as_path)
                     .map_err(String::as_str),
                 sqlite_version,
-            ),
+            )
+            .into(),
         };
         // Hand freed memory back to the kernel: the next fork then copies fewer page tables and the
         // writer takes fewer copy-on-write faults.
         // SAFETY: malloc_trim only releases free memory.
         unsafe { libc::malloc_trim(0) };
         line.clear();
-        if serde_json::to_writer(&mut line, &record).is_err() {
+        if serde_json::to_writer(&mut line, &finished).is_err() {
             exit_now(5);
         }
         line.push(b'\n');

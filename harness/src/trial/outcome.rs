@@ -141,6 +141,46 @@ pub struct TrialRecord {
     pub cuts_in_checkpoint: u64,
 }
 
+/// One crash state checked: a row of `OUT/crash-states.csv` (exec under a fault).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateRow {
+    pub iteration: u64,
+    pub seed: u64,
+    pub fault: String,
+    /// `cut=op 123/456 (sync 17) lose-all`.
+    pub cut: String,
+    /// The content hash that made the state distinct (paths and bytes).
+    pub state_hash: String,
+    /// The cut fell inside a WAL checkpoint (after its first write to the database file, before
+    /// the sync that ends it).
+    pub in_checkpoint: bool,
+    /// The highest commit acknowledged before the cut.
+    pub acked_commits: u64,
+    pub recovered_commits: u64,
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// What a slot sends the parent for one finished trial: its row and, for exec under a fault, the
+/// rows of the crash states it checked. The parent, the only writer of OUT, appends the states to
+/// `crash-states.csv` before the trial's row (which makes the trial finished for `--resume`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub record: TrialRecord,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<StateRow>,
+}
+
+impl From<TrialRecord> for Finished {
+    fn from(record: TrialRecord) -> Finished {
+        Finished {
+            record,
+            states: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 impl TrialRecord {
     /// A plain row for tests: profile, outcome and verdict as given, everything else fixed.

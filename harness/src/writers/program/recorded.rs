@@ -27,7 +27,7 @@ use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
 use crate::trial::kill_point::{KillPoint, KillPolicy};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::trial::outcome::{Finished, Outcome, TrialRecord, Verdict};
 use crate::verify::verdict;
 
 /// What one recorded run of the program left.
@@ -207,9 +207,10 @@ pub(crate) fn variant_class(name: &str) -> Variant {
     }
 }
 
-/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts):
-/// prepare and record the run, read the program's settings from it, check its crash states, then
-/// the row, `crash-states.csv` and the evidence.
+/// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts)
+/// and the rows of its crash states (`crash-states.csv`, written by the parent): prepare and
+/// record the run, read the program's settings from it, check its crash states, then the row and
+/// the evidence.
 pub fn run_trial(
     run: &RunOptions,
     exec: &ExecOptions,
@@ -217,7 +218,7 @@ pub fn run_trial(
     index: u64,
     files: &SlotFiles,
     sqlite_version: &str,
-) -> TrialRecord {
+) -> Finished {
     let started = Instant::now();
     let trial_seed = seed::trial_seed(run.seed, index);
     let dir = files.dir.join(format!("exec-{index}"));
@@ -227,7 +228,7 @@ pub fn run_trial(
         Ok(r) => r,
         Err(e) => {
             record.detail = e;
-            return finish(record, started, &dir);
+            return finish(record, started, &dir).into();
         }
     };
     settings_from_recording(exec, &rec, &mut record);
@@ -244,7 +245,7 @@ pub fn run_trial(
         } else {
             record.detail = why;
         }
-        return finish(record, started, &dir);
+        return finish(record, started, &dir).into();
     }
     let (notes, problems) = run_notes(&rec, fail_at.as_deref(), &dir);
     record.acked_commits = rec.run.said.max_ack;
@@ -262,19 +263,17 @@ pub fn run_trial(
         Ok(c) => c,
         Err(err) => {
             record.detail = format!("crash states: {err}");
-            return finish(record, started, &dir);
+            return finish(record, started, &dir).into();
         }
     };
     conclude(&mut record, &trial, &mut checked, notes, problems);
-    if let Err(err) = states::append(&run.out_dir, &checked.rows) {
-        record
-            .detail
-            .push_str(&format!("; crash-states.csv not written: {err}"));
-    }
     if record.outcome != Outcome::Intact {
         save_worst(&mut record, &trial, &checked);
     }
-    finish(record, started, &dir)
+    Finished {
+        record: finish(record, started, &dir),
+        states: checked.rows,
+    }
 }
 
 /// One recorded trial as its steps see it.

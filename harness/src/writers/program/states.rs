@@ -5,8 +5,6 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::ExecOptions;
 use crate::options::RunOptions;
 use crate::output::stats::wilson_95;
@@ -15,26 +13,7 @@ use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 /// The file, in the run's output folder.
 pub const FILE: &str = "crash-states.csv";
 
-/// One crash state checked.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StateRow {
-    pub iteration: u64,
-    pub seed: u64,
-    pub fault: String,
-    /// `cut=op 123/456 (sync 17) lose-all`.
-    pub cut: String,
-    /// The content hash that made the state distinct (paths and bytes).
-    pub state_hash: String,
-    /// The cut fell inside a WAL checkpoint (after its first write to the database file, before
-    /// the sync that ends it).
-    pub in_checkpoint: bool,
-    /// The highest commit acknowledged before the cut.
-    pub acked_commits: u64,
-    pub recovered_commits: u64,
-    pub outcome: Outcome,
-    pub verdict: Verdict,
-    pub detail: String,
-}
+pub use crate::trial::outcome::StateRow;
 
 /// Outcome counts of a trial's states, for its detail.
 pub struct Counts(Vec<(Outcome, usize)>);
@@ -73,18 +52,16 @@ const HEADER: [&str; 11] = [
     "detail",
 ];
 
-/// Appends a trial's rows to `OUT/crash-states.csv` (made with its header by the first trial):
-/// under `flock`, with one `write`, since the slots append to the same file.
+/// Appends a trial's rows to `OUT/crash-states.csv` (made with its header by the first trial), in
+/// one `write`. Only the parent calls it, as it writes `trials.csv`: the slots send their states
+/// with their row.
 pub fn append(out_dir: &Path, rows: &[StateRow]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(out_dir.join(FILE))?;
-    // SAFETY: flock on a descriptor we own; released when `file` closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());

@@ -13,33 +13,12 @@ use crate::output::{junit, trials_csv, Summary, TrialsCsv};
 use crate::trial::outcome::{Finished, Outcome, TrialRecord, Verdict};
 use std::path::Path;
 
-/// Runs `opts` and returns the exit code.
+/// Runs `opts` and returns the exit code: the checks before anything is written, OUT opened (or
+/// resumed and tidied), the trials recorded as they finish ([`Collect`]), then the summary, the
+/// reports and the exit code ([`conclude`]).
 pub fn run_validated(opts: RunOptions) -> i32 {
-    let trials_path = opts.out_dir.join("trials.csv");
-    let failures_dir = opts.out_dir.join("failures");
-    // A resumed exec run runs the program OUT/run.json names: only with --trust-folder.
-    let resume_hint = format!(
-        "torture --resume {}{}",
-        crate::output::reproduce::quote(&opts.out_dir.to_string_lossy()),
-        if opts.exec.is_some() {
-            " --trust-folder"
-        } else {
-            ""
-        }
-    );
-    if let Err(msg) = check_junit(opts.junit.as_deref(), &opts.out_dir) {
-        eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
-        return exit_code::USAGE;
-    }
-    // The scratch disk must have room before anything is written.
-    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
-        eprintln!(
-            "torture: the lab's scratch disk is full: --dir {} has {} free, the lab needs at least {}; free space or point --dir at a larger file system",
-            opts.work_base.display(),
-            space::human(free),
-            space::human(space::START_SPACE)
-        );
-        return exit_code::LAB_ERROR;
+    if let Err(code) = preflight(&opts) {
+        return code;
     }
     let mut summary = Summary::with_profile_order(opts.profiles.iter().map(|p| p.name.clone()));
     let mut done = BTreeSet::new();
@@ -49,18 +28,84 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     } else {
         start_fresh(&opts)
     };
-    let (_lock, mut csv) = match opened {
+    let (_lock, csv) = match opened {
         Ok(x) => x,
         Err((code, msg)) => {
             eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
             return code;
         }
     };
-    // Evidence already kept: the folders of finished trials. A folder without a row belongs to a
-    // trial that runs again, so it goes.
+    let (kept, budget_left) = match keep_finished_only(&opts, &done) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let already = done.len() as u64;
+    let planned = opts.planned_trials();
+    let to_run = planned.map(|p| p.saturating_sub(already));
+    let used = if opts.resume {
+        out_dir::elapsed(&opts.out_dir)
+    } else {
+        std::time::Duration::ZERO
+    };
+    let budget = opts.mode.duration().map(|d| d.saturating_sub(used));
+    announce(&opts, to_run, budget, used, already);
+    let started = std::time::Instant::now();
+    let deadline = budget.map(|d| started + d);
+    let indices = plan::indices(opts.total_trials(), opts.partition, done);
+    let mut collect = Collect {
+        opts: &opts,
+        csv,
+        summary,
+        failures,
+        kept,
+        budget_left,
+        stop: None,
+        never_fired: Vec::new(),
+        progress: None,
+        to_run,
+        budget,
+        used,
+        started,
+        last_saved: started,
+    };
+    let result = scheduler::run(&opts, indices, deadline, &mut |f| collect.take(f));
+    if let Some(p) = &collect.progress {
+        p.finish();
+    }
+    if budget.is_some() {
+        out_dir::save_elapsed(&opts.out_dir, used + started.elapsed());
+    }
+    conclude(&opts, collect, result, already)
+}
+
+/// Before anything is written: `--junit`'s file can be made, the scratch disk has room.
+fn preflight(opts: &RunOptions) -> Result<(), i32> {
+    if let Err(msg) = check_junit(opts.junit.as_deref(), &opts.out_dir) {
+        eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
+        return Err(exit_code::USAGE);
+    }
+    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
+        eprintln!(
+            "torture: the lab's scratch disk is full: --dir {} has {} free, the lab needs at least {}; free space or point --dir at a larger file system",
+            opts.work_base.display(),
+            space::human(free),
+            space::human(space::START_SPACE)
+        );
+        return Err(exit_code::LAB_ERROR);
+    }
+    Ok(())
+}
+
+/// Evidence already kept: the folders of finished trials (counted against the caps). A folder
+/// without a row belongs to a trial that runs again, so it goes; crash-state rows likewise
+/// (issue 20 R1).
+fn keep_finished_only(
+    opts: &RunOptions,
+    done: &BTreeSet<u64>,
+) -> Result<(u64, EvidenceBudget), i32> {
     let mut kept: u64 = 0;
     let mut budget_left = EvidenceBudget::new(opts.max_evidence_bytes);
-    for e in std::fs::read_dir(&failures_dir)
+    for e in std::fs::read_dir(opts.out_dir.join("failures"))
         .into_iter()
         .flatten()
         .flatten()
@@ -75,27 +120,28 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             }
         }
     }
-    // Crash-state rows likewise: those of trials that run again go (issue 20 R1).
     if opts.resume {
-        if let Err(e) = crate::writers::program::states::keep_finished(&opts.out_dir, &done) {
+        if let Err(e) = crate::writers::program::states::keep_finished(&opts.out_dir, done) {
             eprintln!(
                 "torture: --resume: cannot tidy {}: {e}",
                 opts.out_dir
                     .join(crate::writers::program::states::FILE)
                     .display()
             );
-            return exit_code::LAB_ERROR;
+            return Err(exit_code::LAB_ERROR);
         }
     }
-    let already = done.len() as u64;
-    let planned = opts.planned_trials();
-    let to_run = planned.map(|p| p.saturating_sub(already));
-    let used = if opts.resume {
-        out_dir::elapsed(&opts.out_dir)
-    } else {
-        std::time::Duration::ZERO
-    };
-    let budget = opts.mode.duration().map(|d| d.saturating_sub(used));
+    Ok((kept, budget_left))
+}
+
+/// The run's first line: how many trials (or for how long), profiles, workload, jobs, seed.
+fn announce(
+    opts: &RunOptions,
+    to_run: Option<u64>,
+    budget: Option<std::time::Duration>,
+    used: std::time::Duration,
+    already: u64,
+) {
     crate::output::chatter(format_args!(
         "torture: {} ({} profile(s), workload {}, {} jobs, seed {}{}{})",
         match (to_run, budget) {
@@ -125,17 +171,38 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             String::new()
         }
     ));
-    let started = std::time::Instant::now();
-    let deadline = budget.map(|d| started + d);
-    let indices = plan::indices(opts.total_trials(), opts.partition, done);
-    // The bar is made after the slots are forked (inside the first record), never before.
-    let mut progress: Option<Progress> = None;
-    let show_progress = opts.progress;
-    let mut stop: Option<String> = None;
-    let mut never_fired: Vec<String> = Vec::new();
-    let mut last_saved = started;
-    let result = scheduler::run(&opts, indices, deadline, &mut |finished| {
+}
+
+/// What the parent keeps as trials finish: the CSV, the summary, the evidence caps, why the run
+/// stopped early, the progress bar.
+struct Collect<'a> {
+    opts: &'a RunOptions,
+    csv: TrialsCsv,
+    summary: Summary,
+    failures: u64,
+    kept: u64,
+    budget_left: EvidenceBudget,
+    stop: Option<String>,
+    never_fired: Vec<String>,
+    progress: Option<Progress>,
+    to_run: Option<u64>,
+    budget: Option<std::time::Duration>,
+    used: std::time::Duration,
+    started: std::time::Instant,
+    last_saved: std::time::Instant,
+}
+
+impl Collect<'_> {
+    /// One finished trial: a full scratch disk or unsaved evidence stops the run (the trial runs
+    /// again on resume); else its evidence is capped, its crash states and then its row written.
+    fn take(&mut self, finished: Finished) -> std::io::Result<()> {
+        let opts = self.opts;
         let Finished { mut record, states } = finished;
+        let failures_dir = opts.out_dir.join("failures");
+        let trials_path = opts.out_dir.join("trials.csv");
+        let (stop, summary, csv) = (&mut self.stop, &mut self.summary, &mut self.csv);
+        let (failures, kept, budget_left) =
+            (&mut self.failures, &mut self.kept, &mut self.budget_left);
         let evidence = failures_dir.join(record.iteration.to_string());
         let halt = |stop: &mut Option<String>, msg: String| {
             let _ = std::fs::remove_dir_all(&evidence);
@@ -144,7 +211,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         };
         // A full scratch disk decides nothing about SQLite: stop, and the trial runs again on resume.
         if let Some(reason) = space::scratch_full(&record, opts.faults.fault, &opts.work_base) {
-            return halt(&mut stop, reason);
+            return halt(stop, reason);
         }
         if record.outcome != Outcome::Intact {
             // Its evidence is complete before its row is written, or the trial runs again.
@@ -154,7 +221,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             {
                 let free = space::free_bytes(&opts.out_dir).map_or("?".into(), space::human);
                 return halt(
-                    &mut stop,
+                    stop,
                     format!(
                         "cannot save the evidence of trial {} in {} ({free} free): {}",
                         record.iteration,
@@ -167,14 +234,14 @@ pub fn run_validated(opts: RunOptions) -> i32 {
                     ),
                 );
             }
-            failures += 1;
+            *failures += 1;
             if evidence.is_dir() {
-                match budget_left.admit(&mut record, &evidence, kept < opts.max_evidence) {
-                    Ok(true) => kept += 1,
+                match budget_left.admit(&mut record, &evidence, *kept < opts.max_evidence) {
+                    Ok(true) => *kept += 1,
                     Ok(false) => {}
                     Err(e) => {
                         return halt(
-                            &mut stop,
+                            stop,
                             format!("cannot cap the evidence in {}: {e}", evidence.display()),
                         )
                     }
@@ -182,14 +249,14 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             }
         }
         if let Some(n) = fault_never_fired(&record.kill_point, &record.detail) {
-            never_fired.push(n);
+            self.never_fired.push(n);
         }
         // The trial's crash states before its row: a trial is finished once its row is written,
         // and `--resume` drops the states of unfinished ones.
         if !states.is_empty() {
             if let Err(e) = crate::writers::program::states::append(&opts.out_dir, &states) {
                 return halt(
-                    &mut stop,
+                    stop,
                     format!(
                         "cannot write {} ({e}; {} free)",
                         opts.out_dir
@@ -202,7 +269,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
         }
         if let Err(e) = csv.append(&record) {
             return halt(
-                &mut stop,
+                stop,
                 format!(
                     "cannot write {} ({e}; {} free)",
                     trials_path.display(),
@@ -211,21 +278,37 @@ pub fn run_validated(opts: RunOptions) -> i32 {
             );
         }
         summary.add(&record);
-        progress
-            .get_or_insert_with(|| Progress::new(to_run, show_progress))
-            .update(&summary);
-        if budget.is_some() && last_saved.elapsed().as_millis() >= 500 {
-            last_saved = std::time::Instant::now();
-            out_dir::save_elapsed(&opts.out_dir, used + started.elapsed());
+        let (to_run, show) = (self.to_run, opts.progress);
+        self.progress
+            .get_or_insert_with(|| Progress::new(to_run, show))
+            .update(summary);
+        if self.budget.is_some() && self.last_saved.elapsed().as_millis() >= 500 {
+            self.last_saved = std::time::Instant::now();
+            out_dir::save_elapsed(&opts.out_dir, self.used + self.started.elapsed());
         }
         Ok(())
-    });
-    if let Some(p) = &progress {
-        p.finish();
     }
-    if budget.is_some() {
-        out_dir::save_elapsed(&opts.out_dir, used + started.elapsed());
-    }
+}
+
+/// After the last trial: `summary.csv`, JUnit, the table and the closing lines, the exit code.
+fn conclude(
+    opts: &RunOptions,
+    c: Collect<'_>,
+    result: std::io::Result<scheduler::RunEnd>,
+    already: u64,
+) -> i32 {
+    let Collect {
+        summary,
+        failures,
+        kept,
+        budget_left,
+        stop,
+        never_fired,
+        ..
+    } = c;
+    let trials_path = opts.out_dir.join("trials.csv");
+    let failures_dir = opts.out_dir.join("failures");
+    let resume_hint = resume_hint(opts);
     let summary_path = opts.out_dir.join("summary.csv");
     let summary_written = summary.write_csv(&summary_path);
     if summary_written.is_err() {
@@ -349,6 +432,20 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     } else {
         exit_code::CLEAN
     }
+}
+
+/// `torture --resume OUT` (with `--trust-folder` for exec: a resumed exec run runs the program
+/// OUT/run.json names).
+fn resume_hint(opts: &RunOptions) -> String {
+    format!(
+        "torture --resume {}{}",
+        crate::output::reproduce::quote(&opts.out_dir.to_string_lossy()),
+        if opts.exec.is_some() {
+            " --trust-folder"
+        } else {
+            ""
+        }
+    )
 }
 
 /// An op-indexed trial whose fault never fired: an injected I/O error the writers never reached, a

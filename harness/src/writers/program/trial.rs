@@ -163,7 +163,7 @@ pub(crate) fn conclude(
     started: Instant,
 ) -> TrialRecord {
     let exec = t.exec;
-    let (db_dir, db, stderr) = (t.db_dir(), t.db(), t.stderr());
+    let (db_dir, db) = (t.db_dir(), t.db());
     let wal_header = header_says_wal(&db, exec.engine == Engine::Libsql);
     let header_version = header_sqlite_version(&db);
     let mut snapshot = Snapshot::before_check(exec, &db_dir, &db);
@@ -195,49 +195,8 @@ pub(crate) fn conclude(
     };
 
     // The program's own failure only decides the outcome when the database itself is fine.
-    let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300) {
-        // Its words were lost with a full scratch disk: say so, and the run stops (exit 3).
-        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
-        s => s,
-    };
-    let mut problems: Vec<String> = Vec::new();
-    // Problems of the program itself (its exit, a signal), as opposed to the lab's.
-    let mut program_problems = 0;
     let mut kill_point = kill_point;
-    match &launched {
-        Err(e) => problems.push(e.clone()),
-        Ok(r) => {
-            if let Some(l) = &r.lingering {
-                problems.push(format!("{l}: the check would race it, so it was not run"));
-            }
-            describe_kill(t.exec, r, kill_at, &mut kill_point);
-            let several = r.instances.len() > 1;
-            for (i, (_, end)) in r.instances.iter().enumerate() {
-                let who = if several {
-                    format!("instance {i}")
-                } else {
-                    "the program".to_string()
-                };
-                match end {
-                    End::Exited(code) if *code != 0 => {
-                        program_problems += 1;
-                        problems.push(format!(
-                            "{who} exited with status {code} before the kill: {}",
-                            stderr_tail()
-                        ))
-                    }
-                    End::Signaled(sig) => {
-                        program_problems += 1;
-                        problems.push(format!(
-                            "{who} died of signal {sig} before the kill: {}",
-                            stderr_tail()
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
+    let (problems, program_problems) = run_problems(t, &launched, kill_at, &mut kill_point);
     let outcome = record::outcome_of(check.outcome, &problems);
     let detail = record::detail_with_lab(check.outcome, outcome, &check.detail, &problems);
     let operator_deleted = operator.as_ref().is_some_and(|(_, deleted)| *deleted);
@@ -274,25 +233,7 @@ pub(crate) fn conclude(
         ..Judged::crash()
     };
     let profile = exec.profile_name();
-    // The library that matters is the program's: DuckDB's or libSQL's version from the check, the
-    // SQLite version the program printed, else the one that last wrote the file (its header); the
-    // lab's own never.
-    let sqlite_version = match exec.engine {
-        Engine::Duckdb => check
-            .engine_version
-            .clone()
-            .unwrap_or_else(|| "duckdb ?".into()),
-        Engine::Libsql => check
-            .engine_version
-            .clone()
-            .or_else(|| said.sqlite_version.clone())
-            .unwrap_or_else(|| "libsql ?".into()),
-        Engine::Sqlite => said
-            .sqlite_version
-            .clone()
-            .or(header_version)
-            .unwrap_or_else(|| "?".into()),
-    };
+    let sqlite_version = program_version(exec, &check, &said, header_version);
     let row = record::Trial {
         iteration: t.index,
         seed: t.seed,
@@ -321,49 +262,137 @@ pub(crate) fn conclude(
         detail,
     });
     // The calibration's files only when its check found something; a trial's with --keep-evidence.
-    let keep = outcome != Outcome::Intact || (exec.keep_evidence && t.evidence.is_none());
-    if keep {
-        let folder = match &t.evidence {
-            Some(f) => f.clone(),
-            None if outcome == Outcome::Intact => {
-                t.run.out_dir.join("evidence").join(t.index.to_string())
-            }
-            None => t.run.out_dir.join("failures").join(t.index.to_string()),
-        };
-        let note = ExecTrialNote {
-            kind: "exec".into(),
-            record: record.clone(),
-            master_seed: t.run.seed,
-            exec: exec.clone(),
-            kill_window_us: (t.window.0.as_micros() as u64, t.window.1.as_micros() as u64),
-            argv: launched
-                .as_ref()
-                .map(|r| r.argv.clone())
-                .unwrap_or_else(|_| child::argv(&exec.command, exec.shell, &db)),
-            command_line: t.run.command_line.clone(),
-            reproduce: String::new(),
-            acks,
-            crash_state: None,
-        };
-        let tails = launched
-            .as_ref()
-            .map(|r| r.stdout_tails.clone())
-            .unwrap_or_default();
-        if let Err(e) = save_evidence(
-            &folder,
-            note,
-            &mut snapshot,
-            &db_dir,
-            &stderr,
-            &tails,
-            kill_at,
-        ) {
-            record
-                .detail
-                .push_str(&format!("; evidence not saved: {e}"));
-        }
+    if outcome != Outcome::Intact || (exec.keep_evidence && t.evidence.is_none()) {
+        keep_evidence(t, &mut record, &launched, acks, &mut snapshot, kill_at);
     }
     record
+}
+
+/// What went wrong beside the database: the lab's (a launch failure, a process the check would
+/// race) and the program's own (an exit or a signal before the kill), with how many are the
+/// program's. Completes `kill_point` with what happened.
+fn run_problems(
+    t: &Trial<'_>,
+    launched: &Result<Run, String>,
+    kill_at: Duration,
+    kill_point: &mut String,
+) -> (Vec<String>, usize) {
+    let stderr = t.stderr();
+    let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300) {
+        // Its words were lost with a full scratch disk: say so, and the run stops (exit 3).
+        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
+        s => s,
+    };
+    let mut problems: Vec<String> = Vec::new();
+    // Problems of the program itself (its exit, a signal), as opposed to the lab's.
+    let mut program_problems = 0;
+    match launched {
+        Err(e) => problems.push(e.clone()),
+        Ok(r) => {
+            if let Some(l) = &r.lingering {
+                problems.push(format!("{l}: the check would race it, so it was not run"));
+            }
+            describe_kill(t.exec, r, kill_at, kill_point);
+            let several = r.instances.len() > 1;
+            for (i, (_, end)) in r.instances.iter().enumerate() {
+                let who = if several {
+                    format!("instance {i}")
+                } else {
+                    "the program".to_string()
+                };
+                match end {
+                    End::Exited(code) if *code != 0 => {
+                        program_problems += 1;
+                        problems.push(format!(
+                            "{who} exited with status {code} before the kill: {}",
+                            stderr_tail()
+                        ))
+                    }
+                    End::Signaled(sig) => {
+                        program_problems += 1;
+                        problems.push(format!(
+                            "{who} died of signal {sig} before the kill: {}",
+                            stderr_tail()
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    (problems, program_problems)
+}
+
+/// The library that matters is the program's: DuckDB's or libSQL's version from the check, the
+/// SQLite version the program printed, else the one that last wrote the file (its header); the
+/// lab's own never.
+fn program_version(
+    exec: &ExecOptions,
+    check: &Check,
+    said: &child::Said,
+    header_version: Option<String>,
+) -> String {
+    match exec.engine {
+        Engine::Duckdb => check
+            .engine_version
+            .clone()
+            .unwrap_or_else(|| "duckdb ?".into()),
+        Engine::Libsql => check
+            .engine_version
+            .clone()
+            .or_else(|| said.sqlite_version.clone())
+            .unwrap_or_else(|| "libsql ?".into()),
+        Engine::Sqlite => said
+            .sqlite_version
+            .clone()
+            .or(header_version)
+            .unwrap_or_else(|| "?".into()),
+    }
+}
+
+/// A failed trial's evidence (every trial's with `--keep-evidence`): the files before the check,
+/// `trial.json` with every ack, the stdout tails.
+fn keep_evidence(
+    t: &Trial<'_>,
+    record: &mut TrialRecord,
+    launched: &Result<Run, String>,
+    acks: Vec<Vec<u64>>,
+    snapshot: &mut Snapshot,
+    kill_at: Duration,
+) {
+    let exec = t.exec;
+    let (db_dir, db, stderr) = (t.db_dir(), t.db(), t.stderr());
+    let folder = match &t.evidence {
+        Some(f) => f.clone(),
+        None if record.outcome == Outcome::Intact => {
+            t.run.out_dir.join("evidence").join(t.index.to_string())
+        }
+        None => t.run.out_dir.join("failures").join(t.index.to_string()),
+    };
+    let note = ExecTrialNote {
+        kind: "exec".into(),
+        record: record.clone(),
+        master_seed: t.run.seed,
+        exec: exec.clone(),
+        kill_window_us: (t.window.0.as_micros() as u64, t.window.1.as_micros() as u64),
+        argv: launched
+            .as_ref()
+            .map(|r| r.argv.clone())
+            .unwrap_or_else(|_| child::argv(&exec.command, exec.shell, &db)),
+        command_line: t.run.command_line.clone(),
+        reproduce: String::new(),
+        acks,
+        crash_state: None,
+    };
+    let tails = launched
+        .as_ref()
+        .map(|r| r.stdout_tails.clone())
+        .unwrap_or_default();
+    if let Err(e) = save_evidence(&folder, note, snapshot, &db_dir, &stderr, &tails, kill_at) {
+        record
+            .detail
+            .push_str(&format!("; evidence not saved: {e}"));
+    }
 }
 
 /// The `kill_point` column: what the kill was drawn as, and what happened.

@@ -51,3 +51,51 @@ fn a_planted_circle_is_found() {
     // The upward import is named too: trial sits above verify.
     assert!(out.contains("verify::oracle -> trial::outcome"), "{out}");
 }
+
+/// The forms a circle hides behind: `super::` between sibling files, a nested `use` group, and an
+/// import after a test module. Each planted pair must be found; a `pub use` re-export of a child
+/// (a module's public face) is not a circle.
+#[test]
+fn circles_through_super_nested_groups_and_after_tests_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    let w = |rel: &str, text: &str| {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w("lib.rs", "pub mod a;\npub mod b;\n");
+    // Siblings through `super::`.
+    w(
+        "a/mod.rs",
+        "pub mod x;\npub mod y;\npub use x::X;\npub struct Face;\n",
+    );
+    w("a/x.rs", "use super::y::Y;\npub struct X;\n");
+    w(
+        "a/y.rs",
+        "pub struct Y;\nfn f() -> Option<super::x::X> { None }\n",
+    );
+    // A nested group, and an import after a test module.
+    w("b/mod.rs", "pub mod p;\npub mod q;\n");
+    w(
+        "b/p.rs",
+        "use crate::{a::Face, b::{q::Q}};\npub struct P;\n",
+    );
+    w(
+        "b/q.rs",
+        "#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\nuse crate::b::p::P;\npub struct Q;\n",
+    );
+    let (code, out) = layers(src);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("2 import circle(s)"), "{out}");
+    assert!(
+        out.contains("a::x -> a::y") && out.contains("a::y -> a::x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("b::p -> b::q") && out.contains("b::q -> b::p"),
+        "{out}"
+    );
+    // `pub use x::X` in a/mod.rs is the module's face: no a -> a::x edge, so no circle through it.
+    assert!(!out.contains("a -> a::x"), "{out}");
+}

@@ -11,6 +11,7 @@ use torture_preload::Variant;
 
 use super::check::{self, CheckEnv};
 use super::child;
+use super::judge;
 use super::{Engine, ExecOptions};
 use crate::engine::with_suffix;
 use crate::exit_code;
@@ -18,6 +19,11 @@ use crate::output::out_dir::{self, write_no_follow};
 use crate::output::reproduce::{quote as shell_quote, shell_words_str};
 use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Judged, Pragmas};
+
+/// The folder inside the evidence that holds the recording's starting files, and the file that
+/// names their inodes (the log follows files by inode).
+pub const START_DIR: &str = "recording-start";
+pub const START_INODES: &str = "recording-start.json";
 
 /// What `trial.json` holds for an exec trial (in `OUT/failures/<i>/`, `OUT/evidence/<i>/` or
 /// `OUT/calibration/`). `reproduce` says how to run the program by hand on the same path and seed.
@@ -361,7 +367,7 @@ pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
                 &pragmas.journal_mode,
                 &pragmas.synchronous,
                 f.fault
-                    .judged_as(super::recorded::variant_class(&s.variant) == Variant::KeepAll),
+                    .judged_as(super::judge::variant_class(&s.variant) == Variant::KeepAll),
                 s.hardware_as_documented,
             );
             // The excuse, derived again from the saved recording when it is there (else the run's).
@@ -373,9 +379,9 @@ pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
                 Err(_) if s.excused_after_failed_directory_sync => vec![(0, u64::MAX)],
                 Err(_) => Vec::new(),
             };
-            let variant = super::recorded::variant_class(&s.variant);
+            let variant = super::judge::variant_class(&s.variant);
             // A lost commit: judged by its cause, re-derived from the saved recording.
-            let v = super::judge::rejudge(folder, &note, s, &c, work.path()).unwrap_or(v);
+            let v = rejudge(folder, &note, s, &c, work.path()).unwrap_or(v);
             crate::faults::recorded::excuse_after_failed_directory_sync(&spans, s.cut, variant, v)
                 .unwrap_or(v)
         }
@@ -431,4 +437,59 @@ pub fn recheck(folder: &Path, named: &Named) -> i32 {
         println!("  NOT CONFIRMED: the saved files give another verdict than the run recorded");
         exit_code::VIOLATION
     }
+}
+
+/// `torture replay` of a saved crash state that lost a commit: the cause, derived again from the
+/// saved recording (`faultfs.log`) and its starting files, and its verdict. None when the folder
+/// does not hold them (older evidence) or the state lost nothing.
+pub(crate) fn rejudge(
+    folder: &Path,
+    note: &ExecTrialNote,
+    state: &CrashStateNote,
+    c: &check::Check,
+    scratch: &Path,
+) -> Option<Verdict> {
+    let fault = note.exec.fault.as_ref()?;
+    let crash_safe = torture_workloads::JournalMode::parse(&note.record.journal_mode)
+        .is_none_or(|m| m.is_crash_safe());
+    if c.outcome != Outcome::LostCommit || !crash_safe {
+        return None;
+    }
+    let log = torture_preload::read_log(&folder.join("faultfs.log")).ok()?;
+    let start = load_start(folder)?;
+    let instance_of = judge::instances_of(&log, &state.instance_leaders);
+    let instances = note.exec.instances.max(1) as usize;
+    let dir = scratch.join("cause");
+    let mut causes = judge::Causes::new(
+        &start,
+        &log,
+        fault.model(),
+        &note.exec,
+        judge::ack_positions(&log, &instance_of),
+        instances,
+        &dir,
+        scratch,
+        Duration::from_secs(120),
+        &[],
+    );
+    let power_cut = judge::variant_class(&state.variant) != Variant::KeepAll
+        && fault.fault.judged_as(false) == crate::verify::verdict::Fault::PowerLoss;
+    let (cause, ..) = causes.of(&c.missing, power_cut)?;
+    let declared = judge::promises_durability(
+        note.exec.engine,
+        &note.record.journal_mode,
+        &note.record.synchronous,
+    );
+    Some(judge::verdict_of(cause, power_cut, state.hardware_as_documented, declared, "").0)
+}
+
+/// The recording's starting folder as saved by [`save_start`], with its original inodes.
+pub fn load_start(folder: &Path) -> Option<torture_preload::Snapshot> {
+    let inodes: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(folder.join(START_INODES)).ok()?).ok()?;
+    let mut snap = torture_preload::snapshot(&folder.join(START_DIR)).ok()?;
+    for (p, f) in snap.files.iter_mut() {
+        f.ino = *inodes.get(p.to_string_lossy().as_ref())?;
+    }
+    (snap.files.len() == inodes.len()).then_some(snap)
 }

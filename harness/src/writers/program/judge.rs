@@ -20,7 +20,9 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use torture_preload::{build_state, write_files, Cut, Log, Model, Snapshot, Variant, Writer};
+use torture_preload::{
+    build_state, write_files, Cut, Log, Model, OpKind, Snapshot, Variant, Writer,
+};
 
 use super::check::{self, CheckEnv, Missing};
 use super::{Engine, ExecOptions};
@@ -245,48 +247,42 @@ impl<'a> Causes<'a> {
     }
 }
 
-/// `torture replay` of a saved crash state that lost a commit: the cause, derived again from the
-/// saved recording (`faultfs.log`) and its starting files, and its verdict. None when the folder
-/// does not hold them (older evidence) or the state lost nothing.
-pub(crate) fn rejudge(
-    folder: &Path,
-    note: &super::evidence::ExecTrialNote,
-    state: &super::evidence::CrashStateNote,
-    c: &check::Check,
-    scratch: &Path,
-) -> Option<Verdict> {
-    let fault = note.exec.fault.as_ref()?;
-    let crash_safe = torture_workloads::JournalMode::parse(&note.record.journal_mode)
-        .is_none_or(|m| m.is_crash_safe());
-    if c.outcome != Outcome::LostCommit || !crash_safe {
-        return None;
+/// Which instance each writer of acks is: a process is its instance's when its chain of parents
+/// (the recorder's `Start` records) reaches that instance's leader; an `ack N ID` writer, and any
+/// process the chain does not place, is instance 0.
+pub(crate) fn instances_of(log: &Log, leaders: &[u32]) -> impl Fn(&Writer) -> usize {
+    let mut parent = std::collections::HashMap::new();
+    for o in &log.ops {
+        if let OpKind::Start { ppid, .. } = &o.kind {
+            parent.entry(o.pid).or_insert(*ppid);
+        }
     }
-    let log = torture_preload::read_log(&folder.join("faultfs.log")).ok()?;
-    let start = super::states::load_start(folder)?;
-    let instance_of = super::recorded::instances_of(&log, &state.instance_leaders);
-    let instances = note.exec.instances.max(1) as usize;
-    let dir = scratch.join("cause");
-    let mut causes = Causes::new(
-        &start,
-        &log,
-        fault.model(),
-        &note.exec,
-        ack_positions(&log, &instance_of),
-        instances,
-        &dir,
-        scratch,
-        Duration::from_secs(120),
-        &[],
-    );
-    let power_cut = super::recorded::variant_class(&state.variant) != Variant::KeepAll
-        && fault.fault.judged_as(false) == crate::verify::verdict::Fault::PowerLoss;
-    let (cause, ..) = causes.of(&c.missing, power_cut)?;
-    let declared = promises_durability(
-        note.exec.engine,
-        &note.record.journal_mode,
-        &note.record.synchronous,
-    );
-    Some(verdict_of(cause, power_cut, state.hardware_as_documented, declared, "").0)
+    let leaders: Vec<u32> = leaders.to_vec();
+    move |w: &Writer| {
+        let Writer::Pid(mut pid) = *w else {
+            return 0;
+        };
+        for _ in 0..64 {
+            if let Some(i) = leaders.iter().position(|&l| l == pid) {
+                return i;
+            }
+            match parent.get(&pid) {
+                Some(&p) if p != pid => pid = p,
+                _ => break,
+            }
+        }
+        0
+    }
+}
+
+/// What the rules need of a variant saved by name in evidence (`keep-all`, `lose-all`, …): whether
+/// it kept everything (a process crash) or is a power cut (any other stands for all of them).
+pub(crate) fn variant_class(name: &str) -> Variant {
+    if name == "keep-all" {
+        Variant::KeepAll
+    } else {
+        Variant::LoseAll
+    }
 }
 
 #[cfg(test)]

@@ -127,34 +127,6 @@ fn pids(log: &Log) -> usize {
 /// that does not exit (a server); `--calibrate-for` fixes the span instead.
 const PROBE_SPAN: Duration = Duration::from_secs(5);
 
-/// Which instance each writer of acks is: a process is its instance's when its chain of parents
-/// (the recorder's `Start` records) reaches that instance's leader; an `ack N ID` writer, and any
-/// process the chain does not place, is instance 0.
-pub(crate) fn instances_of(log: &Log, leaders: &[u32]) -> impl Fn(&Writer) -> usize {
-    let mut parent = std::collections::HashMap::new();
-    for o in &log.ops {
-        if let OpKind::Start { ppid, .. } = &o.kind {
-            parent.entry(o.pid).or_insert(*ppid);
-        }
-    }
-    let leaders: Vec<u32> = leaders.to_vec();
-    move |w: &Writer| {
-        let Writer::Pid(mut pid) = *w else {
-            return 0;
-        };
-        for _ in 0..64 {
-            if let Some(i) = leaders.iter().position(|&l| l == pid) {
-                return i;
-            }
-            match parent.get(&pid) {
-                Some(&p) if p != pid => pid = p,
-                _ => break,
-            }
-        }
-        0
-    }
-}
-
 /// Why a log holds nothing to crash: one line for the user (exit 2 before a run).
 pub(crate) fn coverage_problem(log: &Log, db: &Path) -> Option<String> {
     match log.coverage() {
@@ -195,16 +167,6 @@ fn blind_spots(log: &Log) -> Vec<String> {
         out.push(format!("recorder: {u}"));
     }
     out
-}
-
-/// What the rules need of a variant saved by name in evidence (`keep-all`, `lose-all`, …): whether
-/// it kept everything (a process crash) or is a power cut (any other stands for all of them).
-pub(crate) fn variant_class(name: &str) -> Variant {
-    if name == "keep-all" {
-        Variant::KeepAll
-    } else {
-        Variant::LoseAll
-    }
 }
 
 /// Runs recorded exec trial `index` and returns its row (the worst crash state, with the counts)
@@ -545,7 +507,7 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
     } else {
         Vec::new()
     };
-    let instance_of = instances_of(&rec.log, &rec.run.leaders);
+    let instance_of = judge::instances_of(&rec.log, &rec.run.leaders);
     let instances = (exec.instances.max(1)) as usize;
     let cause_dir = t.dir.join("cause");
     let mut causes = Causes::new(
@@ -833,7 +795,7 @@ fn save_worst(record: &mut TrialRecord, t: &TrialOf<'_>, c: &Checked) {
         return;
     };
     let rec = t.rec;
-    let instance_of = instances_of(&rec.log, &rec.run.leaders);
+    let instance_of = judge::instances_of(&rec.log, &rec.run.leaders);
     let instances = (t.exec.instances.max(1)) as usize;
     let acks_by_instance = acks_of(&state.acks, &instance_of, instances);
     let recording = states::Recorded {

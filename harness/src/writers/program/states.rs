@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::evidence::{START_DIR, START_INODES};
 use super::ExecOptions;
 use crate::options::RunOptions;
 use crate::output::stats::wilson_95;
@@ -236,11 +237,6 @@ pub struct Recorded<'a> {
     pub cause: Option<&'a str>,
 }
 
-/// The folder inside the evidence that holds the recording's starting files, and the file that
-/// names their inodes (the log follows files by inode).
-pub const START_DIR: &str = "recording-start";
-pub const START_INODES: &str = "recording-start.json";
-
 fn save_start(dir: &Path, start: &torture_preload::Snapshot) -> std::io::Result<()> {
     let files: std::collections::BTreeMap<PathBuf, Vec<u8>> = start
         .files
@@ -257,17 +253,6 @@ fn save_start(dir: &Path, start: &torture_preload::Snapshot) -> std::io::Result<
         dir.join(START_INODES),
         serde_json::to_string(&inodes).map_err(std::io::Error::other)?,
     )
-}
-
-/// The recording's starting folder as saved by [`save_start`], with its original inodes.
-pub fn load_start(folder: &Path) -> Option<torture_preload::Snapshot> {
-    let inodes: std::collections::BTreeMap<String, u64> =
-        serde_json::from_slice(&std::fs::read(folder.join(START_INODES)).ok()?).ok()?;
-    let mut snap = torture_preload::snapshot(&folder.join(START_DIR)).ok()?;
-    for (p, f) in snap.files.iter_mut() {
-        f.ino = *inodes.get(p.to_string_lossy().as_ref())?;
-    }
-    (snap.files.len() == inodes.len()).then_some(snap)
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ use rand::RngExt;
 use rusqlite::{ffi, Connection};
 use torture_workloads::{JournalMode, Synchronous};
 
-use super::engine::{self, code_name, record, word, Children, Ctx, Ending, Env, Metrics};
+use super::engine::{
+    self, code_name, record, word, Children, Ctx, Ending, Env, Metrics, BACKUP_ID,
+};
 use super::{base_profile, power, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
 use crate::faults::recorded;
@@ -84,9 +86,6 @@ const MARK: &str = "backup";
 /// The backup starts after K acknowledged commits, K uniform in this window: late enough that
 /// checkpoints have moved data into the database file (wal_autocheckpoint=100).
 const ACKS: (u64, u64) = (10, 150);
-
-/// Writer id used on the error channel for the backup process.
-pub(crate) const BACKUP_ID: u32 = 9999;
 
 pub(crate) fn scenario() -> Scenario {
     let mut variants = Vec::new();

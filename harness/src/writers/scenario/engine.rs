@@ -13,12 +13,28 @@ use crate::seed;
 use crate::trial::children::SlotFiles;
 use crate::trial::evidence::{self, Snapshot};
 use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
 use crate::verify::oracle::Verification;
 use crate::verify::verdict::Fault;
 
 use super::Variant;
+
+/// Writer id used on the error channel for the backup process (scenario 4).
+pub(crate) const BACKUP_ID: u32 = 9999;
+
+/// The crash-state counts of a recorded trial, for its row ([`Ending::recorded`]; `power.rs` fills it).
+#[derive(Clone, Debug)]
+pub(crate) struct StateCounts {
+    /// Commits acknowledged before the worst state's cut: the row's `acked_commits`.
+    pub acked: u64,
+    pub crash_states: u64,
+    pub damaged_states: u64,
+    pub cuts_in_checkpoint: u64,
+    /// The worst state's verdict, as the states were judged one by one (a scenario's own check of
+    /// a second file may judge differently from the database's promise).
+    pub verdict: Verdict,
+}
 
 /// Named numbers a trial measured, beyond its row: summed over trials for docs/findings.md's tables.
 pub(crate) type Metrics = BTreeMap<String, u64>;
@@ -196,7 +212,7 @@ pub(crate) struct Ending {
     pub judged_as: Fault,
     /// A power cut on the recorder (`power.rs`): the worst state's acks and the crash-state
     /// counts, for the row's last columns.
-    pub recorded: Option<super::power::StateCounts>,
+    pub recorded: Option<StateCounts>,
 }
 
 impl Ending {
@@ -363,7 +379,7 @@ fn reported_errors(run: &Children<'_>) -> (Vec<String>, Vec<String>) {
     let mut sqlite = Vec::new();
     let mut lab = Vec::new();
     for (w, code, text) in &run.events.errors {
-        let who = if *w == super::backup::BACKUP_ID {
+        let who = if *w == BACKUP_ID {
             "backup".to_string()
         } else {
             format!("writer {w}")

@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use torture_preload::{Snapshot, Variant};
 
-use super::engine::{Children, Ctx, Ending, Env, WriterSpec};
+use super::engine::{Children, Ctx, Ending, Env, StateCounts, WriterSpec};
 use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan, StateKind};
 use crate::trial::evidence;
-use crate::trial::outcome::{Outcome, Verdict};
+use crate::trial::outcome::Outcome;
 use crate::trial::record::{self, Judged, Pragmas};
 use crate::verify::oracle::Verification;
 use crate::verify::verdict::Fault;
@@ -33,19 +33,6 @@ pub(crate) const DB_NAME: &str = "trial.db";
 
 /// The `fault` column of a scenario's power-loss row.
 pub(crate) const FAULT: &str = "power-loss";
-
-/// The crash-state counts of a recorded trial, for its row ([`Ending::recorded`]).
-#[derive(Clone, Debug)]
-pub(crate) struct StateCounts {
-    /// Commits acknowledged before the worst state's cut: the row's `acked_commits`.
-    pub acked: u64,
-    pub crash_states: u64,
-    pub damaged_states: u64,
-    pub cuts_in_checkpoint: u64,
-    /// The worst state's verdict, as the states were judged one by one (a scenario's own check of
-    /// a second file may judge differently from the database's promise).
-    pub verdict: Verdict,
-}
 
 /// One scenario trial under the recorder: the recorded folder, its starting snapshot and the
 /// trial's processes.

@@ -680,13 +680,11 @@ impl EvidenceBudget {
         folder: &Path,
         room: bool,
     ) -> std::io::Result<bool> {
-        let example = (record.verdict == Verdict::Expected)
-            .then(|| {
-                *self
-                    .examples
-                    .entry(Self::group(record))
-                    .or_insert(record.iteration)
-            })
+        // A group's example is the first expected loss whose folder was kept.
+        let expected = record.verdict == Verdict::Expected;
+        let example = expected
+            .then(|| self.examples.get(&Self::group(record)).copied())
+            .flatten()
             .filter(|&first| first != record.iteration);
         if let Some(first) = example {
             self.repeats += 1;
@@ -707,8 +705,20 @@ impl EvidenceBudget {
         self.dropped_bytes += c.dropped_bytes;
         if c.removed {
             self.removed += 1;
+            record
+                .detail
+                .push_str("; evidence: removed by --max-evidence-bytes (its note was unreadable)");
         } else if !c.dropped.is_empty() {
             self.trimmed += 1;
+            record.detail.push_str(&format!(
+                "; evidence: {} file(s) dropped by --max-evidence-bytes (trial.json lists them)",
+                c.dropped.len()
+            ));
+        }
+        if expected && !c.removed {
+            self.examples
+                .entry(Self::group(record))
+                .or_insert(record.iteration);
         }
         Ok(!c.removed)
     }
@@ -744,6 +754,53 @@ impl EvidenceBudget {
             ));
         }
         parts.iter().map(|p| format!("; {p}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod evidence_budget_tests {
+    use super::EvidenceBudget;
+    use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+
+    fn folder(root: &std::path::Path, i: u64) -> std::path::PathBuf {
+        let f = root.join(i.to_string());
+        std::fs::create_dir_all(&f).unwrap();
+        std::fs::write(f.join("trial.json"), r#"{"record": {}}"#).unwrap();
+        f
+    }
+
+    /// A group's example is a folder that was kept: a first expected loss dropped for
+    /// `--max-evidence` is not named by the next one, which becomes the example itself.
+    #[test]
+    fn an_expected_groups_example_is_a_folder_that_exists() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = EvidenceBudget::new(1 << 30);
+        let mut first = TrialRecord::for_test("p", Outcome::LostCommit, Verdict::Expected);
+        first.iteration = 1;
+        let f1 = folder(d.path(), 1);
+        assert!(!b.admit(&mut first, &f1, false).unwrap());
+        assert!(!f1.exists());
+        let mut second = first.clone();
+        second.iteration = 2;
+        second.detail.clear();
+        let f2 = folder(d.path(), 2);
+        assert!(b.admit(&mut second, &f2, true).unwrap());
+        assert!(
+            f2.exists() && !second.detail.contains("failures/1"),
+            "{}",
+            second.detail
+        );
+        let mut third = second.clone();
+        third.iteration = 3;
+        third.detail.clear();
+        let f3 = folder(d.path(), 3);
+        assert!(!b.admit(&mut third, &f3, true).unwrap());
+        assert!(third.detail.contains("like failures/2"), "{}", third.detail);
+        // A violation is never a repeat: it keeps its folder.
+        let mut v = TrialRecord::for_test("p", Outcome::LostCommit, Verdict::Violation);
+        v.iteration = 4;
+        let f4 = folder(d.path(), 4);
+        assert!(b.admit(&mut v, &f4, true).unwrap() && f4.exists());
     }
 }
 

@@ -438,11 +438,20 @@ fn a_run_keeps_no_more_evidence_than_its_byte_cap() {
         .filter(|r| r["outcome"] != "intact")
         .count();
     assert_eq!(failed, 8, "{}", say(&o));
+    // The cap, plus the notes: every failed trial keeps its `trial.json` (a few KB) whatever the
+    // cap, so no row's evidence is gone without a word.
     assert!(
-        bytes_under(&out.join("failures")) <= (1 << 20) + (8 << 10),
+        bytes_under(&out.join("failures")) <= (1 << 20) + 8 * (16 << 10),
         "{} bytes kept",
         bytes_under(&out.join("failures"))
     );
+    assert_eq!(failure_folders(&out).len(), 8, "{}", say(&o));
+    for f in failure_folders(&out) {
+        assert!(
+            out.join("failures").join(&f).join("trial.json").is_file(),
+            "failures/{f} lost its note"
+        );
+    }
     let trimmed = failure_folders(&out)
         .iter()
         .filter(|f| {

@@ -248,8 +248,8 @@ pub enum Coverage {
 
 impl Log {
     /// The bytes a write wrote, read from the log. The log was read whole and checksummed when it
-    /// was parsed and stays open, so this cannot meet a short file; an I/O error of the scratch
-    /// disk under it is the lab's own failure: one line and exit 3.
+    /// was parsed and stays open, so this cannot meet a short file; an I/O error of the disk under
+    /// it is the lab's own failure: one line and exit 3.
     pub fn data(&self, d: Data) -> Vec<u8> {
         let mut buf = vec![0u8; d.len as usize];
         let ok = match &self.source {
@@ -269,9 +269,11 @@ impl Log {
         };
         if let Err(e) = ok {
             eprintln!(
-                "torture: the recorder's operation log could not be read again ({e}): the lab's scratch disk failed"
+                "torture: the recorder's operation log could not be read again ({e}): the disk under it failed"
             );
-            std::process::exit(3);
+            // SAFETY: _exit ends the process at once (a forked slot must not run the parent's
+            // exit handlers or flush its copies of the parent's buffers).
+            unsafe { libc::_exit(3) };
         }
         buf
     }

@@ -1,26 +1,18 @@
 //! Fault layer. The file-operation recorder (`recorded`, `preload`; crate `torture-preload`) runs
 //! every op-indexed fault of the built-in writers, the scenarios' power cuts and `torture exec
 //! --fault`. What remains of the SQLite VFS shim (`vfs`) counts SQLite's VFS calls and crashes at
-//! the N-th for what only it does (`docs/power-loss.md`: `--crash-recovery`, the `checkpoint`
-//! scenario's crash-in-checkpoint variants, the `recovery` scenario), and logs writes so a power
-//! loss can be reconstructed (its own tests).
+//! the N-th, for what only it does (`docs/power-loss.md`: `--crash-recovery`, the `checkpoint`
+//! scenario's crash-in-checkpoint variants, the `recovery` scenario).
 //!
 //! How a trial uses the shim:
 //! 1. the slot (or the writer) calls [`register`] once; the name it returns opens connections on the
 //!    shim (`Connection::open_with_flags_and_vfs(path, flags, name)`);
 //! 2. each writer child calls [`configure`] right after the fork, before opening any connection:
-//!    a [`CrashAt`] makes it SIGKILL itself just before the N-th matching operation, a `log_path`
-//!    records every operation with what is needed to undo it;
-//! 3. after the writers are dead, the slot may [`read_log`] and [`simulate_power_loss`] to rewind
-//!    the files to what a disk could hold after a power cut at that instant, then verify as usual.
+//!    a [`CrashAt`] makes it SIGKILL itself just before the N-th matching operation.
 //!
 //! [`ops_so_far`] measures how many operations a workload makes in an uncrashed run, which bounds
-//! the useful crash points.
-//!
-//! Several connections on threads of one process share one configuration, one count and one log:
-//! the shim counts, logs and performs each operation under one process-wide lock, so the log is a
-//! total order of what the files saw. The pool scenario's power-loss variants cut that log; only the
-//! interleaving differs from run to run, so those trials sample rather than replay.
+//! the useful crash points. Several connections on threads of one process share one configuration
+//! and one count: the shim counts and performs each operation under one process-wide lock.
 
 pub mod config;
 pub mod preload;

@@ -43,6 +43,8 @@ struct SlotHandle {
     commands: Option<File>,
     results: OwnedFd,
     pending: Vec<u8>,
+    /// How much of `pending` is known to hold no newline (a long line is scanned once).
+    scanned: usize,
     in_flight: u64,
     open: bool,
 }
@@ -96,6 +98,7 @@ pub fn run(
             commands: Some(File::from(cmd_w)),
             results: res_r,
             pending: Vec::new(),
+            scanned: 0,
             in_flight: 0,
             open: true,
         });
@@ -278,15 +281,19 @@ fn read_available(slot: &mut SlotHandle) -> bool {
 fn take_records(slot: &mut SlotHandle) -> Vec<Finished> {
     let mut out = Vec::new();
     let mut start = 0;
-    while let Some(nl) = slot.pending[start..].iter().position(|&b| b == b'\n') {
-        let line = &slot.pending[start..start + nl];
+    let mut from = slot.scanned;
+    while let Some(nl) = slot.pending[from..].iter().position(|&b| b == b'\n') {
+        let end = from + nl;
+        let line = &slot.pending[start..end];
         match serde_json::from_slice::<Finished>(line) {
             Ok(r) => out.push(r),
             Err(e) => eprintln!("torture: unreadable trial record from a slot: {e}"),
         }
-        start += nl + 1;
+        start = end + 1;
+        from = start;
     }
     slot.pending.drain(..start);
+    slot.scanned = slot.pending.len();
     out
 }
 

@@ -192,8 +192,10 @@ pub fn cap_folder(dir: &Path, cap: u64) -> std::io::Result<Capped> {
     let noted = std::fs::read_to_string(&note_path)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    // `trial.json` (a few KB) stays whatever the cap: the row's evidence is never gone without
+    // a word, and the note lists what was dropped. Only a folder without a readable note goes.
     match noted {
-        Some(mut v) if c.kept_bytes <= cap => {
+        Some(mut v) => {
             if let Some(o) = v.as_object_mut() {
                 o.insert("dropped".into(), serde_json::json!(c.dropped));
             }
@@ -279,7 +281,17 @@ mod tests {
                 .unwrap();
         assert_eq!(note["dropped"].as_array().unwrap().len(), 2);
         assert!(dropped_for_recheck(&note).unwrap().contains("trial.db-wal"));
-        // A cap smaller than the note: the folder goes.
+        // A cap smaller than the note: everything else goes, the note stays and says so.
+        let c = cap_folder(&dir, 10).unwrap();
+        assert!(!c.removed && dir.join("trial.json").is_file(), "{c:?}");
+        assert!(!dir.join("crash-state/trial.db").exists());
+        let note: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trial.json")).unwrap())
+                .unwrap();
+        assert!(dropped_for_recheck(&note).unwrap().contains("trial.db"));
+        // A folder without a readable note goes whole.
+        std::fs::write(dir.join("trial.json"), "not json").unwrap();
+        std::fs::write(dir.join("stdout-tail.txt"), vec![b'x'; 3000]).unwrap();
         let c = cap_folder(&dir, 10).unwrap();
         assert!(c.removed && !dir.exists());
         let only_tail = serde_json::json!({"dropped": ["stdout-tail.txt (3 KiB)"]});

@@ -47,85 +47,29 @@ pub fn run(
     let scratch = files.dir.join("state");
     let mut events = TrialEvents::default();
     let mut ending = Ending::default();
-    let mut pragmas = None;
     let mut injected = String::new();
     let judged = Judged {
         fault,
         hardware_as_documented: f.hardware_as_documented(),
         expected_damage: false,
     };
+    let mut pragmas = None;
     let checked: Result<Checked, String> = template
         .map_err(|e| format!("making the starting database: {e}"))
         .and_then(|t| {
-            if matches!(fault, Fault::IoError | Fault::DiskFull) {
-                let spec = fail_spec(opts, profile, files, t, trial_seed)?;
-                injected = spec.1;
-                rec.fail_at = Some(spec.0);
-            }
-            let db = rec.prepare(t, DB_NAME)?;
-            let start = torture_preload::snapshot(&rec.dir)
-                .map_err(|e| format!("snapshot of {}: {e}", rec.dir.display()))?;
-            let mut plan = writer_plan(opts, profile, files, trial_seed, Some(f.commits));
-            plan.db = &db;
-            plan.recording = Some(&rec);
-            run_writers(
-                &plan,
+            let mut step = Step {
                 opts,
                 profile,
                 files,
-                Stop::WhenDone,
-                &mut events,
-                &mut ending,
-            )?;
-            let p = Pragmas::read_back(
-                profile,
-                events.in_force.as_ref(),
-                &events.disagreeing_writers,
-                "unknown: no writer read its pragmas back",
-            );
-            // A state that kept everything is what a process crash leaves; the others are power cuts.
-            let judge = |o: Outcome, v: Variant| {
-                let fault = fault.judged_as(v == Variant::KeepAll);
-                let judged = Judged { fault, ..judged };
-                record::verdict_of(o, &p, judged)
+                trial_seed,
+                rec: &mut rec,
+                events: &mut events,
+                ending: &mut ending,
+                injected: &mut injected,
+                scratch: &scratch,
+                judged,
             };
-            let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
-            let recovery_count = files.dir.join("recovery-count");
-            let mut crash_recovery = |db: &Path| {
-                crate::faults::recovery::crash_first_opener(db, &recovery_count, &mut rng)
-                    .unwrap_or_else(|e| e)
-            };
-            std::fs::create_dir_all(&scratch)
-                .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
-            let result = recorded::check_recording(
-                &start,
-                &rec.log,
-                &scratch,
-                DB_NAME,
-                CheckPlan {
-                    kind: if fault == Fault::KillAtOp {
-                        StateKind::ProcessCrash
-                    } else {
-                        StateKind::PowerCut
-                    },
-                    model: f.model.clone(),
-                    max_states: f.max_states as usize,
-                    seed: trial_seed,
-                    // io-error / disk-full: `--crash-at` placed the failure, not the cut.
-                    fixed: f
-                        .op
-                        .filter(|_| matches!(fault, Fault::PowerLoss | Fault::KillAtOp))
-                        .map(|n| (recorded::recorder_filter(&f.filter.to_string()), n)),
-                    workload: opts.workload,
-                    judge: &judge,
-                    before_check: if f.crash_recovery {
-                        Some(&mut crash_recovery)
-                    } else {
-                        None
-                    },
-                    after_check: None,
-                },
-            );
+            let (result, p) = record_and_check(&mut step, t)?;
             pragmas = Some(p);
             result
         });
@@ -254,6 +198,105 @@ pub fn run(
         }
     }
     row
+}
+
+/// What one recorded trial's steps share.
+struct Step<'a> {
+    opts: &'a RunOptions,
+    profile: &'a torture_workloads::Profile,
+    files: &'a SlotFiles,
+    trial_seed: u64,
+    rec: &'a mut RecordingPlan,
+    events: &'a mut TrialEvents,
+    ending: &'a mut Ending,
+    injected: &'a mut String,
+    scratch: &'a Path,
+    judged: Judged,
+}
+
+/// Records the writers once (with the recorder's failing operation for io-error and disk-full)
+/// and checks the recording's crash states, each judged by its variant; the pragmas the writers
+/// read back. `Err` when the recording itself failed; the check's own failure is in the result.
+fn record_and_check(
+    st: &mut Step<'_>,
+    t: &Path,
+) -> Result<(Result<Checked, String>, Pragmas), String> {
+    let (opts, profile, files, trial_seed) = (st.opts, st.profile, st.files, st.trial_seed);
+    let f = &opts.faults;
+    let fault = f.fault;
+    let judged = st.judged;
+    let scratch = st.scratch;
+    let rec = &mut *st.rec;
+
+    if matches!(fault, Fault::IoError | Fault::DiskFull) {
+        let spec = fail_spec(opts, profile, files, t, trial_seed)?;
+        *st.injected = spec.1;
+        rec.fail_at = Some(spec.0);
+    }
+    let db = rec.prepare(t, DB_NAME)?;
+    let start = torture_preload::snapshot(&rec.dir)
+        .map_err(|e| format!("snapshot of {}: {e}", rec.dir.display()))?;
+    let mut plan = writer_plan(opts, profile, files, trial_seed, Some(f.commits));
+    plan.db = &db;
+    plan.recording = Some(&*rec);
+    run_writers(
+        &plan,
+        opts,
+        profile,
+        files,
+        Stop::WhenDone,
+        st.events,
+        st.ending,
+    )?;
+    let p = Pragmas::read_back(
+        profile,
+        st.events.in_force.as_ref(),
+        &st.events.disagreeing_writers,
+        "unknown: no writer read its pragmas back",
+    );
+    // A state that kept everything is what a process crash leaves; the others are power cuts.
+    let judge = |o: Outcome, v: Variant| {
+        let fault = fault.judged_as(v == Variant::KeepAll);
+        let judged = Judged { fault, ..judged };
+        record::verdict_of(o, &p, judged)
+    };
+    let mut rng = seed::rng_for(trial_seed, seed::FAULT_STREAM + 2);
+    let recovery_count = files.dir.join("recovery-count");
+    let mut crash_recovery = |db: &Path| {
+        crate::faults::recovery::crash_first_opener(db, &recovery_count, &mut rng)
+            .unwrap_or_else(|e| e)
+    };
+    std::fs::create_dir_all(scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let result = recorded::check_recording(
+        &start,
+        &rec.log,
+        scratch,
+        DB_NAME,
+        CheckPlan {
+            kind: if fault == Fault::KillAtOp {
+                StateKind::ProcessCrash
+            } else {
+                StateKind::PowerCut
+            },
+            model: f.model.clone(),
+            max_states: f.max_states as usize,
+            seed: trial_seed,
+            // io-error / disk-full: `--crash-at` placed the failure, not the cut.
+            fixed: f
+                .op
+                .filter(|_| matches!(fault, Fault::PowerLoss | Fault::KillAtOp))
+                .map(|n| (recorded::recorder_filter(&f.filter.to_string()), n)),
+            workload: opts.workload,
+            judge: &judge,
+            before_check: if f.crash_recovery {
+                Some(&mut crash_recovery)
+            } else {
+                None
+            },
+            after_check: None,
+        },
+    );
+    Ok((result, p))
 }
 
 /// How many operations of each kind an uncrashed recording of a profile makes, counted once per

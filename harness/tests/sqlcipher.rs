@@ -217,7 +217,9 @@ fn sigkill_controls_on_sqlcipher() {
             seen += 1;
         }
     }
-    assert!(seen >= 5, "{seen} evidence databases");
+    // Expected losses keep one example folder per group (docs/reliability.md), so off-off's many
+    // failures leave at least one folder, and every folder kept must be encrypted.
+    assert!(seen >= 1, "{seen} evidence databases");
 }
 
 #[test]

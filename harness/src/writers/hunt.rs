@@ -240,6 +240,9 @@ fn read_program(p: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_str(&t).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// The folder a shrink candidate runs in, beside the program's own `run/`.
+const CANDIDATE_RUN: &str = "candidate-run";
+
 /// Re-validates a candidate (its model changes with its transactions) and runs it.
 fn try_candidate(
     o: &HuntOptions,
@@ -268,8 +271,10 @@ fn try_candidate(
     if !v.status.success() {
         return Ok(false);
     }
-    // A candidate exec refuses or cannot test (nothing acknowledged, say) does not reproduce.
-    Ok(run_program(o, script, &valid, seed, &work.join("run")).is_ok_and(|r| r.violation))
+    // A candidate exec refuses or cannot test (nothing acknowledged, say) does not reproduce. It
+    // runs in a folder of its own: the program's run folder holds the finding's evidence until
+    // it is filed.
+    Ok(run_program(o, script, &valid, seed, &work.join(CANDIDATE_RUN)).is_ok_and(|r| r.violation))
 }
 
 /// Drops transactions, then statements, one at a time while the finding reproduces. Returns the
@@ -516,7 +521,7 @@ impl Filing<'_> {
                 script,
                 &pdir.join("candidate.json"),
                 pseed,
-                &pdir.join("run"),
+                &pdir.join(CANDIDATE_RUN),
             )?;
             if let Some((_, ev, k)) = again.finding {
                 if save_state(&ev, &bug.join("shrunk-crash-state")).map_err(io)? {

@@ -45,6 +45,7 @@ WEIGHTS = {
     "create_index": 4,
     "drop_index": 2,
     "add_column": 2,
+    "alter_type": 2,
     "drop_table": 1,
     "savepoint": 3,
 }
@@ -97,7 +98,7 @@ class Gen:
         t = f"t{self.n_tables}"
         self.tables[t] = {"cols": ["a", "b"], "next": 1}
         gen = ""
-        if self.engine == "sqlite" and self.rng.random() < 0.3:
+        if self.rng.random() < 0.3:
             gen = ", g INTEGER GENERATED ALWAYS AS (a * 2) VIRTUAL"
         return [
             f"CREATE TABLE {t}(id INTEGER PRIMARY KEY, a INTEGER NOT NULL DEFAULT ({self.expr()}), "
@@ -175,7 +176,18 @@ class Gen:
         if kind == "add_column":
             c = f"c{len(self.tables[t]['cols'])}"
             self.tables[t]["cols"].append(c)
-            return [f"ALTER TABLE {t} ADD COLUMN {c} INTEGER DEFAULT {self.rng.randint(0, 50)}"]
+            if self.engine == "sqlite":
+                # SQLite refuses a parenthesised default in ADD COLUMN.
+                return [f"ALTER TABLE {t} ADD COLUMN {c} INTEGER DEFAULT {self.rng.randint(0, 50)}"]
+            # DuckDB binds the default expression again when it replays the WAL.
+            if self.rng.random() < 0.5:
+                return [f"ALTER TABLE {t} ADD COLUMN {c} INTEGER DEFAULT ({self.expr()})"]
+            return [f"ALTER TABLE {t} ADD COLUMN {c} VARCHAR DEFAULT concat('x', '{'y' * self.rng.randint(0, 9)}')"]
+        if kind == "alter_type":
+            if self.engine == "sqlite":
+                return []  # SQLite has no ALTER COLUMN ... TYPE
+            ty = self.rng.choice(["BIGINT", "INTEGER"])
+            return [f"ALTER TABLE {t} ALTER COLUMN a SET TYPE {ty} USING (a + length('{'z' * self.rng.randint(0, 3)}') * 0)"]
         if kind == "drop_table":
             if len(self.tables) < 2:
                 return []

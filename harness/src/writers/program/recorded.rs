@@ -468,11 +468,15 @@ fn run_notes(rec: &Recording, fail_at: Option<&str>, dir: &Path) -> (Vec<String>
     (notes, problems)
 }
 
+/// How bad a state is, compared in order: its verdict's severity, its outcome, its acknowledged
+/// commits (among equals the state after more promises is the trial's example).
+type WorstRank = (u8, Outcome, u64);
+
 /// Every checked state of a trial: its rows, the worst one, and what the row's summary counts.
 struct Checked {
     rows: Vec<StateRow>,
-    /// (rank, outcome, row index, check, state) of the worst state.
-    worst: Option<(u8, Outcome, usize, Check, CrashState)>,
+    /// (rank, row index, check, state) of the worst state.
+    worst: Option<(WorstRank, usize, Check, CrashState)>,
     /// Per row: judged expected after an ignored directory-sync failure; the cause of its loss.
     excused_rows: Vec<bool>,
     row_causes: Vec<Option<&'static str>>,
@@ -570,14 +574,13 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
             if check.engine_version.is_some() {
                 out.engine_version.clone_from(&check.engine_version);
             }
-            let rank = row.verdict.severity();
+            // The worst state: the gravest verdict, then outcome; among equals, the one with the
+            // most acknowledged commits (a failure after a promise tells more than one before
+            // anything was acknowledged, such as a file torn before its first sync).
+            let rank = (row.verdict.severity(), check.outcome, row.acked_commits);
             out.rows.push(row);
-            if out
-                .worst
-                .as_ref()
-                .is_none_or(|(r, o, ..)| (rank, check.outcome) > (*r, *o))
-            {
-                out.worst = Some((rank, check.outcome, out.rows.len() - 1, check, state));
+            if out.worst.as_ref().is_none_or(|(r, ..)| rank > *r) {
+                out.worst = Some((rank, out.rows.len() - 1, check, state));
             }
         }
     });
@@ -727,7 +730,7 @@ fn conclude(
         detail.push_str(n);
     }
     match &c.worst {
-        Some((_, _, i, check, _)) => {
+        Some((_, i, check, _)) => {
             let row = &rows[*i];
             record.kill_point = row.cut.clone();
             record.recovered_commits = check.recovered;
@@ -791,7 +794,7 @@ fn conclude(
 
 /// A failed trial's evidence: the worst state's files, its acks per instance, the recording.
 fn save_worst(record: &mut TrialRecord, t: &TrialOf<'_>, c: &Checked) {
-    let Some((_, _, i, _, state)) = &c.worst else {
+    let Some((_, i, _, state)) = &c.worst else {
         return;
     };
     let rec = t.rec;

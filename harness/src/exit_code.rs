@@ -2,7 +2,7 @@
 
 /// No trial broke a promise SQLite makes for its profile.
 pub const CLEAN: i32 = 0;
-/// At least one trial broke a promise SQLite documents for its profile (a *violation*).
+/// At least one trial broke a promise its engine documents for its profile (a *violation*).
 pub const VIOLATION: i32 = 1;
 /// Bad command line, profile, profile file, or unusable directory: nothing was run.
 pub const USAGE: i32 = 2;

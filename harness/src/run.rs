@@ -412,7 +412,7 @@ fn conclude(
         exit_code::VIOLATION
     } else if summary.violations() > 0 {
         println!(
-            "VIOLATION: {} trial(s) broke a promise SQLite documents for their profile; see the evidence folder",
+            "VIOLATION: {} trial(s) broke a promise its engine documents for their profile; see the evidence folder",
             summary.violations()
         );
         exit_code::VIOLATION

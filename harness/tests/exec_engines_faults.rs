@@ -231,3 +231,44 @@ fn duckdb_keeps_every_acknowledged_commit_when_unsynced_writes_land_whole_or_not
         assert_eq!(r.status.code(), Some(0), "{}", say(&r));
     }
 }
+
+/// Under the strict model (no `--fsync-commits-names`) DuckDB's files, created without a directory
+/// fsync, may vanish whole at a power cut. A commit lost that way was acknowledged before any sync
+/// covered its file's name: the cause says so (a state with no database file holds no commit), and
+/// the verdict names DuckDB's own promise — never "lost after durable", which would blame recovery.
+#[test]
+fn duckdb_files_never_named_durably_are_lost_before_durable_not_after() {
+    let t = tempfile::tempdir().unwrap();
+    let writer = format!("{ROOT}/workloads/exec/duckdb_writer.py");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.args(["exec", "--no-progress", "-n", "3", "-j", "1", "--seed", "3"])
+        .args(["--fault", "power-loss", "--max-states", "all", "--out"])
+        .arg(t.path().join("o"))
+        .args(["--engine", "duckdb", "--recovered-sql", "SELECT seq FROM t"])
+        .args(["--", "python3", &writer, "{db}", "--commits", "15"]);
+    let o = c.output().expect("torture runs");
+    assert_eq!(o.status.code(), Some(1), "{}", say(&o));
+    let states = csv_rows(&t.path().join("o/crash-states.csv"));
+    // The end of each run, every unsynced name lost: no database file at all.
+    assert!(
+        states
+            .iter()
+            .any(|r| r["detail"].contains("the database file is gone")),
+        "{}",
+        say(&o)
+    );
+    let lost: Vec<_> = states
+        .iter()
+        .filter(|r| r["outcome"] == "lost-commit")
+        .collect();
+    assert!(!lost.is_empty(), "{}", say(&o));
+    for r in lost {
+        assert!(
+            r["detail"].contains("[acked-before-durable]")
+                && r["detail"]
+                    .contains("DuckDB (it syncs its WAL at every commit) is documented durable"),
+            "{r:?}"
+        );
+        assert_eq!(r["verdict"], "violation");
+    }
+}

@@ -17,7 +17,7 @@ fn failure(t: &Tally, fail_on_any: bool) -> Option<(&'static str, String)> {
         Some((
             "violation",
             format!(
-                "{} of {} trials broke a promise SQLite documents for this profile",
+                "{} of {} trials broke a promise its engine documents for this profile",
                 t.violations, t.trials
             ),
         ))
@@ -152,7 +152,7 @@ mod tests {
                 assert_eq!(ty.as_deref(), Some("violation"));
                 assert_eq!(
                     message.as_deref(),
-                    Some("1 of 1 trials broke a promise SQLite documents for this profile")
+                    Some("1 of 1 trials broke a promise its engine documents for this profile")
                 );
             }
             other => panic!("{other:?}"),

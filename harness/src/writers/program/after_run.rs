@@ -84,7 +84,7 @@ pub(crate) fn judge_run(
         ));
         if r.verdict == Verdict::Violation && code == exit_code::CLEAN {
             lines.push(
-                "VIOLATION: the calibration run's kill broke a promise SQLite documents; its files are in OUT/calibration".into(),
+                "VIOLATION: the calibration run's kill broke a promise its engine documents; its files are in OUT/calibration".into(),
             );
             code = exit_code::VIOLATION;
         }

@@ -214,15 +214,20 @@ impl<'a> Causes<'a> {
             &self.model,
         ) {
             Ok(files) => {
+                let db = self.dir.join(self.exec.db_file_name());
                 if write_files(self.dir, &files).is_err() {
                     // Cannot tell: count it as present, which never makes a loss look excusable.
                     true
+                } else if !db.exists() {
+                    // No database file at all (its name never made durable, say): no commit
+                    // is in it.
+                    false
                 } else {
                     let mut acks = vec![Vec::new(); self.instances.max(instance + 1)];
                     acks[instance].push(n);
                     let c = check::verify(&CheckEnv {
                         exec: self.exec,
-                        db: &self.dir.join(self.exec.db_file_name()),
+                        db: &db,
                         acked: n,
                         acks: &acks,
                         timeout: self.timeout,

@@ -534,10 +534,14 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
             &record.journal_mode,
             &record.synchronous,
         ),
-        settings: format!(
-            "journal_mode={} synchronous={}",
-            record.journal_mode, record.synchronous
-        ),
+        settings: if exec.engine == Engine::Duckdb {
+            "DuckDB (it syncs its WAL at every commit)".into()
+        } else {
+            format!(
+                "journal_mode={} synchronous={}",
+                record.journal_mode, record.synchronous
+            )
+        },
         journal_mode: &record.journal_mode,
         synchronous: &record.synchronous,
         instances,

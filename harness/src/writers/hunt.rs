@@ -151,7 +151,10 @@ fn run_program(
         cmd.args(["--fault", &o.fault, "--max-states", "32"]);
     }
     if o.engine == "duckdb" {
-        cmd.args(["--engine", "duckdb"]);
+        // DuckDB never fsyncs its folder, so under the strict model its new files may vanish
+        // whole at a power cut: known (docs/exec-faults.md), and a finding every program would
+        // repeat, masking the rest. The hunt looks past it with the ext4-like model.
+        cmd.args(["--engine", "duckdb", "--fsync-commits-names"]);
     } else {
         cmd.args(["--synchronous", "full", "--journal-mode", "wal"]);
     }

@@ -68,6 +68,7 @@ fn a_lying_driver_is_caught_shrunk_and_filed_with_a_reproduction() {
         "shrink.log",
         "hunt.py",
         "repro.sh",
+        "report.md",
     ] {
         assert!(bug.join(f).is_file(), "{f} in {}", bug.display());
     }
@@ -88,6 +89,29 @@ fn a_lying_driver_is_caught_shrunk_and_filed_with_a_reproduction() {
     assert!(std::fs::read_to_string(bug.join("verdict.txt"))
         .unwrap()
         .contains("lost-commit"));
+    // The draft report: its title names the finding, its steps are the shrunk program's
+    // statements as SQL.
+    let report = std::fs::read_to_string(bug.join("report.md")).unwrap();
+    assert!(report.starts_with("# SQLite ") && report.contains("lost-commit after a power cut"));
+    let shrunk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bug.join("shrunk.json")).unwrap()).unwrap();
+    for t in shrunk["transactions"].as_array().unwrap() {
+        for st in t.as_array().unwrap() {
+            assert!(
+                report.contains(&format!("{};", st.as_str().unwrap())),
+                "{report}"
+            );
+        }
+    }
+    for part in [
+        "## Versions",
+        "## Steps",
+        "## Expected",
+        "## Actual",
+        "## Reproduce",
+    ] {
+        assert!(report.contains(part), "{part}: {report}");
+    }
     // The reproduction needs only python3 and the saved files: it reproduces (exit 1).
     let r = Command::new("sh")
         .arg(bug.join("repro.sh"))

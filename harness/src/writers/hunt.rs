@@ -549,6 +549,10 @@ impl Filing<'_> {
             );
         }
         write("shrink.log", log.join("\n") + "\n")?;
+        write(
+            "report.md",
+            draft_report(o, version, &verdict, &shrunk, pseed),
+        )?;
         eprintln!(
             "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
             bug.file_name().unwrap_or_default().to_string_lossy(),
@@ -557,6 +561,64 @@ impl Filing<'_> {
         );
         Ok(())
     }
+}
+
+/// A draft upstream report of a finding: title, versions, steps (the shrunk program as SQL),
+/// expected, actual, and how to reproduce it from the bug base.
+fn draft_report(
+    o: &HuntOptions,
+    version: &str,
+    verdict: &str,
+    shrunk: &serde_json::Value,
+    seed: u64,
+) -> String {
+    let kind = verdict.split(':').next().unwrap_or(verdict).trim();
+    let (engine, settings) = if o.engine == "sqlite" {
+        (
+            "SQLite",
+            "`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;`",
+        )
+    } else {
+        (
+            "DuckDB",
+            "the defaults (DuckDB syncs its WAL at every commit)",
+        )
+    };
+    let mut steps = String::new();
+    let empty = Vec::new();
+    let txs = shrunk["transactions"].as_array().unwrap_or(&empty);
+    for (i, t) in txs.iter().enumerate() {
+        steps.push_str("BEGIN;\n");
+        for s in t.as_array().unwrap_or(&empty) {
+            steps.push_str(s.as_str().unwrap_or_default());
+            steps.push_str(";\n");
+        }
+        steps.push_str(&format!(
+            "INSERT INTO hunt_acks VALUES ({});\nCOMMIT;  -- acknowledged\n",
+            i + 1
+        ));
+        match shrunk["maintenance"][i].as_str() {
+            Some("checkpoint") => steps.push_str("CHECKPOINT;\n"),
+            Some("vacuum") => steps.push_str("VACUUM;\n"),
+            _ => {}
+        }
+    }
+    format!(
+        "# {engine} {version}: {kind} after a power cut (draft)\n\n\
+         Found by `torture hunt` (generated program, seed {seed}); a draft to check before filing.\n\n\
+         ## Versions\n\n- {engine} {version} (Python package), Linux\n- settings: {settings}\n\n\
+         ## Steps\n\nOn a fresh database (`hunt_acks(k INTEGER PRIMARY KEY)` created first), \
+         each transaction acknowledged after its COMMIT returned:\n\n```sql\n{steps}```\n\n\
+         Then a power cut ({fault}), modelled by the lab from the recorded file operations: \
+         what a sync made durable is kept, unsynced writes are lost, kept whole or torn. The \
+         crash state's files are in `crash-state/` (and `shrunk-crash-state/` for the program above).\n\n\
+         ## Expected\n\nThe database opens, passes its integrity check, holds every acknowledged \
+         transaction, and equals the state after some prefix of the committed transactions.\n\n\
+         ## Actual\n\n{verdict}\n\n\
+         ## Reproduce\n\n`sh repro.sh` re-checks the saved crash states with only `python3` and \
+         the engine's package (exit 1: it reproduces).\n",
+        fault = o.fault,
+    )
 }
 
 /// `torture hunt`: returns the exit code (0 nothing found, 1 findings, 2 bad usage, 3 lab error).

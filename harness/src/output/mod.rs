@@ -10,8 +10,6 @@ pub mod model;
 pub mod out_dir;
 pub mod progress;
 pub mod report;
-pub mod reproduce;
-pub mod stats;
 pub mod summary;
 pub mod trials_csv;
 

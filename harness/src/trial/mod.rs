@@ -6,9 +6,7 @@
 pub mod ack;
 pub mod children;
 pub mod evidence;
-pub mod kill_point;
 pub mod kill_timer;
-pub mod outcome;
 pub mod process;
 pub mod record;
 mod recorded_trial;
@@ -19,12 +17,12 @@ use std::time::Instant;
 
 use torture_workloads::Profile;
 
+use crate::faults::kill_point::KillPoint;
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::ack::TrialEvents;
-use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle;
+use crate::verify::outcome::{Outcome, TrialRecord};
 use crate::verify::verdict::Fault;
 use crate::writers::workload::{self, WriterPlan};
 use children::{Children, Landing, SlotFiles};

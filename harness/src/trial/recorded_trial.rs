@@ -22,8 +22,8 @@ use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::ack::TrialEvents;
-use crate::trial::outcome::{Outcome, TrialRecord};
 use crate::verify::oracle::Verification;
+use crate::verify::outcome::{Outcome, TrialRecord};
 use crate::verify::verdict::Fault;
 
 /// The database's name inside the recorded folder (and in the evidence, as before).

@@ -2,5 +2,6 @@
 //! errors, and judge the outcome against what SQLite documents (verdict).
 
 pub mod oracle;
+pub mod outcome;
 pub mod sqlite_error;
 pub mod verdict;

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::check::BAD_RECOVERED_SQL;
 use super::{Engine, ExecOptions, ExecTrialNote};
 use crate::exit_code;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
 /// The detail of a trial whose program had not created its database, or its schema, when it was
 /// killed (the check's words).

@@ -541,30 +541,6 @@ impl ExecOptions {
     }
 }
 
-/// The program exec runs must exist and be executable (a path, or a name found on PATH): checked
-/// before anything is written, so a typo is bad usage, not a run of failed trials.
-pub fn find_program(program: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.contains('/') {
-        runnable(std::path::Path::new(program))
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| runnable(&d.join(program))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "exec: program `{program}` is not an executable file{}; check the path, or run it through a shell with --shell",
-            if program.contains('/') { "" } else { " on PATH" }
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

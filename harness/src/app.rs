@@ -585,7 +585,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     opts.spec.exec = Some(exec);
     let out_dir = opts.out_dir.clone();
     let code = crate::run::run_validated(opts);
-    crate::writers::program::after_run(&out_dir, calibration_held.as_deref(), code)
+    crate::output::after_run::after_run(&out_dir, calibration_held.as_deref(), code)
 }
 
 /// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary

@@ -88,7 +88,7 @@ pub fn run_slot(
                 sqlite_version,
             )
             .into(),
-            (None, None) => trial::run_trial(
+            (None, None) => crate::writers::builtin::run_trial(
                 opts,
                 index,
                 &files,

@@ -2,6 +2,7 @@
 //! per-profile summary (CSV and the terminal table), JUnit, the progress bar, `merge` of shards and
 //! `report` over finished runs.
 
+pub mod after_run;
 pub mod junit;
 pub mod kills;
 pub mod manual;

@@ -23,7 +23,6 @@
 //! after the kill; `calibrate.rs` derives the default kill window from an uninterrupted run;
 //! `trial.rs` is one trial and its evidence.
 
-mod after_run;
 mod calibrate;
 mod check;
 mod child;
@@ -39,9 +38,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use after_run::after_run;
+pub(crate) use calibrate::move_dir;
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
+pub(crate) use check::BAD_RECOVERED_SQL;
 pub use evidence::{recheck, recheck_folder, ExecTrialNote, Named, Recheck};
 pub use fault::{CrashStates, ExecFault};
 pub use recorded::{probe as probe_recording, run_trial as run_recorded};

@@ -2,9 +2,9 @@
 //! it starts the trial's writers (the built-in workload, a scenario's processes, or a user's program),
 //! ends them with a fault, recovers and verifies the database, and reports one row per trial back to
 //! the parent, which writes the CSVs. The folders follow the data: `lab/` (plan, scheduler, slots) →
-//! `trial/` (one trial: processes, kill point, acks, evidence, the row) → `writers/` (what runs) →
-//! `faults/` (how it ends) → `verify/` (oracle and verdict) → `output/` (CSV, summary, JUnit,
-//! reports). See DESIGN.md for the map.
+//! `trial/` (the trial engine: processes, acks, evidence, the row) → `writers/` (what runs, and each
+//! kind's trial) → `faults/` (how it ends) → `verify/` (oracle and verdict) → `output/` (CSV,
+//! summary, JUnit, reports). See DESIGN.md for the map.
 
 pub mod app;
 pub mod cli;

@@ -1,5 +1,5 @@
-//! The lab's own disks: free space, and telling a full scratch disk (`--dir`) from a verdict about
-//! SQLite. A writer's SQLITE_FULL or an oracle's SQLITE_IOERR on a disk the lab filled itself is the
+//! The lab's own disks: telling a full scratch disk (`--dir`) from a verdict about SQLite (free
+//! space and sizes are [`crate::fsio`]'s). A writer's SQLITE_FULL or an oracle's SQLITE_IOERR on a disk the lab filled itself is the
 //! lab's failure (exit 3), never a broken promise.
 
 use std::path::Path;

@@ -1,7 +1,7 @@
-//! The results folder OUT as a whole: an exclusive lock for the life of a run, `run.json` written
-//! whole or not at all, and the time a `--duration` run has used (so `--resume` runs what is left).
-//! OUT and evidence folders travel (CI artifacts, bug reports), so their files are data: read as
-//! regular files with a size cap, never through a symlink, and written without following one.
+//! The results folder OUT as a whole: the message for a locked OUT, the symlinks refused inside it,
+//! and the time a `--duration` run has used (so `--resume` runs what is left). The lock itself and
+//! the file primitives (written whole, never through a symlink, read with a size cap: OUT and
+//! evidence folders travel, so their files are data) are [`crate::fsio`]'s.
 
 use std::path::Path;
 use std::time::Duration;

@@ -523,7 +523,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
                 let _ = scheduler::claim(d.path());
                 crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
-                    |(code, e)| match crate::fsio::scratch_full_before_the_run(
+                    |(code, e)| match crate::lab::space::scratch_full_before_the_run(
                         d.path(),
                         &opts.work_base,
                         &e,
@@ -564,7 +564,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec = exec.with_calibration(&c);
             }
             Err(e) => {
-                return match crate::fsio::scratch_full_before_the_run(
+                return match crate::lab::space::scratch_full_before_the_run(
                     scratch.path(),
                     &opts.work_base,
                     &e,

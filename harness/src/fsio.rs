@@ -218,19 +218,6 @@ pub fn silent_failure_note(dir: &Path) -> Option<String> {
     })
 }
 
-/// The line for a probe or calibration of a program that failed while the scratch folder `dir`
-/// (under `--dir base`) was full, or `None` when the disk has room: then the failure is the
-/// program's, as it said.
-pub fn scratch_full_before_the_run(dir: &Path, base: &Path, failure: &str) -> Option<String> {
-    let free = free_bytes(dir).filter(|&f| f < LOW_SPACE)?;
-    Some(format!(
-        "the lab's scratch disk is full: --dir {} has {} free ({}); a full scratch disk is the lab's failure, not the program's; free space or point --dir at a larger file system",
-        base.display(),
-        human(free),
-        &failure[..failure.floor_char_boundary(400)]
-    ))
-}
-
 /// Scratch folders hold copies of databases, which may hold a user's data: owner only.
 pub fn private_dir() -> std::fs::Permissions {
     use std::os::unix::fs::PermissionsExt;

@@ -47,6 +47,19 @@ pub fn scratch_full(record: &TrialRecord, fault: Fault, dir: &Path) -> Option<St
     })
 }
 
+/// The line for a probe or calibration of a program that failed while the scratch folder `dir`
+/// (under `--dir base`) was full, or `None` when the disk has room: then the failure is the
+/// program's, as it said.
+pub fn scratch_full_before_the_run(dir: &Path, base: &Path, failure: &str) -> Option<String> {
+    let free = free_bytes(dir).filter(|&f| f < LOW_SPACE)?;
+    Some(format!(
+        "the lab's scratch disk is full: --dir {} has {} free ({}); a full scratch disk is the lab's failure, not the program's; free space or point --dir at a larger file system",
+        base.display(),
+        human(free),
+        &failure[..failure.floor_char_boundary(400)]
+    ))
+}
+
 fn first_error(detail: &str) -> &str {
     let s = detail.split("; ").next().unwrap_or(detail);
     &s[..s.floor_char_boundary(160)]

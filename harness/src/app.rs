@@ -8,14 +8,14 @@ use torture_workloads::{Profile, Workload};
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::exit_code;
+use crate::fsio::private_dir;
 use crate::lab::scheduler;
-use crate::lab::space::private_dir;
 use crate::options::{Defaults, RunOptions};
 use crate::output::merge;
 use crate::output::report;
-use crate::output::reproduce::{printable, quote as shell_quote, shell_words_str};
+use crate::reproduce::{printable, quote as shell_quote, shell_words_str};
 use crate::trial::evidence::TrialNote;
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 
 /// Runs `torture` with these arguments and returns the process exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
@@ -184,10 +184,7 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
             note_path.display()
         ))
     };
-    let text = match crate::output::out_dir::read_data_text(
-        &note_path,
-        crate::output::out_dir::MAX_NOTE_BYTES,
-    ) {
+    let text = match crate::fsio::read_data_text(&note_path, crate::fsio::MAX_NOTE_BYTES) {
         Ok(t) => t,
         Err(e) => return refuse(&e),
     };
@@ -320,7 +317,7 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
         for suffix in crate::engine::SIDECARS {
             let name = format!("trial.db{suffix}");
             // The folder's file is data: a regular file, not through a symlink, capped.
-            let a = crate::output::out_dir::read_data(&failure.join(&name), MAX_DB_BYTES).ok();
+            let a = crate::fsio::read_data(&failure.join(&name), MAX_DB_BYTES).ok();
             let b = std::fs::read(replayed.join(&name)).ok();
             if a != b {
                 println!("  {name}: differs from the recorded file");
@@ -441,11 +438,11 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         }
     };
     if let Some(window) = &args.kill_after {
-        match crate::trial::kill_point::KillPolicy::parse(window, &args.kill_delay) {
-            Ok(crate::trial::kill_point::KillPolicy::AfterTime { window }) => {
+        match crate::faults::kill_point::KillPolicy::parse(window, &args.kill_delay) {
+            Ok(crate::faults::kill_point::KillPolicy::AfterTime { window }) => {
                 exec.kill_window = Some(window)
             }
-            Ok(crate::trial::kill_point::KillPolicy::AfterAcks { commits, delay }) => {
+            Ok(crate::faults::kill_point::KillPolicy::AfterAcks { commits, delay }) => {
                 exec.kill_acks = Some(commits);
                 exec.kill_delay = delay;
                 exec.kill_window = Some((std::time::Duration::ZERO, delay.1));
@@ -457,7 +454,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.kill_one = args.kill == "one";
     exec.keep_evidence = args.keep_evidence;
     if let Some(d) = &args.calibrate_for {
-        match crate::trial::kill_point::parse_duration(d) {
+        match crate::faults::kill_point::parse_duration(d) {
             Ok(d) => exec.calibrate_for = Some(d),
             Err(e) => return usage_error(&format!("--calibrate-for: {e}")),
         }
@@ -497,7 +494,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     if let Err(e) = exec
         .validate()
         .and_then(|()| match (exec.shell, exec.command.first()) {
-            (false, Some(program)) => crate::writers::program::find_program(program),
+            (false, Some(program)) => crate::process::find_program(program),
             _ => Ok(()),
         })
         .and_then(|()| crate::writers::program::python_ready(&exec))
@@ -513,7 +510,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     };
     let mut calibration_held = None;
     if exec.fault.is_some() {
-        let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
+        let timeout = match crate::faults::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
             Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
         };
@@ -544,7 +541,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             }
         }
     } else if exec.kill_window.is_none() {
-        let timeout = match crate::trial::kill_point::parse_duration(&args.calibration_timeout) {
+        let timeout = match crate::faults::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
             Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
         };
@@ -588,7 +585,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     opts.spec.exec = Some(exec);
     let out_dir = opts.out_dir.clone();
     let code = crate::run::run_validated(opts);
-    crate::writers::program::after_run(&out_dir, calibration_held.as_deref(), code)
+    crate::output::after_run::after_run(&out_dir, calibration_held.as_deref(), code)
 }
 
 /// `torture scenario run NAME`: the scenario's variants stand in for profiles, so trials, summary
@@ -633,13 +630,13 @@ fn run(args: RunArgs, command_line: String) -> i32 {
 /// The command line as one string, quoting words that need it.
 fn shell_words(args: &[OsString]) -> String {
     args.iter()
-        .map(|a| crate::output::reproduce::quote(&a.to_string_lossy()))
+        .map(|a| crate::reproduce::quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 fn hunt(args: &crate::cli::HuntArgs) -> i32 {
-    let budget = match crate::trial::kill_point::parse_duration(&args.budget) {
+    let budget = match crate::faults::kill_point::parse_duration(&args.budget) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => {
             eprintln!("torture: --budget must be more than 0 (e.g. 10m)");

@@ -315,7 +315,7 @@ pub struct CommonArgs {
     /// and at most a quarter of it per trial: a larger folder loses its biggest files first, and
     /// its trial.json lists them. A repeated expected loss (same profile × workload × fault)
     /// keeps no folder: the first is the group's example.
-    #[arg(help_heading = "Output", long, default_value = "1G", allow_negative_numbers = true, value_parser = crate::lab::space::parse_bytes)]
+    #[arg(help_heading = "Output", long, default_value = "1G", allow_negative_numbers = true, value_parser = crate::fsio::parse_bytes)]
     pub max_evidence_bytes: u64,
 
     /// No progress bar (it is also hidden when stderr is not a terminal).

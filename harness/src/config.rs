@@ -8,9 +8,8 @@ use std::time::Duration;
 use torture_workloads::{Profile, Workload};
 
 use crate::engine::Engine;
+use crate::faults::kill_point::{parse_duration, KillPolicy};
 use crate::faults::OpFilter;
-use crate::lab::plan::Partition;
-use crate::trial::kill_point::{parse_duration, KillPolicy};
 use crate::verify::verdict::Fault;
 use crate::writers::program::ExecOptions;
 use torture_preload::Model;
@@ -578,3 +577,39 @@ const MAX_FAULT_COMMITS: u64 = 100_000;
 
 /// The most trials one run numbers: far beyond any machine's reach, well inside `u64`.
 const MAX_TRIALS: u64 = 1 << 48;
+
+/// `--partition K/N`: shard `k` (1-based) of `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Partition {
+    pub k: u64,
+    pub n: u64,
+}
+
+impl Partition {
+    pub fn parse(s: &str) -> Result<Partition, String> {
+        let fix = "write --partition K/N with 1 <= K <= N, e.g. 2/4";
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("--partition {s}: {fix}"))?;
+        let k: u64 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("--partition {s}: {fix}"))?;
+        let n: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--partition {s}: {fix}"))?;
+        if n == 0 || k == 0 || k > n {
+            return Err(format!("--partition {s}: {fix}"));
+        }
+        Ok(Partition { k, n })
+    }
+
+    /// The contiguous block of `0..total` this shard runs. Blocks (not strides) keep the profiles'
+    /// interleaving inside every shard, so each shard measures every profile alike.
+    pub fn range(&self, total: u64) -> std::ops::Range<u64> {
+        let start = (u128::from(total) * u128::from(self.k - 1) / u128::from(self.n)) as u64;
+        let end = (u128::from(total) * u128::from(self.k) / u128::from(self.n)) as u64;
+        start..end
+    }
+}

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use torture_workloads::Profile;
 
 use crate::cli::{CommonArgs, KillArgs, RunArgs};
+use crate::config::Partition;
 use crate::engine::Engine;
-use crate::lab::plan::Partition;
 use crate::seed;
 use crate::verify::verdict::Fault;
 
@@ -217,8 +217,7 @@ impl RunOptions {
     ) -> Result<RunOptions, UsageError> {
         let path = out.join("run.json");
         let text =
-            crate::output::out_dir::read_data_text(&path, crate::output::out_dir::MAX_NOTE_BYTES)
-                .map_err(|e| {
+            crate::fsio::read_data_text(&path, crate::fsio::MAX_NOTE_BYTES).map_err(|e| {
                 usage(format!(
                 "--resume {}: cannot read {} ({e}); give the folder of a run started by torture",
                 out.display(),
@@ -243,7 +242,7 @@ impl RunOptions {
             return Err(usage(format!(
                 "--resume {}: its run.json runs a program ({}); resuming runs it again: add --trust-folder if you trust this folder",
                 out.display(),
-                crate::output::reproduce::shell_words_str(&exec.command)
+                crate::reproduce::shell_words_str(&exec.command)
             )));
         }
         let mut opts = Self::from_spec(

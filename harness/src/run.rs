@@ -10,7 +10,7 @@ use crate::options::RunOptions;
 use crate::output::out_dir;
 use crate::output::progress::Progress;
 use crate::output::{junit, trials_csv, Summary, TrialsCsv};
-use crate::trial::outcome::{Finished, Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Finished, Outcome, TrialRecord, Verdict};
 use std::path::Path;
 
 /// Runs `opts` and returns the exit code: the checks before anything is written, OUT opened (or
@@ -31,7 +31,7 @@ pub fn run_validated(opts: RunOptions) -> i32 {
     let (_lock, csv) = match opened {
         Ok(x) => x,
         Err((code, msg)) => {
-            eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
+            eprintln!("torture: {}", crate::reproduce::printable(&msg));
             return code;
         }
     };
@@ -81,15 +81,17 @@ pub fn run_validated(opts: RunOptions) -> i32 {
 /// Before anything is written: `--junit`'s file can be made, the scratch disk has room.
 fn preflight(opts: &RunOptions) -> Result<(), i32> {
     if let Err(msg) = check_junit(opts.junit.as_deref(), &opts.out_dir) {
-        eprintln!("torture: {}", crate::output::reproduce::printable(&msg));
+        eprintln!("torture: {}", crate::reproduce::printable(&msg));
         return Err(exit_code::USAGE);
     }
-    if let Some(free) = space::free_bytes(&opts.work_base).filter(|&f| f < space::START_SPACE) {
+    if let Some(free) =
+        crate::fsio::free_bytes(&opts.work_base).filter(|&f| f < crate::fsio::START_SPACE)
+    {
         eprintln!(
             "torture: the lab's scratch disk is full: --dir {} has {} free, the lab needs at least {}; free space or point --dir at a larger file system",
             opts.work_base.display(),
-            space::human(free),
-            space::human(space::START_SPACE)
+            crate::fsio::human(free),
+            crate::fsio::human(crate::fsio::START_SPACE)
         );
         return Err(exit_code::LAB_ERROR);
     }
@@ -219,7 +221,8 @@ impl Collect<'_> {
             if evidence.is_dir() && serde_json::from_str::<serde_json::Value>(&note).is_err()
                 || record.detail.contains("evidence not saved")
             {
-                let free = space::free_bytes(&opts.out_dir).map_or("?".into(), space::human);
+                let free =
+                    crate::fsio::free_bytes(&opts.out_dir).map_or("?".into(), crate::fsio::human);
                 return halt(
                     stop,
                     format!(
@@ -262,7 +265,8 @@ impl Collect<'_> {
                         opts.out_dir
                             .join(crate::writers::program::states::FILE)
                             .display(),
-                        space::free_bytes(&opts.out_dir).map_or("?".into(), space::human)
+                        crate::fsio::free_bytes(&opts.out_dir)
+                            .map_or("?".into(), crate::fsio::human)
                     ),
                 );
             }
@@ -273,7 +277,7 @@ impl Collect<'_> {
                 format!(
                     "cannot write {} ({e}; {} free)",
                     trials_path.display(),
-                    space::free_bytes(&opts.out_dir).map_or("?".into(), space::human)
+                    crate::fsio::free_bytes(&opts.out_dir).map_or("?".into(), crate::fsio::human)
                 ),
             );
         }
@@ -340,7 +344,8 @@ fn conclude(
         }
         (Ok(end), None) => end,
         (Err(e), None) => {
-            let free = space::free_bytes(&opts.work_base).map_or("?".into(), space::human);
+            let free =
+                crate::fsio::free_bytes(&opts.work_base).map_or("?".into(), crate::fsio::human);
             eprintln!(
                 "torture: the run stopped: {e} (--dir {} has {free} free); continue with: {resume_hint}",
                 opts.work_base.display()
@@ -366,13 +371,12 @@ fn conclude(
         if let Some(line) = summary.crash_states_line(end.elapsed) {
             println!("{line}");
         }
-        let mut lines =
-            crate::output::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir);
+        let mut lines = crate::reproduce::lines(&opts.command_line, opts.seed, &opts.out_dir);
         if opts.exec.is_some() {
             // Resuming an exec run runs the program OUT/run.json names: it takes --trust-folder.
             let plain = format!(
                 "torture --resume {})",
-                crate::output::reproduce::quote(&opts.out_dir.display().to_string())
+                crate::reproduce::quote(&opts.out_dir.display().to_string())
             );
             lines = lines.replace(
                 &plain,
@@ -439,7 +443,7 @@ fn conclude(
 fn resume_hint(opts: &RunOptions) -> String {
     format!(
         "torture --resume {}{}",
-        crate::output::reproduce::quote(&opts.out_dir.to_string_lossy()),
+        crate::reproduce::quote(&opts.out_dir.to_string_lossy()),
         if opts.exec.is_some() {
             " --trust-folder"
         } else {
@@ -513,7 +517,7 @@ fn check_junit(junit: Option<&std::path::Path>, out: &std::path::Path) -> Result
     Ok(())
 }
 
-type Opened = (out_dir::OutLock, TrialsCsv);
+type Opened = (crate::fsio::OutLock, TrialsCsv);
 type Refused = (i32, String);
 
 /// A new run: OUT, its lock, `run.json`, the CSV header. If any of it fails, what this run made
@@ -529,10 +533,10 @@ fn start_fresh(opts: &RunOptions) -> Result<Opened, Refused> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(refuse(e)),
     };
-    let lock = match out_dir::lock(out) {
+    let lock = match crate::fsio::lock(out) {
         Ok(l) => l,
-        Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
-        Err(out_dir::LockError::Io(e)) => return Err(refuse(e)),
+        Err(crate::fsio::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
+        Err(crate::fsio::LockError::Io(e)) => return Err(refuse(e)),
     };
     // Checked before the run started; checked again under the lock, against a run that raced us.
     if std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
@@ -546,7 +550,7 @@ fn start_fresh(opts: &RunOptions) -> Result<Opened, Refused> {
     }
     let made = (|| {
         let json = serde_json::to_string_pretty(&opts.spec).map_err(std::io::Error::other)?;
-        out_dir::write_whole(&out.join("run.json"), json.as_bytes())?;
+        crate::fsio::write_whole(&out.join("run.json"), json.as_bytes())?;
         TrialsCsv::create(&out.join("trials.csv"))
     })();
     match made {
@@ -572,10 +576,10 @@ fn open_to_resume(
     failures: &mut u64,
 ) -> Result<Opened, Refused> {
     let out = &opts.out_dir;
-    let lock = match out_dir::lock(out) {
+    let lock = match crate::fsio::lock(out) {
         Ok(l) => l,
-        Err(out_dir::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
-        Err(out_dir::LockError::Io(e)) => return Err(refused_out(out, &e, "check the folder")),
+        Err(crate::fsio::LockError::InUse) => return Err((exit_code::USAGE, out_dir::in_use(out))),
+        Err(crate::fsio::LockError::Io(e)) => return Err(refused_out(out, &e, "check the folder")),
     };
     // Under the lock: a planted symlink (`failures` -> elsewhere, `trials.csv` -> a file to grow)
     // would send the run's deletes and writes outside OUT.
@@ -607,8 +611,9 @@ fn open_to_resume(
 
 /// A results folder that cannot be written: a full disk is the lab's (exit 3), the rest usage.
 fn refused_out(out: &std::path::Path, e: &std::io::Error, fix: &str) -> Refused {
-    if space::is_no_space(e) {
-        let free = space::free_bytes(out.parent().unwrap_or(out)).map_or("?".into(), space::human);
+    if crate::fsio::is_no_space(e) {
+        let free = crate::fsio::free_bytes(out.parent().unwrap_or(out))
+            .map_or("?".into(), crate::fsio::human);
         (
             exit_code::LAB_ERROR,
             format!(
@@ -741,7 +746,7 @@ impl EvidenceBudget {
         if self.trimmed + self.removed > 0 {
             parts.push(format!(
                 "--max-evidence-bytes {}: {} folder(s) trimmed (trial.json lists the files dropped), {} removed",
-                crate::lab::space::human(self.max_bytes),
+                crate::fsio::human(self.max_bytes),
                 self.trimmed,
                 self.removed
             ));
@@ -749,8 +754,8 @@ impl EvidenceBudget {
         if self.dropped_bytes > 0 {
             parts.push(format!(
                 "{} of evidence dropped, {} kept",
-                crate::lab::space::human(self.dropped_bytes),
-                crate::lab::space::human(self.kept_bytes)
+                crate::fsio::human(self.dropped_bytes),
+                crate::fsio::human(self.kept_bytes)
             ));
         }
         parts.iter().map(|p| format!("; {p}")).collect()
@@ -760,7 +765,7 @@ impl EvidenceBudget {
 #[cfg(test)]
 mod evidence_budget_tests {
     use super::EvidenceBudget;
-    use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+    use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
     fn folder(root: &std::path::Path, i: u64) -> std::path::PathBuf {
         let f = root.join(i.to_string());

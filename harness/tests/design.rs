@@ -1,5 +1,6 @@
-//! What DESIGN.md says about the code's shape, checked on the code: no import circles
-//! (`scripts/layers`), with a planted circle as the positive control.
+//! What DESIGN.md says about the code's shape, checked on the code (`scripts/layers`): no import
+//! circles, and no more imports running back up the layers than DESIGN.md names; planted ones are
+//! the positive controls.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +24,56 @@ fn the_harness_has_no_import_circle() {
     let (code, out) = layers(&src);
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("0 import circle(s)"), "{out}");
+}
+
+/// The imports running back up the layers that DESIGN.md names ("Layers"): a new one fails here
+/// until it is moved away or DESIGN.md says why it stays.
+const UPWARD_IMPORTS: usize = 2;
+
+/// The count on the line `N import(s) running back up the layers`.
+fn upward(out: &str) -> usize {
+    let line = out
+        .lines()
+        .find(|l| l.contains("import(s) running back up"))
+        .unwrap_or_else(|| panic!("no upward count in: {out}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn no_more_imports_run_back_up_than_design_md_names() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (_, out) = layers(&src);
+    assert!(upward(&out) <= UPWARD_IMPORTS, "{out}");
+    let design =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../DESIGN.md"))
+            .unwrap();
+    assert!(
+        design.contains(&format!("**{UPWARD_IMPORTS} import")),
+        "DESIGN.md names another count than {UPWARD_IMPORTS}"
+    );
+}
+
+/// Test code may import anything: an upward import in a file its parent declares
+/// `#[cfg(test)] mod x;` is not counted, and the same file declared without it is.
+#[test]
+fn an_upward_import_counts_unless_the_file_is_test_code() {
+    for (decl, expected) in [("#[cfg(test)]\nmod m;\n", 0), ("mod m;\n", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path();
+        let w = |rel: &str, text: &str| {
+            let p = src.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        w("lib.rs", "pub mod output;\npub mod verify;\n");
+        w("output/mod.rs", "pub struct Summary;\n");
+        w("verify/mod.rs", decl);
+        w("verify/m.rs", "use crate::output::Summary;\n");
+        let (code, out) = layers(src);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(upward(&out), expected, "{decl:?}: {out}");
+        assert_eq!(out.contains("verify::m -> output"), expected == 1, "{out}");
+    }
 }
 
 #[test]
@@ -50,6 +101,7 @@ fn a_planted_circle_is_found() {
     assert!(out.contains("trial::outcome -> verify::oracle"), "{out}");
     // The upward import is named too: trial sits above verify.
     assert!(out.contains("verify::oracle -> trial::outcome"), "{out}");
+    assert_eq!(upward(&out), 1, "{out}");
 }
 
 /// The forms a circle hides behind: `super::` between sibling files, a nested `use` group, and an

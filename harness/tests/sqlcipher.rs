@@ -11,8 +11,8 @@ use std::process::Command;
 use rand::SeedableRng;
 use rusqlite::{Connection, OpenFlags};
 use torture::engine::{self, Engine, DEFAULT_KEY};
-use torture::trial::outcome::Outcome;
 use torture::verify::oracle::recover_and_verify;
+use torture::verify::outcome::Outcome;
 use torture_workloads::Workload;
 
 fn install() {

@@ -139,7 +139,7 @@ fn parses(args: &[OsString]) -> bool {
     match crate::cli::Cli::try_parse_from(args) {
         Ok(cli) => match cli.command {
             Some(crate::cli::Command::Exec(e)) => match (e.shell, e.command.first()) {
-                (false, Some(program)) => crate::writers::program::find_program(program).is_ok(),
+                (false, Some(program)) => crate::process::find_program(program).is_ok(),
                 _ => true,
             },
             _ => true,

@@ -15,6 +15,7 @@
 //! and one count: the shim counts and performs each operation under one process-wide lock.
 
 pub mod config;
+pub mod kill_point;
 pub mod preload;
 pub mod recorded;
 pub mod recovery;

@@ -20,8 +20,8 @@ use torture_preload::{
 };
 use torture_workloads::Workload;
 
-use crate::trial::outcome::{Outcome, Verdict};
 use crate::verify::oracle;
+use crate::verify::outcome::{Outcome, Verdict};
 
 /// Where a trial's recording lives, fixed before the writers fork.
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use torture_workloads::{Profile, Workload};
 use super::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
 use super::testkit::{in_child, scratch_dir, serial};
 use crate::seed;
-use crate::trial::outcome::{Outcome, Verdict};
+use crate::verify::outcome::{Outcome, Verdict};
 use crate::verify::verdict::{self, Fault};
 
 const COMMITS: u64 = 12;
@@ -22,7 +22,7 @@ const COMMITS: u64 = 12;
 fn record_and_check(dir: &Path, fail_sync: u64, lie: bool) -> Checked {
     let profile = Profile::builtin("wal-full").expect("wal-full");
     let template = dir.join("template.db");
-    crate::lab::slot::make_starting_database(&template, &profile, Workload::Inserts)
+    crate::writers::workload::make_starting_database(&template, &profile, Workload::Inserts)
         .expect("starting database");
     let mut plan = RecordingPlan::in_slot(dir, 5);
     plan.fail_at = Some(format!("sync:{fail_sync}:eio"));

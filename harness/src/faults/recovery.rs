@@ -13,7 +13,7 @@ use rusqlite::OpenFlags;
 
 use super::{configure, ops_so_far, CrashAt, FaultConfig, OpFilter, VFS_NAME};
 use crate::engine::{with_suffix, SIDECARS};
-use crate::trial::process;
+use crate::process;
 
 /// Crashes the first opener of `db` at an operation drawn over the operations an uncrashed recovery
 /// of a copy makes. Returns a note for the row's detail.

@@ -101,7 +101,7 @@ impl Workload<'_> {
 pub fn in_child(body: impl Fn() -> i32) -> WaitStatus {
     const HANG_SECS: u32 = 10;
     for attempt in 0..3 {
-        let child = crate::trial::process::fork_child(&[], || {
+        let child = crate::process::fork_child(&[], || {
             // SAFETY: alarm takes no pointers.
             unsafe { libc::alarm(HANG_SECS) };
             body()

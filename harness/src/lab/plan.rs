@@ -3,41 +3,7 @@
 
 use std::collections::BTreeSet;
 
-/// `--partition K/N`: shard `k` (1-based) of `n`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Partition {
-    pub k: u64,
-    pub n: u64,
-}
-
-impl Partition {
-    pub fn parse(s: &str) -> Result<Partition, String> {
-        let fix = "write --partition K/N with 1 <= K <= N, e.g. 2/4";
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--partition {s}: {fix}"))?;
-        let k: u64 = k
-            .trim()
-            .parse()
-            .map_err(|_| format!("--partition {s}: {fix}"))?;
-        let n: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("--partition {s}: {fix}"))?;
-        if n == 0 || k == 0 || k > n {
-            return Err(format!("--partition {s}: {fix}"));
-        }
-        Ok(Partition { k, n })
-    }
-
-    /// The contiguous block of `0..total` this shard runs. Blocks (not strides) keep the profiles'
-    /// interleaving inside every shard, so each shard measures every profile alike.
-    pub fn range(&self, total: u64) -> std::ops::Range<u64> {
-        let start = (u128::from(total) * u128::from(self.k - 1) / u128::from(self.n)) as u64;
-        let end = (u128::from(total) * u128::from(self.k) / u128::from(self.n)) as u64;
-        start..end
-    }
-}
+use crate::config::Partition;
 
 /// The indices to run, in order, skipping those already done.
 pub fn indices(

@@ -17,8 +17,8 @@ use nix::unistd::Pid;
 
 use crate::lab::slot;
 use crate::options::RunOptions;
-use crate::trial::outcome::Finished;
-use crate::trial::process;
+use crate::process;
+use crate::verify::outcome::Finished;
 
 /// Ctrl-C / SIGTERM count since the run started.
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
@@ -69,7 +69,7 @@ pub fn run(
     // Owner only: the trials' databases may hold a user's data.
     let work_dir = tempfile::Builder::new()
         .prefix("torture-")
-        .permissions(crate::lab::space::private_dir())
+        .permissions(crate::fsio::private_dir())
         .tempdir_in(&opts.work_base)?;
     claim(work_dir.path())?;
     let mut slots: Vec<SlotHandle> = Vec::with_capacity(opts.jobs);
@@ -87,7 +87,7 @@ pub fn run(
         }
         // The parent is single-threaded here (no progress bar or other thread yet).
         let child = process::fork_child(&close, || {
-            crate::output::out_dir::close_in_child();
+            crate::fsio::close_in_child();
             slot::run_slot(opts, s, work_dir.path(), cmd_r, res_w)
         })
         .map_err(io::Error::other)?;

@@ -8,12 +8,10 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use torture_workloads::{Profile, Workload};
-
 use crate::options::RunOptions;
-use crate::trial::outcome::Finished;
-use crate::trial::process::exit_now;
+use crate::process::exit_now;
 use crate::trial::{self, children::SlotFiles};
+use crate::verify::outcome::Finished;
 
 /// The body of slot process `slot`. Never returns.
 pub fn run_slot(
@@ -60,9 +58,13 @@ pub fn run_slot(
                 return Err("exec and scenario trials make their own databases".into());
             }
             let path = files.dir.join(format!("start-{profile_index}.db"));
-            make_starting_database(&path, &opts.profiles[profile_index], opts.workload)
-                .map(|()| path)
-                .map_err(|e| e.to_string())
+            crate::writers::workload::make_starting_database(
+                &path,
+                &opts.profiles[profile_index],
+                opts.workload,
+            )
+            .map(|()| path)
+            .map_err(|e| e.to_string())
         });
         let finished: Finished = match (&opts.exec, &opts.scenario) {
             (_, Some(name)) => {
@@ -86,7 +88,7 @@ pub fn run_slot(
                 sqlite_version,
             )
             .into(),
-            (None, None) => trial::run_trial(
+            (None, None) => crate::writers::builtin::run_trial(
                 opts,
                 index,
                 &files,
@@ -140,21 +142,4 @@ fn wake_on_time() {
         let _ = libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &rt);
         let _ = libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
-}
-
-/// Makes the database every trial of a profile starts from: schema, starting rows, page size and
-/// (for WAL) the persistent journal mode, closed cleanly. Trials copy it, which is cheaper than
-/// creating a database and means each trial starts from a database that already exists.
-pub fn make_starting_database(
-    path: &Path,
-    profile: &Profile,
-    workload: Workload,
-) -> rusqlite::Result<()> {
-    for suffix in crate::engine::SIDECARS {
-        let _ = std::fs::remove_file(crate::engine::with_suffix(path, suffix));
-    }
-    let conn = crate::engine::open(path, rusqlite::OpenFlags::default(), None)?;
-    profile.prepare_new_database(&conn)?;
-    workload.create_schema(&conn)?;
-    conn.close().map_err(|(_, e)| e)
 }

@@ -9,7 +9,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::output::model::Tally;
 use crate::output::summary::Summary;
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 
 /// Whether a test case fails: the failure's type and message.
 fn failure(t: &Tally, fail_on_any: bool) -> Option<(&'static str, String)> {
@@ -86,7 +86,7 @@ pub fn write(path: &Path, summary: &Summary, fail_on_any: bool) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::outcome::{TrialRecord, Verdict};
+    use crate::verify::outcome::{TrialRecord, Verdict};
 
     fn rec(profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {
         TrialRecord::for_test(profile, outcome, verdict)

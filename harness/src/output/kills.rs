@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::verify::outcome::{Outcome, TrialRecord};
 
 /// At most this many bars per kill histogram; wider ranges are pooled into equal-width bins.
 const MAX_BINS: u64 = 20;
@@ -138,7 +138,7 @@ fn bins(points: &[(u64, Outcome)]) -> Vec<KillBin> {
 mod tests {
     use super::*;
     use crate::output::report::tests::rec;
-    use crate::trial::outcome::Verdict;
+    use crate::verify::outcome::Verdict;
 
     #[test]
     fn kill_points_parse() {

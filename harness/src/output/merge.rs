@@ -37,7 +37,7 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
         if let Some(link) = out_dir::symlinked_parts(shard).first() {
             return Err(format!("merge: {}", out_dir::symlink_refused(shard, link)));
         }
-        let spec = out_dir::read_data_text(&path, out_dir::MAX_NOTE_BYTES)
+        let spec = crate::fsio::read_data_text(&path, crate::fsio::MAX_NOTE_BYTES)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str::<RunSpecFile>(&t).map_err(|e| e.to_string()))
             .map_err(|e| {
@@ -70,7 +70,7 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
     }
     std::fs::create_dir_all(out)
         .map_err(|e| format!("merge: cannot create {}: {e}", out.display()))?;
-    let _lock = out_dir::lock(out).map_err(|_| format!("merge: {}", out_dir::in_use(out)))?;
+    let _lock = crate::fsio::lock(out).map_err(|_| format!("merge: {}", out_dir::in_use(out)))?;
     let io = |e: std::io::Error| format!("merge: writing {}: {e}", out.display());
     let mut csv = TrialsCsv::create(&out.join("trials.csv")).map_err(io)?;
     let order = first.profiles.iter().map(|p| p.name.clone());
@@ -91,7 +91,7 @@ pub fn merge(out: &Path, shards: &[PathBuf], partial: bool) -> Result<Merged, St
     });
     spec.partial = partial_note.clone();
     let json = serde_json::to_string_pretty(&spec).map_err(|e| io(std::io::Error::other(e)))?;
-    out_dir::write_whole(&out.join("run.json"), json.as_bytes()).map_err(io)?;
+    crate::fsio::write_whole(&out.join("run.json"), json.as_bytes()).map_err(io)?;
     for shard in shards {
         let failures = shard.join("failures");
         let Ok(entries) = std::fs::read_dir(&failures) else {
@@ -167,7 +167,7 @@ fn difference(a: &RunSpecFile, b: &RunSpecFile) -> Option<String> {
 fn missing_parts(
     shards: &[PathBuf],
     specs: &[RunSpecFile],
-    records: &[crate::trial::outcome::TrialRecord],
+    records: &[crate::verify::outcome::TrialRecord],
 ) -> Result<Vec<String>, String> {
     let mut missing = Vec::new();
     let have: BTreeSet<u64> = records.iter().map(|r| r.iteration).collect();
@@ -215,7 +215,7 @@ fn missing_parts(
                 missing.push(format!(
                     "{} has {count} of its {want} trials (resume it: torture --resume {}{})",
                     shard.display(),
-                    crate::output::reproduce::quote(&shard.to_string_lossy()),
+                    crate::reproduce::quote(&shard.to_string_lossy()),
                     // An exec run's program runs again only when the user trusts the folder.
                     if specs[0].exec.is_some() {
                         " --trust-folder"
@@ -238,7 +238,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             copy_dir(&e.path(), &to.join(e.file_name()))?;
         } else if kind.is_file() {
             // Regular files only, never through a link at either end.
-            out_dir::copy_no_follow(&e.path(), &to.join(e.file_name()))?;
+            crate::fsio::copy_no_follow(&e.path(), &to.join(e.file_name()))?;
         } else {
             return Err(std::io::Error::other(format!(
                 "{} is not a regular file (a symlink, FIFO or device); a shard's evidence holds only files",

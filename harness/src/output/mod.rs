@@ -2,6 +2,7 @@
 //! per-profile summary (CSV and the terminal table), JUnit, the progress bar, `merge` of shards and
 //! `report` over finished runs.
 
+pub mod after_run;
 pub mod junit;
 pub mod kills;
 pub mod manual;
@@ -10,8 +11,6 @@ pub mod model;
 pub mod out_dir;
 pub mod progress;
 pub mod report;
-pub mod reproduce;
-pub mod stats;
 pub mod summary;
 pub mod trials_csv;
 

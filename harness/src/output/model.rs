@@ -8,8 +8,8 @@
 use serde::Serialize;
 
 use crate::output::kills::KillHistogram;
-use crate::output::stats::{fisher_exact_two_sided, Rate};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::stats::{fisher_exact_two_sided, Rate};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
 /// Significance level of the pairwise comparisons.
 pub const ALPHA: f64 = 0.05;

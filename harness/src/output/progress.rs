@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::Summary;
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 
 pub struct Progress {
     bar: Option<ProgressBar>,

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::output::model::{Groups, Tally};
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::verify::outcome::{Outcome, TrialRecord};
 
 /// One row of `summary.csv`.
 #[derive(Serialize)]
@@ -208,7 +208,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::outcome::Verdict;
+    use crate::verify::outcome::Verdict;
 
     fn rec(profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {
         TrialRecord::for_test(profile, outcome, verdict)

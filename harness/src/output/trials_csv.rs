@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 pub struct TrialsCsv {
     file: File,
@@ -143,7 +143,7 @@ pub fn read(path: &Path) -> Result<Vec<TrialRecord>, csv::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     pub fn sample(iteration: u64, outcome: Outcome) -> TrialRecord {
         TrialRecord {

@@ -15,9 +15,9 @@ use nix::sys::signal::Signal;
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
+use crate::faults::kill_point::KillPoint;
+use crate::process::{self, Exit};
 use crate::trial::ack::{AckBoard, AckSender, SharedWords, TrialEvents};
-use crate::trial::kill_point::KillPoint;
-use crate::trial::process::{self, Exit};
 use crate::verify::sqlite_error;
 
 /// The files a slot reuses trial after trial.

@@ -8,8 +8,8 @@ use torture_workloads::Profile;
 
 use crate::config::RunConfig;
 use crate::engine::{with_suffix, SIDECARS};
-use crate::output::out_dir::write_no_follow;
-use crate::trial::outcome::TrialRecord;
+use crate::fsio::write_no_follow;
+use crate::verify::outcome::TrialRecord;
 
 /// The database and its sidecar files as the writers left them.
 ///
@@ -98,7 +98,7 @@ pub fn save(
     }
     if let Some(log) = op_log {
         // The operation log up to the crash: what each write replaced, for a post-mortem.
-        crate::output::out_dir::copy_no_follow(log, &dir.join("ops.log"))?;
+        crate::fsio::copy_no_follow(log, &dir.join("ops.log"))?;
     }
     let note = TrialNote {
         record: record.clone(),
@@ -107,14 +107,14 @@ pub fn save(
         command_line: spec.command_line.clone(),
         reproduce: format!(
             "torture replay {} (re-runs this trial alone); the whole run: {}",
-            crate::output::reproduce::quote(&dir.display().to_string()),
-            crate::output::reproduce::command(&spec.command_line, spec.seed).0
+            crate::reproduce::quote(&dir.display().to_string()),
+            crate::reproduce::command(&spec.command_line, spec.seed).0
         ),
         run: spec.clone(),
     };
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
     // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
-    crate::output::out_dir::write_whole(&dir.join("trial.json"), json.as_bytes())?;
+    crate::fsio::write_whole(&dir.join("trial.json"), json.as_bytes())?;
     Ok(dir)
 }
 
@@ -186,7 +186,7 @@ pub fn cap_folder(dir: &Path, cap: u64) -> std::io::Result<Capped> {
         c.kept_bytes -= n;
         c.dropped_bytes += n;
         c.dropped
-            .push(format!("{} ({})", r.display(), crate::lab::space::human(n)));
+            .push(format!("{} ({})", r.display(), crate::fsio::human(n)));
     }
     let note_path = dir.join(note);
     let noted = std::fs::read_to_string(&note_path)
@@ -200,7 +200,7 @@ pub fn cap_folder(dir: &Path, cap: u64) -> std::io::Result<Capped> {
                 o.insert("dropped".into(), serde_json::json!(c.dropped));
             }
             let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
-            crate::output::out_dir::write_whole(&note_path, text.as_bytes())?;
+            crate::fsio::write_whole(&note_path, text.as_bytes())?;
             c.kept_bytes = folder_bytes(dir);
         }
         _ => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use torture_workloads::{InForce, Profile};
 
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 use crate::verify::verdict::{self, Fault};
 
 /// Who the trial was: the row's identity columns.

@@ -1,6 +1,8 @@
 //! After the trial's processes are gone: reopen and recover the database (oracle), classify SQLite's
-//! errors, and judge the outcome against what SQLite documents (verdict).
+//! errors, and judge the outcome against what SQLite documents (verdict); the row types they fill
+//! (outcome).
 
 pub mod oracle;
+pub mod outcome;
 pub mod sqlite_error;
 pub mod verdict;

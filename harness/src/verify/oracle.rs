@@ -12,7 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use torture_workloads::{recovered_commits, Workload};
 
 use crate::engine::{self, Engine};
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 use crate::verify::sqlite_error;
 
 /// What the oracle concluded about one recovered database.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use torture_workloads::JournalMode;
 
-use crate::trial::outcome::{Outcome, Verdict};
+use crate::verify::outcome::{Outcome, Verdict};
 
 /// The fault a trial was subjected to (`--fault`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -714,8 +714,7 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
         }
         state.next += 1;
         let json = serde_json::to_string_pretty(&state).unwrap_or_default();
-        crate::output::out_dir::write_whole(&state_path, json.as_bytes())
-            .map_err(|e| lab(e.to_string()))?;
+        crate::fsio::write_whole(&state_path, json.as_bytes()).map_err(|e| lab(e.to_string()))?;
         eprintln!(
             "torture: hunt: {} program(s), {} crash state(s) checked, {} finding(s) ({} more alike), {:.0}s",
             state.programs,

@@ -13,9 +13,9 @@ use crate::seed;
 use rusqlite::Connection;
 
 use crate::faults::CrashAt;
+use crate::process::exit_now;
 use crate::trial::ack::{AckBoard, AckSender};
 use crate::trial::children::Env;
-use crate::trial::process::exit_now;
 use crate::verify::sqlite_error;
 
 /// Everything a writer process needs, fixed before the fork.
@@ -34,6 +34,23 @@ pub struct WriterPlan<'a> {
     /// Op-indexed faults on the file-operation recorder: started in the child right after the fork, and
     /// every commit acknowledged in its log too.
     pub recording: Option<&'a RecordingPlan>,
+}
+
+/// Makes the database every trial of a profile starts from: schema, starting rows, page size and
+/// (for WAL) the persistent journal mode, closed cleanly. Trials copy it, which is cheaper than
+/// creating a database and means each trial starts from a database that already exists.
+pub fn make_starting_database(
+    path: &Path,
+    profile: &Profile,
+    workload: Workload,
+) -> rusqlite::Result<()> {
+    for suffix in crate::engine::SIDECARS {
+        let _ = std::fs::remove_file(crate::engine::with_suffix(path, suffix));
+    }
+    let conn = crate::engine::open(path, rusqlite::OpenFlags::default(), None)?;
+    profile.prepare_new_database(&conn)?;
+    workload.create_schema(&conn)?;
+    conn.close().map_err(|(_, e)| e)
 }
 
 /// Runs writer process `process_index` (its threads are writers `process_index * connections + t`)

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Exporter;
 use crate::output::model::{GroupStats, Report};
-use crate::output::stats::Rate;
+use crate::stats::Rate;
 
 /// One row per (profile, workload, fault) group.
 #[derive(Clone, Copy, Debug, Default)]
@@ -15,7 +15,7 @@ pub struct Csv;
 /// The flat row. Outcome columns are spelled out (rather than generated from [`Outcome::ALL`])
 /// so the header is a stable, greppable contract.
 ///
-/// [`Outcome::ALL`]: crate::trial::outcome::Outcome::ALL
+/// [`Outcome::ALL`]: crate::verify::outcome::Outcome::ALL
 #[derive(Serialize)]
 struct Row<'a> {
     profile: &'a str,
@@ -55,7 +55,7 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new(g: &'a GroupStats, p_vs_first_run: Option<f64>) -> Row<'a> {
-        use crate::trial::outcome::Outcome::*;
+        use crate::verify::outcome::Outcome::*;
         let Rate {
             rate: damage_rate,
             low95: damage_low95,
@@ -181,7 +181,7 @@ impl Exporter for Csv {
 mod tests {
     use super::*;
     use crate::output::report::tests::rec;
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn header_matches_the_row_fields() {

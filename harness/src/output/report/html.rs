@@ -7,7 +7,7 @@ use super::text::{self, escape_xml as esc};
 use super::Exporter;
 use crate::output::kills::{KillAxis, KillHistogram};
 use crate::output::model::{GroupStats, OutcomeRate, Report};
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 
 /// A single offline HTML page with charts.
 #[derive(Clone, Copy, Debug, Default)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::runs::{self, Run};
 use crate::options::RunSpecFile;
 use crate::output::trials_csv;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 /// Why results could not be loaded. Each message is one line that says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +197,7 @@ fn incomplete_note(run: &Run) -> Option<String> {
     }
     let folders: Vec<String> = run.inputs.iter().map(|p| p.display().to_string()).collect();
     let mut why = Vec::new();
-    let shards: Vec<(&PathBuf, crate::lab::plan::Partition)> = run
+    let shards: Vec<(&PathBuf, crate::config::Partition)> = run
         .inputs
         .iter()
         .filter_map(|i| spec_of(i).and_then(|s| s.partition).map(|p| (i, p)))
@@ -391,7 +391,7 @@ mod tests {
     use super::*;
     use crate::output::report::tests::rec;
     use crate::output::TrialsCsv;
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     fn write_run(dir: &Path, records: &[TrialRecord]) {
         std::fs::create_dir_all(dir).unwrap();

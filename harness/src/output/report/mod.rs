@@ -21,7 +21,7 @@ mod text;
 
 pub use crate::output::kills::{parse_kill_point, KillAt, KillAxis, KillBin, KillHistogram};
 pub use crate::output::model::{Comparison, GroupStats, OutcomeRate, Report, RunInfo, ALPHA};
-pub use crate::output::stats::{fisher_exact_two_sided, Rate};
+pub use crate::stats::{fisher_exact_two_sided, Rate};
 pub use csv_export::Csv;
 pub use html::Html;
 pub use json::Json;
@@ -30,7 +30,7 @@ pub use markdown::Markdown;
 pub use runs::Run;
 pub use table::Table;
 
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 /// Turns a [`Report`] into one output format (after hyperfine's `Exporter`).
 pub trait Exporter {
@@ -143,7 +143,7 @@ pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     /// A trial record with plausible values; tests change what they need.
     pub fn rec(iteration: u64, profile: &str, outcome: Outcome, verdict: Verdict) -> TrialRecord {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::options::RunSpecFile;
 use crate::output::model::RunInfo;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 /// One run among the inputs: the inputs that hold it, its settings, and (after loading) its trials.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::text::{self, Align, TextTable};
 use super::Exporter;
 use crate::output::model::{GroupStats, Report};
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 
 /// Aligned plain text for a terminal.
 #[derive(Clone, Copy, Debug, Default)]

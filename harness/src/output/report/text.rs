@@ -2,7 +2,7 @@
 //! in Markdown and in HTML.
 
 use crate::output::model::{Comparison, Report, RunInfo};
-use crate::output::stats::Rate;
+use crate::stats::Rate;
 
 /// `10000` -> `10,000`.
 pub fn thousands(n: u64) -> String {

@@ -14,7 +14,7 @@ use super::child::{self, End, Stop};
 use super::trial::{conclude, copy_seed, fresh_folder, Trial};
 use super::ExecOptions;
 use crate::options::RunOptions;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
 /// What the uninterrupted run showed, and the kill window derived from it.
 #[derive(Clone, Debug, PartialEq)]
@@ -177,7 +177,7 @@ pub fn calibrate_report(
     };
     let program = child::run(&t.launch_with(&db, &stderr, None), stop, Some(&db))?;
     let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 400) {
-        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
+        s if s.trim().is_empty() => crate::fsio::silent_failure_note(&t.dir).unwrap_or(s),
         s => s,
     };
     let ms = |d: Duration| format!("{:.0}ms", d.as_secs_f64() * 1e3);

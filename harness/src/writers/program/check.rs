@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::child::{argv, guarded};
 use super::{Engine, ExecOptions};
-use crate::trial::outcome::Outcome;
+use crate::verify::outcome::Outcome;
 use crate::verify::sqlite_error;
 
 #[path = "python_check.rs"]
@@ -595,7 +595,7 @@ fn run_helper(
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = crate::trial::process::spawn_program(&mut cmd)
+    let mut child = crate::process::spawn_program(&mut cmd)
         .map_err(|e| format!("cannot start `{}`: {e}", argv[0]))?;
     let group = Pid::from_raw(child.id() as i32);
     let deadline = Instant::now() + env.timeout;
@@ -604,14 +604,14 @@ fn run_helper(
         match child.try_wait() {
             Ok(Some(s)) => {
                 // Whatever it left in its group must not touch the files after it.
-                crate::trial::process::kill_group(group);
-                crate::trial::process::reap_group(group, Instant::now() + Duration::from_secs(5));
+                crate::process::kill_group(group);
+                crate::process::reap_group(group, Instant::now() + Duration::from_secs(5));
                 return Ok(s);
             }
             Ok(None) if Instant::now() >= deadline => {
-                crate::trial::process::kill_group(group);
+                crate::process::kill_group(group);
                 let _ = child.wait();
-                crate::trial::process::reap_group(group, Instant::now() + Duration::from_secs(5));
+                crate::process::reap_group(group, Instant::now() + Duration::from_secs(5));
                 return Err(format!(
                     "`{}` did not finish within {:?}",
                     argv[0], env.timeout

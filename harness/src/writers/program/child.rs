@@ -14,7 +14,7 @@ use nix::poll::{PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
-use crate::trial::process;
+use crate::process;
 
 /// Everything needed to start the program for one trial (or the calibration run).
 pub(crate) struct Launch<'a> {

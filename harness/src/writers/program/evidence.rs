@@ -15,10 +15,10 @@ use super::judge;
 use super::{Engine, ExecOptions};
 use crate::engine::with_suffix;
 use crate::exit_code;
-use crate::output::out_dir::{self, write_no_follow};
-use crate::output::reproduce::{quote as shell_quote, shell_words_str};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::fsio::write_no_follow;
+use crate::reproduce::{quote as shell_quote, shell_words_str};
 use crate::trial::record::{self, Judged, Pragmas};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
 /// The folder inside the evidence that holds the recording's starting files, and the file that
 /// names their inodes (the log follows files by inode).
@@ -187,7 +187,7 @@ pub(crate) fn save_evidence(
     );
     let json = serde_json::to_string_pretty(&note).map_err(std::io::Error::other)?;
     // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
-    out_dir::write_whole(&dir.join("trial.json"), json.as_bytes())
+    crate::fsio::write_whole(&dir.join("trial.json"), json.as_bytes())
 }
 
 /// What the user named on `torture replay`'s command line: the only commands a re-check runs.
@@ -300,7 +300,7 @@ impl Recheck {
 /// commands `named` allows.
 pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
     let note_path = folder.join("trial.json");
-    let mut note: ExecTrialNote = out_dir::read_data_text(&note_path, out_dir::MAX_NOTE_BYTES)
+    let mut note: ExecTrialNote = crate::fsio::read_data_text(&note_path, crate::fsio::MAX_NOTE_BYTES)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
         .map_err(|e| {
@@ -313,7 +313,7 @@ pub fn recheck_folder(folder: &Path, named: &Named) -> Result<Recheck, String> {
     note.exec = named.resolve(note.exec, &note_path)?;
     let work = tempfile::Builder::new()
         .prefix("torture-recheck-")
-        .permissions(crate::lab::space::private_dir())
+        .permissions(crate::fsio::private_dir())
         .tempdir()
         .map_err(|e| format!("cannot make a folder: {e}"))?;
     let db_dir = work.path().join("db");
@@ -404,10 +404,7 @@ pub fn recheck(folder: &Path, named: &Named) -> i32 {
     let r = match recheck_folder(folder, named) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!(
-                "torture: replay: {}",
-                crate::output::reproduce::printable(&e)
-            );
+            eprintln!("torture: replay: {}", crate::reproduce::printable(&e));
             return exit_code::USAGE;
         }
     };

@@ -26,7 +26,7 @@ use torture_preload::{
 
 use super::check::{self, CheckEnv, Missing};
 use super::{Engine, ExecOptions};
-use crate::trial::outcome::{Outcome, Verdict};
+use crate::verify::outcome::{Outcome, Verdict};
 
 /// Why an acknowledged commit is missing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -23,7 +23,6 @@
 //! after the kill; `calibrate.rs` derives the default kill window from an uninterrupted run;
 //! `trial.rs` is one trial and its evidence.
 
-mod after_run;
 mod calibrate;
 mod check;
 mod child;
@@ -39,9 +38,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use after_run::after_run;
+pub(crate) use calibrate::move_dir;
 pub use calibrate::{calibrate, calibrate_report, Calibration};
 pub use check::python_ready;
+pub(crate) use check::BAD_RECOVERED_SQL;
 pub use evidence::{recheck, recheck_folder, ExecTrialNote, Named, Recheck};
 pub use fault::{CrashStates, ExecFault};
 pub use recorded::{probe as probe_recording, run_trial as run_recorded};
@@ -538,30 +538,6 @@ impl ExecOptions {
     /// The database's file name inside the trial folder.
     pub(crate) fn db_file_name(&self) -> &'static str {
         "trial.db"
-    }
-}
-
-/// The program exec runs must exist and be executable (a path, or a name found on PATH): checked
-/// before anything is written, so a typo is bad usage, not a run of failed trials.
-pub fn find_program(program: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.contains('/') {
-        runnable(std::path::Path::new(program))
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| runnable(&d.join(program))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "exec: program `{program}` is not an executable file{}; check the path, or run it through a shell with --shell",
-            if program.contains('/') { "" } else { " on PATH" }
-        ))
     }
 }
 

@@ -186,7 +186,7 @@ for line in sys.stdin:
     impl Drop for Server {
         fn drop(&mut self) {
             let group = Pid::from_raw(self.child.id() as i32);
-            crate::trial::process::kill_group(group);
+            crate::process::kill_group(group);
             let _ = self.child.wait();
         }
     }
@@ -205,7 +205,7 @@ for line in sys.stdin:
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
             .env_remove("TORTURE_KEY");
-        let mut child = crate::trial::process::spawn_program(&mut cmd)
+        let mut child = crate::process::spawn_program(&mut cmd)
             .map_err(|e| format!("cannot start `{python}`: {e}"))?;
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = child.stdout.take().ok_or("no stdout")?;

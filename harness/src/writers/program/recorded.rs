@@ -21,13 +21,13 @@ use super::judge::{self, Causes};
 use super::states::{self, StateRow};
 use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
+use crate::faults::kill_point::{KillPoint, KillPolicy};
 use crate::faults::preload::{self as recorder, RecorderEnv};
 use crate::faults::recorded::cut_name;
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
-use crate::trial::kill_point::{KillPoint, KillPolicy};
-use crate::trial::outcome::{Finished, Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Finished, Outcome, TrialRecord, Verdict};
 use crate::verify::verdict;
 
 /// What one recorded run of the program left.

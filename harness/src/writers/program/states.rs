@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use super::evidence::{START_DIR, START_INODES};
 use super::ExecOptions;
 use crate::options::RunOptions;
-use crate::output::stats::wilson_95;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::stats::wilson_95;
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 
 /// The file, in the run's output folder.
 pub const FILE: &str = "crash-states.csv";
 
-pub use crate::trial::outcome::StateRow;
+pub use crate::verify::outcome::StateRow;
 
 /// Outcome counts of a trial's states, for its detail.
 pub struct Counts(Vec<(Outcome, usize)>);
@@ -114,7 +114,7 @@ pub fn keep_finished(
         w.serialize(row).map_err(std::io::Error::other)?;
     }
     let out = w.into_inner().map_err(|e| e.into_error())?;
-    crate::output::out_dir::write_whole(&path, &out)
+    crate::fsio::write_whole(&path, &out)
 }
 
 /// Reads the rows back.
@@ -219,7 +219,7 @@ pub fn save_evidence(
         }),
     };
     // Whole or absent: a full OUT never leaves a torn note that looks like evidence.
-    crate::output::out_dir::write_whole(
+    crate::fsio::write_whole(
         &dir.join("trial.json"),
         serde_json::to_string_pretty(&note)
             .map_err(std::io::Error::other)?

@@ -12,12 +12,12 @@ use super::child::{self, End, KillOne, Launch, Run, Stop};
 use super::evidence::{save_evidence, ExecTrialNote, Snapshot};
 use super::{Engine, ExecOptions};
 use crate::engine::with_suffix;
+use crate::faults::kill_point::{KillPoint, KillPolicy};
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
-use crate::trial::kill_point::{KillPoint, KillPolicy};
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Found, Judged, Pragmas};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 use crate::verify::verdict::Fault;
 
 /// With `--kill one`: the survivors stop after this many more acks, or after `LINGER`.
@@ -280,7 +280,7 @@ fn run_problems(
     let stderr = t.stderr();
     let stderr_tail = || match check::tail(&std::fs::read(&stderr).unwrap_or_default(), 300) {
         // Its words were lost with a full scratch disk: say so, and the run stops (exit 3).
-        s if s.trim().is_empty() => crate::lab::space::silent_failure_note(&t.dir).unwrap_or(s),
+        s if s.trim().is_empty() => crate::fsio::silent_failure_note(&t.dir).unwrap_or(s),
         s => s,
     };
     let mut problems: Vec<String> = Vec::new();

@@ -1,6 +1,6 @@
 //! Tests of `trial.rs`: real programs (Python's sqlite3, the sqlite3 shell, DuckDB, libSQL) tortured trial by trial.
 
-use crate::trial::outcome::Verdict;
+use crate::verify::outcome::Verdict;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 

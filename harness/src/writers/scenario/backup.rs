@@ -26,8 +26,8 @@ use super::{base_profile, power, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
 use crate::faults::recorded;
 use crate::trial::evidence::Snapshot;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::verify::oracle::Verification;
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 use torture_workloads::Workload;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -506,7 +506,7 @@ fn online_backup(env: &Env<'_>, src: &Connection, dest: &Connection) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn safe_backups_hold_a_consistent_prefix_and_a_lone_db_copy_in_wal_mode_does_not() {

@@ -25,9 +25,9 @@ use super::engine::{
 };
 use super::{base_profile, power, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
+use crate::faults::kill_point::KillPoint;
 use crate::faults::{CrashAt, OpFilter};
-use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 pub(crate) struct Params {
     /// A thread checkpointing PASSIVE at this period (µs).
@@ -453,7 +453,7 @@ fn start<'a>(
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn crashes_inside_checkpoints_lose_nothing_and_the_wal_grows_without_one() {

@@ -14,8 +14,8 @@ use super::engine::{
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
-use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::TrialRecord;
+use crate::faults::kill_point::KillPoint;
+use crate::verify::outcome::TrialRecord;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Corruptor {
@@ -393,7 +393,7 @@ fn unlink_recreate<'a>(ctx: &Ctx<'a>, end: &mut Ending) -> Result<Children<'a>, 
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn every_positive_control_is_caught() {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use torture_workloads::Workload;
 
+use crate::faults::kill_point::KillPoint;
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
 use crate::trial::evidence::{self, Snapshot};
-use crate::trial::kill_point::KillPoint;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
 use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
 use crate::verify::oracle::Verification;
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
 use crate::verify::verdict::Fault;
 
 use super::Variant;
@@ -39,8 +39,8 @@ pub(crate) struct StateCounts {
 /// Named numbers a trial measured, beyond its row: summed over trials for docs/findings.md's tables.
 pub(crate) type Metrics = BTreeMap<String, u64>;
 
+pub(crate) use crate::process::fork_child;
 pub(crate) use crate::trial::children::{word, Children, Env, Tally};
-pub(crate) use crate::trial::process::fork_child;
 pub(crate) use crate::verify::sqlite_error::{extended_name as code_name, primary};
 pub(crate) use crate::writers::workload::{
     commit_loop, never, open_writer, writer_process, WriterSpec,
@@ -181,8 +181,12 @@ impl Ctx<'_> {
             return Ok(path);
         }
         let tmp = self.path("start.tmp");
-        crate::lab::slot::make_starting_database(&tmp, &self.variant.profile, self.workload)
-            .map_err(|e| format!("making the starting database: {e}"))?;
+        crate::writers::workload::make_starting_database(
+            &tmp,
+            &self.variant.profile,
+            self.workload,
+        )
+        .map_err(|e| format!("making the starting database: {e}"))?;
         std::fs::rename(&tmp, &path).map_err(|e| format!("making the starting database: {e}"))?;
         Ok(path)
     }

@@ -16,7 +16,7 @@ use super::engine::{
     code_name, header_says_wal, primary, record, word, Children, Ctx, Ending, Env, Metrics,
 };
 use super::{base_profile, Kind, Scenario, Variant};
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 use crate::verify::sqlite_error;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

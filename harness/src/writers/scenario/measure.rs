@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use nix::sys::wait::waitpid;
 
 use super::engine::{fork_child, testing, Metrics};
-use crate::output::stats::wilson_95;
 use crate::output::{Summary, TrialsCsv};
+use crate::stats::wilson_95;
 use crate::trial::children::SlotFiles;
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::verify::outcome::{Outcome, TrialRecord};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Line {

@@ -29,7 +29,7 @@ use torture_workloads::{JournalMode, Profile, Synchronous};
 
 use crate::options::RunOptions;
 use crate::trial::children::SlotFiles;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 pub(crate) use engine::Metrics;
 
@@ -213,8 +213,8 @@ fn unknown_row(
         started: std::time::Instant::now(),
     };
     let mut record = trial.row(crate::trial::record::Found {
-        outcome: crate::trial::outcome::Outcome::WorkerError,
-        verdict: crate::trial::outcome::Verdict::LabError,
+        outcome: crate::verify::outcome::Outcome::WorkerError,
+        verdict: crate::verify::outcome::Verdict::LabError,
         pragmas: Default::default(),
         kill_point: String::new(),
         acked_commits: 0,
@@ -267,7 +267,7 @@ mod tests {
     fn an_unknown_scenario_is_a_lab_error_row() {
         let lab = engine::testing::lab(&[]);
         let r = run_trial(&lab.opts, "nope", 3, &lab.files, "x");
-        assert_eq!(r.outcome, crate::trial::outcome::Outcome::WorkerError);
+        assert_eq!(r.outcome, crate::verify::outcome::Outcome::WorkerError);
         assert!(r.detail.contains("unknown scenario"));
     }
 }

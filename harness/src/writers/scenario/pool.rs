@@ -16,7 +16,7 @@ use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{self, failed_codes, record, Ctx, Ending, Metrics};
 use super::{base_profile, power, Kind, Scenario, Variant};
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 /// Commits each connection of a power-loss variant makes before the log is cut.
 pub(crate) const POWER_COMMITS: u64 = 10;
@@ -131,7 +131,7 @@ fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn a_pool_of_ten_without_busy_timeout_fails_transactions_but_loses_nothing() {

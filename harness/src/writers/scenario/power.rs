@@ -22,9 +22,9 @@ use torture_preload::{Snapshot, Variant};
 use super::engine::{Children, Ctx, Ending, Env, StateCounts, WriterSpec};
 use crate::faults::recorded::{self, AfterCheck, CheckPlan, Checked, RecordingPlan, StateKind};
 use crate::trial::evidence;
-use crate::trial::outcome::Outcome;
 use crate::trial::record::{self, Judged, Pragmas};
 use crate::verify::oracle::Verification;
+use crate::verify::outcome::Outcome;
 use crate::verify::verdict::Fault;
 use crate::writers::workload::{commit_loop_with, open_writer, OnError};
 

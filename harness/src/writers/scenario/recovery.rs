@@ -14,7 +14,7 @@ use super::engine::{
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
 use crate::faults::{CrashAt, OpFilter};
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -227,7 +227,7 @@ fn crash_at_op<'a>(ctx: &Ctx<'a>, n: u64) -> Result<(Children<'a>, bool), String
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn deleting_the_wal_loses_acknowledged_commits_and_doing_nothing_loses_none() {

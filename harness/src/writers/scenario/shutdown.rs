@@ -15,7 +15,7 @@ use super::engine::{
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::engine::with_suffix;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum How {

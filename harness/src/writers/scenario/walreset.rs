@@ -24,7 +24,7 @@ use super::engine::{
 };
 use super::{base_profile, Kind, Scenario, Variant};
 use crate::seed;
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 pub(crate) struct Params {
     pub writers: u32,

@@ -11,7 +11,7 @@ use torture_workloads::{JournalMode, Synchronous};
 
 use super::engine::{self, failed_codes, record, Ctx, Ending, Metrics};
 use super::{base_profile, power, Kind, Scenario, Variant};
-use crate::trial::outcome::TrialRecord;
+use crate::verify::outcome::TrialRecord;
 
 pub(crate) struct Params {
     pub processes: u32,
@@ -169,7 +169,7 @@ fn run_power_loss(ctx: &Ctx<'_>, p: &Params) -> (TrialRecord, Metrics) {
 #[cfg(test)]
 mod tests {
     use super::super::engine::testing::{damaged, lab, no_lab_errors, serial};
-    use crate::trial::outcome::{Outcome, Verdict};
+    use crate::verify::outcome::{Outcome, Verdict};
 
     #[test]
     fn killing_one_writer_leaves_the_others_writing_and_every_commit_counted() {

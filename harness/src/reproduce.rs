@@ -150,8 +150,8 @@ pub fn shell_words_str(words: &[String]) -> String {
 }
 
 /// `word` as one shell word that no shell reads as code (one quoting rule for every suggested
-/// command: [`crate::output::reproduce::quote`]).
-pub use crate::output::reproduce::quote as shell_quote;
+/// command: [`crate::reproduce::quote`]).
+pub use crate::reproduce::quote as shell_quote;
 
 /// `msg` with control characters escaped, so a message that quotes what the user typed (a path
 /// with a newline in it) stays one line.

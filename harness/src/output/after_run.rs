@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use super::check::BAD_RECOVERED_SQL;
-use super::{Engine, ExecOptions, ExecTrialNote};
 use crate::exit_code;
-use crate::trial::outcome::{Outcome, TrialRecord, Verdict};
+use crate::verify::outcome::{Outcome, TrialRecord, Verdict};
+use crate::writers::program::{Engine, ExecOptions, ExecTrialNote, BAD_RECOVERED_SQL};
 
 /// The detail of a trial whose program had not created its database, or its schema, when it was
 /// killed (the check's words).
@@ -27,7 +26,7 @@ const NOT_CREATED: [&str; 2] = [
 /// - 1 when the calibration run's own kill found a violation and the trials did not.
 pub fn after_run(out_dir: &Path, calibration_held: Option<&Path>, code: i32) -> i32 {
     if let Some(held) = calibration_held {
-        if let Err(e) = super::calibrate::move_dir(held, &out_dir.join("calibration")) {
+        if let Err(e) = crate::writers::program::move_dir(held, &out_dir.join("calibration")) {
             eprintln!(
                 "torture: could not move the calibration's files from {} to {}: {e}",
                 held.display(),
@@ -35,7 +34,7 @@ pub fn after_run(out_dir: &Path, calibration_held: Option<&Path>, code: i32) -> 
             );
         }
     }
-    let Ok(rows) = crate::output::trials_csv::read(&out_dir.join("trials.csv")) else {
+    let Ok(rows) = super::trials_csv::read(&out_dir.join("trials.csv")) else {
         return code;
     };
     let exec: Option<ExecOptions> = std::fs::read_to_string(out_dir.join("run.json"))

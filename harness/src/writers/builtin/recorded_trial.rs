@@ -15,15 +15,16 @@ use std::time::Instant;
 use rand::RngExt;
 use torture_preload::Variant;
 
-use super::children::SlotFiles;
-use super::record::{self, Found, Judged, Pragmas, Trial};
-use super::{evidence, run_writers, writer_plan, Ending, Stop};
+use super::{run_writers, writer_plan, Ending, Stop};
 use crate::faults::recorded::{self, CheckPlan, Checked, RecordingPlan, StateKind};
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::ack::TrialEvents;
-use crate::trial::outcome::{Outcome, TrialRecord};
+use crate::trial::children::SlotFiles;
+use crate::trial::evidence;
+use crate::trial::record::{self, Found, Judged, Pragmas, Trial};
 use crate::verify::oracle::Verification;
+use crate::verify::outcome::{Outcome, TrialRecord};
 use crate::verify::verdict::Fault;
 
 /// The database's name inside the recorded folder (and in the evidence, as before).

@@ -28,7 +28,7 @@ fn the_harness_has_no_import_circle() {
 
 /// The imports running back up the layers that DESIGN.md names ("Layers"): a new one fails here
 /// until it is moved away or DESIGN.md says why it stays.
-const UPWARD_IMPORTS: usize = 2;
+const UPWARD_IMPORTS: usize = 1;
 
 /// The count on the line `N import(s) running back up the layers`.
 fn upward(out: &str) -> usize {

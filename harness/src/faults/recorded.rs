@@ -279,9 +279,7 @@ pub fn check_recording(
     plan: CheckPlan<'_>,
 ) -> Result<Checked, String> {
     // Seconds of CPU: never at the slot's real-time priority.
-    crate::trial::process::at_normal_priority(|| {
-        check_states(start, log_path, scratch, db_name, plan)
-    })
+    crate::process::at_normal_priority(|| check_states(start, log_path, scratch, db_name, plan))
 }
 
 fn check_states(

@@ -7,7 +7,6 @@ pub mod ack;
 pub mod children;
 pub mod evidence;
 pub mod kill_timer;
-pub mod process;
 pub mod record;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

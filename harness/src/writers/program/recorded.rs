@@ -562,7 +562,7 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
         sampled: e.sampled,
         checkpoints: checkpoints.len(),
     };
-    crate::trial::process::at_normal_priority(|| {
+    crate::process::at_normal_priority(|| {
         for state in e.states() {
             let acks = acks_of(&state.acks, &instance_of, instances);
             let (mut row, check, excused, cause) =

@@ -126,6 +126,9 @@ struct Outcome {
     /// The first violating trial: its outcome and detail, its evidence folder, and the commits
     /// acknowledged before its worst state's cut.
     finding: Option<(String, PathBuf, u64)>,
+    /// The [`signature`] of every violating crash state (and of each violating trial's verdict):
+    /// what a shrink candidate must still show to count as the same failure.
+    signatures: Vec<String>,
 }
 
 /// Runs `program` under the fault with `seed`: `torture exec` in a fresh folder `out`.
@@ -210,12 +213,29 @@ fn run_program(
     }
     let mut states = 0;
     let mut finding = None;
+    let mut signatures = Vec::new();
+    if let Ok(mut rd) = csv::Reader::from_path(out.join("crash-states.csv")) {
+        let h = rd.headers().cloned().unwrap_or_default();
+        let col = |n: &str| h.iter().position(|x| x == n);
+        for rec in rd.records().flatten() {
+            let get = |n: &str| col(n).and_then(|i| rec.get(i)).unwrap_or("");
+            if get("verdict") == "violation" {
+                let s = state_signature(get("outcome"), get("detail"));
+                if !signatures.contains(&s) {
+                    signatures.push(s);
+                }
+            }
+        }
+    }
     if let Ok(mut rd) = csv::Reader::from_path(out.join("trials.csv")) {
         let h = rd.headers().cloned().unwrap_or_default();
         let col = |n: &str| h.iter().position(|x| x == n);
         for rec in rd.records().flatten() {
             let get = |n: &str| col(n).and_then(|i| rec.get(i)).unwrap_or("").to_string();
             states += get("crash_states").parse::<u64>().unwrap_or(0);
+            if get("verdict") == "violation" {
+                signatures.push(signature(&format!("{}: {}", get("outcome"), get("detail"))));
+            }
             if finding.is_none() && get("verdict") == "violation" {
                 let it = get("iteration");
                 let ev = ["failures", "evidence"]
@@ -235,6 +255,7 @@ fn run_program(
         violation: code == exit_code::VIOLATION && finding.is_some(),
         states,
         finding,
+        signatures,
     })
 }
 
@@ -253,6 +274,7 @@ fn try_candidate(
     work: &Path,
     candidate: &serde_json::Value,
     seed: u64,
+    want: &str,
 ) -> Result<bool, (i32, String)> {
     if candidate["transactions"]
         .as_array()
@@ -277,7 +299,11 @@ fn try_candidate(
     // A candidate exec refuses or cannot test (nothing acknowledged, say) does not reproduce. It
     // runs in a folder of its own: the program's run folder holds the finding's evidence until
     // it is filed.
-    Ok(run_program(o, script, &valid, seed, &work.join(CANDIDATE_RUN)).is_ok_and(|r| r.violation))
+    // A candidate that fails otherwise (another bug, or one that needs less) is not the finding.
+    Ok(
+        run_program(o, script, &valid, seed, &work.join(CANDIDATE_RUN))
+            .is_ok_and(|r| r.violation && r.signatures.iter().any(|s| s == want)),
+    )
 }
 
 /// Drops transactions, then statements, one at a time while the finding reproduces. Returns the
@@ -288,6 +314,7 @@ fn shrink(
     work: &Path,
     program: &serde_json::Value,
     seed: u64,
+    want: &str,
     log: &mut Vec<String>,
 ) -> Result<serde_json::Value, (i32, String)> {
     let mut best = program.clone();
@@ -306,7 +333,7 @@ fn shrink(
             m.remove(i);
         }
         runs += 1;
-        if try_candidate(o, script, work, &c, seed)? {
+        if try_candidate(o, script, work, &c, seed, want)? {
             log.push(format!("drop transaction {}: still fails", i + 1));
             best = c;
         } else {
@@ -325,7 +352,7 @@ fn shrink(
             let mut c = best.clone();
             c["transactions"][t].as_array_mut().unwrap().remove(s);
             runs += 1;
-            if try_candidate(o, script, work, &c, seed)? {
+            if try_candidate(o, script, work, &c, seed, want)? {
                 log.push(format!(
                     "drop statement {} of transaction {}: still fails",
                     s + 1,
@@ -340,7 +367,7 @@ fn shrink(
             let mut c = best.clone();
             c["maintenance"][t] = "none".into();
             runs += 1;
-            if try_candidate(o, script, work, &c, seed)? {
+            if try_candidate(o, script, work, &c, seed, want)? {
                 log.push(format!(
                     "drop the maintenance after transaction {}: still fails",
                     t + 1
@@ -401,6 +428,12 @@ fn signature(verdict: &str) -> String {
         }
     }
     format!("{outcome}: {}", out.trim_end())
+}
+
+/// The [`signature`] of one crash state's row (`crash-states.csv`): the same words as its trial's
+/// verdict gives when that state is the trial's worst.
+fn state_signature(outcome: &str, detail: &str) -> String {
+    signature(&format!("{outcome}: ; worst: {detail}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
@@ -494,7 +527,15 @@ impl Filing<'_> {
         let io = |e: std::io::Error| (exit_code::LAB_ERROR, e.to_string());
         let full = read_program(self.program).map_err(lab)?;
         let mut log = vec![format!("finding: {verdict}")];
-        let shrunk = shrink(o, script, pdir, &full, pseed, &mut log)?;
+        let shrunk = shrink(
+            o,
+            script,
+            pdir,
+            &full,
+            pseed,
+            &signature(&verdict),
+            &mut log,
+        )?;
         std::fs::create_dir_all(bug).map_err(io)?;
         let write = |name: &str, text: String| std::fs::write(bug.join(name), text).map_err(io);
         std::fs::copy(self.program, bug.join("program.json")).map_err(io)?;
@@ -518,7 +559,7 @@ impl Filing<'_> {
         let saved = save_state(&evidence, &bug.join("crash-state")).map_err(io)?;
         // The shrunk program once more, to keep its own crash state.
         let mut shrunk_line = String::new();
-        if try_candidate(o, script, pdir, &shrunk, pseed)? {
+        if try_candidate(o, script, pdir, &shrunk, pseed, &signature(&verdict))? {
             let again = run_program(
                 o,
                 script,
@@ -738,7 +779,19 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::signature;
+    use super::{signature, state_signature};
+
+    /// A shrink candidate counts as the finding when one of its crash states fails the same way
+    /// as the finding's worst state: a state's row and a verdict naming it as the worst agree.
+    #[test]
+    fn a_state_row_and_a_verdict_naming_it_share_a_signature() {
+        let state = "reopen with DuckDB: InternalException: INTERNAL Error: Failure while replaying WAL file \"/dev/shm/t/trial.db.wal\": Calling DatabaseManager::GetDefaultDatabase with no default database set";
+        let verdict = format!("open-failed: 32 crash states (every-sync, 16 cuts): 19 intact, 13 open-failed; recording: 147 ops; worst: cut=op 86/147 (sync 11) keep-all {}", state.replace("/t/", "/u/"));
+        assert_eq!(state_signature("open-failed", state), signature(&verdict));
+        let other = "reopen with DuckDB: IOException: IO Error: Failure while replaying WAL file \"/dev/shm/t/trial.db.wal\": Corrupt WAL file: entry at byte position 284";
+        assert_ne!(state_signature("open-failed", other), signature(&verdict));
+        assert_ne!(state_signature("corrupt", state), signature(&verdict));
+    }
 
     #[test]
     fn findings_alike_but_for_numbers_and_paths_share_a_signature() {

@@ -118,6 +118,15 @@ fn a_lying_driver_is_caught_shrunk_and_filed_with_a_reproduction() {
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(1), "{}", say(&r));
+    // On an interpreter without the engine's version, it says so (exit 3), never "did not
+    // reproduce".
+    let other = Command::new("sh")
+        .arg(bug.join("repro.sh"))
+        .env("PYTHON", "/bin/false")
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(3), "{}", say(&other));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("repro.sh: needs sqlite "));
     assert!(
         String::from_utf8_lossy(&r.stdout).contains("acknowledged commits"),
         "{}",

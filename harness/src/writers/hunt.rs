@@ -569,19 +569,35 @@ impl Filing<'_> {
             )?;
             if let Some((_, ev, k)) = again.finding {
                 if save_state(&ev, &bug.join("shrunk-crash-state")).map_err(io)? {
+                    // Exit 1 (reproduces) or 3 (cannot check) ends the script with that code.
                     shrunk_line = format!(
-                        "python3 hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit 1\n"
+                        "\"$PY\" hunt.py repro shrunk-model.json shrunk-crash-state --acked {k} || exit $?\n"
                     );
                 }
             }
         }
+        // The engine's version is part of the bug: a repro run on another one says so (exit 3)
+        // rather than "did not reproduce".
+        let (package, have, install) = if o.engine == "sqlite" {
+            (
+                "sqlite3 (the stdlib, linked to SQLite",
+                "import sqlite3 as m; v = m.sqlite_version",
+                "a python3 linked to it",
+            )
+        } else {
+            (
+                "duckdb (the package",
+                "import duckdb as m; v = m.__version__",
+                "pip install duckdb==VERSION",
+            )
+        };
+        let install = install.replace("VERSION", version);
         write(
             "repro.sh",
             format!(
-                "#!/bin/sh\n# {} {version}, --fault {}: needs only python3 with the `{}` package.\n# Checks a saved crash state against its program's model: acknowledged commits,\n# prefix consistency, index lookups, integrity. Exit 1: the bug reproduces.\ncd \"$(dirname \"$0\")\" || exit 3\n{shrunk_line}python3 hunt.py repro program.json crash-state --acked {acked}\n",
-                o.engine,
-                o.fault,
-                if o.engine == "sqlite" { "sqlite3 (stdlib)" } else { "duckdb" }
+                "#!/bin/sh\n# {engine} {version}, --fault {fault}: needs python3 with {package} {version}); PYTHON=/path/to/python3 picks\n# another interpreter. Checks the saved crash states against their programs' models: acknowledged\n# commits, prefix consistency, index lookups, integrity. Exit 1: the bug reproduces; 0: it does not;\n# 3: nothing could be checked.\ncd \"$(dirname \"$0\")\" || exit 3\nPY=${{PYTHON:-python3}}\n\"$PY\" -c '{have}; import sys; sys.exit(v != \"{version}\")' 2>/dev/null || {{ echo \"repro.sh: needs {engine} {version} ({install}), or PYTHON=... naming a python3 that has it\" >&2; exit 3; }}\n{shrunk_line}\"$PY\" hunt.py repro program.json crash-state --acked {acked}\n",
+                engine = o.engine,
+                fault = o.fault,
             ),
         )?;
         if !saved {
@@ -644,6 +660,8 @@ fn draft_report(
             _ => {}
         }
     }
+    // The verdict as the lab printed it, cut to what a report can hold.
+    let verdict: String = verdict.chars().take(2000).collect();
     format!(
         "# {engine} {version}: {kind} after a power cut (draft)\n\n\
          Found by `torture hunt` (generated program, seed {seed}); a draft to check before filing.\n\n\
@@ -657,7 +675,7 @@ fn draft_report(
          transaction, and equals the state after some prefix of the committed transactions.\n\n\
          ## Actual\n\n{verdict}\n\n\
          ## Reproduce\n\n`sh repro.sh` re-checks the saved crash states with only `python3` and \
-         the engine's package (exit 1: it reproduces).\n",
+         {engine} {version} (exit 1: it reproduces; `PYTHON=` names another interpreter).\n",
         fault = o.fault,
     )
 }

@@ -328,7 +328,15 @@ pub(super) fn verify_duckdb(
     if !s("version").is_empty() {
         *version = Some(format!("duckdb {}", s("version")));
     }
-    let error = format!("{}: {}", s("kind"), s("error"));
+    // An internal error carries DuckDB's stack trace (kilobytes of addresses): the row keeps the
+    // message.
+    let message = s("error");
+    let message = message
+        .split("Stack Trace:")
+        .next()
+        .unwrap_or(message)
+        .trim_end();
+    let error = format!("{}: {message}", s("kind"));
     let sql_error = DUCKDB_SQL_ERRORS.contains(&s("kind"));
     let mut f = Findings::default();
     match s("stage") {

@@ -404,7 +404,8 @@ fn the_nightly_runs_as_the_workflow_runs_it_shards_then_merge_report_and_gate() 
             // DuckDB through the system python3's package (scripts/test installs it). A DuckDB
             // finding does not fail the night (its latest release has known crash bugs).
             .env("NIGHTLY_HUNT_BUDGET", "1s")
-            .env("NIGHTLY_HUNT_ARGS", "--transactions 3 --max-shrink-runs 1")
+            .env("NIGHTLY_HUNT_ARGS", "--transactions 3")
+            .env("NIGHTLY_HUNT_SHRINK", "1")
             .env("NIGHTLY_DUCKDB", "")
             .output()
             .unwrap();

@@ -203,3 +203,31 @@ fn a_hunt_whose_programs_cannot_be_tested_is_a_lab_error() {
         say(&o)
     );
 }
+
+/// DuckDB under every fault the hunt accepts: its programs are tested (exec accepts the settings
+/// the hunt gives it for that fault), never a lab error. The system python3's `duckdb`
+/// (scripts/test installs it).
+#[test]
+fn duckdb_hunts_run_under_each_fault() {
+    for fault in ["kill-at-op", "sigkill", "power-loss"] {
+        let t = tempfile::tempdir().unwrap();
+        let o = hunt(
+            &t.path().join("h"),
+            &[
+                "--engine",
+                "duckdb",
+                "--fault",
+                fault,
+                "--max-shrink-runs",
+                "1",
+            ],
+            false,
+        );
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{fault}: {}",
+            say(&o)
+        );
+        assert!(state(&t.path().join("h"))["programs"].as_u64() >= Some(1));
+    }
+}

@@ -10,11 +10,13 @@
 //! prefix of the committed transactions). A run that exits 1 (a violation) is a finding.
 //!
 //! Shrinking drops transactions, then statements, one at a time while the finding keeps
-//! reproducing with the same exec seed (deterministic: the same program and seed give the same
-//! recording's states up to the program's own timing), and logs each step. The bug base:
-//! `OUT/<engine>-<version>/<id>/` with `program.json`, `shrunk.json`, `seed`, `verdict.txt`, the
-//! crash state's files (`crash-state/`), `hunt.py` and `repro.sh` (needs only the engine's Python
-//! package), and `shrink.log`.
+//! reproducing — one of the candidate's crash states fails with the finding's signature — with the
+//! same exec seed (deterministic: the same program and seed give the same recording's states up to
+//! the program's own timing), and logs each step. The bug base: `OUT/<engine>-<version>/<id>/`
+//! with `program.json`, `shrunk.json` and `shrunk-model.json`, `seed`, `verdict.txt`, the crash
+//! states' files (`crash-state/`, `shrunk-crash-state/`), `hunt.py` and `repro.sh` (needs only
+//! the engine's Python package at the version found), `shrink.log`, and `report.md` (a draft
+//! upstream report).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -157,7 +159,10 @@ fn run_program(
         // DuckDB never fsyncs its folder, so under the strict model its new files may vanish
         // whole at a power cut: known (docs/exec-faults.md), and a finding every program would
         // repeat, masking the rest. The hunt looks past it with the ext4-like model.
-        cmd.args(["--engine", "duckdb", "--fsync-commits-names"]);
+        cmd.args(["--engine", "duckdb"]);
+        if o.fault == "power-loss" {
+            cmd.arg("--fsync-commits-names");
+        }
     } else {
         cmd.args(["--synchronous", "full", "--journal-mode", "wal"]);
     }
@@ -214,49 +219,58 @@ fn run_program(
     let mut states = 0;
     let mut finding = None;
     let mut signatures = Vec::new();
-    if let Ok(mut rd) = csv::Reader::from_path(out.join("crash-states.csv")) {
-        let h = rd.headers().cloned().unwrap_or_default();
-        let col = |n: &str| h.iter().position(|x| x == n);
-        for rec in rd.records().flatten() {
-            let get = |n: &str| col(n).and_then(|i| rec.get(i)).unwrap_or("");
-            if get("verdict") == "violation" {
-                let s = state_signature(get("outcome"), get("detail"));
-                if !signatures.contains(&s) {
-                    signatures.push(s);
-                }
+    for_each_row(&out.join("crash-states.csv"), |get| {
+        if get("verdict") == "violation" {
+            let s = state_signature(&get("outcome"), &get("detail"));
+            if !signatures.contains(&s) {
+                signatures.push(s);
             }
         }
-    }
-    if let Ok(mut rd) = csv::Reader::from_path(out.join("trials.csv")) {
-        let h = rd.headers().cloned().unwrap_or_default();
-        let col = |n: &str| h.iter().position(|x| x == n);
-        for rec in rd.records().flatten() {
-            let get = |n: &str| col(n).and_then(|i| rec.get(i)).unwrap_or("").to_string();
-            states += get("crash_states").parse::<u64>().unwrap_or(0);
-            if get("verdict") == "violation" {
-                signatures.push(signature(&format!("{}: {}", get("outcome"), get("detail"))));
-            }
-            if finding.is_none() && get("verdict") == "violation" {
-                let it = get("iteration");
-                let ev = ["failures", "evidence"]
-                    .iter()
-                    .map(|d| out.join(d).join(&it))
-                    .find(|p| p.is_dir())
-                    .unwrap_or_default();
-                finding = Some((
-                    format!("{}: {}", get("outcome"), get("detail")),
-                    ev,
-                    get("acked_commits").parse().unwrap_or(0),
-                ));
-            }
+    });
+    for_each_row(&out.join("trials.csv"), |get| {
+        states += get("crash_states").parse::<u64>().unwrap_or(0);
+        if get("verdict") == "violation" {
+            signatures.push(signature(&format!("{}: {}", get("outcome"), get("detail"))));
         }
-    }
+        if finding.is_none() && get("verdict") == "violation" {
+            let it = get("iteration");
+            let ev = ["failures", "evidence"]
+                .iter()
+                .map(|d| out.join(d).join(&it))
+                .find(|p| p.is_dir())
+                .unwrap_or_default();
+            finding = Some((
+                format!("{}: {}", get("outcome"), get("detail")),
+                ev,
+                get("acked_commits").parse().unwrap_or(0),
+            ));
+        }
+    });
     Ok(Outcome {
         violation: code == exit_code::VIOLATION && finding.is_some(),
         states,
         finding,
         signatures,
     })
+}
+
+/// Calls `f` for every row of a CSV file with a getter by column name ("" when absent); a missing
+/// or unreadable file has no rows.
+fn for_each_row(path: &Path, mut f: impl FnMut(&dyn Fn(&str) -> String)) {
+    let Ok(mut rd) = csv::Reader::from_path(path) else {
+        return;
+    };
+    let h = rd.headers().cloned().unwrap_or_default();
+    for rec in rd.records().flatten() {
+        let get = |n: &str| {
+            h.iter()
+                .position(|x| x == n)
+                .and_then(|i| rec.get(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        f(&get);
+    }
 }
 
 fn read_program(p: &Path) -> Result<serde_json::Value, String> {
@@ -275,12 +289,12 @@ fn try_candidate(
     candidate: &serde_json::Value,
     seed: u64,
     want: &str,
-) -> Result<bool, (i32, String)> {
+) -> Result<Option<Outcome>, (i32, String)> {
     if candidate["transactions"]
         .as_array()
         .is_none_or(|t| t.is_empty())
     {
-        return Ok(false);
+        return Ok(None);
     }
     let raw = work.join("candidate-raw.json");
     let valid = work.join("candidate.json");
@@ -294,7 +308,7 @@ fn try_candidate(
     ])
     .map_err(|e| (exit_code::LAB_ERROR, e))?;
     if !v.status.success() {
-        return Ok(false);
+        return Ok(None);
     }
     // A candidate exec refuses or cannot test (nothing acknowledged, say) does not reproduce. It
     // runs in a folder of its own: the program's run folder holds the finding's evidence until
@@ -302,7 +316,8 @@ fn try_candidate(
     // A candidate that fails otherwise (another bug, or one that needs less) is not the finding.
     Ok(
         run_program(o, script, &valid, seed, &work.join(CANDIDATE_RUN))
-            .is_ok_and(|r| r.violation && r.signatures.iter().any(|s| s == want)),
+            .ok()
+            .filter(|r| r.violation && r.signatures.iter().any(|s| s == want)),
     )
 }
 
@@ -333,7 +348,7 @@ fn shrink(
             m.remove(i);
         }
         runs += 1;
-        if try_candidate(o, script, work, &c, seed, want)? {
+        if try_candidate(o, script, work, &c, seed, want)?.is_some() {
             log.push(format!("drop transaction {}: still fails", i + 1));
             best = c;
         } else {
@@ -352,7 +367,7 @@ fn shrink(
             let mut c = best.clone();
             c["transactions"][t].as_array_mut().unwrap().remove(s);
             runs += 1;
-            if try_candidate(o, script, work, &c, seed, want)? {
+            if try_candidate(o, script, work, &c, seed, want)?.is_some() {
                 log.push(format!(
                     "drop statement {} of transaction {}: still fails",
                     s + 1,
@@ -367,7 +382,7 @@ fn shrink(
             let mut c = best.clone();
             c["maintenance"][t] = "none".into();
             runs += 1;
-            if try_candidate(o, script, work, &c, seed, want)? {
+            if try_candidate(o, script, work, &c, seed, want)?.is_some() {
                 log.push(format!(
                     "drop the maintenance after transaction {}: still fails",
                     t + 1
@@ -559,15 +574,10 @@ impl Filing<'_> {
         let saved = save_state(&evidence, &bug.join("crash-state")).map_err(io)?;
         // The shrunk program once more, to keep its own crash state.
         let mut shrunk_line = String::new();
-        if try_candidate(o, script, pdir, &shrunk, pseed, &signature(&verdict))? {
-            let again = run_program(
-                o,
-                script,
-                &pdir.join("candidate.json"),
-                pseed,
-                &pdir.join(CANDIDATE_RUN),
-            )?;
-            if let Some((_, ev, k)) = again.finding {
+        let mut shrunk_verdict = None;
+        if let Some(again) = try_candidate(o, script, pdir, &shrunk, pseed, &signature(&verdict))? {
+            if let Some((v, ev, k)) = again.finding {
+                shrunk_verdict = Some(v);
                 if save_state(&ev, &bug.join("shrunk-crash-state")).map_err(io)? {
                     // Exit 1 (reproduces) or 3 (cannot check) ends the script with that code.
                     shrunk_line = format!(
@@ -608,7 +618,13 @@ impl Filing<'_> {
         write("shrink.log", log.join("\n") + "\n")?;
         write(
             "report.md",
-            draft_report(o, version, &verdict, &shrunk, pseed),
+            draft_report(
+                o,
+                version,
+                (&verdict, shrunk_verdict.as_deref()),
+                &read_program(&bug.join("shrunk-model.json")).unwrap_or(shrunk.clone()),
+                pseed,
+            ),
         )?;
         eprintln!(
             "torture: FINDING {}: {verdict} — shrunk to {} transaction(s); filed in {}",
@@ -620,25 +636,50 @@ impl Filing<'_> {
     }
 }
 
-/// A draft upstream report of a finding: title, versions, steps (the shrunk program as SQL),
-/// expected, actual, and how to reproduce it from the bug base.
+/// A draft upstream report of a finding: title, versions, steps (the shrunk program as it
+/// validated, as SQL), expected, actual (the shrunk program's run when it kept its own crash
+/// state, else the original's), and how to reproduce it from the bug base.
 fn draft_report(
     o: &HuntOptions,
     version: &str,
-    verdict: &str,
+    (original, shrunk_verdict): (&str, Option<&str>),
     shrunk: &serde_json::Value,
     seed: u64,
 ) -> String {
+    let verdict = shrunk_verdict.unwrap_or(original);
     let kind = verdict.split(':').next().unwrap_or(verdict).trim();
-    let (engine, settings) = if o.engine == "sqlite" {
+    let power = o.fault == "power-loss";
+    let (engine, settings, checkpoint) = if o.engine == "sqlite" {
         (
             "SQLite",
             "`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;`",
+            "PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+    } else if power {
+        (
+            "DuckDB",
+            "the defaults (DuckDB syncs its WAL at every commit); the power cut is modelled as on \
+             ext4/XFS, where a file's fsync also makes its new name durable (DuckDB never fsyncs \
+             its folder)",
+            "CHECKPOINT;",
         )
     } else {
         (
             "DuckDB",
             "the defaults (DuckDB syncs its WAL at every commit)",
+            "CHECKPOINT;",
+        )
+    };
+    let (event, how) = if power {
+        (
+            "a power cut",
+            "modelled by the lab from the recorded file operations: what a sync made durable is \
+             kept, unsynced writes are lost, kept whole or torn",
+        )
+    } else {
+        (
+            "a crash",
+            "the process killed (SIGKILL) at a recorded file operation: every write it made is kept",
         )
     };
     let mut steps = String::new();
@@ -655,25 +696,32 @@ fn draft_report(
             i + 1
         ));
         match shrunk["maintenance"][i].as_str() {
-            Some("checkpoint") => steps.push_str("CHECKPOINT;\n"),
+            Some("checkpoint") => {
+                steps.push_str(checkpoint);
+                steps.push('\n');
+            }
             Some("vacuum") => steps.push_str("VACUUM;\n"),
             _ => {}
         }
     }
     // The verdict as the lab printed it, cut to what a report can hold.
-    let verdict: String = verdict.chars().take(2000).collect();
+    let mut actual: String = verdict.chars().take(2000).collect();
+    if shrunk_verdict.is_none() {
+        actual.insert_str(
+            0,
+            "(the original program's run; the shrunk one kept no crash state) ",
+        );
+    }
     format!(
-        "# {engine} {version}: {kind} after a power cut (draft)\n\n\
+        "# {engine} {version}: {kind} after {event} (draft)\n\n\
          Found by `torture hunt` (generated program, seed {seed}); a draft to check before filing.\n\n\
          ## Versions\n\n- {engine} {version} (Python package), Linux\n- settings: {settings}\n\n\
          ## Steps\n\nOn a fresh database (`hunt_acks(k INTEGER PRIMARY KEY)` created first), \
          each transaction acknowledged after its COMMIT returned:\n\n```sql\n{steps}```\n\n\
-         Then a power cut ({fault}), modelled by the lab from the recorded file operations: \
-         what a sync made durable is kept, unsynced writes are lost, kept whole or torn. The \
-         crash state's files are in `crash-state/` (and `shrunk-crash-state/` for the program above).\n\n\
+         Then {event} (`--fault {fault}`), {how}. The crash state's files are in `crash-state/` (and `shrunk-crash-state/` for the program above).\n\n\
          ## Expected\n\nThe database opens, passes its integrity check, holds every acknowledged \
          transaction, and equals the state after some prefix of the committed transactions.\n\n\
-         ## Actual\n\n{verdict}\n\n\
+         ## Actual\n\n{actual}\n\n\
          ## Reproduce\n\n`sh repro.sh` re-checks the saved crash states with only `python3` and \
          {engine} {version} (exit 1: it reproduces; `PYTHON=` names another interpreter).\n",
         fault = o.fault,
@@ -766,6 +814,8 @@ fn run(o: &HuntOptions) -> Result<u64, (i32, String)> {
                     version: &version,
                 };
                 f.file(&base.join(format!("{i:04}-seed{pseed}")), finding)?;
+                // Filed: the bug base holds what it needs; the runs' folders can be large.
+                let _ = std::fs::remove_dir_all(&pdir);
             }
             _ => {
                 let _ = std::fs::remove_dir_all(&pdir);

@@ -81,7 +81,7 @@ pub(crate) fn verdict_of(
         ),
         Cause::AckedBeforeDurable if !hardware_as_documented => (
             Verdict::Expected,
-            "acked before any sync covered it, on a disk that breaks SQLite's assumptions".into(),
+            "acked before any sync covered it, on a disk that breaks the engine's assumptions".into(),
         ),
         Cause::AckedBeforeDurable if durable_declared => (
             Verdict::Violation,
@@ -93,7 +93,7 @@ pub(crate) fn verdict_of(
         ),
         Cause::LostAfterDurable if power_cut && !hardware_as_documented => (
             Verdict::Expected,
-            "durable at its ack, lost on a disk that breaks SQLite's assumptions".into(),
+            "durable at its ack, lost on a disk that breaks the engine's assumptions".into(),
         ),
         Cause::LostAfterDurable => (
             Verdict::Violation,

@@ -468,9 +468,15 @@ fn run_notes(rec: &Recording, fail_at: Option<&str>, dir: &Path) -> (Vec<String>
     (notes, problems)
 }
 
-/// How bad a state is, compared in order: its verdict's severity, its outcome, its acknowledged
-/// commits (among equals the state after more promises is the trial's example).
-type WorstRank = (u8, Outcome, u64);
+/// How bad a state is, compared in order: its verdict's severity, whether anything was
+/// acknowledged before it, its outcome, its acknowledged commits. A failure after a promise tells
+/// more than one before anything was promised (a DuckDB file torn before its first sync, 0 acks,
+/// would otherwise hide a later lost commit as the trial's example).
+type WorstRank = (u8, bool, Outcome, u64);
+
+fn worst_rank(verdict: Verdict, outcome: Outcome, acked: u64) -> WorstRank {
+    (verdict.severity(), acked > 0, outcome, acked)
+}
 
 /// Every checked state of a trial: its rows, the worst one, and what the row's summary counts.
 struct Checked {
@@ -578,10 +584,8 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
             if check.engine_version.is_some() {
                 out.engine_version.clone_from(&check.engine_version);
             }
-            // The worst state: the gravest verdict, then outcome; among equals, the one with the
-            // most acknowledged commits (a failure after a promise tells more than one before
-            // anything was acknowledged, such as a file torn before its first sync).
-            let rank = (row.verdict.severity(), check.outcome, row.acked_commits);
+            // The worst state ([`WorstRank`]).
+            let rank = worst_rank(row.verdict, check.outcome, row.acked_commits);
             out.rows.push(row);
             if out.worst.as_ref().is_none_or(|(r, ..)| rank > *r) {
                 out.worst = Some((rank, out.rows.len() - 1, check, state));
@@ -994,4 +998,29 @@ pub fn probe(
         line.push_str(&format!("; WARNING: {g}"));
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worst_rank;
+    use crate::verify::outcome::{Outcome, Verdict};
+
+    /// The trial's example state: the gravest verdict first; among violations, one after an ack
+    /// before one before any (whatever the outcomes); then the outcome; then the most acks.
+    #[test]
+    fn a_failure_after_a_promise_is_the_example_before_one_before_any() {
+        let torn_first = worst_rank(Verdict::Violation, Outcome::OpenFailed, 0);
+        let lost_later = worst_rank(Verdict::Violation, Outcome::LostCommit, 7);
+        assert!(lost_later > torn_first);
+        let open_later = worst_rank(Verdict::Violation, Outcome::OpenFailed, 3);
+        assert!(
+            open_later > lost_later,
+            "outcome before acks once both are after an ack"
+        );
+        assert!(
+            worst_rank(Verdict::Violation, Outcome::LostCommit, 9) > lost_later,
+            "more acks among equals"
+        );
+        assert!(torn_first > worst_rank(Verdict::Expected, Outcome::LostCommit, 9));
+    }
 }

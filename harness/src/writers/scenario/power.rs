@@ -1,5 +1,5 @@
 //! Power cuts for the scenarios on the file-operation recorder: record once, crash everywhere, as
-//! `trial/recorded_trial.rs` does for the built-in writers.
+//! `writers/builtin/recorded_trial.rs` does for the built-in writers.
 //!
 //! A scenario's power-loss trial copies its starting database into the slot's recorded folder
 //! (`slot/rec/trial.db`, nothing else there), forks its processes through [`Children`], and each

@@ -419,7 +419,11 @@ fn keyed_states_build_the_same_files_and_key_a_wal_by_what_recovery_reads() {
     assert_eq!(plain.len(), keyed.len());
     assert!(plain.len() > 4, "{}", plain.len());
     let seen = |s: &crate::CrashState| {
-        let wal = s.files.get(&PathBuf::from("f-wal")).cloned().unwrap_or_default();
+        let wal = s
+            .files
+            .get(&PathBuf::from("f-wal"))
+            .cloned()
+            .unwrap_or_default();
         (
             s.files.get(&PathBuf::from("f")).cloned(),
             wal[..wal.len().min(32)].to_vec(),
@@ -427,7 +431,10 @@ fn keyed_states_build_the_same_files_and_key_a_wal_by_what_recovery_reads() {
     };
     for ((p, k), u) in plain.iter().zip(&keyed).zip(&unbuilt) {
         assert!(k.built && !u.built && u.state.files.is_empty());
-        assert_eq!((p.cut, p.variant, p.hash), (k.state.cut, k.state.variant, k.state.hash));
+        assert_eq!(
+            (p.cut, p.variant, p.hash),
+            (k.state.cut, k.state.variant, k.state.hash)
+        );
         assert_eq!(p.files, k.state.files, "{:?} {:?}", p.cut, p.variant);
         assert_eq!(k.effective, u.effective);
     }

@@ -125,7 +125,14 @@ mod tests {
     impl Wal {
         fn new(salts: (u32, u32)) -> Wal {
             let mut h = Vec::new();
-            for w in [0x377F_0682u32, WAL_VERSION, PAGE as u32, 0, salts.0, salts.1] {
+            for w in [
+                0x377F_0682u32,
+                WAL_VERSION,
+                PAGE as u32,
+                0,
+                salts.0,
+                salts.1,
+            ] {
                 h.extend_from_slice(&w.to_be_bytes());
             }
             let sum = checksum(false, &h, (0, 0));
@@ -166,14 +173,20 @@ mod tests {
     #[test]
     fn every_frame_up_to_the_last_commit_counts() {
         let mut w = Wal::new((1, 2));
-        w.frame(2, 0, 7).frame(3, 3, 8).frame(2, 0, 9).frame(4, 4, 1);
+        w.frame(2, 0, 7)
+            .frame(3, 3, 8)
+            .frame(2, 0, 9)
+            .frame(4, 4, 1);
         assert_eq!(recovered_prefix(&w.bytes), used(4));
     }
 
     #[test]
     fn frames_past_the_last_commit_do_not_count() {
         let mut w = Wal::new((1, 2));
-        w.frame(2, 0, 7).frame(3, 3, 8).frame(2, 0, 9).frame(5, 0, 1);
+        w.frame(2, 0, 7)
+            .frame(3, 3, 8)
+            .frame(2, 0, 9)
+            .frame(5, 0, 1);
         assert_eq!(recovered_prefix(&w.bytes), used(2));
     }
 
@@ -197,7 +210,10 @@ mod tests {
     #[test]
     fn a_bad_checksum_mid_wal_ends_it_there_even_before_valid_looking_frames() {
         let mut w = Wal::new((1, 2));
-        w.frame(2, 2, 7).frame(3, 3, 8).frame(4, 4, 9).frame(5, 5, 1);
+        w.frame(2, 2, 7)
+            .frame(3, 3, 8)
+            .frame(4, 4, 9)
+            .frame(5, 5, 1);
         // One flipped byte in frame 2's page: frames 2, 3 and 4 are not used (the chain is broken,
         // although frames 3 and 4 carry checksums that chain from the intended bytes).
         let at = WAL_HEADER + FRAME + FRAME_HEADER + 100;
@@ -210,7 +226,10 @@ mod tests {
         // The old WAL: four frames with salts (1, 2). A reset rewrites the header with new salts
         // and overwrites frame 1 only: frames 2..4 are still on disk, with the old salts.
         let mut old = Wal::new((1, 2));
-        old.frame(2, 2, 7).frame(3, 3, 8).frame(4, 4, 9).frame(5, 5, 1);
+        old.frame(2, 2, 7)
+            .frame(3, 3, 8)
+            .frame(4, 4, 9)
+            .frame(5, 5, 1);
         let mut new = Wal::new((10, 20));
         new.frame(6, 6, 3);
         let mut bytes = old.bytes.clone();
@@ -229,11 +248,23 @@ mod tests {
         assert_eq!(recovered_prefix(&w.bytes[..20]).frames, 0);
         let mut bad = w.bytes.clone();
         bad[25] ^= 1; // the header's checksum
-        assert_eq!(recovered_prefix(&bad), WalRecovery { prefix: 32, frames: 0 });
+        assert_eq!(
+            recovered_prefix(&bad),
+            WalRecovery {
+                prefix: 32,
+                frames: 0
+            }
+        );
         let mut magic = w.bytes.clone();
         magic[0] = 0;
         assert_eq!(recovered_prefix(&magic).frames, 0);
-        assert_eq!(recovered_prefix(&[]), WalRecovery { prefix: 0, frames: 0 });
+        assert_eq!(
+            recovered_prefix(&[]),
+            WalRecovery {
+                prefix: 0,
+                frames: 0
+            }
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use torture_preload::{
     build_state, enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, CutPoints,
@@ -551,6 +551,39 @@ fn dedupe_mode(exec: &ExecOptions) -> Result<Dedupe, String> {
     }
 }
 
+/// What SQLite showed of the last effective keys checked. Bounded: a state's key recurs in the
+/// states next to it (the same cut's variants, the next cut's lose-all), and each entry holds the
+/// rows `--recovered-sql` answered (2,000 rows of the README's writer, 48 KB); a key no longer
+/// held is only opened again.
+#[derive(Default)]
+struct SeenKeys {
+    map: HashMap<u64, SqliteSeen>,
+    order: VecDeque<u64>,
+}
+
+impl SeenKeys {
+    const KEEP: usize = 64;
+
+    fn contains(&self, key: u64) -> bool {
+        self.map.contains_key(&key)
+    }
+
+    fn get(&self, key: u64) -> Option<&SqliteSeen> {
+        self.map.get(&key)
+    }
+
+    fn insert(&mut self, key: u64, seen: SqliteSeen) {
+        if self.map.insert(key, seen).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
 /// The first state whose row differs between two checks of the same states, in words.
 fn differing_rows(keyed: &[StateRow], plain: &[StateRow]) -> Option<String> {
     if keyed.len() != plain.len() {
@@ -650,10 +683,10 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Ch
     // recovery reads it), reused for every later state with that key: equal keys recover to the
     // same database, and each state is still judged with its own acks. A state whose key was seen
     // is not even built, unless `--verify-cmd` is to see its own files.
-    let seen: RefCell<HashMap<u64, SqliteSeen>> = RefCell::new(HashMap::new());
+    let seen: RefCell<SeenKeys> = RefCell::new(SeenKeys::default());
     let needs_files = exec.verify_cmd.is_some();
     let states: Box<dyn Iterator<Item = KeyedState> + '_> = if keyed {
-        Box::new(e.states_keyed(|key| needs_files || !seen.borrow().contains_key(&key)))
+        Box::new(e.states_keyed(|key| needs_files || !seen.borrow().contains(key)))
     } else {
         Box::new(e.states().map(|state| KeyedState {
             effective: state.hash,
@@ -719,7 +752,7 @@ fn check_state(
     causes: &mut Causes<'_>,
     keyed: &KeyedState,
     acks_before: &[Vec<u64>],
-    seen: Option<&RefCell<HashMap<u64, SqliteSeen>>>,
+    seen: Option<&RefCell<SeenKeys>>,
 ) -> (StateRow, Check, bool, Option<&'static str>, bool) {
     let state = &keyed.state;
     let (rec, fault) = (t.rec, t.fault);
@@ -755,7 +788,7 @@ fn check_state(
             check::verify(&env)
         }
         (Ok(()), Some(seen)) => {
-            let known = seen.borrow().get(&keyed.effective).cloned();
+            let known = seen.borrow().get(keyed.effective).cloned();
             match known {
                 Some(found) => check::verify_seen(&env, &found),
                 // Only a state whose key was seen goes unbuilt.
@@ -1194,5 +1227,16 @@ mod tests {
         let d = differing_rows(&a, &b).unwrap();
         assert!(d.starts_with("cut=2") && d.contains("lost-commit"), "{d}");
         assert!(differing_rows(&a, &a[..1]).unwrap().contains("2 states"));
+    }
+
+    #[test]
+    fn the_seen_keys_keep_the_latest_ones() {
+        let mut k = SeenKeys::default();
+        for key in 0..(SeenKeys::KEEP as u64 + 10) {
+            k.insert(key, SqliteSeen::NoDb);
+            k.insert(key, SqliteSeen::NoDb);
+        }
+        assert_eq!(k.map.len(), SeenKeys::KEEP);
+        assert!(!k.contains(9) && k.contains(10) && k.get(SeenKeys::KEEP as u64 + 9).is_some());
     }
 }

@@ -714,3 +714,129 @@ fn resume_keeps_each_crash_state_row_once() {
         say(&o)
     );
 }
+
+/// `writer` with `TORTURE_EFFECTIVE_DEDUPE` set to `mode`.
+fn writer_with_dedupe(out: &Path, mode: &str, flags: &[&str], writer_flags: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.env("TORTURE_EFFECTIVE_DEDUPE", mode)
+        .args(["exec", "--no-progress", "-j", "1", "--out"])
+        .arg(out)
+        .args([
+            "--recovered-sql",
+            "SELECT max(seq) FROM t",
+            "--verify-sql",
+            VERIFY,
+        ])
+        .args(flags)
+        .args(["--", "python3", WRITER, "{db}"])
+        .args(writer_flags);
+    c.output().expect("torture runs")
+}
+
+/// (distinct, opened by SQLite) from a trial row's detail; opened is None without the count.
+fn distinct_and_opened(trial: &Row) -> (usize, Option<usize>) {
+    let d = &trial["detail"];
+    let number_before = |word: &str| -> Option<usize> {
+        let at = d.find(word)?;
+        d[..at].trim_end().rsplit([' ', '(']).next()?.parse().ok()
+    };
+    (
+        number_before(" distinct").expect("distinct count"),
+        number_before(" opened by SQLite"),
+    )
+}
+
+#[test]
+fn states_checked_by_effective_key_get_the_rows_of_states_opened_one_by_one() {
+    // A SQLite WAL state is checked once per effective key (its files, each `-wal` only as far as
+    // recovery reads it); every other state with that key reuses what SQLite showed, judged with
+    // its own acks. `=compare` checks each trial of the same recording both ways and makes any
+    // difference in a state's row a lab error (exit 3). Real programs, the controls included.
+    let cases: [(&str, Vec<&str>, Vec<&str>); 4] = [
+        (
+            "wal-full",
+            vec!["--max-states", "all"],
+            vec!["--commits", "60"],
+        ),
+        (
+            "wal-normal every-op",
+            vec!["--crash-states", "every-op", "--max-states", "300"],
+            vec!["--commits", "30", "--synchronous", "normal"],
+        ),
+        (
+            "journal_mode=OFF",
+            vec!["--max-states", "all"],
+            vec!["--commits", "30", "--journal-mode", "off"],
+        ),
+        (
+            "lying disk",
+            vec!["--max-states", "all", "--lying-disk"],
+            vec!["--commits", "30"],
+        ),
+    ];
+    for (name, flags, writer_flags) in cases {
+        let t = tmp();
+        let out = t.path().join("o");
+        let mut f = vec!["-n", "2", "--seed", "3", "--fault", "power-loss"];
+        f.extend_from_slice(&flags);
+        let o = writer_with_dedupe(&out, "compare", &f, &writer_flags);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", say(&o));
+        let (st, trials) = states(&out);
+        assert_eq!(trials.len(), 2, "{name}");
+        for tr in &trials {
+            assert!(
+                tr["detail"].contains("TORTURE_EFFECTIVE_DEDUPE=compare: each of the"),
+                "{name}: {}",
+                tr["detail"]
+            );
+        }
+        let (distinct, opened) = distinct_and_opened(&trials[0]);
+        let opened = opened.expect("the opened count");
+        let bad = st.len() - count(&st, "outcome", &["intact"]);
+        let first = st.iter().filter(|r| r["iteration"] == "0").count();
+        match name {
+            // Most neighbouring states differ only in WAL bytes recovery does not read.
+            "wal-full" => assert!(
+                bad == 0 && opened * 3 < distinct * 2,
+                "{name}: {opened} of {distinct}"
+            ),
+            // Lost commits among the states whose check was reused (each judged by its own acks).
+            "wal-normal every-op" => assert!(
+                count(&st, "outcome", &["lost-commit"]) > 0 && opened < first,
+                "{name}: {opened} of {first}"
+            ),
+            // No WAL: the effective key is the content, every distinct state is opened.
+            "journal_mode=OFF" => assert!(
+                count(&st, "outcome", &DAMAGE) > 0 && opened == distinct,
+                "{name}: {opened} of {distinct}"
+            ),
+            _ => assert!(bad > 0, "{name}"),
+        }
+    }
+    // The off switch: every distinct state opened, no count of them.
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer_with_dedupe(
+        &out,
+        "off",
+        &["-n", "1", "--seed", "3", "--fault", "power-loss"],
+        &["--commits", "20"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (_, trials) = states(&out);
+    assert_eq!(
+        distinct_and_opened(&trials[0]).1,
+        None,
+        "{}",
+        trials[0]["detail"]
+    );
+    // A value it does not know is the lab's set-up failing, never a verdict.
+    let out = t.path().join("bad");
+    let o = writer_with_dedupe(
+        &out,
+        "sometimes",
+        &["-n", "1", "--seed", "3", "--fault", "power-loss"],
+        &["--commits", "5"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", say(&o));
+}

@@ -76,6 +76,17 @@ impl CrashState {
     }
 }
 
+/// A crash state with its effective key ([`Enumeration::states_keyed`]).
+#[derive(Debug, Clone)]
+pub struct KeyedState {
+    /// Its `files` are empty unless `built`.
+    pub state: CrashState,
+    /// What SQLite's recovery reads of it: its files, each `-wal` only up to the last frame
+    /// recovery uses. Equal keys recover to the same database.
+    pub effective: u64,
+    pub built: bool,
+}
+
 /// The distinct crash states of a log, ready to be built one at a time.
 pub struct Enumeration<'a> {
     start: &'a Snapshot,
@@ -207,6 +218,40 @@ impl<'a> Enumeration<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.selected.is_empty()
+    }
+
+    /// As [`states`](Self::states), each with its effective key; a state's files are built only
+    /// when `build(key)` says so (a caller that has checked a state of that key already needs no
+    /// copy of its files).
+    pub fn states_keyed<'s>(
+        &'s self,
+        mut build: impl FnMut(u64) -> bool + 's,
+    ) -> impl Iterator<Item = KeyedState> + 's {
+        let mut replay = Replay::new(self.start, self.log, &self.model);
+        let mut acks = AckParser::default();
+        let mut ack_at = 0usize;
+        self.selected.iter().map(move |&(cut, variant, hash)| {
+            replay.advance_to(cut);
+            while let Some(op) = self.log.ops.get(ack_at) {
+                if op.seq > cut {
+                    break;
+                }
+                acks.feed(op);
+                ack_at += 1;
+            }
+            let (effective, files) = replay.effective(variant, &mut build);
+            KeyedState {
+                built: files.is_some(),
+                effective,
+                state: CrashState {
+                    cut: Cut { after: cut },
+                    variant,
+                    hash,
+                    files: files.unwrap_or_default(),
+                    acks: acks.acks.clone(),
+                },
+            }
+        })
     }
 
     /// Builds the selected states in cut order, one at a time.

@@ -9,6 +9,7 @@
 //! - [`model`]: the persistence model and the crash-state builder.
 //! - [`crash`]: record once, crash everywhere — cut points, variants, distinct states, acks.
 //! - [`faults`]: the fault settings' parsers and `OpFilter`; [`sqlite`]: WAL checkpoints in a log;
+//!   [`wal`]: what SQLite's recovery reads of a `-wal` file (a crash state's effective key);
 //!   [`append`]: acks the lab appends itself.
 
 pub mod acks;
@@ -20,6 +21,7 @@ pub mod log;
 pub mod model;
 pub mod snapshot;
 pub mod sqlite;
+pub mod wal;
 
 #[cfg(test)]
 mod tests;
@@ -42,7 +44,7 @@ pub use recorder::start_recording;
 
 pub use acks::{acks_before, parse_before, AckParser, AckedCommits, Writer, LAB_READ_FD};
 pub use append::LogAppender;
-pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration};
+pub use crash::{enumerate, CrashPlan, CrashState, CutPoints, Enumeration, KeyedState};
 pub use faults::{parse_crash_at, parse_seed, FailAt, FailKind, FileFilter, OpFilter};
 pub use log::{parse_log, read_log, Coverage, Data, Log, LogError, Op, OpKind, SyncHow};
 pub use model::{build_state, write_files, Cut, Model, Variant};

@@ -170,6 +170,17 @@ pub(crate) fn file_hash(data: &[u8]) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A file's part of an effective key: a `-wal` file by the prefix recovery uses (tagged, so it
+/// never equals the hash of a file of the same bytes), any other by its bytes.
+fn effective_file_hash(path: &Path, data: &[u8], cell: &Cell<Option<u64>>) -> u64 {
+    if path.as_os_str().as_encoded_bytes().ends_with(b"-wal") {
+        let used = crate::wal::recovered_prefix(data);
+        file_hash(&data[..used.prefix]) ^ 0x5741_4C5F_5052_4546
+    } else {
+        cached(cell, data)
+    }
+}
+
 fn cached(cell: &Cell<Option<u64>>, data: &[u8]) -> u64 {
     cell.get().unwrap_or_else(|| {
         let h = file_hash(data);
@@ -543,10 +554,29 @@ impl<'a> Replay<'a> {
 
     /// The folder's files at this point under `variant`.
     pub(crate) fn materialize(&self, variant: Variant) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut rng = match variant {
+        let mut rng = self.rng_for(variant);
+        let names = self.names_under(variant, &mut rng);
+        let mut out = BTreeMap::new();
+        for (path, id) in names {
+            if self.model.drop_shm && path.as_os_str().as_encoded_bytes().ends_with(b"-shm") {
+                continue;
+            }
+            out.insert(path, self.file_content(id, variant, &mut rng));
+        }
+        out
+    }
+
+    /// The generator a state's draws come from (the same for its names and its files).
+    fn rng_for(&self, variant: Variant) -> Rng {
+        match variant {
             Variant::Random { seed } => Rng::new(seed ^ self.position().wrapping_mul(31)),
             _ => Rng::new(self.position()),
-        };
+        }
+    }
+
+    /// The names the state under `variant` holds: the durable ones, then the prefix of the
+    /// pending name operations that survived.
+    fn names_under(&self, variant: Variant, rng: &mut Rng) -> BTreeMap<PathBuf, usize> {
         let mut names = self.durable_names.clone();
         for n in &self.pending_names {
             let keep = match variant {
@@ -559,14 +589,77 @@ impl<'a> Replay<'a> {
             }
             n.apply(&mut names);
         }
-        let mut out = BTreeMap::new();
-        for (path, id) in names {
-            if self.model.drop_shm && path.as_os_str().as_encoded_bytes().ends_with(b"-shm") {
-                continue;
+        names
+    }
+
+    /// The state's *effective* key under `variant`: as [`Self::state_hash`], except that a `-wal`
+    /// file counts only by what SQLite's recovery uses of it ([`crate::wal::recovered_prefix`]):
+    /// two states with equal keys recover to the same database. When `build(key)` says so, also
+    /// the state's files, exactly as [`Self::materialize`] builds them (the same draws in the same
+    /// order); otherwise no file is copied.
+    pub(crate) fn effective(
+        &self,
+        variant: Variant,
+        build: impl FnOnce(u64) -> bool,
+    ) -> (u64, Option<BTreeMap<PathBuf, Vec<u8>>>) {
+        let mut h: u64 = 0x6A09_E667_F3BC_C908;
+        let mut add = |path: &Path, fh: u64| {
+            let p = file_hash(path.as_os_str().as_encoded_bytes());
+            h = (h ^ p).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ fh;
+        };
+        let shm = |path: &Path| {
+            self.model.drop_shm && path.as_os_str().as_encoded_bytes().ends_with(b"-shm")
+        };
+        match variant {
+            Variant::KeepAll | Variant::LoseAll => {
+                let keep = variant == Variant::KeepAll;
+                let names = if keep {
+                    &self.names
+                } else {
+                    &self.durable_names
+                };
+                for (path, &id) in names.iter().filter(|(p, _)| !shm(p)) {
+                    let inode = &self.inodes[id];
+                    let (data, cell) = if keep {
+                        (&inode.cur, &inode.cur_hash)
+                    } else {
+                        (&inode.durable, &inode.durable_hash)
+                    };
+                    add(path, effective_file_hash(path, data, cell));
+                }
+                let files = build(h).then(|| self.materialize(variant));
+                (h, files)
             }
-            out.insert(path, self.file_content(id, variant, &mut rng));
+            _ => {
+                let mut rng = self.rng_for(variant);
+                let names = self.names_under(variant, &mut rng);
+                let mut built = Vec::with_capacity(names.len());
+                for (path, id) in names.into_iter().filter(|(p, _)| !shm(p)) {
+                    let inode = &self.inodes[id];
+                    // A file with nothing pending is its durable image under every variant, and
+                    // building it draws nothing: hashed from the cache, copied only if asked.
+                    let data = if inode.pending.is_empty() {
+                        add(
+                            &path,
+                            effective_file_hash(&path, &inode.durable, &inode.durable_hash),
+                        );
+                        None
+                    } else {
+                        let data = self.file_content(id, variant, &mut rng);
+                        add(&path, effective_file_hash(&path, &data, &Cell::new(None)));
+                        Some(data)
+                    };
+                    built.push((path, id, data));
+                }
+                let files = build(h).then(|| {
+                    built
+                        .into_iter()
+                        .map(|(p, id, d)| (p, d.unwrap_or_else(|| self.inodes[id].durable.clone())))
+                        .collect()
+                });
+                (h, files)
+            }
         }
-        out
     }
 
     /// The state's content hash (paths and file hashes); keep-all and lose-all reuse each file's
@@ -600,8 +693,21 @@ impl<'a> Replay<'a> {
                 }
             }
             _ => {
-                for (path, data) in self.materialize(variant) {
-                    add(&path, file_hash(&data));
+                // As `materialize` builds them, but a file with nothing pending is its durable
+                // image and draws nothing: its cached hash, no copy of it.
+                let mut rng = self.rng_for(variant);
+                for (path, id) in self.names_under(variant, &mut rng) {
+                    if self.model.drop_shm && path.as_os_str().as_encoded_bytes().ends_with(b"-shm")
+                    {
+                        continue;
+                    }
+                    let inode = &self.inodes[id];
+                    let fh = if inode.pending.is_empty() {
+                        cached(&inode.durable_hash, &inode.durable)
+                    } else {
+                        file_hash(&self.file_content(id, variant, &mut rng))
+                    };
+                    add(&path, fh);
                 }
             }
         }

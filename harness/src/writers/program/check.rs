@@ -209,28 +209,60 @@ fn bad_recovered(what: &str) -> Check {
 
 /// Checks the database after the program died.
 pub(crate) fn verify(env: &CheckEnv<'_>) -> Check {
+    if env.exec.engine == Engine::Sqlite {
+        return verify_seen(env, &observe_sqlite(env.db, env.exec));
+    }
     if !env.db.exists() {
-        return if env.acked == 0 {
-            Check::new(
-                Outcome::Intact,
-                "killed before the program created the database (nothing acknowledged): not a failure",
-            )
-        } else {
-            Check::new(
-                Outcome::OpenFailed,
-                format!(
-                    "the database file is gone although commits up to {} were acknowledged",
-                    env.acked
-                ),
-            )
-        };
+        return no_database(env);
     }
     let mut version = None;
     let found = match env.exec.engine {
-        Engine::Sqlite => verify_sqlite(env),
+        Engine::Sqlite => unreachable!("checked above"),
         Engine::Duckdb => verify_duckdb(env, &mut version),
         Engine::Libsql => verify_libsql(env, &mut version),
     };
+    let mut check = conclude(env, found);
+    check.engine_version = version;
+    check
+}
+
+/// Checks a SQLite database from what SQLite showed of it: observed just now, or of another crash
+/// state whose files recover to the same database (`recorded.rs`, the effective key). Everything
+/// that depends on the acks — and the user's `--verify-cmd`, which is given them — is weighed
+/// here, for this state.
+pub(crate) fn verify_seen(env: &CheckEnv<'_>, seen: &SqliteSeen) -> Check {
+    let found = match seen {
+        SqliteSeen::NoDb => return no_database(env),
+        SqliteSeen::Failed(c) => Err(c.clone()),
+        SqliteSeen::Read {
+            tables,
+            recovered,
+            verify,
+        } => findings_of(env, *tables, recovered.as_ref(), verify.as_ref()),
+    };
+    conclude(env, found)
+}
+
+/// No database file: nothing lost before the first ack, else every acknowledged commit.
+fn no_database(env: &CheckEnv<'_>) -> Check {
+    if env.acked == 0 {
+        Check::new(
+            Outcome::Intact,
+            "killed before the program created the database (nothing acknowledged): not a failure",
+        )
+    } else {
+        Check::new(
+            Outcome::OpenFailed,
+            format!(
+                "the database file is gone although commits up to {} were acknowledged",
+                env.acked
+            ),
+        )
+    }
+}
+
+/// The verdict from the engine's findings: the user's command and the acks weighed.
+fn conclude(env: &CheckEnv<'_>, found: Result<Findings, Check>) -> Check {
     let mut check = match found {
         Ok(f) => decide(env, f),
         Err(c) => c,
@@ -248,7 +280,6 @@ pub(crate) fn verify(env: &CheckEnv<'_>) -> Check {
             check.missing = vec![(0, env.acked)];
         }
     }
-    check.engine_version = version;
     check
 }
 
@@ -315,9 +346,53 @@ fn not_yet(what: &str) -> String {
     )
 }
 
-fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
+/// What SQLite showed of a database, before any ack is weighed: the same for every crash state
+/// whose files recover to the same database.
+#[derive(Debug, Clone)]
+pub(crate) enum SqliteSeen {
+    /// No database file.
+    NoDb,
+    /// Open, recovery or integrity_check failed: the check's result whatever was acknowledged.
+    Failed(Check),
+    /// It opened and passed integrity_check: the tables, and what the user's queries answered.
+    Read {
+        tables: i64,
+        recovered: Option<Answer<RecoveredRows>>,
+        verify: Option<Answer<Vec<String>>>,
+    },
+}
+
+/// What `--recovered-sql` answered: (instance, commit) per row.
+pub(crate) type RecoveredRows = Vec<(Option<u64>, u64)>;
+
+/// What one of the user's queries got.
+#[derive(Debug, Clone)]
+pub(crate) enum Answer<T> {
+    Rows(T),
+    /// `--recovered-sql` answered something that is not a commit number.
+    NotANumber(String),
+    /// SQLITE_CORRUPT: the check's result.
+    Corrupt(Check),
+    /// Any other failure, in SQLite's words.
+    Failed(String),
+}
+
+/// Opens the database, lets SQLite recover it, runs integrity_check and the user's queries. The
+/// queries run in every database that passed (also one without a table yet, where their failure
+/// is weighed only after the first ack); `--verify-sql` only after `--recovered-sql` answered.
+pub(crate) fn observe_sqlite(db: &Path, exec: &ExecOptions) -> SqliteSeen {
+    if !db.exists() {
+        return SqliteSeen::NoDb;
+    }
+    match read_sqlite(db, exec) {
+        Ok(seen) => seen,
+        Err(c) => SqliteSeen::Failed(c),
+    }
+}
+
+fn read_sqlite(db: &Path, exec: &ExecOptions) -> Result<SqliteSeen, Check> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(env.db, flags).map_err(|e| classify(&e, "open"))?;
+    let conn = Connection::open_with_flags(db, flags).map_err(|e| classify(&e, "open"))?;
     // The check only reads: no checkpoint at close, so the files stay as the program left them.
     let _ = conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -344,50 +419,80 @@ fn verify_sqlite(env: &CheckEnv<'_>) -> Result<Findings, Check> {
                 flat(first, 300)
             ),
         );
-        if let Some(sql) = &env.exec.recovered_sql {
+        if let Some(sql) = &exec.recovered_sql {
             c.recovered =
                 recovered_rows(&conn, sql).map_or(0, |r| Recovered::from_answers(r).highest());
         }
         return Err(c);
     }
+    let recovered = exec
+        .recovered_sql
+        .as_ref()
+        .map(|sql| match recovered_rows(&conn, sql) {
+            Ok(rows) => Answer::Rows(rows),
+            Err(SqlError::NotANumber(t)) => Answer::NotANumber(t),
+            Err(SqlError::Sqlite(e)) if sqlite_error::is_corrupt(&e) => {
+                Answer::Corrupt(classify(&e, "--recovered-sql"))
+            }
+            Err(e) => Answer::Failed(e.to_string()),
+        });
+    let verify = match recovered {
+        None | Some(Answer::Rows(_)) => {
+            exec.verify_sql
+                .as_ref()
+                .map(|sql| match answers(&conn, sql) {
+                    Ok(rows) => Answer::Rows(rows),
+                    Err(e) if sqlite_error::is_corrupt(&e) => {
+                        Answer::Corrupt(classify(&e, "--verify-sql"))
+                    }
+                    Err(e) => Answer::Failed(sqlite_error::describe(&e)),
+                })
+        }
+        Some(_) => None,
+    };
+    Ok(SqliteSeen::Read {
+        tables,
+        recovered,
+        verify,
+    })
+}
+
+/// The findings of a database that opened and passed integrity_check, for this state's acks: no
+/// table and nothing acknowledged is "not yet"; a query's failure before the first ack too.
+fn findings_of(
+    env: &CheckEnv<'_>,
+    tables: i64,
+    recovered: Option<&Answer<RecoveredRows>>,
+    verify: Option<&Answer<Vec<String>>>,
+) -> Result<Findings, Check> {
     let mut f = Findings::default();
     if tables == 0 && env.acked == 0 {
         f.not_yet = Some(not_yet("no table yet"));
         return Ok(f);
     }
-    if let Some(sql) = &env.exec.recovered_sql {
-        match recovered_rows(&conn, sql) {
-            Ok(rows) => f.recovered = Some(Recovered::from_answers(rows)),
-            Err(SqlError::NotANumber(t)) => return Err(bad_recovered(&t)),
-            Err(SqlError::Sqlite(e)) if sqlite_error::is_corrupt(&e) => {
-                return Err(classify(&e, "--recovered-sql"))
-            }
-            Err(e) => {
-                if failed_sql_stage("recovered", &e.to_string(), false, env, &mut f)? {
-                    return Ok(f);
-                }
-            }
+    match recovered {
+        None => {}
+        Some(Answer::Rows(rows)) => f.recovered = Some(Recovered::from_answers(rows.clone())),
+        Some(Answer::NotANumber(t)) => return Err(bad_recovered(t)),
+        Some(Answer::Corrupt(c)) => return Err(c.clone()),
+        Some(Answer::Failed(e)) if failed_sql_stage("recovered", e, false, env, &mut f)? => {
+            return Ok(f)
         }
+        Some(Answer::Failed(_)) => {}
     }
-    if let Some(sql) = &env.exec.verify_sql {
-        match answers(&conn, sql) {
-            Ok(rows) if invariant_holds(&rows) => {}
-            Ok(rows) => f
-                .broken
-                .push(format!("--verify-sql answered: {}", rows.join(" | "))),
-            Err(e) if sqlite_error::is_corrupt(&e) => return Err(classify(&e, "--verify-sql")),
-            Err(e) if env.acked == 0 => {
-                f.not_yet = Some(not_yet(&format!(
-                    "--verify-sql failed: {}",
-                    sqlite_error::describe(&e)
-                )));
-                return Ok(f);
-            }
-            Err(e) => f.broken.push(format!(
-                "--verify-sql failed: {}",
-                sqlite_error::describe(&e)
-            )),
+    match verify {
+        None => {}
+        Some(Answer::Rows(rows)) if invariant_holds(rows) => {}
+        Some(Answer::Rows(rows)) => f
+            .broken
+            .push(format!("--verify-sql answered: {}", rows.join(" | "))),
+        Some(Answer::Corrupt(c)) => return Err(c.clone()),
+        Some(Answer::NotANumber(_)) => {}
+        Some(Answer::Failed(e)) if env.acked == 0 => {
+            f.not_yet = Some(not_yet(&format!("--verify-sql failed: {e}")));
+            return Ok(f);
         }
+        Some(Answer::Failed(e)) => f.broken.push(format!("--verify-sql failed: {e}")),
     }
     Ok(f)
 }

@@ -142,3 +142,79 @@ fn verify_cmd_sees_the_database_and_a_non_zero_exit_is_atomicity() {
         "--verify-cmd exited with status 3: balance is off by 7"
     );
 }
+
+/// What SQLite recovers from `db` bytes and `wal` bytes, in a fresh folder: the rows of `t`, or
+/// None when it cannot read them.
+fn recovered_count(db: &[u8], wal: &[u8]) -> Option<i64> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    std::fs::write(&path, db).unwrap();
+    std::fs::write(dir.path().join("x.db-wal"), wal).unwrap();
+    let c = Connection::open(&path).ok()?;
+    c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).ok()
+}
+
+#[test]
+fn states_with_the_same_wal_prefix_recover_alike_in_real_sqlite() {
+    // The effective key's premise, on real SQLite: two WAL files with the same prefix as
+    // `recovered_prefix` reads it recover to the same database; a torn, zeroed or flipped tail
+    // past it changes nothing, and cutting into it does.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(v BLOB);",
+    )
+    .unwrap();
+    for _ in 0..6 {
+        // Two pages a commit: a commit frame after a non-commit one.
+        c.execute_batch("INSERT INTO t VALUES (zeroblob(5000))")
+            .unwrap();
+    }
+    let db = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(dir.path().join("x.db-wal")).unwrap();
+    let mut variants: Vec<Vec<u8>> = Vec::new();
+    for len in (0..=wal.len()).step_by(700).chain([wal.len()]) {
+        variants.push(wal[..len].to_vec());
+        // The rest of the file zeroed (appended blocks a crash left empty), or one byte flipped.
+        let mut zeroed = wal.clone();
+        zeroed[len..].fill(0);
+        variants.push(zeroed);
+        if len < wal.len() {
+            let mut flipped = wal.clone();
+            flipped[len] ^= 0x40;
+            variants.push(flipped);
+        }
+    }
+    let mut by_prefix = std::collections::HashMap::<Vec<u8>, Option<i64>>::new();
+    let mut answers = std::collections::BTreeSet::new();
+    for v in &variants {
+        let used = torture_preload::wal::recovered_prefix(v);
+        let got = recovered_count(&db, v);
+        answers.insert(got);
+        let prefix = v[..used.prefix].to_vec();
+        if let Some(before) = by_prefix.insert(prefix, got) {
+            assert_eq!(
+                before, got,
+                "same prefix ({} frames), other rows",
+                used.frames
+            );
+        }
+        if used.frames == 0 {
+            // Nothing of the WAL used: the database file alone (the table not there yet).
+            assert_eq!(got, None, "{} bytes", v.len());
+        }
+    }
+    // The positive control: the variants recover to many different databases, and the whole WAL
+    // to all six rows.
+    assert!(answers.len() >= 5, "{answers:?}");
+    assert_eq!(recovered_count(&db, &wal), Some(6));
+    assert_eq!(
+        torture_preload::wal::recovered_prefix(&wal).prefix,
+        wal.len()
+    );
+    assert!(
+        by_prefix.len() < variants.len(),
+        "no two variants shared a prefix"
+    );
+}

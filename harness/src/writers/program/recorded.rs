@@ -9,12 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
 use torture_preload::{
-    enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, CutPoints, Log, OpKind,
-    Variant, Writer,
+    build_state, enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, CutPoints,
+    KeyedState, Log, OpKind, Variant, Writer,
 };
 
-use super::check::{self, Check, CheckEnv};
+use super::check::{self, Check, CheckEnv, SqliteSeen};
 use super::child::{self, End, Launch, Run, Stop};
 use super::fault::ExecFault;
 use super::judge::{self, Causes};
@@ -221,13 +224,40 @@ pub fn run_trial(
         dir: &dir,
         rec: &rec,
     };
-    let mut checked = match check_states(&trial, &record) {
+    let mode = match dedupe_mode(exec) {
+        Ok(m) => m,
+        Err(err) => {
+            record.detail = err;
+            return finish(record, started, &dir).into();
+        }
+    };
+    let mut checked = match check_states(&trial, &record, mode != Dedupe::Off) {
         Ok(c) => c,
         Err(err) => {
             record.detail = format!("crash states: {err}");
             return finish(record, started, &dir).into();
         }
     };
+    let mut notes = notes;
+    if mode == Dedupe::Compare {
+        let plain = match check_states(&trial, &record, false) {
+            Ok(c) => c,
+            Err(err) => {
+                record.detail = format!("crash states: {err}");
+                return finish(record, started, &dir).into();
+            }
+        };
+        if let Some(diff) = differing_rows(&checked.rows, &plain.rows) {
+            record.detail = format!(
+                "lab: a crash state's row differs with its check reused by effective key ({EFFECTIVE_DEDUPE}=compare): {diff}"
+            );
+            return finish(record, started, &dir).into();
+        }
+        notes.push(format!(
+            "{EFFECTIVE_DEDUPE}=compare: each of the {} states' rows is the same with every state opened",
+            plain.rows.len()
+        ));
+    }
     conclude(&mut record, &trial, &mut checked, notes, problems);
     if record.outcome != Outcome::Intact {
         save_worst(&mut record, &trial, &checked);
@@ -481,8 +511,9 @@ fn worst_rank(verdict: Verdict, outcome: Outcome, acked: u64) -> WorstRank {
 /// Every checked state of a trial: its rows, the worst one, and what the row's summary counts.
 struct Checked {
     rows: Vec<StateRow>,
-    /// (rank, row index, check, state) of the worst state.
-    worst: Option<(WorstRank, usize, Check, CrashState)>,
+    /// (rank, row index, check, state) of the worst state (its files built only when it was
+    /// opened: `save_worst` builds them for the evidence).
+    worst: Option<(WorstRank, usize, Check, KeyedState)>,
     /// Per row: judged expected after an ignored directory-sync failure; the cause of its loss.
     excused_rows: Vec<bool>,
     row_causes: Vec<Option<&'static str>>,
@@ -494,11 +525,100 @@ struct Checked {
     distinct: usize,
     sampled: bool,
     checkpoints: usize,
+    /// SQLite WAL states keyed by what recovery reads: how many SQLite opened (the others
+    /// recover to the same database as one of those). None: every state was opened.
+    opened: Option<usize>,
+}
+
+/// Whether a SQLite crash state's check is reused for the later states with its effective key:
+/// `TORTURE_EFFECTIVE_DEDUPE=off` opens every distinct state, as before; `=compare` checks every
+/// trial both ways and makes any difference in a state's row a lab error (exit 3): the proof
+/// that the two agree on the same recording (`exec_faults.rs`).
+pub const EFFECTIVE_DEDUPE: &str = "TORTURE_EFFECTIVE_DEDUPE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dedupe {
+    Keyed,
+    Off,
+    Compare,
+}
+
+fn dedupe_mode(exec: &ExecOptions) -> Result<Dedupe, String> {
+    if exec.engine != Engine::Sqlite {
+        return Ok(Dedupe::Off);
+    }
+    match std::env::var(EFFECTIVE_DEDUPE).as_deref() {
+        Err(_) | Ok("" | "on") => Ok(Dedupe::Keyed),
+        Ok("off") => Ok(Dedupe::Off),
+        Ok("compare") => Ok(Dedupe::Compare),
+        Ok(other) => Err(format!(
+            "{EFFECTIVE_DEDUPE}={other}: give on, off or compare"
+        )),
+    }
+}
+
+/// What SQLite showed of the last effective keys checked. Bounded: a state's key recurs in the
+/// states next to it (the same cut's variants, the next cut's lose-all), and each entry holds the
+/// rows `--recovered-sql` answered (2,000 rows of the README's writer, 48 KB); a key no longer
+/// held is only opened again.
+#[derive(Default)]
+struct SeenKeys {
+    map: HashMap<u64, SqliteSeen>,
+    order: VecDeque<u64>,
+}
+
+impl SeenKeys {
+    const KEEP: usize = 64;
+
+    fn contains(&self, key: u64) -> bool {
+        self.map.contains_key(&key)
+    }
+
+    fn get(&self, key: u64) -> Option<&SqliteSeen> {
+        self.map.get(&key)
+    }
+
+    fn insert(&mut self, key: u64, seen: SqliteSeen) {
+        if self.map.insert(key, seen).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
+
+/// The first state whose row differs between two checks of the same states, in words.
+fn differing_rows(keyed: &[StateRow], plain: &[StateRow]) -> Option<String> {
+    if keyed.len() != plain.len() {
+        return Some(format!(
+            "{} states checked by effective key, {} opened one by one",
+            keyed.len(),
+            plain.len()
+        ));
+    }
+    keyed.iter().zip(plain).find(|(a, b)| a != b).map(|(a, b)| {
+        format!(
+            "{} ({}): by effective key {} {} {} recovered, \"{}\"; opened: {} {} {} recovered, \"{}\"",
+            a.cut,
+            a.state_hash,
+            a.outcome.as_str(),
+            a.verdict.as_str(),
+            a.recovered_commits,
+            a.detail,
+            b.outcome.as_str(),
+            b.verdict.as_str(),
+            b.recovered_commits,
+            b.detail
+        )
+    })
 }
 
 /// The seeded sample of the recording's crash states, each rebuilt, checked with exec's check
 /// and judged (a lost commit by its cause in the recording).
-fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String> {
+fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Checked, String> {
     let (rec, exec, fault) = (t.rec, t.exec, t.fault);
     let checkpoints = wal_checkpoints(&rec.log);
     let mut plan = fault.plan(t.trial_seed);
@@ -567,12 +687,32 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
         distinct: e.distinct,
         sampled: e.sampled,
         checkpoints: checkpoints.len(),
+        opened: None,
     };
+    // SQLite: what it showed of each effective key (the state's files, each `-wal` only as far as
+    // recovery reads it), reused for every later state with that key: equal keys recover to the
+    // same database, and each state is still judged with its own acks. A state whose key was seen
+    // is not even built, unless `--verify-cmd` is to see its own files.
+    let seen: RefCell<SeenKeys> = RefCell::new(SeenKeys::default());
+    let needs_files = exec.verify_cmd.is_some();
+    let states: Box<dyn Iterator<Item = KeyedState> + '_> = if keyed {
+        Box::new(e.states_keyed(|key| needs_files || !seen.borrow().contains(key)))
+    } else {
+        Box::new(e.states().map(|state| KeyedState {
+            effective: state.hash,
+            built: true,
+            state,
+        }))
+    };
+    let cache = keyed.then_some(&seen);
+    let mut opened = 0;
     crate::process::at_normal_priority(|| {
-        for state in e.states() {
+        for keyed_state in states {
+            let state = &keyed_state.state;
             let acks = acks_of(&state.acks, &instance_of, instances);
-            let (mut row, check, excused, cause) =
-                check_state(t, &judging, &mut causes, &state, &acks);
+            let (mut row, check, excused, cause, fresh) =
+                check_state(t, &judging, &mut causes, &keyed_state, &acks, cache);
+            opened += usize::from(fresh);
             row.in_checkpoint = checkpoints.iter().any(|c| c.contains(state.cut));
             out.excused_rows.push(excused);
             out.row_causes.push(cause);
@@ -588,10 +728,13 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord) -> Result<Checked, String
             let rank = worst_rank(row.verdict, check.outcome, row.acked_commits);
             out.rows.push(row);
             if out.worst.as_ref().is_none_or(|(r, ..)| rank > *r) {
-                out.worst = Some((rank, out.rows.len() - 1, check, state));
+                out.worst = Some((rank, out.rows.len() - 1, check, keyed_state));
             }
         }
     });
+    if keyed {
+        out.opened = Some(opened);
+    }
     Ok(out)
 }
 
@@ -609,14 +752,17 @@ struct Judging<'a> {
 }
 
 /// One crash state: written out, checked, judged (a lost commit by its cause), its row; whether an
-/// ignored directory-sync failure excused it, and the cause of its loss.
+/// ignored directory-sync failure excused it, the cause of its loss, and whether its database
+/// was opened (false: SQLite's findings of an earlier state with its effective key were reused).
 fn check_state(
     t: &TrialOf<'_>,
     j: &Judging<'_>,
     causes: &mut Causes<'_>,
-    state: &CrashState,
+    keyed: &KeyedState,
     acks_before: &[Vec<u64>],
-) -> (StateRow, Check, bool, Option<&'static str>) {
+    seen: Option<&RefCell<SeenKeys>>,
+) -> (StateRow, Check, bool, Option<&'static str>, bool) {
+    let state = &keyed.state;
     let (rec, fault) = (t.rec, t.fault);
     let hardware = fault.hardware_as_documented();
     let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
@@ -625,20 +771,48 @@ fn check_state(
     }
     // Every commit acknowledged before the cut (the recorder's ack records), per instance, for
     // the set check: equal numbers of different instances are never merged.
-    let mut check = match state.write_to(&t.dir.join("state")) {
-        Ok(()) => check::verify(&CheckEnv {
-            exec: t.exec,
-            db: &j.state_db,
-            acked,
-            acks: acks_before,
-            timeout: t.run.trial_timeout,
-            scratch: t.dir,
-            close_fds: &t.files.close_in_writers,
-        }),
-        Err(err) => Check::new(
+    let written = if keyed.built {
+        state.write_to(&t.dir.join("state"))
+    } else {
+        Ok(())
+    };
+    let env = CheckEnv {
+        exec: t.exec,
+        db: &j.state_db,
+        acked,
+        acks: acks_before,
+        timeout: t.run.trial_timeout,
+        scratch: t.dir,
+        close_fds: &t.files.close_in_writers,
+    };
+    let mut opened = false;
+    let mut check = match (written, seen) {
+        (Err(err), _) => Check::new(
             Outcome::WorkerError,
             format!("writing the crash state: {err}"),
         ),
+        (Ok(()), None) => {
+            opened = true;
+            check::verify(&env)
+        }
+        (Ok(()), Some(seen)) => {
+            let known = seen.borrow().get(keyed.effective).cloned();
+            match known {
+                Some(found) => check::verify_seen(&env, &found),
+                // Only a state whose key was seen goes unbuilt.
+                None if !keyed.built => Check::new(
+                    Outcome::WorkerError,
+                    "lab: a crash state was not built although no state of its content was checked",
+                ),
+                None => {
+                    opened = true;
+                    let found = check::observe_sqlite(&j.state_db, t.exec);
+                    let check = check::verify_seen(&env, &found);
+                    seen.borrow_mut().insert(keyed.effective, found);
+                    check
+                }
+            }
+        }
     };
     let mut verdict = verdict::judge(
         check.outcome,
@@ -689,7 +863,7 @@ fn check_state(
         verdict: excuse.unwrap_or(verdict),
         detail: check.detail.clone(),
     };
-    (row, check, excuse.is_some(), row_cause)
+    (row, check, excuse.is_some(), row_cause, opened)
 }
 
 /// The trial's row from its checked states: the worst state decides; the counts, the causes and
@@ -707,13 +881,15 @@ fn conclude(
     let counts = states::count(rows);
     let inside = rows.iter().filter(|r| r.in_checkpoint).count();
     let mut detail = format!(
-        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {counts}; {inside} cut inside one of {} WAL checkpoint(s); recording: {} ops, {} process(es), stop {}",
+        "{} crash states ({}, {} cuts, {} candidates, {} distinct{}{}): {counts}; {inside} cut inside one of {} WAL checkpoint(s); recording: {} ops, {} process(es), stop {}",
         rows.len(),
         fault.crash_states.as_str(),
         c.cut_points,
         c.candidates,
         c.distinct,
         if c.sampled { ", sampled" } else { "" },
+        c.opened
+            .map_or(String::new(), |n| format!(", {n} opened by SQLite")),
         c.checkpoints,
         rec.log.ops.last().map_or(0, |o| o.seq),
         pids(&rec.log),
@@ -802,10 +978,37 @@ fn conclude(
 
 /// A failed trial's evidence: the worst state's files, its acks per instance, the recording.
 fn save_worst(record: &mut TrialRecord, t: &TrialOf<'_>, c: &Checked) {
-    let Some((_, i, _, state)) = &c.worst else {
+    let Some((_, i, _, keyed)) = &c.worst else {
         return;
     };
     let rec = t.rec;
+    // A state checked by its effective key was never built: build it now, from the start.
+    let rebuilt;
+    let state = if keyed.built {
+        &keyed.state
+    } else {
+        match build_state(
+            &rec.start,
+            &rec.log,
+            keyed.state.cut,
+            keyed.state.variant,
+            &t.fault.model(),
+        ) {
+            Ok(files) => {
+                rebuilt = CrashState {
+                    files,
+                    ..keyed.state.clone()
+                };
+                &rebuilt
+            }
+            Err(err) => {
+                record.detail.push_str(&format!(
+                    "; evidence not saved: rebuilding the state: {err}"
+                ));
+                return;
+            }
+        }
+    };
     let instance_of = judge::instances_of(&rec.log, &rec.run.leaders);
     let instances = (t.exec.instances.max(1)) as usize;
     let acks_by_instance = acks_of(&state.acks, &instance_of, instances);
@@ -1002,8 +1205,48 @@ pub fn probe(
 
 #[cfg(test)]
 mod tests {
-    use super::worst_rank;
-    use crate::verify::outcome::{Outcome, Verdict};
+    use super::*;
+
+    fn row(cut: &str, outcome: Outcome, acked: u64) -> StateRow {
+        StateRow {
+            iteration: 0,
+            seed: 1,
+            fault: "power-loss".into(),
+            cut: cut.into(),
+            state_hash: "00".into(),
+            in_checkpoint: false,
+            acked_commits: acked,
+            recovered_commits: 3,
+            outcome,
+            verdict: Verdict::Ok,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_comparison_names_the_first_state_whose_row_differs() {
+        let a = vec![
+            row("cut=1", Outcome::Intact, 3),
+            row("cut=2", Outcome::Intact, 4),
+        ];
+        assert_eq!(differing_rows(&a, &a.clone()), None);
+        let mut b = a.clone();
+        b[1].outcome = Outcome::LostCommit;
+        let d = differing_rows(&a, &b).unwrap();
+        assert!(d.starts_with("cut=2") && d.contains("lost-commit"), "{d}");
+        assert!(differing_rows(&a, &a[..1]).unwrap().contains("2 states"));
+    }
+
+    #[test]
+    fn the_seen_keys_keep_the_latest_ones() {
+        let mut k = SeenKeys::default();
+        for key in 0..(SeenKeys::KEEP as u64 + 10) {
+            k.insert(key, SqliteSeen::NoDb);
+            k.insert(key, SqliteSeen::NoDb);
+        }
+        assert_eq!(k.map.len(), SeenKeys::KEEP);
+        assert!(!k.contains(9) && k.contains(10) && k.get(SeenKeys::KEEP as u64 + 9).is_some());
+    }
 
     /// The trial's example state: the gravest verdict first; among violations, one after an ack
     /// before one before any (whatever the outcomes); then the outcome; then the most acks.

@@ -75,8 +75,13 @@ pub fn recovered_prefix(wal: &[u8]) -> WalRecovery {
         return ignored;
     }
     if be32(wal, 4) != WAL_VERSION {
-        // SQLite fails the open (SQLITE_CANTOPEN) on this header: the frames do not matter.
-        return ignored;
+        // SQLite fails the open (SQLITE_CANTOPEN) on this header when the file is longer than it
+        // (at exactly 32 bytes it reads no header at all and opens): whether there is a 33rd byte
+        // is part of the key, the frames are not.
+        return WalRecovery {
+            prefix: wal.len().min(WAL_HEADER + 1),
+            frames: 0,
+        };
     }
     let salts = (be32(wal, 16), be32(wal, 20));
     let frame = FRAME_HEADER + page;
@@ -168,6 +173,24 @@ mod tests {
             prefix: WAL_HEADER + frames as usize * FRAME,
             frames,
         }
+    }
+
+    /// A header of another version: SQLite refuses the file when it is longer than the header
+    /// and ignores it at exactly 32 bytes, so the two differ in their key; frames past that do not.
+    #[test]
+    fn a_wrong_version_keys_whether_the_file_is_longer_than_its_header() {
+        let mut h = Vec::new();
+        for w in [0x377F_0682u32, 3_007_001, PAGE as u32, 0, 1, 2] {
+            h.extend_from_slice(&w.to_be_bytes());
+        }
+        let sum = checksum(false, &h, (0, 0));
+        h.extend_from_slice(&sum.0.to_be_bytes());
+        h.extend_from_slice(&sum.1.to_be_bytes());
+        assert_eq!(recovered_prefix(&h).prefix, WAL_HEADER);
+        let mut longer = h.clone();
+        longer.extend_from_slice(&[9; 700]);
+        assert_eq!(recovered_prefix(&longer).prefix, WAL_HEADER + 1);
+        assert_eq!(recovered_prefix(&longer).frames, 0);
     }
 
     #[test]

@@ -544,7 +544,9 @@ enum Dedupe {
 }
 
 fn dedupe_mode(exec: &ExecOptions) -> Result<Dedupe, String> {
-    if exec.engine != Engine::Sqlite {
+    // A `--verify-cmd` may read the raw files, which differ between an opened state (SQLite
+    // rebuilt its `-shm`, rolled back a hot journal) and a reused one: every state is opened.
+    if exec.engine != Engine::Sqlite || exec.verify_cmd.is_some() {
         return Ok(Dedupe::Off);
     }
     match std::env::var(EFFECTIVE_DEDUPE).as_deref() {

@@ -8,9 +8,10 @@
 //! postmortem's app used. libSQL is checked the same way with the `libsql` package: linked into
 //! the lab, its C symbols would silently replace the bundled SQLite.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::fd::RawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::child::{argv, guarded};
 use super::{Engine, ExecOptions};
+use crate::verify::memory_vfs::MemoryFolder;
 use crate::verify::outcome::Outcome;
 use crate::verify::sqlite_error;
 
@@ -390,9 +392,48 @@ pub(crate) fn observe_sqlite(db: &Path, exec: &ExecOptions) -> SqliteSeen {
     }
 }
 
+/// [`observe_sqlite`] of a crash state's files held in memory (`db`: the database's name among
+/// them), through the lab's in-memory VFS: the same SQLite findings without writing the files.
+pub(crate) fn observe_sqlite_in_memory(
+    state: BTreeMap<PathBuf, Vec<u8>>,
+    db: &Path,
+    exec: &ExecOptions,
+) -> SqliteSeen {
+    if !state.contains_key(db) {
+        return SqliteSeen::NoDb;
+    }
+    let folder = match MemoryFolder::new(state) {
+        Ok(f) => f,
+        Err(e) => {
+            return SqliteSeen::Failed(Check::new(
+                Outcome::WorkerError,
+                format!("lab: the in-memory VFS: {e}"),
+            ))
+        }
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = folder.open(db, flags).and_then(|conn| {
+        // No shared memory in memory: a WAL is read with its index in SQLite's heap. Set before
+        // the first read, or SQLite refuses the WAL.
+        conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE")?;
+        Ok(conn)
+    });
+    match opened
+        .map_err(|e| classify(&e, "open"))
+        .and_then(|conn| read_sqlite_from(conn, exec))
+    {
+        Ok(seen) => seen,
+        Err(c) => SqliteSeen::Failed(c),
+    }
+}
+
 fn read_sqlite(db: &Path, exec: &ExecOptions) -> Result<SqliteSeen, Check> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db, flags).map_err(|e| classify(&e, "open"))?;
+    read_sqlite_from(conn, exec)
+}
+
+fn read_sqlite_from(conn: Connection, exec: &ExecOptions) -> Result<SqliteSeen, Check> {
     // The check only reads: no checkpoint at close, so the files stay as the program left them.
     let _ = conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,

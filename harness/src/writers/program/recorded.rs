@@ -709,12 +709,12 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Ch
     let cache = keyed.then_some(&seen);
     let mut opened = 0;
     crate::process::at_normal_priority(|| {
-        for keyed_state in states {
-            let state = &keyed_state.state;
-            let acks = acks_of(&state.acks, &instance_of, instances);
+        for mut keyed_state in states {
+            let acks = acks_of(&keyed_state.state.acks, &instance_of, instances);
             let (mut row, check, excused, cause, fresh) =
-                check_state(t, &judging, &mut causes, &keyed_state, &acks, cache);
+                check_state(t, &judging, &mut causes, &mut keyed_state, &acks, cache);
             opened += usize::from(fresh);
+            let state = &keyed_state.state;
             row.in_checkpoint = checkpoints.iter().any(|c| c.contains(state.cut));
             out.excused_rows.push(excused);
             out.row_causes.push(cause);
@@ -760,12 +760,23 @@ fn check_state(
     t: &TrialOf<'_>,
     j: &Judging<'_>,
     causes: &mut Causes<'_>,
-    keyed: &KeyedState,
+    keyed: &mut KeyedState,
     acks_before: &[Vec<u64>],
     seen: Option<&RefCell<SeenKeys>>,
 ) -> (StateRow, Check, bool, Option<&'static str>, bool) {
-    let state = &keyed.state;
     let (rec, fault) = (t.rec, t.fault);
+    // A SQLite state checked by its effective key, with no `--verify-cmd` to read its files, is
+    // opened in memory (`verify/memory_vfs.rs`): its files are handed over, never written, and
+    // built again only if it becomes the trial's evidence.
+    let in_memory = match seen {
+        Some(_) if keyed.built && t.exec.verify_cmd.is_none() => {
+            keyed.built = false;
+            Some(std::mem::take(&mut keyed.state.files))
+        }
+        _ => None,
+    };
+    let keyed = &*keyed;
+    let state = &keyed.state;
     let hardware = fault.hardware_as_documented();
     let mut acked = state.acks.all().map(|(_, n)| n).max().unwrap_or(0);
     if state.cut.after >= j.end_seq {
@@ -773,7 +784,7 @@ fn check_state(
     }
     // Every commit acknowledged before the cut (the recorder's ack records), per instance, for
     // the set check: equal numbers of different instances are never merged.
-    let written = if keyed.built {
+    let written = if keyed.built && in_memory.is_none() {
         state.write_to(&t.dir.join("state"))
     } else {
         Ok(())
@@ -801,6 +812,17 @@ fn check_state(
             let known = seen.borrow().get(keyed.effective).cloned();
             match known {
                 Some(found) => check::verify_seen(&env, &found),
+                None if in_memory.is_some() => {
+                    opened = true;
+                    let found = check::observe_sqlite_in_memory(
+                        in_memory.unwrap_or_default(),
+                        Path::new(t.exec.db_file_name()),
+                        t.exec,
+                    );
+                    let check = check::verify_seen(&env, &found);
+                    seen.borrow_mut().insert(keyed.effective, found);
+                    check
+                }
                 // Only a state whose key was seen goes unbuilt.
                 None if !keyed.built => Check::new(
                     Outcome::WorkerError,

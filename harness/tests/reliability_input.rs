@@ -807,3 +807,69 @@ fn r18_faultlog_into_a_closed_pipe_does_not_panic() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("panicked"));
 }
+
+/// R8: `/dev/urandom` as a report input, a `trial.json` far larger than any note (a sparse
+/// 64 MiB regular file), and a `trials.csv` that runs on as one endless row of zeros (a sparse
+/// 3 GiB file: it grew the report's memory to the file's size): one line, exit 2, within bounded
+/// memory and time, for `report` of the file and of its folder, and for `--resume`.
+#[test]
+fn r8_urandom_as_a_report_input_and_oversized_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = torture();
+    cmd.args(["report", "/dev/urandom"]);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("regular file"), "{err}");
+    let failure = built_in_failure(&tmp, "core");
+    let note = failure.join("trial.json");
+    let f = std::fs::OpenOptions::new().write(true).open(&note).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let mut cmd = torture();
+    cmd.arg("replay").arg(&failure);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("larger than"), "{err}");
+    // Valid rows, then 3 GiB of zeros and no newline.
+    let out = failure.parent().unwrap().parent().unwrap().to_path_buf();
+    let csv = out.join("trials.csv");
+    let rows_before = rows(&out).len();
+    let f = std::fs::OpenOptions::new().write(true).open(&csv).unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    for input in [&csv, &out] {
+        let mut cmd = torture();
+        cmd.arg("report").arg(input);
+        let err = one_line_exit(&capped(cmd), 2);
+        assert!(err.contains("a row longer than"), "{err}");
+    }
+    let mut cmd = torture();
+    cmd.args(["--resume", out.to_str().unwrap(), "--no-progress"]);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("longer than"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&csv).unwrap().len(),
+        3 << 30,
+        "a refused resume cuts nothing"
+    );
+    // Control: the rows alone (the zeros cut off) report and resume as before.
+    let whole = {
+        use std::io::Read;
+        let mut head = Vec::new();
+        std::fs::File::open(&csv)
+            .unwrap()
+            .take(1 << 20)
+            .read_to_end(&mut head)
+            .unwrap();
+        head.iter().rposition(|&b| b == b'\n').unwrap() + 1
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&csv)
+        .unwrap()
+        .set_len(whole as u64)
+        .unwrap();
+    assert_eq!(rows(&out).len(), rows_before);
+    let mut cmd = torture();
+    cmd.arg("report").arg(&out);
+    let o = capped(cmd);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+}

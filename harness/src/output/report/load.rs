@@ -329,7 +329,8 @@ fn read_rows(path: &Path) -> Result<Vec<(TrialRecord, Source)>, ReportError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut reader = csv::Reader::from_path(path).map_err(|e| unreadable(&e))?;
+    let file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
+    let mut reader = csv::Reader::from_reader(crate::fsio::RowCapped::new(file));
     let headers = reader
         .headers()
         .map_err(|e| csv_error(path, &e, 1))?

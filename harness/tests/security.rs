@@ -597,3 +597,75 @@ fn s3_merge_refuses_a_symlink_in_a_shard_and_copies_nothing_through_it() {
         std::fs::read(&db).unwrap()
     );
 }
+
+/// S1 for `report` and `merge`: a folder whose `run.json` and every `trial.json` name a program,
+/// a verify command and an interpreter (each would touch a file) is read as data by `report` in
+/// every format and by `merge`, and by `report` of the merged folder: nothing runs. Positive
+/// control: a resume of the merged folder that trusts it does run the planted program, so the
+/// plant reached the places torture reads it from.
+#[test]
+fn s1_report_and_merge_run_nothing_a_folder_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = exec_run(tmp.path(), "o", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = tmp.path().join("o");
+    let pwned = tmp.path().join("pwned");
+    let script = tmp.path().join("evil.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", pwned.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plant = |exec: &mut serde_json::Value| {
+        exec["command"] =
+            serde_json::json!(["/bin/sh", "-c", format!("touch {}", pwned.display())]);
+        exec["verify_cmd"] = format!("touch {}", pwned.display()).into();
+        exec["python"] = script.to_string_lossy().into_owned().into();
+    };
+    let spec = out.join("run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    plant(&mut v["exec"]);
+    std::fs::write(&spec, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    for i in 0..2 {
+        edit_note(&out.join("evidence").join(i.to_string()), |v| {
+            plant(&mut v["exec"])
+        });
+    }
+    for format in ["table", "markdown", "csv", "json", "html"] {
+        let r = torture()
+            .current_dir(tmp.path())
+            .args(["report", "--format", format, "o"])
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(0), "{format}: {}", say(&r));
+        assert!(
+            !pwned.exists(),
+            "report --format {format} ran the folder's program"
+        );
+    }
+    let merged = tmp.path().join("merged");
+    let r = run(&["merge", merged.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert!(!pwned.exists(), "merge ran the folder's program");
+    let r = run(&["report", merged.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert!(
+        !pwned.exists(),
+        "report of the merge ran the folder's program"
+    );
+    // Positive control: one trial cut, and the merged folder resumed with trust.
+    cut_rows(&merged, 1);
+    let _ = torture()
+        .current_dir(tmp.path())
+        .args([
+            "--resume",
+            merged.to_str().unwrap(),
+            "--trust-folder",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    assert!(pwned.exists(), "the control never ran the planted program");
+}

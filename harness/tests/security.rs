@@ -669,3 +669,39 @@ fn s1_report_and_merge_run_nothing_a_folder_names() {
         .unwrap();
     assert!(pwned.exists(), "the control never ran the planted program");
 }
+
+/// S4 for `crash-states.csv`, the other file a resume appends to (an exec power-loss run's):
+/// planted as a symlink, a trusted resume refuses with one line and its target is unchanged.
+/// Negative control: the same resume without the link runs and appends the missing trial's
+/// states.
+#[test]
+fn s4_a_symlinked_crash_states_csv_is_refused_and_its_target_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = exec_run(tmp.path(), "pl", &["--fault", "power-loss"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = tmp.path().join("pl");
+    cut_rows(&out, 1);
+    let target = tmp.path().join("elsewhere.csv");
+    std::fs::rename(out.join("crash-states.csv"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, out.join("crash-states.csv")).unwrap();
+    let before = std::fs::read(&target).unwrap();
+    let resume = || {
+        torture()
+            .args(["--resume", out.to_str().unwrap(), "--trust-folder"])
+            .arg("--no-progress")
+            .output()
+            .unwrap()
+    };
+    let r = resume();
+    assert_one_line_refusal(&r, "symlink");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        before,
+        "rows were appended"
+    );
+    std::fs::remove_file(out.join("crash-states.csv")).unwrap();
+    std::fs::rename(&target, out.join("crash-states.csv")).unwrap();
+    let r = resume();
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert_eq!(rows(&out).len(), 2);
+}

@@ -277,8 +277,9 @@ fn check_one_invocation(what: &str, o: &std::process::Output) {
 }
 
 /// Acceptance: random argument vectors and random profile files, for a bounded time (~20 s): never
-/// a panic, always exit 0/1/2/3, one line on a usage error. The seed is printed, and
-/// `TORTURE_FUZZ_SEED` replays a failure.
+/// a panic, always exit 0/1/2/3, one line on a usage error, never a hang (a subcommand that runs
+/// no trial answers within 30 s) nor more than 1 GiB of memory (`wait4`'s peak). The seed is
+/// printed, and `TORTURE_FUZZ_SEED` replays a failure.
 #[test]
 fn fuzz_the_command_line_and_profile_files_never_panic() {
     use rand::{Rng, RngExt, SeedableRng};
@@ -414,8 +415,21 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
         if sub.is_empty() && rng.random_bool(0.5) {
             args.extend(["-n".into(), "2".into(), "-j".into(), "1".into()]);
         }
-        if let Some(o) = run_bounded(tmp.path(), &args, Duration::from_secs(4)) {
-            check_one_invocation(&format!("{args:?}"), &o);
+        // A subcommand that runs no trial answers at once: a timeout there is a hang. A run may
+        // legitimately go on (a count or a duration drawn large): cut at 4 s, still counted.
+        let runs_trials = matches!(sub, "" | "exec" | "scenario" | "scenario run");
+        let limit = Duration::from_secs(if runs_trials { 4 } else { 30 });
+        let mut cmd = torture();
+        cmd.current_dir(tmp.path()).args(&args);
+        let m = run_measured(cmd, limit);
+        assert!(
+            m.max_rss_kib < FUZZ_MAX_RSS_KIB,
+            "seed {seed}: {args:?} took {} MiB",
+            m.max_rss_kib >> 10
+        );
+        match m.output {
+            Some(o) => check_one_invocation(&format!("seed {seed}: {args:?}"), &o),
+            None => assert!(runs_trials, "seed {seed}: {args:?} hung ({limit:?})"),
         }
         runs += 1;
     }
@@ -480,8 +494,14 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
             "--profile-file".into(),
             file.to_str().unwrap().into(),
         ];
-        let o = run_bounded(tmp.path(), &args, Duration::from_secs(4)).expect("profiles is quick");
-        check_one_invocation(&t, &o);
+        let mut cmd = torture();
+        cmd.current_dir(tmp.path()).args(&args);
+        let m = run_measured(cmd, Duration::from_secs(30));
+        assert!(m.max_rss_kib < FUZZ_MAX_RSS_KIB, "seed {seed}: {t}");
+        let o = m
+            .output
+            .unwrap_or_else(|| panic!("seed {seed}: profiles hung on {t}"));
+        check_one_invocation(&format!("seed {seed}: {t}"), &o);
         runs += 1;
     }
     assert!(runs > 20, "only {runs} invocations in 20 s");

@@ -489,8 +489,9 @@ fn mutate_json(text: &str, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
 
 /// Acceptance (issue 20): `trial.json` of a built-in and of an exec trial, and `trials.csv` for
 /// the report loader, mutated at random for a bounded time (~15 s): replay and report always exit
-/// 0, 1, 2 or 3, a usage error is one line, nothing panics or hangs, and no mutated field runs
-/// anything (the planted `$(touch fuzz-pwned)` never runs). `TORTURE_FUZZ_SEED` replays a run.
+/// 0, 1, 2 or 3, a usage error is one line, nothing panics, hangs (120 s) or takes more than
+/// 1 GiB of memory (`wait4`'s peak), and no mutated field runs anything (the planted
+/// `$(touch fuzz-pwned)` never runs). `TORTURE_FUZZ_SEED` replays a run.
 #[test]
 fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
     use rand::{RngExt, SeedableRng};
@@ -521,11 +522,15 @@ fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
     let mut runs = 0;
     while started.elapsed() < std::time::Duration::from_secs(15) {
         runs += 1;
-        let one = std::time::Instant::now();
-        let o = if rng.random_range(0..3u8) < 2 {
+        let cmd = if rng.random_range(0..3u8) < 2 {
             let (folder, text) = &notes[rng.random_range(0..notes.len())];
             std::fs::write(folder.join("trial.json"), mutate_json(text, &mut rng)).unwrap();
-            replay(tmp.path(), folder, &[])
+            let mut c = torture();
+            c.env("TMPDIR", tmp.path())
+                .current_dir(tmp.path())
+                .arg("replay")
+                .arg(folder);
+            c
         } else {
             let mut bytes = csv.clone();
             for _ in 0..rng.random_range(1..4u8) {
@@ -540,16 +545,23 @@ fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
             }
             let input = tmp.path().join("fuzz.csv");
             std::fs::write(&input, &bytes).unwrap();
-            torture().arg("report").arg(&input).output().unwrap()
+            let mut c = torture();
+            c.arg("report").arg(&input);
+            c
         };
+        // Not a timing test: only a run that seems never to end is a failure (a hang), cut at
+        // 120 s; and never more than 1 GiB of memory.
+        let m = common::run_measured(cmd, std::time::Duration::from_secs(120));
+        assert!(
+            m.max_rss_kib < common::FUZZ_MAX_RSS_KIB,
+            "seed {seed}: one input took {} MiB",
+            m.max_rss_kib >> 10
+        );
+        let o = m
+            .output
+            .unwrap_or_else(|| panic!("seed {seed}: one input ran past 120 s (a hang)"));
         let err = text(&o.stderr);
         let code = o.status.code();
-        // Not a timing test: only a run that seems never to end is a failure (a hang).
-        assert!(
-            one.elapsed() < std::time::Duration::from_secs(120),
-            "seed {seed}: one input took {:?}: {err}",
-            one.elapsed()
-        );
         assert!(
             matches!(code, Some(0..=3)),
             "seed {seed}: exit {code:?}: {err}"

@@ -713,6 +713,12 @@ fn resume_keeps_each_crash_state_row_once() {
         "{}",
         say(&o)
     );
+    // The states line counts the file, and agrees ("5551 checked" vs "5459 crash states checked").
+    assert!(
+        text(&o.stdout).contains(&format!("crash states: {total} checked")),
+        "{}",
+        say(&o)
+    );
 }
 
 /// `writer` with `TORTURE_EFFECTIVE_DEDUPE` set to `mode`.

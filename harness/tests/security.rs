@@ -717,3 +717,60 @@ fn s4_a_symlinked_crash_states_csv_is_refused_and_its_target_untouched() {
     assert_eq!(r.status.code(), Some(0), "{}", say(&r));
     assert_eq!(rows(&out).len(), 2);
 }
+
+/// S5 for `report`'s warning: a shard stopped early is named with the command that resumes it.
+/// In folders whose names hold a space, `$(…)` and a quote, the suggestion, run by a shell with
+/// `printf` for torture, passes each folder as one word and runs nothing.
+#[test]
+fn s5_report_s_resume_suggestion_quotes_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards: Vec<PathBuf> = (1..=2)
+        .map(|k| {
+            let out = tmp.path().join(format!("shard {k} $(touch pwned) it's"));
+            let o = run(&[
+                "-p",
+                "wal-full",
+                "-n",
+                "6",
+                "--seed",
+                "5",
+                "--partition",
+                &format!("{k}/2"),
+                "--no-progress",
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+            out
+        })
+        .collect();
+    cut_rows(&shards[1], 1);
+    let r = torture()
+        .current_dir(tmp.path())
+        .arg("report")
+        .args(&shards)
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    let err = text(&r.stderr);
+    let suggested = err
+        .split_once("resume it with `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| cmd)
+        .unwrap_or_else(|| panic!("a resume suggestion: {err}"));
+    let words = std::process::Command::new("/bin/sh")
+        .current_dir(tmp.path())
+        .arg("-c")
+        .arg(format!(
+            "torture() {{ printf '%s\\n' \"$@\"; }}; {suggested}"
+        ))
+        .output()
+        .unwrap();
+    assert!(words.status.success(), "{suggested}: {}", say(&words));
+    assert_eq!(
+        text(&words.stdout),
+        format!("--resume\n{}\n", shards[1].display()),
+        "{suggested}"
+    );
+    assert!(!tmp.path().join("pwned").exists(), "{suggested}");
+}

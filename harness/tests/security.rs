@@ -774,3 +774,64 @@ fn s5_report_s_resume_suggestion_quotes_the_folder() {
     );
     assert!(!tmp.path().join("pwned").exists(), "{suggested}");
 }
+
+/// S6 for the built-in paths: the scratch folder of a built-in run (`--dir/torture-*`, seen while
+/// it runs) and the folder a built-in replay keeps when its outcome differs
+/// (`$TMPDIR/torture-replay-*`) are the owner's only. (The exec paths: the test above.)
+#[test]
+fn s6_built_in_scratch_and_replay_folders_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scratch");
+    std::fs::create_dir(&dir).unwrap();
+    let mut child = torture()
+        .args(["-p", "wal-full", "-n", "1000000", "--no-progress", "--dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(tmp.path().join("long"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scratch = loop {
+        let found = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("torture-"));
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(std::time::Instant::now() < deadline, "no scratch folder");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mode = std::fs::metadata(&scratch).unwrap().permissions().mode() & 0o777;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode, 0o700, "{}", scratch.display());
+    // A replay whose outcome differs (the note's outcome edited) keeps its folder.
+    let folder = core_run(&tmp.path().join("core"));
+    edit_note(&folder, |v| v["record"]["outcome"] = "intact".into());
+    let temp = tmp.path().join("temp");
+    std::fs::create_dir(&temp).unwrap();
+    let r = torture()
+        .env("TMPDIR", &temp)
+        .arg("replay")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(text(&r.stdout).contains("DIFFERENT"), "{}", say(&r));
+    let kept: Vec<PathBuf> = std::fs::read_dir(&temp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("torture-replay-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let mode = std::fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", kept[0].display());
+}

@@ -921,3 +921,48 @@ fn sampled_crash_states_keep_one_meaning_per_number() {
     );
     assert!(!last.contains("damaged"), "{last}");
 }
+
+/// Issue 20 R8 for `crash-states.csv`: a resume reads it a row at a time, each at most 1 MiB, so
+/// a file that runs on as 3 GiB of zeros (sparse) after its rows is a torn tail: cut, in bounded
+/// memory, and the resumed run's states are each trial's once.
+#[test]
+fn resume_reads_crash_states_a_row_at_a_time() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let flags = ["-n", "3", "--seed", "5", "--fault", "power-loss"];
+    let o = writer(&out, &flags, &["--commits", "10"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let trials = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    let mut lines: Vec<&str> = trials.lines().collect();
+    lines.pop();
+    std::fs::write(out.join("trials.csv"), lines.join("\n") + "\n").unwrap();
+    let states_path = out.join("crash-states.csv");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&states_path)
+        .unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.args(["--no-progress", "--resume"])
+        .arg(&out)
+        .arg("--trust-folder");
+    let m = common::run_measured(c, std::time::Duration::from_secs(300));
+    assert!(
+        m.max_rss_kib < common::FUZZ_MAX_RSS_KIB,
+        "{} MiB",
+        m.max_rss_kib >> 10
+    );
+    let o = m.output.expect("the resume ends");
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(std::fs::metadata(&states_path).unwrap().len() < 1 << 20);
+    let (st, trials) = states(&out);
+    assert_eq!(trials.len(), 3);
+    for tr in &trials {
+        let n = st
+            .iter()
+            .filter(|r| r["iteration"] == tr["iteration"])
+            .count();
+        assert_eq!(n.to_string(), tr["crash_states"], "{tr:?}");
+    }
+}

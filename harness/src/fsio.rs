@@ -144,6 +144,52 @@ pub fn read_data(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The longest row torture reads from a CSV file (`trials.csv`): a real row is a few KiB.
+pub const MAX_ROW_BYTES: usize = 1 << 20;
+
+/// A CSV file read with every row at most [`MAX_ROW_BYTES`] (issue 20 R8): a file of one endless
+/// row (a sparse file of zeros, garbage with no newline) is an error that says so, never a buffer
+/// grown to the file's size. A newline inside a quoted field does not end a row.
+pub struct RowCapped<R> {
+    inner: R,
+    in_quotes: bool,
+    since_row: usize,
+}
+
+impl<R> RowCapped<R> {
+    pub fn new(inner: R) -> RowCapped<R> {
+        RowCapped {
+            inner,
+            in_quotes: false,
+            since_row: 0,
+        }
+    }
+}
+
+impl<R: io::Read> io::Read for RowCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => {
+                    self.since_row = 0;
+                    continue;
+                }
+                _ => {}
+            }
+            self.since_row += 1;
+            if self.since_row > MAX_ROW_BYTES {
+                return Err(io::Error::other(format!(
+                    "a row longer than {} KiB, more than torture ever writes in one",
+                    MAX_ROW_BYTES / 1024
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// [`read_data`] as UTF-8 text.
 pub fn read_data_text(path: &Path, cap: u64) -> io::Result<String> {
     String::from_utf8(read_data(path, cap)?).map_err(|_| io::Error::other("not UTF-8 text"))
@@ -227,6 +273,32 @@ pub fn private_dir() -> std::fs::Permissions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_past_the_cap_is_an_error_and_quoted_newlines_do_not_end_a_row() {
+        use std::io::Read;
+        let mut ok = Vec::new();
+        for _ in 0..3 {
+            ok.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES - 1));
+            ok.push(b'\n');
+        }
+        let mut sink = Vec::new();
+        RowCapped::new(&ok[..]).read_to_end(&mut sink).unwrap();
+        assert_eq!(sink, ok);
+        let endless = vec![0u8; MAX_ROW_BYTES + 1];
+        let e = RowCapped::new(&endless[..])
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("a row longer than"), "{e}");
+        let mut quoted = b"\"".to_vec();
+        for _ in 0..2 {
+            quoted.extend(std::iter::repeat_n(b'y', MAX_ROW_BYTES / 2 + 1));
+            quoted.push(b'\n');
+        }
+        assert!(RowCapped::new(&quoted[..])
+            .read_to_end(&mut Vec::new())
+            .is_err());
+    }
 
     #[test]
     fn a_second_lock_on_one_folder_is_refused_until_the_first_is_dropped() {

@@ -713,6 +713,12 @@ fn resume_keeps_each_crash_state_row_once() {
         "{}",
         say(&o)
     );
+    // The states line counts the file, and agrees ("5551 checked" vs "5459 crash states checked").
+    assert!(
+        text(&o.stdout).contains(&format!("crash states: {total} checked")),
+        "{}",
+        say(&o)
+    );
 }
 
 /// `writer` with `TORTURE_EFFECTIVE_DEDUPE` set to `mode`.
@@ -849,4 +855,124 @@ fn states_checked_by_effective_key_get_the_rows_of_states_opened_one_by_one() {
         &["--commits", "5"],
     );
     assert_eq!(o.status.code(), Some(3), "{}", say(&o));
+}
+
+/// Issue 20 R17: with `--max-states` sampling the crash states, every number means one thing. A
+/// trial's `crash_states` is the states checked (its rows in `crash-states.csv`, at most the cap,
+/// never the unsampled total), `damaged_states` those of them not intact; the final line's
+/// "N crash states checked" is the rows of `crash-states.csv`, its "D not intact" the rows not
+/// intact, which the states line splits into lost commits and damage (a lost commit is never
+/// "damaged" on one line and not on the other).
+#[test]
+fn sampled_crash_states_keep_one_meaning_per_number() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let o = writer(
+        &out,
+        &[
+            "-n",
+            "2",
+            "--seed",
+            "3",
+            "--fault",
+            "power-loss",
+            "--max-states",
+            "12",
+        ],
+        // WAL+NORMAL loses commits a power cut catches before their sync: lost, not damaged.
+        &["--commits", "100", "--synchronous", "normal"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let (st, trials) = states(&out);
+    assert_eq!(trials.len(), 2);
+    let num = |r: &Row, c: &str| -> usize { r[c].parse().unwrap() };
+    for tr in &trials {
+        assert!(
+            tr["detail"].contains(", sampled"),
+            "the cap sampled: {tr:?}"
+        );
+        let mine: Vec<&Row> = st
+            .iter()
+            .filter(|r| r["iteration"] == tr["iteration"])
+            .collect();
+        assert_eq!(num(tr, "crash_states"), mine.len(), "{tr:?}");
+        assert!(mine.len() <= 12, "{tr:?}");
+        let not_intact = mine.iter().filter(|r| r["outcome"] != "intact").count();
+        assert_eq!(num(tr, "damaged_states"), not_intact, "{tr:?}");
+        assert!(
+            tr["detail"].starts_with(&format!("{} crash states (", mine.len())),
+            "{tr:?}"
+        );
+    }
+    let lost = count(&st, "outcome", &["lost-commit"]);
+    let damaged = count(&st, "outcome", &DAMAGE);
+    let not_intact = st.len() - count(&st, "outcome", &["intact"]);
+    assert!(lost > 0, "the control loses commits: {}", say(&o));
+    assert_eq!(lost + damaged, not_intact, "{}", say(&o));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout.contains(&format!("crash states: {} checked", st.len())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{lost} lost a commit, {damaged} corrupt, atomicity or open-failed"
+        )),
+        "{stdout}"
+    );
+    let last = stdout
+        .lines()
+        .find(|l| l.contains("crash states checked ("))
+        .unwrap_or_else(|| panic!("a final crash-states line: {stdout}"));
+    assert!(
+        last.starts_with(&format!("{} crash states checked (", st.len()))
+            && last.contains(&format!(", {not_intact} not intact,")),
+        "{last}"
+    );
+    assert!(!last.contains("damaged"), "{last}");
+}
+
+/// Issue 20 R8 for `crash-states.csv`: a resume reads it a row at a time, each at most 1 MiB, so
+/// a file that runs on as 3 GiB of zeros (sparse) after its rows is a torn tail: cut, in bounded
+/// memory, and the resumed run's states are each trial's once.
+#[test]
+fn resume_reads_crash_states_a_row_at_a_time() {
+    let t = tmp();
+    let out = t.path().join("o");
+    let flags = ["-n", "3", "--seed", "5", "--fault", "power-loss"];
+    let o = writer(&out, &flags, &["--commits", "10"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let trials = std::fs::read_to_string(out.join("trials.csv")).unwrap();
+    let mut lines: Vec<&str> = trials.lines().collect();
+    lines.pop();
+    std::fs::write(out.join("trials.csv"), lines.join("\n") + "\n").unwrap();
+    let states_path = out.join("crash-states.csv");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&states_path)
+        .unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_torture"));
+    c.args(["--no-progress", "--resume"])
+        .arg(&out)
+        .arg("--trust-folder");
+    let m = common::run_measured(c, std::time::Duration::from_secs(300));
+    assert!(
+        m.max_rss_kib < common::FUZZ_MAX_RSS_KIB,
+        "{} MiB",
+        m.max_rss_kib >> 10
+    );
+    let o = m.output.expect("the resume ends");
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    assert!(std::fs::metadata(&states_path).unwrap().len() < 1 << 20);
+    let (st, trials) = states(&out);
+    assert_eq!(trials.len(), 3);
+    for tr in &trials {
+        let n = st
+            .iter()
+            .filter(|r| r["iteration"] == tr["iteration"])
+            .count();
+        assert_eq!(n.to_string(), tr["crash_states"], "{tr:?}");
+    }
 }

@@ -552,3 +552,61 @@ fn a_process_that_leaves_the_group_with_setsid_is_killed_before_the_check() {
         );
     }
 }
+
+/// R19: "keep what the replay needs". A kill-at-op failure's folder over its byte cap (a quarter
+/// of 200 KiB) drops its 1 MiB recording (`ops.log`, which a re-check does without) and keeps its
+/// database; `trial.json` names what went, the summary says so, and `torture replay` of the
+/// trimmed folder still re-checks it: the same outcome, exit 0.
+#[test]
+fn a_trimmed_folder_keeps_what_replay_needs_and_replays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trimmed");
+    let o = run(&[
+        "-j",
+        "1",
+        "-p",
+        "off-off",
+        "-n",
+        "6",
+        "--seed",
+        "3",
+        "--fault",
+        "kill-at-op",
+        "--workload",
+        "mixed",
+        "--max-evidence-bytes",
+        "200k",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let folder = out.join("failures/0");
+    assert!(folder.join("trial.db").is_file(), "the database is kept");
+    assert!(!folder.join("ops.log").exists(), "the recording went");
+    assert!(bytes_under(&folder) <= 50 << 10);
+    let note: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("trial.json")).unwrap()).unwrap();
+    let dropped: Vec<&str> = note["dropped"]
+        .as_array()
+        .expect("trial.json lists what the cap dropped")
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        dropped.iter().any(|d| d.starts_with("ops.log (")),
+        "{dropped:?}"
+    );
+    assert!(
+        !dropped.iter().any(|d| d.starts_with("trial.db")),
+        "{dropped:?}"
+    );
+    assert!(
+        text(&o.stdout).contains("1 folder(s) trimmed"),
+        "{}",
+        say(&o)
+    );
+    let r = torture().arg("replay").arg(&folder).output().unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert!(text(&r.stdout).contains("same outcome"), "{}", say(&r));
+}

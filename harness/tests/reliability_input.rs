@@ -277,8 +277,9 @@ fn check_one_invocation(what: &str, o: &std::process::Output) {
 }
 
 /// Acceptance: random argument vectors and random profile files, for a bounded time (~20 s): never
-/// a panic, always exit 0/1/2/3, one line on a usage error. The seed is printed, and
-/// `TORTURE_FUZZ_SEED` replays a failure.
+/// a panic, always exit 0/1/2/3, one line on a usage error, never a hang (a subcommand that runs
+/// no trial answers within 30 s) nor more than 1 GiB of memory (`wait4`'s peak). The seed is
+/// printed, and `TORTURE_FUZZ_SEED` replays a failure.
 #[test]
 fn fuzz_the_command_line_and_profile_files_never_panic() {
     use rand::{Rng, RngExt, SeedableRng};
@@ -414,8 +415,21 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
         if sub.is_empty() && rng.random_bool(0.5) {
             args.extend(["-n".into(), "2".into(), "-j".into(), "1".into()]);
         }
-        if let Some(o) = run_bounded(tmp.path(), &args, Duration::from_secs(4)) {
-            check_one_invocation(&format!("{args:?}"), &o);
+        // A subcommand that runs no trial answers at once: a timeout there is a hang. A run may
+        // legitimately go on (a count or a duration drawn large): cut at 4 s, still counted.
+        let runs_trials = matches!(sub, "" | "exec" | "scenario" | "scenario run");
+        let limit = Duration::from_secs(if runs_trials { 4 } else { 30 });
+        let mut cmd = torture();
+        cmd.current_dir(tmp.path()).args(&args);
+        let m = run_measured(cmd, limit);
+        assert!(
+            m.max_rss_kib < FUZZ_MAX_RSS_KIB,
+            "seed {seed}: {args:?} took {} MiB",
+            m.max_rss_kib >> 10
+        );
+        match m.output {
+            Some(o) => check_one_invocation(&format!("seed {seed}: {args:?}"), &o),
+            None => assert!(runs_trials, "seed {seed}: {args:?} hung ({limit:?})"),
         }
         runs += 1;
     }
@@ -480,8 +494,14 @@ fn fuzz_the_command_line_and_profile_files_never_panic() {
             "--profile-file".into(),
             file.to_str().unwrap().into(),
         ];
-        let o = run_bounded(tmp.path(), &args, Duration::from_secs(4)).expect("profiles is quick");
-        check_one_invocation(&t, &o);
+        let mut cmd = torture();
+        cmd.current_dir(tmp.path()).args(&args);
+        let m = run_measured(cmd, Duration::from_secs(30));
+        assert!(m.max_rss_kib < FUZZ_MAX_RSS_KIB, "seed {seed}: {t}");
+        let o = m
+            .output
+            .unwrap_or_else(|| panic!("seed {seed}: profiles hung on {t}"));
+        check_one_invocation(&format!("seed {seed}: {t}"), &o);
         runs += 1;
     }
     assert!(runs > 20, "only {runs} invocations in 20 s");
@@ -806,4 +826,223 @@ fn r18_faultlog_into_a_closed_pipe_does_not_panic() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("panicked"));
+}
+
+/// The words a shell reads from `line` (run by `sh`, with `printf` printing each on its own line;
+/// nothing in them runs).
+fn shell_words(line: &str) -> Vec<String> {
+    let o = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("printf '%s\\n' {line}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{line}: {}", say(&o));
+    text(&o.stdout).lines().map(String::from).collect()
+}
+
+/// R6: a quoted argument holding ` -s ` (`--verify-cmd 'test -s {db}'`) broke the `reproduce:`
+/// line: the `-s` inside the quotes was taken for the seed flag and cut out, leaving an
+/// unbalanced quote. The real run's line, read by a shell, gives back the command word for word
+/// (the verify command one word, the seed given once, no `--out`), and pasted into a shell it runs
+/// the same check again.
+#[test]
+fn r6_a_quoted_dash_s_survives_the_reproduce_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("first");
+    let writer = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../workloads/exec/python_writer.py")
+        .to_string_lossy()
+        .into_owned();
+    let o = torture()
+        .current_dir(tmp.path())
+        .args(["exec", "-n", "2", "-s", "5", "--kill-after", "1..3"])
+        .args(["--recovered-sql", "SELECT max(seq) FROM t"])
+        .args(["--verify-cmd", "test -s {db}", "--no-progress", "--out"])
+        .arg(&out)
+        .args(["--", "python3", &writer, "{db}"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let stdout = text(&o.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reproduce: "))
+        .expect("a reproduce line");
+    let words = shell_words(line);
+    let at = words
+        .iter()
+        .position(|w| w == "--verify-cmd")
+        .unwrap_or_else(|| panic!("{words:?}"));
+    assert_eq!(words[at + 1], "test -s {db}", "{line}");
+    assert_eq!(
+        words
+            .iter()
+            .filter(|w| *w == "--seed" || *w == "-s")
+            .count(),
+        1,
+        "{words:?}"
+    );
+    let seed = words.iter().position(|w| w == "--seed").unwrap();
+    assert_eq!(words[seed + 1], "5", "{words:?}");
+    assert!(
+        !words.iter().any(|w| w == "--out" || w == "-o"),
+        "{words:?}"
+    );
+    assert_eq!(words.last().map(String::as_str), Some("{db}"), "{words:?}");
+    // Pasted into a shell, it runs the same check again, into a new folder under results/.
+    let again = std::process::Command::new("/bin/sh")
+        .current_dir(tmp.path())
+        .arg("-c")
+        .arg(line)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{line}: {}", say(&again));
+    let made: Vec<std::path::PathBuf> = std::fs::read_dir(tmp.path().join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(made[0].join("run.json")).unwrap()).unwrap();
+    assert_eq!(spec["exec"]["verify_cmd"], "test -s {db}", "{spec}");
+    assert_eq!(spec["seed"], 5, "{spec}");
+}
+
+/// R18: a program that exits on a bad flag under `--fault` was told "give it the database path
+/// as {db}" although its command line had `{db}`. It is told its exit status and its own words;
+/// a program given `{db}` that exits cleanly without writing is told it had it; only one given
+/// no path is told to take `{db}` (the control).
+#[test]
+fn r18_a_program_failing_on_a_bad_flag_under_fault_is_told_why_not_to_take_db() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../workloads/exec/python_writer.py")
+        .to_string_lossy()
+        .into_owned();
+    let out = out_dir(&tmp, "out");
+    let exec = |program: &[&str]| {
+        torture()
+            .args(["exec", "-n", "1", "--fault", "power-loss", "--no-progress"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--")
+            .args(program)
+            .output()
+            .unwrap()
+    };
+    let o = exec(&["python3", &writer, "{db}", "--no-such-flag"]);
+    let err = one_line_exit(&o, 2);
+    assert!(
+        err.contains("exited with status") && err.contains("--no-such-flag"),
+        "the exit status and the program's own words: {err}"
+    );
+    assert!(!err.contains("give it the database path"), "{err}");
+    assert!(!out.exists(), "nothing written");
+    let o = exec(&["python3", "-c", "import sys; print(sys.argv[1])", "{db}"]);
+    let err = one_line_exit(&o, 2);
+    assert!(
+        !err.contains("give it the database path") && err.contains("{db}"),
+        "{err}"
+    );
+    // Control: no path given at all, so taking {db} is the fix.
+    let o = exec(&["python3", "-c", "print('hello')"]);
+    let err = one_line_exit(&o, 2);
+    assert!(err.contains("give it the database path as {db}"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
+
+/// R18: `faultlog LOG | head` when `head` has already gone: the pipe's reader is closed before
+/// faultlog writes its first line, so its very first write meets EPIPE (a `println!` would panic
+/// there, exit 101). It stops quietly.
+#[test]
+fn r18_faultlog_into_a_pipe_closed_before_it_writes_stops_quietly() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let faultlog = std::path::Path::new(env!("CARGO_BIN_EXE_torture"))
+        .parent()
+        .unwrap()
+        .join("examples/faultlog");
+    assert!(faultlog.is_file(), "{}", faultlog.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let failure = built_in_failure(&tmp, "core");
+    let mut fds = [0; 2];
+    // SAFETY: a valid two-int array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds were just made by pipe() and are owned here alone.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let o = std::process::Command::new(&faultlog)
+        .arg(failure.join("ops.log"))
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}
+
+/// R8: `/dev/urandom` as a report input, a `trial.json` far larger than any note (a sparse
+/// 64 MiB regular file), and a `trials.csv` that runs on as one endless row of zeros (a sparse
+/// 3 GiB file: it grew the report's memory to the file's size): one line, exit 2, within bounded
+/// memory and time, for `report` of the file and of its folder, and for `--resume`.
+#[test]
+fn r8_urandom_as_a_report_input_and_oversized_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = torture();
+    cmd.args(["report", "/dev/urandom"]);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("regular file"), "{err}");
+    let failure = built_in_failure(&tmp, "core");
+    let note = failure.join("trial.json");
+    let f = std::fs::OpenOptions::new().write(true).open(&note).unwrap();
+    f.set_len(64 << 20).unwrap();
+    drop(f);
+    let mut cmd = torture();
+    cmd.arg("replay").arg(&failure);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("larger than"), "{err}");
+    // Valid rows, then 3 GiB of zeros and no newline.
+    let out = failure.parent().unwrap().parent().unwrap().to_path_buf();
+    let csv = out.join("trials.csv");
+    let rows_before = rows(&out).len();
+    let f = std::fs::OpenOptions::new().write(true).open(&csv).unwrap();
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    for input in [&csv, &out] {
+        let mut cmd = torture();
+        cmd.arg("report").arg(input);
+        let err = one_line_exit(&capped(cmd), 2);
+        assert!(err.contains("a row longer than"), "{err}");
+    }
+    let mut cmd = torture();
+    cmd.args(["--resume", out.to_str().unwrap(), "--no-progress"]);
+    let err = one_line_exit(&capped(cmd), 2);
+    assert!(err.contains("longer than"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&csv).unwrap().len(),
+        3 << 30,
+        "a refused resume cuts nothing"
+    );
+    // Control: the rows alone (the zeros cut off) report and resume as before.
+    let whole = {
+        use std::io::Read;
+        let mut head = Vec::new();
+        std::fs::File::open(&csv)
+            .unwrap()
+            .take(1 << 20)
+            .read_to_end(&mut head)
+            .unwrap();
+        head.iter().rposition(|&b| b == b'\n').unwrap() + 1
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&csv)
+        .unwrap()
+        .set_len(whole as u64)
+        .unwrap();
+    assert_eq!(rows(&out).len(), rows_before);
+    let mut cmd = torture();
+    cmd.arg("report").arg(&out);
+    let o = capped(cmd);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
 }

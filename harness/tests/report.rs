@@ -208,7 +208,7 @@ fn shards_of_one_run_are_joined_and_a_missing_or_short_shard_is_warned_about() {
     let (_, err) = report(&all, "table");
     assert!(
         err.contains(&format!(
-            "{} has 1 of its 4: resume it with torture --resume {}",
+            "{} has 1 of its 4: resume it with `torture --resume {}`",
             s[1].display(),
             s[1].display()
         )),

@@ -489,8 +489,9 @@ fn mutate_json(text: &str, rng: &mut rand::rngs::StdRng) -> Vec<u8> {
 
 /// Acceptance (issue 20): `trial.json` of a built-in and of an exec trial, and `trials.csv` for
 /// the report loader, mutated at random for a bounded time (~15 s): replay and report always exit
-/// 0, 1, 2 or 3, a usage error is one line, nothing panics or hangs, and no mutated field runs
-/// anything (the planted `$(touch fuzz-pwned)` never runs). `TORTURE_FUZZ_SEED` replays a run.
+/// 0, 1, 2 or 3, a usage error is one line, nothing panics, hangs (120 s) or takes more than
+/// 1 GiB of memory (`wait4`'s peak), and no mutated field runs anything (the planted
+/// `$(touch fuzz-pwned)` never runs). `TORTURE_FUZZ_SEED` replays a run.
 #[test]
 fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
     use rand::{RngExt, SeedableRng};
@@ -521,35 +522,48 @@ fn fuzz_trial_json_and_the_report_loader_never_panic_and_run_nothing() {
     let mut runs = 0;
     while started.elapsed() < std::time::Duration::from_secs(15) {
         runs += 1;
-        let one = std::time::Instant::now();
-        let o = if rng.random_range(0..3u8) < 2 {
+        let cmd = if rng.random_range(0..3u8) < 2 {
             let (folder, text) = &notes[rng.random_range(0..notes.len())];
             std::fs::write(folder.join("trial.json"), mutate_json(text, &mut rng)).unwrap();
-            replay(tmp.path(), folder, &[])
+            let mut c = torture();
+            c.env("TMPDIR", tmp.path())
+                .current_dir(tmp.path())
+                .arg("replay")
+                .arg(folder);
+            c
         } else {
             let mut bytes = csv.clone();
             for _ in 0..rng.random_range(1..4u8) {
-                match rng.random_range(0..3u8) {
+                match rng.random_range(0..4u8) {
                     0 => bytes.truncate(rng.random_range(0..bytes.len().max(1))),
                     1 if !bytes.is_empty() => {
                         let i = rng.random_range(0..bytes.len());
                         bytes[i] = rng.random();
                     }
+                    // A row that runs on past any row torture writes (the R8 row cap).
+                    2 => bytes.extend(std::iter::repeat_n(rng.random::<u8>(), 2 << 20)),
                     _ => bytes.extend_from_slice(b"\n9,x,,,\"\n"),
                 }
             }
             let input = tmp.path().join("fuzz.csv");
             std::fs::write(&input, &bytes).unwrap();
-            torture().arg("report").arg(&input).output().unwrap()
+            let mut c = torture();
+            c.arg("report").arg(&input);
+            c
         };
+        // Not a timing test: only a run that seems never to end is a failure (a hang), cut at
+        // 120 s; and never more than 1 GiB of memory.
+        let m = common::run_measured(cmd, std::time::Duration::from_secs(120));
+        assert!(
+            m.max_rss_kib < common::FUZZ_MAX_RSS_KIB,
+            "seed {seed}: one input took {} MiB",
+            m.max_rss_kib >> 10
+        );
+        let o = m
+            .output
+            .unwrap_or_else(|| panic!("seed {seed}: one input ran past 120 s (a hang)"));
         let err = text(&o.stderr);
         let code = o.status.code();
-        // Not a timing test: only a run that seems never to end is a failure (a hang).
-        assert!(
-            one.elapsed() < std::time::Duration::from_secs(120),
-            "seed {seed}: one input took {:?}: {err}",
-            one.elapsed()
-        );
         assert!(
             matches!(code, Some(0..=3)),
             "seed {seed}: exit {code:?}: {err}"
@@ -596,4 +610,230 @@ fn s3_merge_refuses_a_symlink_in_a_shard_and_copies_nothing_through_it() {
         std::fs::read(merged.join("failures/0/trial.db")).unwrap(),
         std::fs::read(&db).unwrap()
     );
+}
+
+/// S1 for `report` and `merge`: a folder whose `run.json` and every `trial.json` name a program,
+/// a verify command and an interpreter (each would touch a file) is read as data by `report` in
+/// every format and by `merge`, and by `report` of the merged folder: nothing runs. Positive
+/// control: a resume of the merged folder that trusts it does run the planted program, so the
+/// plant reached the places torture reads it from.
+#[test]
+fn s1_report_and_merge_run_nothing_a_folder_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = exec_run(tmp.path(), "o", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = tmp.path().join("o");
+    let pwned = tmp.path().join("pwned");
+    let script = tmp.path().join("evil.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", pwned.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plant = |exec: &mut serde_json::Value| {
+        exec["command"] =
+            serde_json::json!(["/bin/sh", "-c", format!("touch {}", pwned.display())]);
+        exec["verify_cmd"] = format!("touch {}", pwned.display()).into();
+        exec["python"] = script.to_string_lossy().into_owned().into();
+    };
+    let spec = out.join("run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    plant(&mut v["exec"]);
+    std::fs::write(&spec, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    for i in 0..2 {
+        edit_note(&out.join("evidence").join(i.to_string()), |v| {
+            plant(&mut v["exec"])
+        });
+    }
+    for format in ["table", "markdown", "csv", "json", "html"] {
+        let r = torture()
+            .current_dir(tmp.path())
+            .args(["report", "--format", format, "o"])
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), Some(0), "{format}: {}", say(&r));
+        assert!(
+            !pwned.exists(),
+            "report --format {format} ran the folder's program"
+        );
+    }
+    let merged = tmp.path().join("merged");
+    let r = run(&["merge", merged.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert!(!pwned.exists(), "merge ran the folder's program");
+    let r = run(&["report", merged.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert!(
+        !pwned.exists(),
+        "report of the merge ran the folder's program"
+    );
+    // Positive control: one trial cut, and the merged folder resumed with trust.
+    cut_rows(&merged, 1);
+    let _ = torture()
+        .current_dir(tmp.path())
+        .args([
+            "--resume",
+            merged.to_str().unwrap(),
+            "--trust-folder",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    assert!(pwned.exists(), "the control never ran the planted program");
+}
+
+/// S4 for `crash-states.csv`, the other file a resume appends to (an exec power-loss run's):
+/// planted as a symlink, a trusted resume refuses with one line and its target is unchanged.
+/// Negative control: the same resume without the link runs and appends the missing trial's
+/// states.
+#[test]
+fn s4_a_symlinked_crash_states_csv_is_refused_and_its_target_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = exec_run(tmp.path(), "pl", &["--fault", "power-loss"]);
+    assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+    let out = tmp.path().join("pl");
+    cut_rows(&out, 1);
+    let target = tmp.path().join("elsewhere.csv");
+    std::fs::rename(out.join("crash-states.csv"), &target).unwrap();
+    std::os::unix::fs::symlink(&target, out.join("crash-states.csv")).unwrap();
+    let before = std::fs::read(&target).unwrap();
+    let resume = || {
+        torture()
+            .args(["--resume", out.to_str().unwrap(), "--trust-folder"])
+            .arg("--no-progress")
+            .output()
+            .unwrap()
+    };
+    let r = resume();
+    assert_one_line_refusal(&r, "symlink");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        before,
+        "rows were appended"
+    );
+    std::fs::remove_file(out.join("crash-states.csv")).unwrap();
+    std::fs::rename(&target, out.join("crash-states.csv")).unwrap();
+    let r = resume();
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    assert_eq!(rows(&out).len(), 2);
+}
+
+/// S5 for `report`'s warning: a shard stopped early is named with the command that resumes it.
+/// In folders whose names hold a space, `$(…)` and a quote, the suggestion, run by a shell with
+/// `printf` for torture, passes each folder as one word and runs nothing.
+#[test]
+fn s5_report_s_resume_suggestion_quotes_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shards: Vec<PathBuf> = (1..=2)
+        .map(|k| {
+            let out = tmp.path().join(format!("shard {k} $(touch pwned) it's"));
+            let o = run(&[
+                "-p",
+                "wal-full",
+                "-n",
+                "6",
+                "--seed",
+                "5",
+                "--partition",
+                &format!("{k}/2"),
+                "--no-progress",
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(o.status.code(), Some(0), "{}", say(&o));
+            out
+        })
+        .collect();
+    cut_rows(&shards[1], 1);
+    let r = torture()
+        .current_dir(tmp.path())
+        .arg("report")
+        .args(&shards)
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", say(&r));
+    let err = text(&r.stderr);
+    let suggested = err
+        .split_once("resume it with `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(cmd, _)| cmd)
+        .unwrap_or_else(|| panic!("a resume suggestion: {err}"));
+    let words = std::process::Command::new("/bin/sh")
+        .current_dir(tmp.path())
+        .arg("-c")
+        .arg(format!(
+            "torture() {{ printf '%s\\n' \"$@\"; }}; {suggested}"
+        ))
+        .output()
+        .unwrap();
+    assert!(words.status.success(), "{suggested}: {}", say(&words));
+    assert_eq!(
+        text(&words.stdout),
+        format!("--resume\n{}\n", shards[1].display()),
+        "{suggested}"
+    );
+    assert!(!tmp.path().join("pwned").exists(), "{suggested}");
+}
+
+/// S6 for the built-in paths: the scratch folder of a built-in run (`--dir/torture-*`, seen while
+/// it runs) and the folder a built-in replay keeps when its outcome differs
+/// (`$TMPDIR/torture-replay-*`) are the owner's only. (The exec paths: the test above.)
+#[test]
+fn s6_built_in_scratch_and_replay_folders_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scratch");
+    std::fs::create_dir(&dir).unwrap();
+    let mut child = torture()
+        .args(["-p", "wal-full", "-n", "1000000", "--no-progress", "--dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(tmp.path().join("long"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scratch = loop {
+        let found = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("torture-"));
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(std::time::Instant::now() < deadline, "no scratch folder");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mode = std::fs::metadata(&scratch).unwrap().permissions().mode() & 0o777;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode, 0o700, "{}", scratch.display());
+    // A replay whose outcome differs (the note's outcome edited) keeps its folder.
+    let folder = core_run(&tmp.path().join("core"));
+    edit_note(&folder, |v| v["record"]["outcome"] = "intact".into());
+    let temp = tmp.path().join("temp");
+    std::fs::create_dir(&temp).unwrap();
+    let r = torture()
+        .env("TMPDIR", &temp)
+        .arg("replay")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(text(&r.stdout).contains("DIFFERENT"), "{}", say(&r));
+    let kept: Vec<PathBuf> = std::fs::read_dir(&temp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("torture-replay-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let mode = std::fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", kept[0].display());
 }

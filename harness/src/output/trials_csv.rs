@@ -60,13 +60,42 @@ impl TrialsCsv {
     /// Opens an existing file to add rows to (resuming a run). A row the previous parent was killed
     /// in the middle of writing is cut off first; that trial simply runs again.
     pub fn open_append(path: &Path) -> io::Result<TrialsCsv> {
-        let bytes = std::fs::read(path)?;
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Read only the head and the tail: the file may be large, or planted (issue 20 R8).
+        let (whole, head) = {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = File::open(path)?;
+            let len = f.metadata()?.len();
+            let mut head = Vec::new();
+            (&mut f).take(64 << 10).read_to_end(&mut head)?;
+            // The last newline, looked for no further back than the longest row torture writes.
+            let mut whole = 0;
+            let mut end = len;
+            let floor = len.saturating_sub(crate::fsio::MAX_ROW_BYTES as u64 + 1);
+            let mut chunk = vec![0u8; 64 << 10];
+            while end > floor {
+                let start = end.saturating_sub(chunk.len() as u64).max(floor);
+                let buf = &mut chunk[..(end - start) as usize];
+                f.seek(SeekFrom::Start(start))?;
+                f.read_exact(buf)?;
+                if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+                    whole = start + i as u64 + 1;
+                    break;
+                }
+                end = start;
+            }
+            if whole == 0 && floor > 0 {
+                return Err(io::Error::other(format!(
+                    "its last row is longer than {} KiB, more than torture ever writes in one",
+                    crate::fsio::MAX_ROW_BYTES / 1024
+                )));
+            }
+            (whole, head)
+        };
         let file = OpenOptions::new().write(true).open(path)?;
-        file.set_len(whole as u64)?;
+        file.set_len(whole)?;
         drop(file);
         let current = format!("{}\n", header().join(","));
-        if whole > 0 && !bytes.starts_with(current.as_bytes()) {
+        if whole > 0 && !head.starts_with(current.as_bytes()) {
             // An older file with fewer columns: rewritten with today's header (new columns default).
             let rows = read(path).map_err(io::Error::other)?;
             std::fs::remove_file(path)?;
@@ -79,7 +108,7 @@ impl TrialsCsv {
         let file = OpenOptions::new().append(true).open(path)?;
         let mut csv = TrialsCsv {
             file,
-            len: whole as u64,
+            len: whole,
             row: Vec::new(),
         };
         if whole == 0 {
@@ -135,8 +164,10 @@ pub fn header() -> Vec<&'static str> {
 }
 
 /// Reads a `trials.csv` back.
+/// Every row at most [`crate::fsio::MAX_ROW_BYTES`].
 pub fn read(path: &Path) -> Result<Vec<TrialRecord>, csv::Error> {
-    let mut reader = csv::Reader::from_path(path)?;
+    let file = std::fs::File::open(path).map_err(csv::Error::from)?;
+    let mut reader = csv::Reader::from_reader(crate::fsio::RowCapped::new(file));
     reader.deserialize().collect()
 }
 

@@ -170,3 +170,73 @@ pub fn run_bounded(cwd: &Path, args: &[String], limit: Duration) -> Option<std::
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A command run by [`run_measured`]: its output, and its peak memory.
+pub struct Measured {
+    /// `None` when it was still running at the limit (it was killed then).
+    pub output: Option<Output>,
+    /// The peak resident set of the process, or of any child it waited for, in KiB.
+    pub max_rss_kib: u64,
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr read) for at most `limit`, and measures its peak
+/// resident memory (`wait4`'s `ru_maxrss`): the fuzz tests' bound on time and memory alike.
+pub fn run_measured(mut cmd: Command, limit: Duration) -> Measured {
+    use std::io::Read;
+    // Reaped by `wait4` below, which std's `wait` cannot do (it gives no rusage).
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    }
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let deadline = Instant::now() + limit;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: pid is this test's own unreaped child; both out-pointers are valid.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert_eq!(r, 0, "wait4: {}", std::io::Error::last_os_error());
+        if !killed && Instant::now() > deadline {
+            // Not reaped yet, so the pid is still this child's.
+            let _ = child.kill();
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let max_rss_kib = usage.ru_maxrss as u64;
+    if killed {
+        // Its pipes may stay open in a straggler: the readers are left to end with them.
+        return Measured {
+            output: None,
+            max_rss_kib,
+        };
+    }
+    Measured {
+        output: Some(Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(status),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }),
+        max_rss_kib,
+    }
+}
+
+/// The peak memory any fuzzed input may take (a real invocation takes tens of MiB).
+pub const FUZZ_MAX_RSS_KIB: u64 = 1 << 20;

@@ -196,6 +196,24 @@ fn incomplete_note(run: &Run) -> Option<String> {
         return None;
     }
     let folders: Vec<String> = run.inputs.iter().map(|p| p.display().to_string()).collect();
+    // A pasteable command, in backticks: the folder quoted (issue 20 S5), and an exec run's
+    // program runs again only when the user trusts the folder (S1).
+    let resume = |input: &Path| {
+        // A trials.csv given as the input is resumed through its folder.
+        let folder = match input.parent() {
+            Some(p) if input.is_file() => p,
+            _ => input,
+        };
+        format!(
+            "`torture --resume {}{}`",
+            crate::reproduce::quote(&folder.to_string_lossy()),
+            if spec.exec.is_some() {
+                " --trust-folder"
+            } else {
+                ""
+            }
+        )
+    };
     let mut why = Vec::new();
     let shards: Vec<(&PathBuf, crate::config::Partition)> = run
         .inputs
@@ -222,9 +240,9 @@ fn incomplete_note(run: &Run) -> Option<String> {
             .count() as u64;
         if count < want {
             why.push(format!(
-                "{} has {count} of its {want}: resume it with torture --resume {}",
+                "{} has {count} of its {want}: resume it with {}",
                 input.display(),
-                input.display()
+                resume(input)
             ));
         }
     }
@@ -233,8 +251,8 @@ fn incomplete_note(run: &Run) -> Option<String> {
     }
     if why.is_empty() {
         why.push(format!(
-            "it stopped early: resume it with torture --resume {}",
-            folders[0]
+            "it stopped early: resume it with {}",
+            resume(&run.inputs[0])
         ));
     }
     Some(format!(
@@ -329,7 +347,8 @@ fn read_rows(path: &Path) -> Result<Vec<(TrialRecord, Source)>, ReportError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut reader = csv::Reader::from_path(path).map_err(|e| unreadable(&e))?;
+    let file = std::fs::File::open(path).map_err(|e| unreadable(&e))?;
+    let mut reader = csv::Reader::from_reader(crate::fsio::RowCapped::new(file));
     let headers = reader
         .headers()
         .map_err(|e| csv_error(path, &e, 1))?

@@ -130,8 +130,38 @@ fn pids(log: &Log) -> usize {
 /// that does not exit (a server); `--calibrate-for` fixes the span instead.
 const PROBE_SPAN: Duration = Duration::from_secs(5);
 
-/// Why a log holds nothing to crash: one line for the user (exit 2 before a run).
-pub(crate) fn coverage_problem(log: &Log, db: &Path) -> Option<String> {
+/// Why a recording holds nothing to crash: one line for the user (exit 2 before a run). A program
+/// that failed before its first write (a bad flag, a missing module) is told its exit status and
+/// stderr (`work/stderr.txt`), not to take a `{db}` it may well have had (issue 20 R18); one that
+/// was given `{db}` and exited cleanly without writing is told it had it.
+pub(crate) fn coverage_problem(
+    rec: &Recording,
+    db: &Path,
+    exec: &ExecOptions,
+    work: &Path,
+) -> Option<String> {
+    let log = &rec.log;
+    let failed = match rec.run.end {
+        End::Exited(code) if code != 0 => Some(format!("exited with status {code}")),
+        End::Signaled(sig) => Some(format!("died of signal {sig}")),
+        _ => None,
+    };
+    if let (Some(how), Coverage::NoFileOps | Coverage::NoProcessSeen) = (&failed, log.coverage()) {
+        let stderr = check::tail(
+            &std::fs::read(work.join("stderr.txt")).unwrap_or_default(),
+            300,
+        );
+        return Some(format!(
+            "the program {how} before it wrote a file in {}: {}",
+            db.parent().map_or(db, |p| p).display(),
+            if stderr.is_empty() {
+                "(its stderr is empty)".to_string()
+            } else {
+                format!("its stderr: {stderr}")
+            }
+        ));
+    }
+    let given_db = exec.command.iter().any(|a| a.contains("{db}"));
     match log.coverage() {
         Coverage::NoProcessSeen => Some(
             "the program shows no file operations to the recorder: no process of it loaded libtorture_preload.so \
@@ -139,6 +169,11 @@ pub(crate) fn coverage_problem(log: &Log, db: &Path) -> Option<String> {
              io-error and disk-full need a dynamically linked program — run it with plain `torture exec` (SIGKILL)"
                 .to_string(),
         ),
+        Coverage::NoFileOps if given_db => Some(format!(
+            "the program loaded the recorder and exited without writing a file in {}, though its command line gave it the database path as {{db}} ({}): make it write its database at that path",
+            db.parent().map_or(db, |p| p).display(),
+            db.display()
+        )),
         Coverage::NoFileOps => Some(format!(
             "the program loaded the recorder but wrote no file in {}: give it the database path as {{db}} or TORTURE_DB",
             db.parent().map_or(db, |p| p).display()
@@ -198,7 +233,7 @@ pub fn run_trial(
     };
     settings_from_recording(exec, &rec, &mut record);
     let db = dir.join("db").join(exec.db_file_name());
-    if let Some(why) = coverage_problem(&rec.log, &db) {
+    if let Some(why) = coverage_problem(&rec, &db, exec, &dir) {
         record.kill_point = rec.stop;
         // The probe run proved the program shows its writes to the recorder; a cut that fell
         // before its first one (a slow start, a loaded machine) leaves the folder as it was: nothing
@@ -1152,7 +1187,7 @@ pub fn probe(
     // before the program's first file operation, and the run says NOTHING TESTED. Only a program
     // that ran its course (or long enough) without writing is the user's mistake.
     let stopped_early = rec.run.end == End::Killed;
-    let blind = coverage_problem(&rec.log, &db_dir.join(exec.db_file_name()));
+    let blind = coverage_problem(&rec, &db_dir.join(exec.db_file_name()), exec, work);
     if let Some(why) = blind.as_ref().filter(|_| !stopped_early) {
         return Err((crate::exit_code::USAGE, why.clone()));
     }

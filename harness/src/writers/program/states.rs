@@ -85,14 +85,16 @@ pub fn keep_finished(
     done: &std::collections::BTreeSet<u64>,
 ) -> std::io::Result<()> {
     let path = out_dir.join(FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    // Read a row at a time, each at most fsio::MAX_ROW_BYTES: a planted endless row is a torn
+    // tail, never a buffer the size of the file (issue 20 R8).
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     let mut kept = Vec::new();
     let mut dropped = false;
-    let mut r = csv::Reader::from_reader(&bytes[..]);
+    let mut r = csv::Reader::from_reader(crate::fsio::RowCapped::new(file));
     for row in r.deserialize::<StateRow>() {
         match row {
             Ok(row) if done.contains(&row.iteration) => kept.push(row),
@@ -120,7 +122,8 @@ pub fn keep_finished(
 /// Reads the rows back.
 pub fn read(out_dir: &Path) -> Result<Vec<StateRow>, String> {
     let path = out_dir.join(FILE);
-    let mut r = csv::Reader::from_path(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut r = csv::Reader::from_reader(crate::fsio::RowCapped::new(file));
     r.deserialize()
         .collect::<Result<Vec<StateRow>, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))

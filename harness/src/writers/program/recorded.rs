@@ -26,7 +26,7 @@ use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
 use crate::faults::kill_point::{KillPoint, KillPolicy};
 use crate::faults::preload::{self as recorder, RecorderEnv};
-use crate::faults::recorded::cut_name;
+use crate::faults::recorded::CutNames;
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
@@ -711,6 +711,7 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Ch
         ignored_dir_syncs: &ignored_dir_syncs,
         state_db: t.dir.join("state").join(exec.db_file_name()),
         end_seq: rec.log.ops.last().map_or(0, |o| o.seq),
+        cut_names: CutNames::new(&rec.log),
     };
     let mut out = Checked {
         rows: Vec::with_capacity(e.len()),
@@ -786,6 +787,7 @@ struct Judging<'a> {
     ignored_dir_syncs: &'a [(u64, u64)],
     state_db: PathBuf,
     end_seq: u64,
+    cut_names: CutNames,
 }
 
 /// One crash state: written out, checked, judged (a lost commit by its cause), its row; whether an
@@ -913,7 +915,7 @@ fn check_state(
         iteration: t.index,
         seed: t.trial_seed,
         fault: fault.fault.as_str().into(),
-        cut: cut_name(&rec.log, state),
+        cut: j.cut_names.of(state),
         state_hash: format!("{:016x}", state.hash),
         in_checkpoint: false,
         acked_commits: acked,

@@ -180,10 +180,14 @@ impl<R: io::Read> io::Read for RowCapped<R> {
             }
             self.since_row += 1;
             if self.since_row > MAX_ROW_BYTES {
-                return Err(io::Error::other(format!(
-                    "a row longer than {} KiB, more than torture ever writes in one",
-                    MAX_ROW_BYTES / 1024
-                )));
+                // InvalidData: a reader can tell the cap (a torn or planted row) from a disk error.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a row longer than {} KiB, more than torture ever writes in one",
+                        MAX_ROW_BYTES / 1024
+                    ),
+                ));
             }
         }
         Ok(n)

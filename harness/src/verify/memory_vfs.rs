@@ -25,6 +25,9 @@ use rusqlite::{ffi, Connection, OpenFlags};
 
 const VFS_NAME: &CStr = c"torture-memory";
 
+/// Where the folders' made-up paths start.
+const ROOT: &str = "/torture-memory-vfs/";
+
 /// A file's bytes, shared by every handle SQLite opens on it.
 type Content = Arc<Mutex<Vec<u8>>>;
 
@@ -53,15 +56,18 @@ impl MemoryFolder {
         register()?;
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let root = format!(
-            "/torture-memory-vfs/{}-{}",
+            "{ROOT}{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let folder = MemoryFolder { root };
         let mut all = files();
         for (rel, data) in state {
-            let path = folder.path_of(&rel)?;
-            all.insert(path, Arc::new(Mutex::new(data)));
+            // SQLite asks only for the database's own names (`-wal`, `-journal`, a super-journal
+            // it names itself); a program's scratch file with a name that is not UTF-8 is left out.
+            if let Ok(path) = folder.path_of(&rel) {
+                all.insert(path, Arc::new(Mutex::new(data)));
+            }
         }
         Ok(folder)
     }
@@ -258,6 +264,11 @@ unsafe extern "C" fn v_full_pathname(
     out: *mut c_char,
 ) -> c_int {
     let name = CStr::from_ptr(name).to_bytes_with_nul();
+    // Only the folders' own files: a relative name (an ATTACH in the user's SQL) would live
+    // outside every folder and outlast it.
+    if !name.starts_with(ROOT.as_bytes()) {
+        return ffi::SQLITE_CANTOPEN;
+    }
     if name.len() > usize::try_from(n_out).unwrap_or(0) {
         return ffi::SQLITE_CANTOPEN;
     }
@@ -373,9 +384,14 @@ unsafe extern "C" fn x_sector_size(_file: *mut ffi::sqlite3_file) -> c_int {
     4096
 }
 
-/// As the unix VFS with its default `psow=1`.
+/// `SQLITE_IOCAP_SUBPAGE_READ` (SQLite 3.48+; older ones ignore the bit). Not in every binding.
+const IOCAP_SUBPAGE_READ: c_int = 0x0000_8000;
+
+/// As the unix VFS on Linux: power-safe overwrite (its default `psow=1`) and sub-page reads, with
+/// which SQLite reads overflow pages straight from the file (a short read there is an I/O error,
+/// not zeros through the pager, as on disk).
 unsafe extern "C" fn x_device_characteristics(_file: *mut ffi::sqlite3_file) -> c_int {
-    ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE
+    ffi::SQLITE_IOCAP_POWERSAFE_OVERWRITE | IOCAP_SUBPAGE_READ
 }
 
 #[cfg(test)]
@@ -467,6 +483,52 @@ mod tests {
         assert!(!folder.contains(Path::new("t.db-journal")));
         assert!(dir.path().join("t.db-journal").exists());
         drop(conn);
+    }
+
+    #[test]
+    fn a_torn_overflow_page_fails_to_read_in_memory_as_on_disk() {
+        // A large row's overflow chain ends in the file's last page; half of that page is lost
+        // (a torn tail with no journal). On disk SQLite reads overflow pages straight from the
+        // file and the short read is an I/O error; in memory it must be the same, not zeros.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=OFF; CREATE TABLE t(b); INSERT INTO t VALUES (randomblob(20000));",
+        )
+        .unwrap();
+        drop(conn);
+        let mut data = std::fs::read(&db).unwrap();
+        data.truncate(data.len() - 2048);
+        std::fs::write(&db, &data).unwrap();
+        let read = |conn: &Connection| {
+            conn.query_row("SELECT hex(b) FROM t", [], |r| r.get::<_, String>(0))
+                .map(|h| h.len())
+        };
+        let on_disk = read(&Connection::open(&db).unwrap());
+        let folder = MemoryFolder::new(BTreeMap::from([(PathBuf::from("t.db"), data)])).unwrap();
+        let mem = folder
+            .open(Path::new("t.db"), OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .unwrap();
+        let in_memory = read(&mem);
+        assert!(on_disk.is_err(), "on disk: {on_disk:?}");
+        assert_eq!(
+            on_disk.map_err(|e| e.to_string()),
+            in_memory.map_err(|e| e.to_string())
+        );
+    }
+
+    #[test]
+    fn a_relative_name_is_refused() {
+        let folder = MemoryFolder::new(BTreeMap::new()).unwrap();
+        let conn = Connection::open_with_flags_and_vfs(
+            "relative.db",
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            VFS_NAME,
+        );
+        assert!(conn.is_err());
+        assert!(!files().contains_key("relative.db"));
+        drop(folder);
     }
 
     #[test]

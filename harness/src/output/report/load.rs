@@ -201,6 +201,8 @@ fn incomplete_note(run: &Run) -> Option<String> {
     let resume = |input: &Path| {
         // A trials.csv given as the input is resumed through its folder.
         let folder = match input.parent() {
+            // A bare `trials.csv` is in the current folder.
+            Some(p) if input.is_file() && p.as_os_str().is_empty() => Path::new("."),
             Some(p) if input.is_file() => p,
             _ => input,
         };

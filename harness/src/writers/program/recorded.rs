@@ -146,29 +146,34 @@ pub(crate) fn coverage_problem(
         End::Signaled(sig) => Some(format!("died of signal {sig}")),
         _ => None,
     };
-    if let (Some(how), Coverage::NoFileOps | Coverage::NoProcessSeen) = (&failed, log.coverage()) {
+    let said = || {
         let stderr = check::tail(
             &std::fs::read(work.join("stderr.txt")).unwrap_or_default(),
             300,
         );
+        if stderr.is_empty() {
+            "(its stderr is empty)".to_string()
+        } else {
+            format!("its stderr: {stderr}")
+        }
+    };
+    if let (Some(how), Coverage::NoFileOps) = (&failed, log.coverage()) {
         return Some(format!(
             "the program {how} before it wrote a file in {}: {}",
             db.parent().map_or(db, |p| p).display(),
-            if stderr.is_empty() {
-                "(its stderr is empty)".to_string()
-            } else {
-                format!("its stderr: {stderr}")
-            }
+            said()
         ));
     }
     let given_db = exec.command.iter().any(|a| a.contains("{db}"));
     match log.coverage() {
-        Coverage::NoProcessSeen => Some(
+        // The recorder never loaded: its writes were unseen, not absent (a static binary that
+        // failed is still one the recorder cannot follow); how it ended is added.
+        Coverage::NoProcessSeen => Some(format!(
             "the program shows no file operations to the recorder: no process of it loaded libtorture_preload.so \
              (a static binary, or Go without cgo, makes its I/O without libc's functions); power-loss, kill-at-op, \
-             io-error and disk-full need a dynamically linked program — run it with plain `torture exec` (SIGKILL)"
-                .to_string(),
-        ),
+             io-error and disk-full need a dynamically linked program — run it with plain `torture exec` (SIGKILL){}",
+            failed.as_ref().map_or(String::new(), |how| format!("; it {how}: {}", said()))
+        )),
         Coverage::NoFileOps if given_db => Some(format!(
             "the program loaded the recorder and exited without writing a file in {}, though its command line gave it the database path as {{db}} ({}): make it write its database at that path",
             db.parent().map_or(db, |p| p).display(),

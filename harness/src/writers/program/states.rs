@@ -99,6 +99,11 @@ pub fn keep_finished(
         match row {
             Ok(row) if done.contains(&row.iteration) => kept.push(row),
             Ok(_) => dropped = true,
+            // A disk error is passed on: only a torn or over-long tail is cut.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() != std::io::ErrorKind::InvalidData) =>
+            {
+                return Err(std::io::Error::other(e));
+            }
             Err(_) => {
                 dropped = true;
                 break;

@@ -67,9 +67,32 @@ impl TrialsCsv {
             let len = f.metadata()?.len();
             let mut head = Vec::new();
             (&mut f).take(64 << 10).read_to_end(&mut head)?;
+            // A host that crashed while the file grew can leave its tail as zeros (the size made
+            // durable, the bytes not): torture never writes a NUL, so up to 256 MiB of them (what
+            // a page cache holds unwritten) are skipped before the torn row is looked for. More
+            // is not a crash's tail: refused below, nothing cut.
+            const MAX_ZEROS: u64 = 256 << 20;
+            let mut end = len;
+            let mut skipped = len;
+            while end > 0 && len - end < MAX_ZEROS {
+                let start = end.saturating_sub(64 << 10);
+                let mut buf = vec![0u8; (end - start) as usize];
+                f.seek(SeekFrom::Start(start))?;
+                f.read_exact(&mut buf)?;
+                match buf.iter().rposition(|&b| b != 0) {
+                    Some(i) => {
+                        skipped = start + i as u64 + 1;
+                        break;
+                    }
+                    None if start == 0 => skipped = 0,
+                    None => {}
+                }
+                end = start;
+            }
+            let len = skipped;
+            let mut end = len;
             // The last newline, looked for no further back than the longest row torture writes.
             let mut whole = 0;
-            let mut end = len;
             let floor = len.saturating_sub(crate::fsio::MAX_ROW_BYTES as u64 + 1);
             let mut chunk = vec![0u8; 64 << 10];
             while end > floor {
@@ -85,7 +108,8 @@ impl TrialsCsv {
             }
             if whole == 0 && floor > 0 {
                 return Err(io::Error::other(format!(
-                    "its last row is longer than {} KiB, more than torture ever writes in one",
+                    "its last row is longer than {} KiB, more than torture ever writes in one: \
+                     not a file torture wrote (or cut it after its last whole row to resume)",
                     crate::fsio::MAX_ROW_BYTES / 1024
                 )));
             }
@@ -250,5 +274,31 @@ mod tests {
         s.crash_states = 7;
         csv.append(&s).unwrap();
         assert_eq!(read(&path).unwrap(), vec![sample(0, Outcome::Intact), s]);
+    }
+
+    #[test]
+    fn a_tail_of_zeros_left_by_a_host_crash_is_cut_on_resume() {
+        // Two whole rows, a torn third, then 3 MiB of zeros: more than the longest row, so only
+        // skipping the zeros finds the torn row to cut.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("trials.csv");
+        let mut csv = TrialsCsv::create(&path).unwrap();
+        csv.append(&sample(0, Outcome::Intact)).unwrap();
+        csv.append(&sample(1, Outcome::Corrupt)).unwrap();
+        drop(csv);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"2,123,wal-fu");
+        bytes.resize(bytes.len() + (3 << 20), 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut csv = TrialsCsv::open_append(&path).unwrap();
+        csv.append(&sample(2, Outcome::Intact)).unwrap();
+        assert_eq!(
+            read(&path).unwrap(),
+            vec![
+                sample(0, Outcome::Intact),
+                sample(1, Outcome::Corrupt),
+                sample(2, Outcome::Intact)
+            ]
+        );
     }
 }

@@ -15,8 +15,8 @@ use std::os::fd::{IntoRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use torture_preload::{
-    enumerate, env, read_log, wal_checkpoints, Coverage, CrashPlan, CrashState, CutPoints, Log,
-    Model, OpKind, Variant, Writer,
+    enumerate, env, read_log, wal_checkpoints, Coverage, CrashPlan, CrashState, CutPoints,
+    KeyedState, Log, Model, OpKind, Variant, Writer,
 };
 use torture_workloads::Workload;
 
@@ -292,6 +292,220 @@ pub fn wal_resets(log: &Log) -> usize {
     headers.saturating_sub(1)
 }
 
+/// How bad a crash state is, compared in order: its verdict's severity, whether anything was
+/// acknowledged before it, its outcome, its acknowledged commits. A failure after a promise tells
+/// more than one before anything was promised (a DuckDB file torn before its first sync, 0 acks,
+/// would otherwise hide a later lost commit as the trial's example); among equals the one with the
+/// most acknowledged, and then the first.
+pub type WorstRank = (u8, bool, Outcome, u64);
+
+pub fn worst_rank(verdict: Verdict, outcome: Outcome, acked: u64) -> WorstRank {
+    (verdict.severity(), acked > 0, outcome, acked)
+}
+
+/// What a subject's check made of one crash state ([`CrashStateCheck`]).
+pub struct Judged<F> {
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    /// Commits acknowledged before the cut, as the subject counts them (the worst state is ranked
+    /// by them: [`WorstRank`]).
+    pub acked: u64,
+    /// The subject's own findings, kept for the worst state.
+    pub found: F,
+}
+
+/// A subject's check of one crash state, the parameter of the one crash-state loop ([`sweep`]):
+/// the built-in writers' and the scenarios' oracle on a scratch copy ([`check_recording`]), a
+/// user's program's check (`writers/program/recorded.rs`).
+pub trait CrashStateCheck {
+    type Found;
+    /// Checks and judges `state`, named `cut` (`cut=op SEQ/TOTAL (sync K) VARIANT`). Its files
+    /// are empty when it was not built ([`Sweep::build`]); the check may take them. `Err` is the
+    /// lab's own failure (a scratch folder it cannot write): the sweep stops with it.
+    fn check(&mut self, state: &mut KeyedState, cut: &str) -> Result<Judged<Self::Found>, String>;
+}
+
+/// Which crash states of a recording are checked, for every subject alike.
+pub struct Sweep<'a> {
+    /// The cuts and variants. Sync cuts with a `max_states` are chosen by [`choose_cuts`] (a
+    /// seeded sample, the cuts inside WAL checkpoints and after WAL resets kept, the end always).
+    pub crash: CrashPlan,
+    /// `--crash-at FILTER:N`: the one cut just before the N-th matching op, instead.
+    pub fixed: Option<(String, u64)>,
+    /// A damaged power-cut state after a failed directory fsync that SQLite ignores by design is
+    /// judged expected ([`excuse_after_failed_directory_sync`]); false for another engine.
+    pub excuse_ignored_dir_syncs: bool,
+    /// States keyed by what recovery reads ([`KeyedState`]): a state's files are built only when
+    /// this says so of its effective key. None: every state is built.
+    pub build: Option<&'a dyn Fn(u64) -> bool>,
+}
+
+/// One checked state as the loop judged it (after the directory-sync excuse).
+#[derive(Clone, Copy, Debug)]
+pub struct StateMark {
+    pub outcome: Outcome,
+    pub verdict: Verdict,
+    pub in_checkpoint: bool,
+    /// Judged expected after an ignored directory-sync failure.
+    pub excused: bool,
+}
+
+/// The worst state of a sweep ([`WorstRank`]).
+pub struct Worst<F> {
+    /// Its place among the states checked.
+    pub index: usize,
+    pub rank: WorstRank,
+    /// `cut=op SEQ/TOTAL (sync K) VARIANT`.
+    pub cut: String,
+    /// Its files (empty if it was not built).
+    pub state: KeyedState,
+    /// Its verdict is the one after the excuse.
+    pub judged: Judged<F>,
+}
+
+/// What the one crash-state loop saw: every state's mark, the worst state, the counts.
+pub struct Swept<F> {
+    pub marks: Vec<StateMark>,
+    pub worst: Option<Worst<F>>,
+    /// `every sync`, `sampled syncs`, `every op` or `fixed cut`.
+    pub cut_kind: &'static str,
+    pub cut_points: usize,
+    pub candidates: usize,
+    pub distinct: usize,
+    pub sampled: bool,
+    /// WAL checkpoints and WAL resets in the recording.
+    pub checkpoints: usize,
+    pub wal_resets: usize,
+    /// Operations the recorder failed on purpose (`TORTURE_FAULTFS_FAIL_AT`).
+    pub injected_ops: u64,
+    /// The cut asked for and not reached.
+    pub notes: Vec<String>,
+}
+
+impl<F> Swept<F> {
+    pub fn damaged(&self) -> usize {
+        self.marks.iter().filter(|m| m.outcome.is_damage()).count()
+    }
+
+    pub fn in_checkpoint(&self) -> usize {
+        self.marks.iter().filter(|m| m.in_checkpoint).count()
+    }
+
+    pub fn excused(&self) -> usize {
+        self.marks.iter().filter(|m| m.excused).count()
+    }
+
+    /// `3 intact, 1 lost-commit` (or `none checked`).
+    pub fn counts(&self) -> String {
+        let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+        for m in &self.marks {
+            *counts.entry(m.outcome).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return "none checked".into();
+        }
+        let parts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        parts.join(", ")
+    }
+}
+
+/// The one crash-state loop: chooses the recording's cuts ([`Sweep`]), enumerates its distinct
+/// states, has `check` check and judge each, excuses what an ignored directory-sync failure
+/// explains, and keeps the worst. Every subject's power loss, kill-at-op, io-error and disk-full
+/// states go through it; only the check differs.
+pub fn sweep<C: CrashStateCheck>(
+    start: &torture_preload::Snapshot,
+    log: &Log,
+    plan: &Sweep<'_>,
+    check: &mut C,
+) -> Result<Swept<C::Found>, String> {
+    let checkpoints = wal_checkpoints(log);
+    let mut notes = Vec::new();
+    let mut crash = plan.crash.clone();
+    let mut cut_kind = match crash.cuts {
+        CutPoints::EveryOp => "every op",
+        CutPoints::EverySync => "every sync",
+        CutPoints::Ops(_) => "fixed cut",
+    };
+    match &plan.fixed {
+        Some((filter, n)) => {
+            cut_kind = "fixed cut";
+            let f: torture_preload::OpFilter = filter.parse()?;
+            crash.cuts = match f.nth(log, *n) {
+                Some(seq) => CutPoints::Ops(vec![seq - 1]),
+                None => {
+                    notes.push(format!(
+                        "--crash-at {filter}:{n} not reached (the recording has fewer); cut at its end"
+                    ));
+                    CutPoints::Ops(vec![log.ops.last().map_or(0, |o| o.seq)])
+                }
+            };
+        }
+        None => {
+            if let (CutPoints::EverySync, Some(max)) = (&crash.cuts, crash.max_states) {
+                let (cuts, sampled) = choose_cuts(log, &checkpoints, max, crash.seed);
+                if sampled {
+                    cut_kind = "sampled syncs";
+                }
+                crash.cuts = CutPoints::Ops(cuts);
+            }
+        }
+    }
+    let e = enumerate(start, log, &crash)?;
+    let ignored_dir_syncs = if plan.excuse_ignored_dir_syncs {
+        ignored_directory_sync_failures(log)
+    } else {
+        Vec::new()
+    };
+    let names = CutNames::new(log);
+    let states: Box<dyn Iterator<Item = KeyedState> + '_> = match plan.build {
+        Some(build) => Box::new(e.states_keyed(build)),
+        None => Box::new(e.states().map(|state| KeyedState {
+            effective: state.hash,
+            built: true,
+            state,
+        })),
+    };
+    let mut out = Swept {
+        marks: Vec::with_capacity(e.len()),
+        worst: None,
+        cut_kind,
+        cut_points: e.cut_points,
+        candidates: e.candidates,
+        distinct: e.distinct,
+        sampled: e.sampled,
+        checkpoints: checkpoints.len(),
+        wal_resets: wal_resets(log),
+        injected_ops: log.ops.iter().filter(|o| o.injected).count() as u64,
+        notes,
+    };
+    for mut state in states {
+        let cut = names.of(&state.state);
+        let mut judged = check.check(&mut state, &cut)?;
+        let (after, variant) = (state.state.cut.after, state.state.variant);
+        let excuse =
+            excuse_after_failed_directory_sync(&ignored_dir_syncs, after, variant, judged.verdict);
+        judged.verdict = excuse.unwrap_or(judged.verdict);
+        out.marks.push(StateMark {
+            outcome: judged.outcome,
+            verdict: judged.verdict,
+            in_checkpoint: checkpoints.iter().any(|c| c.contains(state.state.cut)),
+            excused: excuse.is_some(),
+        });
+        let rank = worst_rank(judged.verdict, judged.outcome, judged.acked);
+        if out.worst.as_ref().is_none_or(|w| rank > w.rank) {
+            out.worst = Some(Worst {
+                index: out.marks.len() - 1,
+                rank,
+                cut,
+                state,
+                judged,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the recording in `rec` (its starting snapshot `start`), builds its crash states in
 /// `scratch` (emptied for each) and checks each with the oracle on `scratch/<db_name>`.
 pub fn check_recording(
@@ -303,6 +517,50 @@ pub fn check_recording(
 ) -> Result<Checked, String> {
     // Seconds of CPU: never at the slot's real-time priority.
     crate::process::at_normal_priority(|| check_states(start, log_path, scratch, db_name, plan))
+}
+
+/// The built-in writers' and the scenarios' check of a crash state: its files written to the
+/// scratch folder, the oracle on the database there, the subject's verdict, then `after_check`.
+struct OracleCheck<'p, 'a> {
+    scratch: ScratchDir<'p>,
+    db: PathBuf,
+    plan: &'p mut CheckPlan<'a>,
+}
+
+impl CrashStateCheck for OracleCheck<'_, '_> {
+    /// The oracle's verification, and the note `before_check` made.
+    type Found = (oracle::Verification, String);
+
+    fn check(&mut self, keyed: &mut KeyedState, _cut: &str) -> Result<Judged<Self::Found>, String> {
+        let state = &keyed.state;
+        self.scratch.write(&state.files).map_err(|err| {
+            format!(
+                "writing a crash state to {}: {err}",
+                self.scratch.dir.display()
+            )
+        })?;
+        let note = match self.plan.before_check.as_mut() {
+            Some(f) => f(&self.db),
+            None => String::new(),
+        };
+        let acked = acked_by_writer(state);
+        let v = oracle::recover_and_verify(&self.db, self.plan.workload, &acked);
+        let verdict = (self.plan.judge)(v.outcome, state.variant);
+        let (v, verdict) = match self.plan.after_check.as_mut() {
+            Some(f) => f(self.scratch.dir, state, v, verdict),
+            None => (v, verdict),
+        };
+        Ok(Judged {
+            outcome: v.outcome,
+            verdict,
+            acked: state
+                .acks
+                .all()
+                .filter(|(w, _)| writer_number(w).is_some())
+                .count() as u64,
+            found: (v, note),
+        })
+    }
 }
 
 fn check_states(
@@ -319,46 +577,32 @@ fn check_states(
             log.coverage()
         ));
     }
-    let checkpoints = wal_checkpoints(&log);
-    let mut notes = Vec::new();
-    let mut cut_kind = "every sync";
-    let cuts = match &plan.fixed {
-        None if plan.kind == StateKind::ProcessCrash => {
-            cut_kind = "every op";
+    let mut crash = CrashPlan {
+        cuts: if plan.kind == StateKind::ProcessCrash {
             CutPoints::EveryOp
-        }
-        None => {
-            let (cuts, sampled) = choose_cuts(&log, &checkpoints, plan.max_states, plan.seed);
-            if sampled {
-                cut_kind = "sampled syncs";
-            }
-            CutPoints::Ops(cuts)
-        }
-        Some((filter, n)) => {
-            let f: torture_preload::OpFilter = filter.parse()?;
-            match f.nth(&log, *n) {
-                Some(seq) => CutPoints::Ops(vec![seq - 1]),
-                None => {
-                    notes.push(format!(
-                        "--crash-at {filter}:{n} not reached (the recording has fewer); cut at its end"
-                    ));
-                    CutPoints::Ops(vec![log.ops.last().map_or(0, |o| o.seq)])
-                }
-            }
-        }
-    };
-    let mut crash_plan = CrashPlan {
-        cuts,
+        } else {
+            CutPoints::EverySync
+        },
         max_states: Some(plan.max_states),
         seed: plan.seed,
         ..CrashPlan::every_sync(plan.model.clone())
     };
     if plan.kind == StateKind::ProcessCrash {
-        crash_plan.variants = vec![Variant::KeepAll];
+        crash.variants = vec![Variant::KeepAll];
     }
-    let e = enumerate(start, &log, &crash_plan)?;
-    let db = scratch.join(db_name);
-    let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let sweep_plan = Sweep {
+        crash,
+        fixed: plan.fixed.clone(),
+        excuse_ignored_dir_syncs: true,
+        build: None,
+    };
+    let fixed = plan.fixed.is_some();
+    let mut oracle_check = OracleCheck {
+        scratch: ScratchDir::new(scratch),
+        db: scratch.join(db_name),
+        plan: &mut plan,
+    };
+    let s = sweep(start, &log, &sweep_plan, &mut oracle_check)?;
     let mut checked = Checked {
         outcome: Outcome::Intact,
         verdict: Verdict::Ok,
@@ -366,109 +610,60 @@ fn check_states(
         acked_commits: 0,
         recovered_commits: 0,
         detail: String::new(),
-        crash_states: 0,
-        damaged_states: 0,
-        cuts_in_checkpoint: 0,
-        checkpoints: checkpoints.len() as u64,
-        wal_resets: wal_resets(&log) as u64,
-        injected_ops: log.ops.iter().filter(|o| o.injected).count() as u64,
+        crash_states: s.marks.len() as u64,
+        damaged_states: s.damaged() as u64,
+        cuts_in_checkpoint: s.in_checkpoint() as u64,
+        checkpoints: s.checkpoints as u64,
+        wal_resets: s.wal_resets as u64,
+        injected_ops: s.injected_ops,
         worst: None,
     };
-    let mut worst_rank = None;
-    let mut worst_detail = String::new();
-    let mut scratch_files = ScratchDir::new(scratch);
-    let ignored_dir_syncs = ignored_directory_sync_failures(&log);
-    let mut excused = 0u64;
-    for state in e.states() {
-        scratch_files
-            .write(&state.files)
-            .map_err(|err| format!("writing a crash state to {}: {err}", scratch.display()))?;
-        let note = match plan.before_check.as_mut() {
-            Some(f) => f(&db),
-            None => String::new(),
-        };
-        let acked = acked_by_writer(&state);
-        let v = oracle::recover_and_verify(&db, plan.workload, &acked);
-        let verdict = (plan.judge)(v.outcome, state.variant);
-        let (v, verdict) = match plan.after_check.as_mut() {
-            Some(f) => f(scratch, &state, v, verdict),
-            None => (v, verdict),
-        };
-        let verdict = match excuse_after_failed_directory_sync(
-            &ignored_dir_syncs,
-            state.cut.after,
-            state.variant,
-            verdict,
-        ) {
-            Some(v) => {
-                excused += 1;
-                v
-            }
-            None => verdict,
-        };
-        checked.crash_states += 1;
-        if v.outcome.is_damage() {
-            checked.damaged_states += 1;
-        }
-        if checkpoints.iter().any(|c| c.contains(state.cut)) {
-            checked.cuts_in_checkpoint += 1;
-        }
-        *counts.entry(v.outcome).or_default() += 1;
-        let r = (verdict.severity(), v.outcome);
-        if worst_rank.is_none_or(|w| r > w) {
-            worst_rank = Some(r);
-            checked.outcome = v.outcome;
-            checked.verdict = verdict;
-            checked.kill_point = cut_name(&log, &state);
-            checked.acked_commits = state
-                .acks
-                .all()
-                .filter(|(w, _)| writer_number(w).is_some())
-                .count() as u64;
-            checked.recovered_commits = v.recovered_commits;
-            worst_detail = [v.detail.as_str(), note.as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join("; ");
-            checked.worst = Some(state);
-        }
-    }
-    let counts_text: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-    let worst_hash = checked
+    let worst_hash = s
         .worst
         .as_ref()
-        .map(|s| format!("{:016x}", s.hash))
+        .map(|w| format!("{:016x}", w.state.state.hash))
         .unwrap_or_default();
     let mut detail = format!(
         "{} crash states ({}, {} cuts, {} candidates, {} distinct{}): {}; {} cut inside one of {} WAL checkpoint(s), {} WAL reset(s); recording: {} ops, {} process(es); worst state {worst_hash}",
         checked.crash_states,
-        if plan.fixed.is_some() { "fixed cut" } else { cut_kind },
-        e.cut_points,
-        e.candidates,
-        e.distinct,
-        if e.sampled { ", sampled" } else { "" },
-        counts_text.join(", "),
+        if fixed { "fixed cut" } else { s.cut_kind },
+        s.cut_points,
+        s.candidates,
+        s.distinct,
+        if s.sampled { ", sampled" } else { "" },
+        s.counts(),
         checked.cuts_in_checkpoint,
-        checkpoints.len(),
-        wal_resets(&log),
+        s.checkpoints,
+        s.wal_resets,
         log.ops.last().map_or(0, |o| o.seq),
         log.processes(),
     );
+    let excused = s.excused();
     if excused > 0 {
         detail.push_str(&format!(
             "; {excused} damaged power-cut state(s) judged expected: cut after the injected failure of a directory fsync that SQLite ignores by design (os_unix.c unixSync: \"ignore errors on the fsync\" of the directory) and before the next one, so the names it made are not durable and nothing was promised of them"
         ));
     }
-    for n in notes.iter().chain(
-        log.unsupported()
-            .map(|u| u.to_string())
-            .collect::<Vec<_>>()
-            .iter(),
-    ) {
+    let unsupported: Vec<String> = log.unsupported().map(|u| u.to_string()).collect();
+    for n in s.notes.iter().chain(unsupported.iter()) {
         detail.push_str("; ");
         detail.push_str(n);
+    }
+    let mut worst_detail = String::new();
+    if let Some(w) = s.worst {
+        let (v, note) = &w.judged.found;
+        checked.outcome = w.judged.outcome;
+        checked.verdict = w.judged.verdict;
+        checked.kill_point = w.cut;
+        checked.acked_commits = w.judged.acked;
+        checked.recovered_commits = v.recovered_commits;
+        worst_detail = [v.detail.as_str(), note.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        checked.worst = Some(w.state.state);
     }
     checked.detail = if worst_detail.is_empty() {
         detail

@@ -13,8 +13,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 
 use torture_preload::{
-    build_state, enumerate, read_log, snapshot, wal_checkpoints, Coverage, CrashState, CutPoints,
-    KeyedState, Log, OpKind, Variant, Writer,
+    build_state, read_log, snapshot, Coverage, CrashState, KeyedState, Log, OpKind, Variant, Writer,
 };
 
 use super::check::{self, Check, CheckEnv, SqliteSeen};
@@ -26,7 +25,7 @@ use super::trial::{copy_seed, journal_mode};
 use super::{Engine, ExecOptions};
 use crate::faults::kill_point::{KillPoint, KillPolicy};
 use crate::faults::preload::{self as recorder, RecorderEnv};
-use crate::faults::recorded::CutNames;
+use crate::faults::recorded::{sweep, CrashStateCheck, Judged, Sweep, WorstRank};
 use crate::options::RunOptions;
 use crate::seed;
 use crate::trial::children::SlotFiles;
@@ -538,16 +537,6 @@ fn run_notes(rec: &Recording, fail_at: Option<&str>, dir: &Path) -> (Vec<String>
     (notes, problems)
 }
 
-/// How bad a state is, compared in order: its verdict's severity, whether anything was
-/// acknowledged before it, its outcome, its acknowledged commits. A failure after a promise tells
-/// more than one before anything was promised (a DuckDB file torn before its first sync, 0 acks,
-/// would otherwise hide a later lost commit as the trial's example).
-type WorstRank = (u8, bool, Outcome, u64);
-
-fn worst_rank(verdict: Verdict, outcome: Outcome, acked: u64) -> WorstRank {
-    (verdict.severity(), acked > 0, outcome, acked)
-}
-
 /// Every checked state of a trial: its rows, the worst one, and what the row's summary counts.
 struct Checked {
     rows: Vec<StateRow>,
@@ -659,26 +648,10 @@ fn differing_rows(keyed: &[StateRow], plain: &[StateRow]) -> Option<String> {
 }
 
 /// The seeded sample of the recording's crash states, each rebuilt, checked with exec's check
-/// and judged (a lost commit by its cause in the recording).
+/// and judged (a lost commit by its cause in the recording), through the one crash-state loop
+/// (`faults::recorded::sweep`).
 fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Checked, String> {
     let (rec, exec, fault) = (t.rec, t.exec, t.fault);
-    let checkpoints = wal_checkpoints(&rec.log);
-    let mut plan = fault.plan(t.trial_seed);
-    // A sample, as for the built-in writers: the cuts inside checkpoints where there are few, the
-    // syncs sampled to fill the budget, the end always in.
-    if let (CutPoints::EverySync, Some(max)) = (&plan.cuts, plan.max_states) {
-        let (cuts, _) =
-            crate::faults::recorded::choose_cuts(&rec.log, &checkpoints, max, t.trial_seed);
-        plan.cuts = CutPoints::Ops(cuts);
-    }
-    let e = enumerate(&rec.start, &rec.log, &plan)?;
-    // SQLite's own `unixSync` ignores a failed directory fsync; another engine, or a file system
-    // whose file fsync makes names durable anyway (--fsync-commits-names), is owed no excuse.
-    let ignored_dir_syncs = if exec.engine == Engine::Sqlite && !fault.fsync_commits_names {
-        crate::faults::recorded::ignored_directory_sync_failures(&rec.log)
-    } else {
-        Vec::new()
-    };
     let instance_of = judge::instances_of(&rec.log, &rec.run.leaders);
     let instances = (exec.instances.max(1)) as usize;
     let cause_dir = t.dir.join("cause");
@@ -713,24 +686,8 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Ch
         journal_mode: &record.journal_mode,
         synchronous: &record.synchronous,
         instances,
-        ignored_dir_syncs: &ignored_dir_syncs,
         state_db: t.dir.join("state").join(exec.db_file_name()),
         end_seq: rec.log.ops.last().map_or(0, |o| o.seq),
-        cut_names: CutNames::new(&rec.log),
-    };
-    let mut out = Checked {
-        rows: Vec::with_capacity(e.len()),
-        worst: None,
-        excused_rows: Vec::with_capacity(e.len()),
-        row_causes: Vec::with_capacity(e.len()),
-        cause_counts: Default::default(),
-        engine_version: None,
-        cut_points: e.cut_points,
-        candidates: e.candidates,
-        distinct: e.distinct,
-        sampled: e.sampled,
-        checkpoints: checkpoints.len(),
-        opened: None,
     };
     // SQLite: what it showed of each effective key (the state's files, each `-wal` only as far as
     // recovery reads it), reused for every later state with that key: equal keys recover to the
@@ -738,47 +695,97 @@ fn check_states(t: &TrialOf<'_>, record: &TrialRecord, keyed: bool) -> Result<Ch
     // is not even built, unless `--verify-cmd` is to see its own files.
     let seen: RefCell<SeenKeys> = RefCell::new(SeenKeys::default());
     let needs_files = exec.verify_cmd.is_some();
-    let states: Box<dyn Iterator<Item = KeyedState> + '_> = if keyed {
-        Box::new(e.states_keyed(|key| needs_files || !seen.borrow().contains(key)))
-    } else {
-        Box::new(e.states().map(|state| KeyedState {
-            effective: state.hash,
-            built: true,
-            state,
-        }))
+    let build = |key: u64| needs_files || !seen.borrow().contains(key);
+    let plan = Sweep {
+        crash: fault.plan(t.trial_seed),
+        fixed: None,
+        // SQLite's own `unixSync` ignores a failed directory fsync; another engine, or a file
+        // system whose file fsync makes names durable anyway (--fsync-commits-names), is owed no
+        // excuse.
+        excuse_ignored_dir_syncs: exec.engine == Engine::Sqlite && !fault.fsync_commits_names,
+        build: keyed.then_some(&build as &dyn Fn(u64) -> bool),
     };
-    let cache = keyed.then_some(&seen);
-    let mut opened = 0;
-    crate::process::at_normal_priority(|| {
-        for mut keyed_state in states {
-            let acks = acks_of(&keyed_state.state.acks, &instance_of, instances);
-            let (mut row, check, excused, cause, fresh) =
-                check_state(t, &judging, &mut causes, &mut keyed_state, &acks, cache);
-            opened += usize::from(fresh);
-            let state = &keyed_state.state;
-            row.in_checkpoint = checkpoints.iter().any(|c| c.contains(state.cut));
-            out.excused_rows.push(excused);
-            out.row_causes.push(cause);
-            if let Some(c) = cause {
-                *out.cause_counts.entry(c).or_default() += 1;
-            }
-            // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a
-            // state cut before the program made its database reaches none.
-            if check.engine_version.is_some() {
-                out.engine_version.clone_from(&check.engine_version);
-            }
-            // The worst state ([`WorstRank`]).
-            let rank = worst_rank(row.verdict, check.outcome, row.acked_commits);
-            out.rows.push(row);
-            if out.worst.as_ref().is_none_or(|(r, ..)| rank > *r) {
-                out.worst = Some((rank, out.rows.len() - 1, check, keyed_state));
-            }
-        }
-    });
-    if keyed {
-        out.opened = Some(opened);
+    let mut check = ExecCheck {
+        t,
+        j: &judging,
+        causes: &mut causes,
+        seen: keyed.then_some(&seen),
+        instance_of: &instance_of,
+        instances,
+        rows: Vec::new(),
+        row_causes: Vec::new(),
+        cause_counts: Default::default(),
+        engine_version: None,
+        opened: 0,
+    };
+    let swept =
+        crate::process::at_normal_priority(|| sweep(&rec.start, &rec.log, &plan, &mut check))?;
+    let mut rows = check.rows;
+    for (row, mark) in rows.iter_mut().zip(&swept.marks) {
+        row.verdict = mark.verdict;
+        row.in_checkpoint = mark.in_checkpoint;
     }
-    Ok(out)
+    Ok(Checked {
+        rows,
+        excused_rows: swept.marks.iter().map(|m| m.excused).collect(),
+        row_causes: check.row_causes,
+        cause_counts: check.cause_counts,
+        engine_version: check.engine_version,
+        cut_points: swept.cut_points,
+        candidates: swept.candidates,
+        distinct: swept.distinct,
+        sampled: swept.sampled,
+        checkpoints: swept.checkpoints,
+        opened: keyed.then_some(check.opened),
+        worst: swept
+            .worst
+            .map(|w| (w.rank, w.index, w.judged.found, w.state)),
+    })
+}
+
+/// exec's check of one crash state, for the one crash-state loop: each state's row, the cause of
+/// its loss, the engine that checked it.
+struct ExecCheck<'a, 'c> {
+    t: &'a TrialOf<'a>,
+    j: &'a Judging<'a>,
+    causes: &'a mut Causes<'c>,
+    seen: Option<&'a RefCell<SeenKeys>>,
+    instance_of: &'a dyn Fn(&Writer) -> usize,
+    instances: usize,
+    rows: Vec<StateRow>,
+    row_causes: Vec<Option<&'static str>>,
+    cause_counts: std::collections::BTreeMap<&'static str, usize>,
+    engine_version: Option<String>,
+    /// States whose database was opened (the others reused an earlier state's findings).
+    opened: usize,
+}
+
+impl CrashStateCheck for ExecCheck<'_, '_> {
+    type Found = Check;
+
+    fn check(&mut self, keyed: &mut KeyedState, cut: &str) -> Result<Judged<Check>, String> {
+        let acks = acks_of(&keyed.state.acks, &self.instance_of, self.instances);
+        let (row, check, cause, fresh) =
+            check_state(self.t, self.j, self.causes, keyed, &acks, self.seen, cut);
+        self.opened += usize::from(fresh);
+        self.row_causes.push(cause);
+        if let Some(c) = cause {
+            *self.cause_counts.entry(c).or_default() += 1;
+        }
+        // The engine that checked (DuckDB, libSQL), from any state whose check reached it: a
+        // state cut before the program made its database reaches none.
+        if check.engine_version.is_some() {
+            self.engine_version.clone_from(&check.engine_version);
+        }
+        let judged = Judged {
+            outcome: check.outcome,
+            verdict: row.verdict,
+            acked: row.acked_commits,
+            found: check,
+        };
+        self.rows.push(row);
+        Ok(judged)
+    }
 }
 
 /// What every state of a trial is judged by.
@@ -789,15 +796,14 @@ struct Judging<'a> {
     journal_mode: &'a str,
     synchronous: &'a str,
     instances: usize,
-    ignored_dir_syncs: &'a [(u64, u64)],
     state_db: PathBuf,
     end_seq: u64,
-    cut_names: CutNames,
 }
 
-/// One crash state: written out, checked, judged (a lost commit by its cause), its row; whether an
-/// ignored directory-sync failure excused it, the cause of its loss, and whether its database
-/// was opened (false: SQLite's findings of an earlier state with its effective key were reused).
+/// One crash state: written out, checked, judged (a lost commit by its cause), its row (its
+/// verdict before the loop's directory-sync excuse); the cause of its loss, and whether its
+/// database was opened (false: SQLite's findings of an earlier state with its effective key were
+/// reused).
 fn check_state(
     t: &TrialOf<'_>,
     j: &Judging<'_>,
@@ -805,7 +811,8 @@ fn check_state(
     keyed: &mut KeyedState,
     acks_before: &[Vec<u64>],
     seen: Option<&RefCell<SeenKeys>>,
-) -> (StateRow, Check, bool, Option<&'static str>, bool) {
+    cut: &str,
+) -> (StateRow, Check, Option<&'static str>, bool) {
     let (rec, fault) = (t.rec, t.fault);
     // A SQLite state checked by its effective key, with no `--verify-cmd` to read its files, is
     // opened in memory (`verify/memory_vfs.rs`): its files are handed over, never written, and
@@ -909,27 +916,20 @@ fn check_state(
             );
         }
     }
-    // As for the built-in writers: SQLite ignores a failed directory fsync by design.
-    let excuse = crate::faults::recorded::excuse_after_failed_directory_sync(
-        j.ignored_dir_syncs,
-        state.cut.after,
-        state.variant,
-        verdict,
-    );
     let row = StateRow {
         iteration: t.index,
         seed: t.trial_seed,
         fault: fault.fault.as_str().into(),
-        cut: j.cut_names.of(state),
+        cut: cut.to_string(),
         state_hash: format!("{:016x}", state.hash),
         in_checkpoint: false,
         acked_commits: acked,
         recovered_commits: check.recovered,
         outcome: check.outcome,
-        verdict: excuse.unwrap_or(verdict),
+        verdict,
         detail: check.detail.clone(),
     };
-    (row, check, excuse.is_some(), row_cause, opened)
+    (row, check, row_cause, opened)
 }
 
 /// The trial's row from its checked states: the worst state decides; the counts, the causes and
@@ -1312,24 +1312,5 @@ mod tests {
         }
         assert_eq!(k.map.len(), SeenKeys::KEEP);
         assert!(!k.contains(9) && k.contains(10) && k.get(SeenKeys::KEEP as u64 + 9).is_some());
-    }
-
-    /// The trial's example state: the gravest verdict first; among violations, one after an ack
-    /// before one before any (whatever the outcomes); then the outcome; then the most acks.
-    #[test]
-    fn a_failure_after_a_promise_is_the_example_before_one_before_any() {
-        let torn_first = worst_rank(Verdict::Violation, Outcome::OpenFailed, 0);
-        let lost_later = worst_rank(Verdict::Violation, Outcome::LostCommit, 7);
-        assert!(lost_later > torn_first);
-        let open_later = worst_rank(Verdict::Violation, Outcome::OpenFailed, 3);
-        assert!(
-            open_later > lost_later,
-            "outcome before acks once both are after an ack"
-        );
-        assert!(
-            worst_rank(Verdict::Violation, Outcome::LostCommit, 9) > lost_later,
-            "more acks among equals"
-        );
-        assert!(torn_first > worst_rank(Verdict::Expected, Outcome::LostCommit, 9));
     }
 }

@@ -554,7 +554,7 @@ fn a_process_that_leaves_the_group_with_setsid_is_killed_before_the_check() {
 }
 
 /// R19: "keep what the replay needs". A kill-at-op failure's folder over its byte cap (a quarter
-/// of 200 KiB) drops its 1 MiB recording (`ops.log`, which a re-check does without) and keeps its
+/// of 800 KiB) drops its 1 MiB recording (`ops.log`, which a re-check does without) and keeps its
 /// database; `trial.json` names what went, the summary says so, and `torture replay` of the
 /// trimmed folder still re-checks it: the same outcome, exit 0.
 #[test]
@@ -574,8 +574,9 @@ fn a_trimmed_folder_keeps_what_replay_needs_and_replays() {
         "kill-at-op",
         "--workload",
         "mixed",
+        // The worst state (the most acks among the corrupt ones) has a 132 KiB database.
         "--max-evidence-bytes",
-        "200k",
+        "800k",
         "--no-progress",
         "--out",
         out.to_str().unwrap(),
@@ -584,7 +585,7 @@ fn a_trimmed_folder_keeps_what_replay_needs_and_replays() {
     let folder = out.join("failures/0");
     assert!(folder.join("trial.db").is_file(), "the database is kept");
     assert!(!folder.join("ops.log").exists(), "the recording went");
-    assert!(bytes_under(&folder) <= 50 << 10);
+    assert!(bytes_under(&folder) <= 200 << 10);
     let note: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("trial.json")).unwrap()).unwrap();
     let dropped: Vec<&str> = note["dropped"]

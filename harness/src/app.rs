@@ -250,6 +250,16 @@ fn replay(failure: &std::path::Path, named: &crate::writers::program::Named) -> 
             shell_quote(&failure.to_string_lossy())
         ));
     }
+    rerun_and_compare(failure, &note, &note_path)
+}
+
+/// A built-in trial's note, checked: run that one trial again in a private folder and compare its
+/// outcome (and, where the recording repeats exactly, its crashed files) with the recorded ones.
+fn rerun_and_compare(
+    failure: &std::path::Path,
+    note: &TrialNote,
+    note_path: &std::path::Path,
+) -> i32 {
     let scratch = match tempfile::Builder::new()
         .prefix("torture-replay-")
         .permissions(private_dir())
@@ -401,9 +411,11 @@ fn usage_error(msg: &str) -> i32 {
     exit_code::USAGE
 }
 
-/// `torture exec [...] -- COMMAND`: validate, calibrate the kill window once, then the same run
-/// loop, CSV, summary and verdicts as a profile run.
-fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
+/// `torture exec`'s flags as its options, checked (the program found, its Python ready); `Err` is
+/// one line naming the fix.
+fn exec_options(
+    args: &crate::cli::ExecArgs,
+) -> Result<crate::writers::program::ExecOptions, String> {
     let mut exec = crate::writers::program::ExecOptions::new(args.command.clone());
     exec.shell = args.shell;
     exec.seed_db = args.seed_db.clone();
@@ -423,7 +435,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         None => None,
         Some((_, Some(a))) => Some(a),
         Some((other, None)) => {
-            return usage_error(&format!(
+            return Err(format!(
                 "--after-kill {other}: give delete-wal, delete-journal or db-only"
             ))
         }
@@ -431,7 +443,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     exec.engine = match crate::writers::program::Engine::parse(&args.engine) {
         Some(e) => e,
         None => {
-            return usage_error(&format!(
+            return Err(format!(
                 "unknown engine `{}`; choose sqlite, duckdb or libsql",
                 args.engine
             ))
@@ -447,7 +459,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
                 exec.kill_delay = delay;
                 exec.kill_window = Some((std::time::Duration::ZERO, delay.1));
             }
-            Err(e) => return usage_error(&e),
+            Err(e) => return Err(e),
         }
     }
     exec.instances = args.instances;
@@ -456,7 +468,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
     if let Some(d) = &args.calibrate_for {
         match crate::faults::kill_point::parse_duration(d) {
             Ok(d) => exec.calibrate_for = Some(d),
-            Err(e) => return usage_error(&format!("--calibrate-for: {e}")),
+            Err(e) => return Err(format!("--calibrate-for: {e}")),
         }
     }
     // `--fault sigkill` is the default said out loud: the program is killed, nothing is recorded.
@@ -479,7 +491,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             f.validate().map(|()| f)
         }) {
             Ok(f) => exec.fault = Some(f),
-            Err(e) => return usage_error(&e),
+            Err(e) => return Err(e),
         }
     } else if args.sector_size.is_some()
         || args.lying_disk
@@ -489,30 +501,30 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
         || args.max_states.is_some()
         || args.fail_at.is_some()
     {
-        return usage_error("--sector-size, --lying-disk, --no-powersafe-overwrite, --fsync-commits-names, --crash-states, --max-states and --fail-at need --fault power-loss, kill-at-op, io-error or disk-full");
+        return Err("--sector-size, --lying-disk, --no-powersafe-overwrite, --fsync-commits-names, --crash-states, --max-states and --fail-at need --fault power-loss, kill-at-op, io-error or disk-full".into());
     }
-    if let Err(e) = exec
-        .validate()
+    exec.validate()
         .and_then(|()| match (exec.shell, exec.command.first()) {
             (false, Some(program)) => crate::process::find_program(program),
             _ => Ok(()),
         })
-        .and_then(|()| crate::writers::program::python_ready(&exec))
-    {
-        return usage_error(&e);
-    }
-    let mut run_args = default_run_args();
-    run_args.common = args.common.clone();
-    crate::output::set_quiet(args.common.quiet);
-    let mut opts = match RunOptions::validate_with(run_args, Defaults::EXEC, command_line) {
-        Ok(o) => o,
-        Err(e) => return usage_error(&e.0),
-    };
-    let mut calibration_held = None;
+        .and_then(|()| crate::writers::program::python_ready(&exec))?;
+    Ok(exec)
+}
+
+/// Before an exec run: `--fault` runs the probe recording; plain SIGKILL without `--kill-after`
+/// calibrates the kill window. Returns the calibration run's kept folder, if it kept one (for
+/// what the run says after its summary), or the exit code after one line.
+fn calibrate_or_probe(
+    exec: &mut crate::writers::program::ExecOptions,
+    args: &crate::cli::ExecArgs,
+    opts: &RunOptions,
+) -> Result<Option<std::path::PathBuf>, i32> {
+    let mut held = None;
     if exec.fault.is_some() {
         let timeout = match crate::faults::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
-            Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
+            Err(e) => return Err(usage_error(&format!("--calibration-timeout: {e}"))),
         };
         let probed = tempfile::Builder::new()
             .prefix("torture-probe-")
@@ -522,7 +534,7 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .and_then(|d| {
                 // Owned like a run's scratch folder: a later run sweeps it if this one is killed.
                 let _ = scheduler::claim(d.path());
-                crate::writers::program::probe_recording(&mut exec, d.path(), timeout).map_err(
+                crate::writers::program::probe_recording(exec, d.path(), timeout).map_err(
                     |(code, e)| match crate::lab::space::scratch_full_before_the_run(
                         d.path(),
                         &opts.work_base,
@@ -537,13 +549,13 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             Ok(line) => eprintln!("torture: {line}"),
             Err((code, e)) => {
                 eprintln!("torture: {e}");
-                return code;
+                return Err(code);
             }
         }
     } else if exec.kill_window.is_none() {
         let timeout = match crate::faults::kill_point::parse_duration(&args.calibration_timeout) {
             Ok(t) => t,
-            Err(e) => return usage_error(&format!("--calibration-timeout: {e}")),
+            Err(e) => return Err(usage_error(&format!("--calibration-timeout: {e}"))),
         };
         let scratch = match tempfile::Builder::new()
             .prefix("torture-calibrate-")
@@ -551,33 +563,60 @@ fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
             .tempdir_in(&opts.work_base)
         {
             Ok(d) => d,
-            Err(e) => return usage_error(&format!("cannot make a calibration folder: {e}")),
+            Err(e) => {
+                return Err(usage_error(&format!(
+                    "cannot make a calibration folder: {e}"
+                )))
+            }
         };
         let _ = scheduler::claim(scratch.path());
-        match crate::writers::program::calibrate_report(&exec, scratch.path(), timeout, &opts) {
+        match crate::writers::program::calibrate_report(exec, scratch.path(), timeout, opts) {
             Ok(c) => {
                 eprintln!("torture: calibrated: {c}");
                 if let Some(line) = c.finding_line() {
                     eprintln!("torture: {line}");
                 }
-                calibration_held = c.held.clone();
-                exec = exec.with_calibration(&c);
+                held = c.held.clone();
+                *exec = exec.clone().with_calibration(&c);
             }
             Err(e) => {
-                return match crate::lab::space::scratch_full_before_the_run(
-                    scratch.path(),
-                    &opts.work_base,
-                    &e,
-                ) {
-                    Some(full) => {
-                        eprintln!("torture: {full}");
-                        exit_code::LAB_ERROR
-                    }
-                    None => usage_error(&e),
-                }
+                return Err(
+                    match crate::lab::space::scratch_full_before_the_run(
+                        scratch.path(),
+                        &opts.work_base,
+                        &e,
+                    ) {
+                        Some(full) => {
+                            eprintln!("torture: {full}");
+                            exit_code::LAB_ERROR
+                        }
+                        None => usage_error(&e),
+                    },
+                );
             }
         }
     }
+    Ok(held)
+}
+
+/// `torture exec [...] -- COMMAND`: validate, calibrate the kill window once, then the same run
+/// loop, CSV, summary and verdicts as a profile run.
+fn exec(args: Box<crate::cli::ExecArgs>, command_line: String) -> i32 {
+    let mut exec = match exec_options(&args) {
+        Ok(e) => e,
+        Err(e) => return usage_error(&e),
+    };
+    let mut run_args = default_run_args();
+    run_args.common = args.common.clone();
+    crate::output::set_quiet(args.common.quiet);
+    let mut opts = match RunOptions::validate_with(run_args, Defaults::EXEC, command_line) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e.0),
+    };
+    let calibration_held = match calibrate_or_probe(&mut exec, &args, &opts) {
+        Ok(held) => held,
+        Err(code) => return code,
+    };
     if exec.kill_window.is_some_and(|w| w.1 >= opts.trial_timeout) {
         return usage_error("the kill window ends after --trial-timeout; raise --trial-timeout");
     }

@@ -680,10 +680,49 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     if let Some(w) = &mut watcher {
         w.look(ran_for);
     }
+    let Ended {
+        instances,
+        tails,
+        leaders,
+        end,
+        said,
+        anchored_on,
+    } = ended(&mut procs, stop, ran_for);
+    Ok(Run {
+        anchored_on,
+        said,
+        instances,
+        end,
+        ran_for,
+        argv,
+        stdout_tails: tails,
+        leaders,
+        writes: watcher.and_then(|w| w.span()),
+        kth_ack_at,
+        kill_one_note,
+        lingering: leftover,
+        escaped,
+    })
+}
+
+/// What every instance of a finished run said and how it ended (its processes reaped).
+struct Ended {
+    instances: Vec<(Said, End)>,
+    tails: Vec<Vec<u8>>,
+    leaders: Vec<u32>,
+    /// The run's end: a failure of any instance first, then a kill, else a clean exit.
+    end: End,
+    said: Said,
+    anchored_on: Option<Duration>,
+}
+
+/// Reads what is left in each instance's pipe and judges how each ended (a kill of the lab's own
+/// is `Killed`, or `TimedOut` when calibrating).
+fn ended(procs: &mut [Proc], stop: Stop, ran_for: Duration) -> Ended {
     let mut instances = Vec::new();
     let mut tails = Vec::new();
     let mut leaders = Vec::new();
-    for p in &mut procs {
+    for p in procs.iter_mut() {
         // The pipe keeps what the program wrote before it died: those acks were printed after
         // their commits returned, so they count. A process that left the group may still hold the
         // pipe open, so read what is there without waiting for an end of file.
@@ -720,21 +759,14 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
         Stop::Anchored { at, anchor } if at >= anchor => said.first_ack,
         _ => None,
     };
-    Ok(Run {
-        anchored_on,
-        said,
+    Ended {
         instances,
-        end,
-        ran_for,
-        argv,
-        stdout_tails: tails,
+        tails,
         leaders,
-        writes: watcher.and_then(|w| w.span()),
-        kth_ack_at,
-        kill_one_note,
-        lingering: leftover,
-        escaped,
-    })
+        end,
+        said,
+        anchored_on,
+    }
 }
 
 /// Starts instance `i`.

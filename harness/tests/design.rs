@@ -164,7 +164,7 @@ fn long(out: &str) -> usize {
 
 /// The functions over 150 lines DESIGN.md names ("Layers"; the goal is none): a new one fails
 /// here; fewer is progress to record there and here.
-const LONG_FUNCTIONS: usize = 3;
+const LONG_FUNCTIONS: usize = 2;
 
 #[test]
 fn no_more_functions_over_150_lines_than_design_md_names() {

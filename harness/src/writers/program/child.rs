@@ -680,23 +680,16 @@ pub(crate) fn run(launch: &Launch<'_>, stop: Stop, watch: Option<&Path>) -> Resu
     if let Some(w) = &mut watcher {
         w.look(ran_for);
     }
-    let Ended {
-        instances,
-        tails,
-        leaders,
-        end,
-        said,
-        anchored_on,
-    } = ended(&mut procs, stop, ran_for);
+    let e = ended(&mut procs, stop, ran_for);
     Ok(Run {
-        anchored_on,
-        said,
-        instances,
-        end,
+        anchored_on: e.anchored_on,
+        said: e.said,
+        instances: e.instances,
+        end: e.end,
         ran_for,
         argv,
-        stdout_tails: tails,
-        leaders,
+        stdout_tails: e.tails,
+        leaders: e.leaders,
         writes: watcher.and_then(|w| w.span()),
         kth_ack_at,
         kill_one_note,
